@@ -1,0 +1,70 @@
+"""The ``pipeline`` command line: argument parsing, logging set-up and exit codes only.
+
+Each sub-command lives in a module of :mod:`pipeline.commands` that exposes
+``register(subparsers)``; the parser it adds carries a ``handler(args, settings) -> int``
+default. No business logic here. Exit codes: 0 success, 1 "something matched / failed checks"
+(documented per command), 2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipeline import __version__
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.logs import configure_logging
+
+#: Modules that contribute sub-commands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.commands.offline",
+    "pipeline.commands.bench",
+)
+
+log = logging.getLogger("pipeline.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description=(
+            "Screen uploads against hash lists of known abuse imagery (exact and perceptual "
+            "hashes). Settings come from PIPELINE_* environment variables; see README.md."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default=None, help="override PIPELINE_LOG_LEVEL (DEBUG, INFO, WARNING)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"log_level": args.log_level} if args.log_level else {}
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        return int(args.handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 2

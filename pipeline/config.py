@@ -1,0 +1,148 @@
+"""The one frozen settings object, read from ``PIPELINE_*`` environment variables.
+
+Owns every tunable of the pipeline and its validation. This is the only module that reads the
+environment; everything else receives a :class:`Settings` (or the plain values it needs) as an
+argument. Secrets are :class:`pydantic.SecretStr`, so they print masked. An invalid value fails at
+start with one readable :class:`~pipeline.errors.ConfigError` listing every bad variable.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "PIPELINE_"
+
+
+class IndexKind(enum.StrEnum):
+    """Which Hamming index backs perceptual matching. ``auto`` applies the documented rule."""
+
+    AUTO = "auto"
+    BKTREE = "bktree"
+    MIH = "mih"
+    SCAN = "scan"
+
+
+class ErrorAction(enum.StrEnum):
+    """What an upload that cannot be screened is additionally marked as (besides ``error``)."""
+
+    NONE = "none"
+    REVIEW = "review"
+    BLOCK = "block"
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable ``PIPELINE_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    # --- Guard: limits applied to untrusted bytes before and during decode ------------------
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Byte cap per upload.")
+    max_pixels: int = Field(64_000_000, gt=0, description="Pixel cap (width x height).")
+    max_frames: int = Field(1000, gt=0, description="Frame cap for animated formats.")
+    allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"}),
+        description="Pillow format names accepted (comma-separated in the environment).",
+    )
+    draft_size: int = Field(
+        128,
+        ge=32,
+        description="JPEGs are decoded at the smallest DCT scale still >= this many pixels a side.",
+    )
+
+    # --- Matching ----------------------------------------------------------------------------
+    index_kind: IndexKind = IndexKind.AUTO
+    on_error: ErrorAction = Field(
+        ErrorAction.NONE, description="Action added to the `error` verdict of unscreenable uploads."
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers; unset starts the embedded broker."
+    )
+    app_id: str = "upload-screening"
+    worker_id: str = Field(default_factory=_default_worker_id)
+    topic_uploads: str = "uploads"
+    topic_verdicts: str = "verdicts"
+    topic_blocks: str = "blocks"
+    topic_alerts: str = "alerts"
+    topic_dead_letters: str = "dead-letters"
+    topic_hashlists: str = "hashlists"
+    topic_partitions: int = Field(4, gt=0)
+    topic_replication: int = Field(1, gt=0)
+    session_timeout_seconds: float = Field(10.0, gt=0)
+    heartbeat_interval_seconds: float = Field(1.0, gt=0)
+    hash_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=0, description="0 hashes in-process."
+    )
+    batch_size: int = Field(16, gt=0, description="Uploads taken per batch from the stream.")
+    batch_timeout_seconds: float = Field(0.05, gt=0)
+
+    # --- Embedded broker (only when bootstrap_servers is unset) --------------------------------
+    embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free loopback port.")
+
+    # --- Web: /livez /readyz /metrics ------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+
+    # --- Fetch -------------------------------------------------------------------------------
+    fetch_connect_timeout_seconds: float = Field(3.0, gt=0)
+    fetch_read_timeout_seconds: float = Field(10.0, gt=0)
+    fetch_max_redirects: int = Field(3, ge=0)
+    fetch_allow_private: bool = Field(
+        False, description="Allow fetching from loopback/private/link-local addresses (SSRF)."
+    )
+    fetch_file_root: Path | None = Field(None, description="Root for `path` uploads; unset = off.")
+    fetch_attempts: int = Field(3, gt=0)
+    fetch_backoff_seconds: float = Field(0.5, ge=0)
+
+    # --- Alerting sinks ----------------------------------------------------------------------
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    alertmanager_url: str | None = None
+    alert_timeout_seconds: float = Field(5.0, gt=0)
+    alert_backoff_max_seconds: float = Field(30.0, gt=0)
+
+    # --- Logging -----------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("allowed_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the worker must start its own loopback broker."""
+        return not self.bootstrap_servers
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (overrides win); raise one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

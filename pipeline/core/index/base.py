@@ -1,0 +1,147 @@
+"""The Hamming index interface and the brute-force reference every index is checked against.
+
+Owns the contract: ids are non-negative ints chosen by the caller and unique within an index;
+hashes are unsigned ints of at most 64 bits; ``search`` is exact (every stored id whose hash is
+within ``radius`` bits of the query, nothing else), sorted by (distance, id). Removal takes the
+hash next to the id so that an index never needs an id -> position map of its own.
+Must not do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+#: One search hit: (id, Hamming distance).
+Hit = tuple[int, int]
+
+U64Array = npt.NDArray[np.uint64]
+I64Array = npt.NDArray[np.int64]
+
+
+@runtime_checkable
+class HammingIndex(Protocol):
+    """Exact Hamming-radius search with insert and delete while serving."""
+
+    @property
+    def name(self) -> str:
+        """Short name of the index kind, as settings and benchmarks spell it."""
+        ...
+
+    def add(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> None:
+        """Insert ids with their hashes. An id already present is a ``ValueError``."""
+        ...
+
+    def remove(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> int:
+        """Delete ids stored with exactly these hashes; return how many were present."""
+        ...
+
+    def search(self, query: int, radius: int) -> list[Hit]:
+        """Every (id, distance) with distance <= radius, sorted by (distance, id)."""
+        ...
+
+    def search_many(self, queries: Sequence[int] | U64Array, radius: int) -> list[list[Hit]]:
+        """``search`` for each query, in order (indexes may batch the work)."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of live ids."""
+        ...
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory held by the index's arrays (the bytes/hash figure divides this)."""
+        ...
+
+
+def as_u64(values: Sequence[int] | U64Array | Iterable[int]) -> U64Array:
+    """Hashes as a contiguous uint64 array (Python ints above 2**63 are accepted)."""
+    if isinstance(values, np.ndarray):
+        return np.ascontiguousarray(values, dtype=np.uint64)
+    return np.fromiter((int(v) for v in values), dtype=np.uint64)
+
+
+def as_i64(values: Sequence[int] | I64Array | Iterable[int]) -> I64Array:
+    """Ids as a contiguous int64 array; negative ids are a ``ValueError``."""
+    arr = (
+        np.ascontiguousarray(values, dtype=np.int64)
+        if isinstance(values, np.ndarray)
+        else np.fromiter((int(v) for v in values), dtype=np.int64)
+    )
+    if arr.size and int(arr.min()) < 0:
+        raise ValueError("index ids must be non-negative")
+    return arr
+
+
+def check_radius(radius: int, bits: int = 64) -> None:
+    """Radius must be within [0, bits]; anything else is a caller bug."""
+    if not 0 <= radius <= bits:
+        raise ValueError(f"radius must be in [0, {bits}], got {radius}")
+
+
+class BruteForceIndex:
+    """Linear scan with numpy XOR + popcount: the reference for exactness, and a fine small index.
+
+    Deletion marks a slot dead; dead slots are compacted away when they exceed half the array.
+    """
+
+    name = "scan"
+
+    def __init__(self) -> None:
+        self._ids: I64Array = np.empty(0, dtype=np.int64)
+        self._hashes: U64Array = np.empty(0, dtype=np.uint64)
+        self._live: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        self._id_set: set[int] = set()
+        self._dead = 0
+
+    def add(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> None:
+        id_arr, hash_arr = as_i64(ids), as_u64(hashes)
+        if id_arr.shape != hash_arr.shape:
+            raise ValueError("ids and hashes differ in length")
+        new = {int(i) for i in id_arr}
+        if len(new) != id_arr.size or new & self._id_set:
+            raise ValueError("duplicate index id")
+        self._id_set |= new
+        self._ids = np.concatenate([self._ids, id_arr])
+        self._hashes = np.concatenate([self._hashes, hash_arr])
+        self._live = np.concatenate([self._live, np.ones(id_arr.size, dtype=np.bool_)])
+
+    def remove(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> int:
+        id_arr, hash_arr = as_i64(ids), as_u64(hashes)
+        removed = 0
+        for id_, h in zip(id_arr.tolist(), hash_arr.tolist(), strict=True):
+            if id_ not in self._id_set:
+                continue
+            slots = np.flatnonzero((self._ids == id_) & (self._hashes == h) & self._live)
+            if slots.size:
+                self._live[slots[0]] = False
+                self._id_set.discard(id_)
+                self._dead += 1
+                removed += 1
+        if self._dead > len(self._id_set):
+            keep = self._live
+            self._ids, self._hashes = self._ids[keep], self._hashes[keep]
+            self._live = np.ones(self._ids.size, dtype=np.bool_)
+            self._dead = 0
+        return removed
+
+    def search(self, query: int, radius: int) -> list[Hit]:
+        check_radius(radius)
+        distances = np.bitwise_count(self._hashes ^ np.uint64(query))
+        slots = np.flatnonzero((distances <= radius) & self._live)
+        hits = [(int(self._ids[s]), int(distances[s])) for s in slots]
+        hits.sort(key=lambda hit: (hit[1], hit[0]))
+        return hits
+
+    def search_many(self, queries: Sequence[int] | U64Array, radius: int) -> list[list[Hit]]:
+        return [self.search(int(q), radius) for q in as_u64(queries)]
+
+    def __len__(self) -> int:
+        return len(self._id_set)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._ids.nbytes + self._hashes.nbytes + self._live.nbytes)
