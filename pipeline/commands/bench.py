@@ -1,0 +1,52 @@
+"""``pipeline bench hashing|index|pipeline``: argument parsing for the benchmarks.
+
+Each benchmark lives in :mod:`pipeline.bench` and exposes ``add_arguments(parser)`` and
+``run(args, settings) -> int``. Benchmark modules keep heavy imports (numba, Pillow, Kafka
+clients) inside ``run`` so that building the parser for ``pipeline --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+
+BENCHMARKS: dict[str, str] = {
+    "hashing": "images/s by upload size against plain imagehash and a bare reduced decode",
+    "index": "Hamming index queries/s and bytes/hash against pybktree and a numpy scan",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` and one sub-command per benchmark."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="run a benchmark; prints a table of ratios against a baseline from the same run",
+        description="Benchmarks print tables and write JSON; targets are in the issues.",
+    )
+    which = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, summary in BENCHMARKS.items():
+        parser = which.add_parser(name, help=summary, description=summary)
+        parser.add_argument(
+            "--json",
+            type=Path,
+            default=Path("bench-results") / f"{name}.json",
+            help="where to write the results as JSON (default: %(default)s)",
+        )
+        module = _module(name)
+        module.add_arguments(parser)
+        parser.set_defaults(handler=_runner(name))
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"pipeline.bench.{name}")
+
+
+def _runner(name: str) -> Any:
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        return int(_module(name).run(args, settings))
+
+    return handler
