@@ -6,6 +6,7 @@ Owns presentation only; what is measured belongs to each benchmark module.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            if value != value:  # NaN: a measurement that was skipped
+            if math.isnan(value):  # a measurement that was skipped
                 return "-"
             if abs(value) >= 100:
                 return f"{value:,.0f}"
