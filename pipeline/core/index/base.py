@@ -1,7 +1,9 @@
 """The Hamming index interface and the brute-force reference every index is checked against.
 
-Owns the contract: ids are non-negative ints chosen by the caller and unique within an index;
-hashes are unsigned ints of at most 64 bits; ``search`` is exact (every stored id whose hash is
+Owns the contract: ids are non-negative ints chosen by the caller, unique within an index and
+never reused after removal (the matcher allocates them monotonically; indexes do not keep an id
+set to check it, which at 10M entries would outweigh the index); hashes are unsigned ints of at
+most 64 bits; ``search`` is exact (every stored id whose hash is
 within ``radius`` bits of the query, nothing else), sorted by (distance, id). Removal takes the
 hash next to the id so that an index never needs an id -> position map of its own.
 Must not do I/O.
@@ -32,7 +34,7 @@ class HammingIndex(Protocol):
         ...
 
     def add(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> None:
-        """Insert ids with their hashes. An id already present is a ``ValueError``."""
+        """Insert ids with their hashes (ids new to this index; see the module contract)."""
         ...
 
     def remove(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> int:
