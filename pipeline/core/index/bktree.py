@@ -59,20 +59,45 @@ def _insert_many(
         node = 0
         while True:
             d = popcount64(hashes[node] ^ h)
+            # Siblings are kept sorted by edge so searches can stop early.
+            prev = -1
             child = first_child[node]
-            found = -1
-            while child != -1:
-                if edge[child] == d:
-                    found = child
-                    break
+            while child != -1 and edge[child] < d:
+                prev = child
                 child = next_sibling[child]
-            if found == -1:
-                edge[slot] = d
-                next_sibling[slot] = first_child[node]
+            if child != -1 and edge[child] == d:
+                node = child
+                continue
+            edge[slot] = d
+            next_sibling[slot] = child
+            if prev == -1:
                 first_child[node] = slot
-                break
-            node = found
+            else:
+                next_sibling[prev] = slot
+            break
     return size
+
+
+@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+def _breadth_first_order(
+    first_child: np.ndarray, next_sibling: np.ndarray, size: int
+) -> np.ndarray:
+    """Old slot of each new slot when nodes are renumbered breadth-first (siblings adjacent)."""
+    order = np.empty(size, dtype=np.int64)
+    if size == 0:
+        return order
+    order[0] = 0
+    head = 0
+    tail = 1
+    while head < tail:
+        node = order[head]
+        head += 1
+        child = first_child[node]
+        while child != -1:
+            order[tail] = child
+            tail += 1
+            child = next_sibling[child]
+    return order
 
 
 @numba.njit(cache=True)  # type: ignore[untyped-decorator]
@@ -87,21 +112,27 @@ def _search(
     query: np.uint64,
     radius: int,
     stack: np.ndarray,
+    stack_distance: np.ndarray,
     out_ids: np.ndarray,
     out_dist: np.ndarray,
 ) -> int:
-    """Depth-first search; returns the number of hits (may exceed the output buffers)."""
+    """Depth-first search; returns the number of hits (may exceed the output buffers).
+
+    A child's distance to the query is computed while its sibling run is scanned (adjacent in
+    memory after a relayout) and carried on the stack, so a popped node's hash is never
+    re-read from a cold cache line.
+    """
     if size == 0:
         return 0
     cap = out_ids.shape[0]
     found = 0
-    top = 0
     stack[0] = 0
+    stack_distance[0] = popcount64(hashes[0] ^ query)
     top = 1
     while top > 0:
         top -= 1
         node = stack[top]
-        d = popcount64(hashes[node] ^ query)
+        d = stack_distance[top]
         if d <= radius and live[node]:
             if found < cap:
                 out_ids[found] = ids[node]
@@ -112,8 +143,11 @@ def _search(
         child = first_child[node]
         while child != -1:
             e = edge[child]
-            if low <= e <= high:
+            if e > high:
+                break
+            if e >= low:
                 stack[top] = child
+                stack_distance[top] = popcount64(hashes[child] ^ query)
                 top += 1
             child = next_sibling[child]
     return found
@@ -166,6 +200,7 @@ class BKTree:
         self._size = 0
         self._live_count = 0
         self._stack = np.zeros(capacity, dtype=np.int32)
+        self._stack_distance = np.zeros(capacity, dtype=np.int32)
         self._out_ids: I64Array = np.zeros(64, dtype=np.int64)
         self._out_dist = np.zeros(64, dtype=np.int64)
 
@@ -193,14 +228,37 @@ class BKTree:
         self._next_sibling = np.concatenate([self._next_sibling, np.full(grow, _NONE, np.int32)])
         self._edge = np.concatenate([self._edge, np.zeros(grow, np.uint8)])
         self._stack = np.zeros(new_capacity, dtype=np.int32)
+        self._stack_distance = np.zeros(new_capacity, dtype=np.int32)
 
     def add(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> None:
         id_arr, hash_arr = as_i64(ids), as_u64(hashes)
         if id_arr.shape != hash_arr.shape:
             raise ValueError("ids and hashes differ in length")
         self._reserve(id_arr.size)
+        before = self._size
         self._size = _insert_many(*self._arrays(), self._size, hash_arr, id_arr)
         self._live_count += int(id_arr.size)
+        if id_arr.size >= max(1024, before):
+            # After a bulk load, renumber so each node's children are adjacent in memory.
+            self._relayout()
+
+    def _relayout(self) -> None:
+        size = self._size
+        order = _breadth_first_order(self._first_child, self._next_sibling, size)
+        new_slot = np.empty(size + 1, dtype=np.int64)
+        new_slot[order] = np.arange(size)
+        new_slot[size] = _NONE  # maps the "no node" marker (-1 indexes the last element)
+
+        def remap(links: np.ndarray) -> np.ndarray:
+            out = np.full(links.shape[0], _NONE, dtype=np.int32)
+            out[:size] = new_slot[links[:size][order]]
+            return out
+
+        first_child, next_sibling = remap(self._first_child), remap(self._next_sibling)
+        for name in ("_hashes", "_ids", "_live", "_edge"):
+            array = getattr(self, name)
+            array[:size] = array[:size][order]
+        self._first_child, self._next_sibling = first_child, next_sibling
 
     def remove(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> int:
         id_arr, hash_arr = as_i64(ids), as_u64(hashes)
@@ -222,6 +280,7 @@ class BKTree:
                 np.uint64(query),
                 radius,
                 self._stack,
+                self._stack_distance,
                 self._out_ids,
                 self._out_dist,
             )
@@ -257,4 +316,6 @@ class BKTree:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self._arrays()) + self._stack.nbytes)
+        return int(
+            sum(a.nbytes for a in self._arrays()) + self._stack.nbytes + self._stack_distance.nbytes
+        )

@@ -203,6 +203,7 @@ class MultiIndexHash:
         ]
         self._built_size = int(ids.size)
         self._typed = None
+        self._plans: dict[int, tuple[np.ndarray, numba.typed.List]] = {}
 
     def _typed_tables(self) -> tuple[numba.typed.List, ...]:
         if self._typed is None:
@@ -291,15 +292,25 @@ class MultiIndexHash:
             self._merge()
         return removed
 
+    def _probe_plan(self, radius: int) -> tuple[np.ndarray, numba.typed.List]:
+        """Per-table search radii and flip masks for ``radius`` (cached until a rebuild)."""
+        plan = self._plans.get(radius)
+        if plan is None:
+            per_table, extra = divmod(radius, self._chunks)
+            table_radius = np.array(
+                [per_table if t <= extra else per_table - 1 for t in range(self._chunks)],
+                dtype=np.int64,
+            )
+            masks = numba.typed.List()
+            for t in range(self._chunks):
+                masks.append(_flip_masks(int(self._widths[t]), max(int(table_radius[t]), 0)))
+            plan = self._plans[radius] = (table_radius, masks)
+        return plan
+
     def _search_main(self, query: int, radius: int) -> list[Hit]:
         if self._built_size == 0:
             return []
-        masks = numba.typed.List()
-        table_radius = np.empty(self._chunks, dtype=np.int64)
-        per_table, extra = divmod(radius, self._chunks)
-        for t in range(self._chunks):
-            table_radius[t] = per_table if t <= extra else per_table - 1
-            masks.append(_flip_masks(int(self._widths[t]), max(int(table_radius[t]), 0)))
+        table_radius, masks = self._probe_plan(radius)
         offsets, bucket_hashes, bucket_ids = self._typed_tables()
         while True:
             found = _probe(
