@@ -20,7 +20,10 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import configure_logging
 
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.commands.bench",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.commands.offline",
+    "pipeline.commands.bench",
+)
 
 log = logging.getLogger("pipeline.cli")
 

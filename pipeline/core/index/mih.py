@@ -78,13 +78,14 @@ def _build_table(
     """Counting sort by chunk key: (offsets[2**w + 1], bucket hashes, bucket ids)."""
     n = hashes.shape[0]
     mask = np.uint64((1 << width) - 1)
-    offsets = np.zeros((1 << width) + 1, dtype=np.int64)
+    # int32 offsets halve the directory (2**22 of them at M=3); indexes stay below 2**31.
+    offsets = np.zeros((1 << width) + 1, dtype=np.int32)
     for i in range(n):
         key = (hashes[i] >> np.uint64(shift)) & mask
         offsets[key + 1] += 1
     for k in range(1 << width):
         offsets[k + 1] += offsets[k]
-    cursor = offsets[:-1].copy()
+    cursor = offsets[:-1].astype(np.int64)
     out_hashes = np.empty(n, dtype=np.uint64)
     out_ids = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -219,18 +220,25 @@ class MultiIndexHash:
             self._typed = (offsets, bucket_hashes, bucket_ids)
         return self._typed
 
-    def _merge(self) -> None:
-        """Fold the delta into the tables and drop tombstones (build, then swap)."""
+    def _merge(
+        self, extra_ids: I64Array | None = None, extra_hashes: U64Array | None = None
+    ) -> None:
+        """Fold the delta (and a bulk batch) into the tables, drop tombstones; build, then swap."""
         # Table 0 holds every indexed entry, so no separate copy of (id, hash) is kept.
         _, main_hashes, main_ids = self._tables[0]
-        ids = np.concatenate([main_ids, self._delta_ids[: self._delta_count]])
-        hashes = np.concatenate([main_hashes, self._delta_hashes[: self._delta_count]])
+        id_parts = [main_ids, self._delta_ids[: self._delta_count]]
+        hash_parts = [main_hashes, self._delta_hashes[: self._delta_count]]
+        if extra_ids is not None and extra_hashes is not None:
+            id_parts.append(extra_ids)
+            hash_parts.append(extra_hashes)
+        ids, hashes = np.concatenate(id_parts), np.concatenate(hash_parts)
         if self._tombstones:
             dead = np.fromiter(self._tombstones, dtype=np.int64)
             keep = ~np.isin(ids, dead)
             ids, hashes = ids[keep], hashes[keep]
         self._tombstones.clear()
         self._delta_count = 0
+        self._delta_ids, self._delta_hashes = np.empty(1024, np.int64), np.empty(1024, np.uint64)
         self._rebuild(np.ascontiguousarray(ids), np.ascontiguousarray(hashes))
 
     def _merge_threshold(self) -> int:
@@ -243,10 +251,8 @@ class MultiIndexHash:
         if id_arr.shape != hash_arr.shape:
             raise ValueError("ids and hashes differ in length")
         if self._delta_count + id_arr.size > self._merge_threshold():
-            # Large batches (initial loads) go straight into a rebuild.
-            self._delta_ids, self._delta_hashes = self._grow_delta(id_arr.size)
-            self._append_delta(id_arr, hash_arr)
-            self._merge()
+            # Large batches (initial loads) go straight into a rebuild, never through the delta.
+            self._merge(id_arr, hash_arr)
             return
         self._delta_ids, self._delta_hashes = self._grow_delta(id_arr.size)
         self._append_delta(id_arr, hash_arr)

@@ -1,0 +1,81 @@
+"""From matches to a decision, by a policy table rather than branching code.
+
+Owns the rules, expressed as data in :class:`DecisionPolicy`:
+- each deny match asks for its list's action (block or review), mapped through
+  ``outcome_by_list_action``;
+- allow-list matches suppress deny matches (known false positives), but only of the algorithm
+  families named in ``suppresses`` for the allow match's family: by default an allow match on
+  an exact digest suppresses everything, while a perceptual allow match suppresses perceptual
+  deny matches only, so a near-duplicate on an allow list can never cancel a byte-identical
+  hit on a deny list;
+- the most severe remaining outcome wins (``severity``, least to most);
+- an upload that cannot be screened gets ``error`` plus the configured fail-closed outcome.
+Must not do I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pipeline.core.hashlist import ListAction, ListKind
+from pipeline.core.matching import Match
+
+
+class Outcome(enum.StrEnum):
+    """What the platform should do with an upload that was screened."""
+
+    ALLOW = "allow"
+    REVIEW = "review"
+    BLOCK = "block"
+
+
+def _family(match: Match) -> str:
+    return "perceptual" if match.algorithm.is_perceptual else "exact"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPolicy:
+    """The decision table. Replace fields to change policy; no code changes needed."""
+
+    outcome_by_list_action: Mapping[ListAction, Outcome] = field(
+        default_factory=lambda: MappingProxyType(
+            {ListAction.BLOCK: Outcome.BLOCK, ListAction.REVIEW: Outcome.REVIEW}
+        )
+    )
+    severity: tuple[Outcome, ...] = (Outcome.ALLOW, Outcome.REVIEW, Outcome.BLOCK)
+    suppresses: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType(
+            {
+                "exact": frozenset({"exact", "perceptual"}),
+                "perceptual": frozenset({"perceptual"}),
+            }
+        )
+    )
+
+
+DEFAULT_POLICY = DecisionPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome, the deny matches behind it, and those an allow list suppressed."""
+
+    outcome: Outcome
+    matches: tuple[Match, ...]
+    suppressed: tuple[Match, ...]
+    allowed_by: tuple[Match, ...]
+
+
+def decide(matches: Sequence[Match], policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
+    """Apply ``policy`` to the matches of one upload."""
+    allow = tuple(m for m in matches if m.list_kind is ListKind.ALLOW)
+    deny = [m for m in matches if m.list_kind is ListKind.DENY]
+    suppressed_families = frozenset().union(*(policy.suppresses[_family(m)] for m in allow))
+    effective = tuple(m for m in deny if _family(m) not in suppressed_families)
+    suppressed = tuple(m for m in deny if _family(m) in suppressed_families)
+    outcomes = [policy.outcome_by_list_action[m.list_action] for m in effective]
+    outcome = max(outcomes, key=policy.severity.index, default=Outcome.ALLOW)
+    return Decision(outcome=outcome, matches=effective, suppressed=suppressed, allowed_by=allow)

@@ -1,0 +1,285 @@
+"""Hash lists: entries, list policy, and parsing of the files hotlines and platforms exchange.
+
+Owns the normalisation rules. An entry is (list, entry id, algorithm + hash, category, source,
+note); a list has a kind (deny or allow), an action (block or review), a Hamming threshold per
+perceptual algorithm, a version and an enabled flag. Parsers take text and return every good
+entry plus every bad line with its line number and reason: one bad line never stops a load.
+Formats: CSV with a header ``list,entry_id,algorithm,hash,category,source,note``, JSON Lines
+with the same field names, and a JSON manifest naming lists, their policy and their files.
+
+Must not read files (callers pass text) or know about Kafka.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from pipeline.core.types import Algorithm, HashValue
+from pipeline.errors import InputRejected
+
+CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "note")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+#: Thresholds a list gets when its file says nothing (bits of Hamming distance, 64-bit hashes).
+DEFAULT_THRESHOLDS: Mapping[Algorithm, int] = MappingProxyType(
+    {Algorithm.PHASH: 8, Algorithm.DHASH: 10}
+)
+
+
+class Category(enum.StrEnum):
+    """What kind of content a list entry is (bounded: used as a metric label)."""
+
+    CSAM = "csam"
+    TERROR = "terror"
+    NCII = "ncii"
+    OTHER = "other"
+
+
+class ListKind(enum.StrEnum):
+    """Deny lists produce matches; allow lists suppress them (known false positives)."""
+
+    DENY = "deny"
+    ALLOW = "allow"
+
+
+class ListAction(enum.StrEnum):
+    """What a match on a deny list asks for."""
+
+    BLOCK = "block"
+    REVIEW = "review"
+
+
+@dataclass(frozen=True, slots=True)
+class HashListEntry:
+    """One known hash on one list."""
+
+    list_name: str
+    entry_id: str
+    hash: HashValue
+    category: Category
+    source: str = ""
+    note: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(list, entry id): unique across all lists."""
+        return (self.list_name, self.entry_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ListConfig:
+    """A list's policy. Exact algorithms always match at distance 0 only."""
+
+    name: str
+    kind: ListKind = ListKind.DENY
+    action: ListAction = ListAction.REVIEW
+    thresholds: Mapping[Algorithm, int] = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+    enabled: bool = True
+    version: str = "1"
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        kind: ListKind | str = ListKind.DENY,
+        action: ListAction | str = ListAction.REVIEW,
+        thresholds: Mapping[Algorithm, int] | Mapping[str, int] | None = None,
+        enabled: bool = True,
+        version: str = "1",
+    ) -> ListConfig:
+        """Validated constructor. Raises InputRejected (reason ``bad_list``)."""
+        if not NAME_PATTERN.match(name):
+            raise InputRejected(f"invalid list name {name!r}", reason="bad_list")
+        try:
+            parsed = {
+                Algorithm(str(alg)): int(bits)
+                for alg, bits in (thresholds or DEFAULT_THRESHOLDS).items()
+            }
+            config = cls(
+                name=name,
+                kind=ListKind(kind),
+                action=ListAction(action),
+                thresholds=MappingProxyType(
+                    {**{a: 0 for a in Algorithm if not a.is_perceptual}, **parsed}
+                ),
+                enabled=bool(enabled),
+                version=str(version),
+            )
+        except ValueError as exc:
+            raise InputRejected(f"list {name!r}: {exc}", reason="bad_list") from None
+        for alg, bits in config.thresholds.items():
+            limit = alg.bits if alg.is_perceptual else 0
+            if not 0 <= bits <= limit:
+                raise InputRejected(
+                    f"list {name!r}: {alg} threshold must be in [0, {limit}], got {bits}",
+                    reason="bad_list",
+                )
+        return config
+
+    def threshold(self, algorithm: Algorithm) -> int | None:
+        """Max distance that matches for ``algorithm``; None when the list does not use it."""
+        return self.thresholds.get(algorithm)
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """A line that was skipped, and why (1-based line numbers, as editors show them)."""
+
+    line: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """Entries that loaded and lines that did not."""
+
+    entries: tuple[HashListEntry, ...]
+    errors: tuple[LineError, ...]
+
+
+def entry_from_fields(fields: Mapping[str, Any], default_list: str | None = None) -> HashListEntry:
+    """Build one normalised entry from a row's fields; raises InputRejected with a reason."""
+    list_name = str(fields.get("list") or default_list or "").strip()
+    if not NAME_PATTERN.match(list_name):
+        raise InputRejected(f"invalid or missing list name {list_name!r}", reason="bad_list")
+    entry_id = str(fields.get("entry_id") or "").strip()
+    if not entry_id or len(entry_id) > 256:
+        raise InputRejected("entry_id is missing or longer than 256", reason="bad_entry_id")
+    algorithm_text = str(fields.get("algorithm") or "").strip().lower()
+    try:
+        algorithm = Algorithm(algorithm_text)
+    except ValueError:
+        raise InputRejected(
+            f"unknown algorithm {algorithm_text!r}", reason="bad_algorithm"
+        ) from None
+    value = HashValue.from_hex(algorithm, str(fields.get("hash") or ""))
+    category_text = str(fields.get("category") or "").strip().lower()
+    try:
+        category = Category(category_text)
+    except ValueError:
+        raise InputRejected(f"unknown category {category_text!r}", reason="bad_category") from None
+    note = fields.get("note")
+    return HashListEntry(
+        list_name=list_name,
+        entry_id=entry_id,
+        hash=value,
+        category=category,
+        source=str(fields.get("source") or "").strip()[:256],
+        note=str(note).strip()[:1000] if note not in (None, "") else None,
+    )
+
+
+def _collect(
+    rows: Iterable[tuple[int, Mapping[str, Any] | None, str | None]], default_list: str | None
+) -> ParseResult:
+    entries: list[HashListEntry] = []
+    errors: list[LineError] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, fields, problem in rows:
+        if fields is None:
+            errors.append(LineError(line, "bad_line", problem or "unreadable line"))
+            continue
+        try:
+            entry = entry_from_fields(fields, default_list)
+        except InputRejected as exc:
+            errors.append(LineError(line, exc.reason, str(exc)))
+            continue
+        if entry.key in seen:
+            errors.append(
+                LineError(
+                    line, "duplicate", f"entry {entry.entry_id!r} repeats line {seen[entry.key]}"
+                )
+            )
+            continue
+        seen[entry.key] = line
+        entries.append(entry)
+    return ParseResult(tuple(entries), tuple(errors))
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"entry_id", "algorithm", "hash", "category"} - set(reader.fieldnames or ())
+    if missing:
+        yield (1, None, f"header lacks {sorted(missing)}; expected {','.join(CSV_FIELDS)}")
+        return
+    for row in reader:
+        if None in row:
+            yield (reader.line_num, None, "more fields than the header")
+            continue
+        yield (reader.line_num, row, None)
+
+
+def parse_csv(text: str, default_list: str | None = None) -> ParseResult:
+    """Entries from CSV text with a header row (column ``list`` may be left to default_list)."""
+    return _collect(_csv_rows(text), default_list)
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield (number, None, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield (number, None, "a line must be a JSON object")
+            continue
+        yield (number, value, None)
+
+
+def parse_jsonl(text: str, default_list: str | None = None) -> ParseResult:
+    """Entries from JSON Lines text (one object per line, the CSV's field names)."""
+    return _collect(_jsonl_rows(text), default_list)
+
+
+def parse_entries(text: str, name: str, default_list: str | None = None) -> ParseResult:
+    """Parse by file name: ``.jsonl``/``.ndjson`` as JSON Lines, anything else as CSV."""
+    if name.lower().endswith((".jsonl", ".ndjson")):
+        return parse_jsonl(text, default_list)
+    return parse_csv(text, default_list)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestList:
+    """One list of a manifest: its policy and the entry files (paths as written)."""
+
+    config: ListConfig
+    files: tuple[str, ...]
+
+
+def parse_manifest(text: str) -> tuple[ManifestList, ...]:
+    """Lists from a manifest: ``{"lists": [{"name", "kind", "action", "thresholds",
+    "enabled", "version", "files": [...]}]}``. Raises InputRejected (reason ``bad_manifest``)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputRejected(f"manifest is not JSON: {exc.msg}", reason="bad_manifest") from None
+    lists = document.get("lists") if isinstance(document, dict) else None
+    if not isinstance(lists, list) or not lists:
+        raise InputRejected("manifest needs a non-empty 'lists' array", reason="bad_manifest")
+    out: list[ManifestList] = []
+    for item in lists:
+        if not isinstance(item, dict) or not isinstance(item.get("files", []), list):
+            raise InputRejected("each list must be an object with 'files'", reason="bad_manifest")
+        config = ListConfig.create(
+            str(item.get("name", "")),
+            kind=item.get("kind", ListKind.DENY),
+            action=item.get("action", ListAction.REVIEW),
+            thresholds=item.get("thresholds"),
+            enabled=item.get("enabled", True),
+            version=str(item.get("version", "1")),
+        )
+        out.append(ManifestList(config, tuple(str(f) for f in item.get("files", []))))
+    return tuple(out)

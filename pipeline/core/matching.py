@@ -1,0 +1,254 @@
+"""Matching an upload's hashes against every loaded hash list.
+
+Owns the in-memory state a worker screens with: list configs, entries keyed by (list, entry
+id), and one index per algorithm (exact-digest sets for MD5/SHA-1/SHA-256, a Hamming index for
+pHash/dHash) over internal ids that are allocated monotonically and never reused. Updates
+(upsert, retract, list config changes) apply while matching continues: they are plain method
+calls on the same thread, so there is no window where an index is half-built. Each perceptual
+index is searched once at the largest threshold of any enabled list, then hits are filtered
+per list, so adding lists does not multiply search cost.
+
+Entries whose list has no config yet (list configs and entries can arrive in any order from
+different partitions) use :class:`ListConfig` defaults until the config arrives.
+Must not do I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
+from pipeline.core.index.base import BruteForceIndex, HammingIndex
+from pipeline.core.index.exact import ExactHashSet
+from pipeline.core.index.select import SCAN_BELOW, build_hamming_index
+from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One entry an upload matched, with everything needed to explain it."""
+
+    list_name: str
+    list_version: str
+    list_kind: ListKind
+    list_action: ListAction
+    entry_id: str
+    category: Category
+    algorithm: Algorithm
+    distance: int
+    threshold: int
+
+
+Operation = (
+    tuple[Literal["entry"], tuple[str, str], HashListEntry | None]
+    | tuple[Literal["list"], str, ListConfig | None]
+)
+
+
+class Matcher:
+    """All loaded lists and their indexes; see the module docstring for the rules."""
+
+    def __init__(self, index_kind: str = "auto", expected_size: int = 0) -> None:
+        self._index_kind = index_kind
+        self._configs: dict[str, ListConfig] = {}
+        self._entries: dict[tuple[str, str], tuple[int, HashListEntry]] = {}
+        self._by_id: dict[int, HashListEntry] = {}
+        self._next_id = 0
+        self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
+        self._hamming: dict[Algorithm, HammingIndex] = {
+            alg: build_hamming_index(index_kind, expected_size, 10) for alg in PERCEPTUAL_ALGORITHMS
+        }
+        self._counts: Counter[tuple[str, Algorithm]] = Counter()
+
+    # -- lists --------------------------------------------------------------------------------
+
+    def set_list(self, config: ListConfig) -> None:
+        """Add or replace a list's policy (takes effect for the next match)."""
+        self._configs[config.name] = config
+
+    def remove_list(self, name: str) -> None:
+        """Forget a list's policy; its entries fall back to defaults until retracted."""
+        self._configs.pop(name, None)
+
+    def config(self, name: str) -> ListConfig:
+        """The policy in force for list ``name``."""
+        return self._configs.get(name) or ListConfig(name=name)
+
+    @property
+    def lists(self) -> tuple[str, ...]:
+        """Names of every list with a config or at least one entry."""
+        return tuple(sorted(set(self._configs) | {name for name, _ in self._counts}))
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def upsert(self, entries: Iterable[HashListEntry]) -> int:
+        """Add entries; an entry re-published under the same key replaces the old one.
+        Returns the number of entries added or changed (identical re-publishes are no-ops)."""
+        batches: dict[Algorithm, tuple[list[int], list[int]]] = {}
+        changed = 0
+        for entry in entries:
+            old = self._entries.get(entry.key)
+            if old is not None:
+                if old[1] == entry:
+                    continue
+                self._drop(old[0], old[1])
+            internal = self._next_id
+            self._next_id += 1
+            self._entries[entry.key] = (internal, entry)
+            self._by_id[internal] = entry
+            self._counts[(entry.list_name, entry.hash.algorithm)] += 1
+            ids, values = batches.setdefault(entry.hash.algorithm, ([], []))
+            ids.append(internal)
+            values.append(entry.hash.value)
+            changed += 1
+        for algorithm, (ids, values) in batches.items():
+            if algorithm.is_perceptual:
+                self._hamming[algorithm].add(
+                    np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64)
+                )
+                self._maybe_upgrade(algorithm)
+            else:
+                self._exact[algorithm].add_many(ids, values)
+        return changed
+
+    def retract(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remove entries by (list, entry id); unknown keys are ignored. Returns how many."""
+        removed = 0
+        for key in keys:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._drop(*old)
+                removed += 1
+        return removed
+
+    def _drop(self, internal: int, entry: HashListEntry) -> None:
+        algorithm = entry.hash.algorithm
+        if algorithm.is_perceptual:
+            self._hamming[algorithm].remove([internal], [entry.hash.value])
+        else:
+            self._exact[algorithm].remove(internal, entry.hash.value)
+        del self._by_id[internal]
+        self._counts[(entry.list_name, algorithm)] -= 1
+        if not self._counts[(entry.list_name, algorithm)]:
+            del self._counts[(entry.list_name, algorithm)]
+
+    def _maybe_upgrade(self, algorithm: Algorithm) -> None:
+        """Under ``auto``, move a list that outgrew a linear scan onto the faster index."""
+        index = self._hamming[algorithm]
+        if (
+            self._index_kind != "auto"
+            or not isinstance(index, BruteForceIndex)
+            or len(index) < SCAN_BELOW
+        ):
+            return
+        ids = [i for i, e in self._by_id.items() if e.hash.algorithm is algorithm]
+        values = [self._by_id[i].hash.value for i in ids]
+        upgraded = build_hamming_index("auto", len(ids) * 2, 10)
+        upgraded.add(np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64))
+        self._hamming[algorithm] = upgraded
+
+    def apply(self, operations: Iterable[Operation]) -> None:
+        """Apply decoded ``hashlists`` records in order (batched per kind, order preserved)."""
+        pending: list[HashListEntry] = []
+        retractions: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            if pending:
+                self.upsert(pending)
+                pending.clear()
+            if retractions:
+                self.retract(retractions)
+                retractions.clear()
+
+        for kind, key, value in operations:
+            if kind == "list":
+                flush()
+                if value is None:
+                    self.remove_list(str(key))
+                else:
+                    assert isinstance(value, ListConfig)
+                    self.set_list(value)
+            elif value is None:
+                if pending:
+                    flush()
+                retractions.append(key)  # type: ignore[arg-type]
+            else:
+                if retractions:
+                    flush()
+                assert isinstance(value, HashListEntry)
+                pending.append(value)
+        flush()
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def match(self, hashes: Mapping[Algorithm, int]) -> list[Match]:
+        """Every (list, entry) the hashes match under each list's policy, nearest first.
+
+        Disabled lists never match. Allow-list matches are included (kind ``allow``): the
+        decision policy decides what they suppress.
+        """
+        found: list[Match] = []
+        for algorithm, value in hashes.items():
+            if algorithm.is_perceptual:
+                radius = self._search_radius(algorithm)
+                if radius is None:
+                    continue
+                hits = self._hamming[algorithm].search(value, radius)
+            else:
+                hits = [(i, 0) for i in self._exact[algorithm].lookup(value)]
+            for internal, distance in hits:
+                entry = self._by_id[internal]
+                config = self.config(entry.list_name)
+                threshold = config.threshold(algorithm)
+                if not config.enabled or threshold is None or distance > threshold:
+                    continue
+                found.append(
+                    Match(
+                        list_name=entry.list_name,
+                        list_version=config.version,
+                        list_kind=config.kind,
+                        list_action=config.action,
+                        entry_id=entry.entry_id,
+                        category=entry.category,
+                        algorithm=algorithm,
+                        distance=distance,
+                        threshold=threshold,
+                    )
+                )
+        found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+        return found
+
+    def _search_radius(self, algorithm: Algorithm) -> int | None:
+        lists = {name for name, alg in self._counts if alg is algorithm}
+        radii = [
+            t
+            for name in lists
+            if (c := self.config(name)).enabled and (t := c.threshold(algorithm)) is not None
+        ]
+        return max(radii) if radii else None
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def entry_counts(self) -> dict[tuple[str, Algorithm], int]:
+        """Live entries per (list, algorithm), for the index-size metric."""
+        return dict(self._counts)
+
+    def algorithms_in_use(self) -> tuple[Algorithm, ...]:
+        """Algorithms with at least one entry: hashing can skip the others."""
+        used = {alg for _, alg in self._counts}
+        return tuple(alg for alg in Algorithm if alg in used)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes held by the indexes (not counting the entry dictionaries)."""
+        return sum(i.nbytes for i in self._hamming.values()) + sum(
+            s.nbytes for s in self._exact.values()
+        )

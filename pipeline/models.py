@@ -1,0 +1,364 @@
+"""Wire records: what crosses Kafka and the CLI as JSON, validated at the boundary.
+
+Owns the shape of every record the pipeline reads or writes (upload event, verdict, block,
+alert, dead letter, hash-list entry and list config) and the keys of the ``hashlists`` topic.
+Each record carries ``schema_version``; the JSON Schemas in ``schemas/`` are generated from
+these models (``python -m pipeline.models --write-schemas``) and a contract test fails when they
+drift. Records never carry image content: verdicts and dead letters hold hashes and references.
+The pure core never sees these models; :func:`to_core_entry` and friends convert at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
+from pipeline.core.matching import Operation as HashListOperation
+from pipeline.core.types import Algorithm, HashValue
+from pipeline.errors import InputRejected
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+UploadId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class Record(BaseModel):
+    """Base of every wire record: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class Action(enum.StrEnum):
+    """The outcome of screening one upload."""
+
+    BLOCK = "block"
+    REVIEW = "review"
+    ALLOW = "allow"
+    ERROR = "error"
+
+
+class Stage(enum.StrEnum):
+    """Where in the pipeline something happened (bounded: used as a metric label)."""
+
+    PARSE = "parse"
+    FETCH = "fetch"
+    GUARD = "guard"
+    DECODE = "decode"
+    HASH = "hash"
+    MATCH = "match"
+    EMIT = "emit"
+    ALERT = "alert"
+    HASHLIST = "hashlist"
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+class InlineContent(Record):
+    kind: Literal["inline"] = "inline"
+    data_base64: str = Field(description="The file, base64-encoded (small files only).")
+
+
+class UrlContent(Record):
+    kind: Literal["url"] = "url"
+    url: str = Field(min_length=8, max_length=8192, pattern=r"^(?i:https?)://")
+
+
+class PathContent(Record):
+    kind: Literal["path"] = "path"
+    path: str = Field(min_length=1, max_length=4096, description="Relative to the file root.")
+
+
+Content = Annotated[InlineContent | UrlContent | PathContent, Field(discriminator="kind")]
+
+
+class UploadEvent(Record):
+    """One upload to screen (topic ``uploads``, keyed by upload id)."""
+
+    schema_version: Literal[1] = 1
+    upload_id: UploadId
+    content: Content
+    content_type: str | None = Field(None, max_length=255)
+    uploader_id: str | None = Field(None, max_length=256, description="Opaque to the pipeline.")
+    received_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed through as is.")
+
+
+# --- verdicts and what follows from them -------------------------------------------------------
+
+
+class MatchRecord(Record):
+    """Why an upload matched: enough for an engineer to explain the decision."""
+
+    list: str
+    list_version: str
+    list_kind: ListKind
+    list_action: ListAction
+    entry_id: str
+    category: Category
+    algorithm: Algorithm
+    distance: int = Field(ge=0)
+    threshold: int = Field(ge=0)
+
+
+class ImageFacts(Record):
+    format: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class ErrorInfo(Record):
+    stage: Stage
+    reason: str = Field(max_length=64, pattern=r"^[a-z0-9_]+$")
+    message: str = Field(max_length=1000)
+
+
+class Verdict(Record):
+    """Exactly one per upload (topic ``verdicts``, keyed by upload id)."""
+
+    schema_version: Literal[1] = 1
+    upload_id: UploadId
+    action: Action
+    error_action: Action | None = Field(
+        None, description="With action=error: the fail-closed action added by policy, if any."
+    )
+    matches: list[MatchRecord] = Field(default_factory=list)
+    suppressed: list[MatchRecord] = Field(
+        default_factory=list, description="Deny matches suppressed by an allow-list match."
+    )
+    hashes: dict[Algorithm, str] = Field(default_factory=dict, description="Hex, never content.")
+    image: ImageFacts | None = None
+    error: ErrorInfo | None = None
+    stage_seconds: dict[Stage, float] = Field(default_factory=dict)
+    worker_id: str
+    decided_at: datetime
+    uploader_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class BlockRecord(Record):
+    """What an enforcement service consumes (topic ``blocks``, keyed by upload id)."""
+
+    schema_version: Literal[1] = 1
+    upload_id: UploadId
+    uploader_id: str | None = None
+    matches: list[MatchRecord]
+    decided_at: datetime
+    worker_id: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertRecord(Record):
+    """One match to deliver to the alert sinks (topic ``alerts``, the durable outbox)."""
+
+    schema_version: Literal[1] = 1
+    alert_id: str = Field(description="upload_id:list:entry_id, the sinks' idempotency key.")
+    upload_id: UploadId
+    uploader_id: str | None = None
+    list: str
+    list_version: str
+    entry_id: str
+    category: Category
+    algorithm: Algorithm
+    distance: int = Field(ge=0)
+    action: Action
+    decided_at: datetime
+    worker_id: str
+
+    @staticmethod
+    def make_id(upload_id: str, list_name: str, entry_id: str) -> str:
+        """The idempotency key of the alert for one (upload, list entry) pair."""
+        return f"{upload_id}:{list_name}:{entry_id}"
+
+
+class SourceRef(Record):
+    """Where a consumed record came from."""
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class DeadLetter(Record):
+    """Anything that could not be screened or delivered (topic ``dead-letters``). No content."""
+
+    schema_version: Literal[1] = 1
+    upload_id: str | None = None
+    stage: Stage
+    reason: str = Field(max_length=64, pattern=r"^[a-z0-9_]+$")
+    message: str = Field(max_length=1000)
+    attempts: int = Field(1, ge=1)
+    source: SourceRef | None = None
+    original_event: dict[str, Any] | None = Field(
+        None, description="The event with inline content removed, when it parsed."
+    )
+    failed_at: datetime
+    worker_id: str
+
+
+# --- hash lists --------------------------------------------------------------------------------
+
+
+class HashListEntryRecord(Record):
+    """One list entry (topic ``hashlists``, key ``entry/<list>/<entry_id>``; null retracts)."""
+
+    schema_version: Literal[1] = 1
+    list: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entry_id: str = Field(min_length=1, max_length=256)
+    algorithm: Algorithm
+    hash: str = Field(min_length=16, max_length=66)
+    category: Category
+    source: str = Field("", max_length=256)
+    note: str | None = Field(None, max_length=1000)
+
+
+class HashListConfigRecord(Record):
+    """A list's policy (topic ``hashlists``, key ``list/<name>``; null removes the list)."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    kind: ListKind = ListKind.DENY
+    action: ListAction = ListAction.REVIEW
+    thresholds: dict[Algorithm, int] = Field(default_factory=dict)
+    enabled: bool = True
+    version: str = Field("1", max_length=64)
+
+
+def entry_key(list_name: str, entry_id: str) -> str:
+    """Topic key of a list entry."""
+    return f"entry/{list_name}/{entry_id}"
+
+
+def list_key(list_name: str) -> str:
+    """Topic key of a list's config."""
+    return f"list/{list_name}"
+
+
+def to_core_entry(record: HashListEntryRecord) -> HashListEntry:
+    """Validate the hash against its algorithm and convert to the core's frozen entry."""
+    return HashListEntry(
+        list_name=record.list,
+        entry_id=record.entry_id,
+        hash=HashValue.from_hex(record.algorithm, record.hash),
+        category=record.category,
+        source=record.source,
+        note=record.note,
+    )
+
+
+def to_core_config(record: HashListConfigRecord) -> ListConfig:
+    """Convert a list's config record to the core's frozen config (validates thresholds)."""
+    return ListConfig.create(
+        name=record.name,
+        kind=record.kind,
+        action=record.action,
+        thresholds=record.thresholds,
+        enabled=record.enabled,
+        version=record.version,
+    )
+
+
+def entry_record(entry: HashListEntry) -> HashListEntryRecord:
+    """The wire record of a core entry."""
+    return HashListEntryRecord(
+        list=entry.list_name,
+        entry_id=entry.entry_id,
+        algorithm=entry.hash.algorithm,
+        hash=entry.hash.hex,
+        category=entry.category,
+        source=entry.source,
+        note=entry.note,
+    )
+
+
+def config_record(config: ListConfig) -> HashListConfigRecord:
+    """The wire record of a core list config."""
+    return HashListConfigRecord(
+        name=config.name,
+        kind=config.kind,
+        action=config.action,
+        thresholds=dict(config.thresholds),
+        enabled=config.enabled,
+        version=config.version,
+    )
+
+
+def parse_hashlist_record(key: bytes | None, value: bytes | None) -> HashListOperation:
+    """Decode one ``hashlists`` topic record into an operation for the matcher.
+
+    Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record`` or ``bad_hash``) for a
+    record that cannot be applied; the caller counts and skips it.
+    """
+    text = (key or b"").decode("utf-8", errors="replace")
+    kind, _, rest = text.partition("/")
+    try:
+        if kind == "entry" and "/" in rest:
+            list_name, _, entry_id = rest.partition("/")
+            if value is None:
+                return ("entry", (list_name, entry_id), None)
+            entry = HashListEntryRecord.model_validate_json(value)
+            if (entry.list, entry.entry_id) != (list_name, entry_id):
+                raise InputRejected("record does not match its key", reason="bad_key")
+            return ("entry", (list_name, entry_id), to_core_entry(entry))
+        if kind == "list" and rest:
+            if value is None:
+                return ("list", rest, None)
+            config = HashListConfigRecord.model_validate_json(value)
+            if config.name != rest:
+                raise InputRejected("record does not match its key", reason="bad_key")
+            return ("list", rest, to_core_config(config))
+    except ValidationError as exc:
+        raise InputRejected(
+            f"invalid hash-list record: {exc.error_count()} problem(s), first: "
+            f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
+            reason="bad_record",
+        ) from None
+    raise InputRejected(f"unknown hash-list key {text[:80]!r}", reason="bad_key")
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+#: Every wire record and the schema file it is published as.
+SCHEMAS: Mapping[str, type[Record]] = {
+    "upload-event.json": UploadEvent,
+    "verdict.json": Verdict,
+    "block.json": BlockRecord,
+    "alert.json": AlertRecord,
+    "dead-letter.json": DeadLetter,
+    "hashlist-entry.json": HashListEntryRecord,
+    "hashlist-config.json": HashListConfigRecord,
+}
+
+
+def schema_text(model: type[Record]) -> str:
+    """The JSON Schema of a record, as committed in schemas/."""
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Regenerate every schema file; returns the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, model in SCHEMAS.items():
+        path = directory / name
+        path.write_text(schema_text(model))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    if sys.argv[1:] == ["--write-schemas"]:
+        for path in write_schemas():
+            print(path)
+    else:
+        print("usage: python -m pipeline.models --write-schemas", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,142 @@
+"""Building the wire records of an outcome: verdicts, blocks and alerts.
+
+Owns the mapping from core results (hashes, matches, decision) to records, so the offline CLI
+and the streaming worker emit identical verdicts. Must not do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pipeline.config import ErrorAction
+from pipeline.core.decision import Decision
+from pipeline.core.matching import Match
+from pipeline.core.types import Algorithm, HashValue
+from pipeline.models import (
+    Action,
+    AlertRecord,
+    BlockRecord,
+    ErrorInfo,
+    ImageFacts,
+    MatchRecord,
+    Stage,
+    Verdict,
+)
+
+
+def match_record(match: Match) -> MatchRecord:
+    """The wire form of a core match."""
+    return MatchRecord(
+        list=match.list_name,
+        list_version=match.list_version,
+        list_kind=match.list_kind,
+        list_action=match.list_action,
+        entry_id=match.entry_id,
+        category=match.category,
+        algorithm=match.algorithm,
+        distance=match.distance,
+        threshold=match.threshold,
+    )
+
+
+def hex_hashes(hashes: Mapping[Algorithm, int]) -> dict[Algorithm, str]:
+    """Hashes as canonical hex, the form verdicts carry."""
+    return {alg: HashValue(alg, value).hex for alg, value in hashes.items()}
+
+
+def screened_verdict(
+    *,
+    upload_id: str,
+    hashes: Mapping[Algorithm, int],
+    image: ImageFacts,
+    decision: Decision,
+    worker_id: str,
+    decided_at: datetime,
+    stage_seconds: Mapping[Stage, float] | None = None,
+    uploader_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Verdict:
+    """The verdict of an upload that was hashed and matched."""
+    return Verdict(
+        upload_id=upload_id,
+        action=Action(decision.outcome.value),
+        matches=[match_record(m) for m in (*decision.matches, *decision.allowed_by)],
+        suppressed=[match_record(m) for m in decision.suppressed],
+        hashes=hex_hashes(hashes),
+        image=image,
+        stage_seconds=dict(stage_seconds or {}),
+        worker_id=worker_id,
+        decided_at=decided_at,
+        uploader_id=uploader_id,
+        metadata=dict(metadata or {}),
+    )
+
+
+def error_verdict(
+    *,
+    upload_id: str,
+    stage: Stage,
+    reason: str,
+    message: str,
+    on_error: ErrorAction,
+    worker_id: str,
+    decided_at: datetime,
+    stage_seconds: Mapping[Stage, float] | None = None,
+    uploader_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Verdict:
+    """The verdict of an upload that could not be screened (plus the fail-closed action)."""
+    return Verdict(
+        upload_id=upload_id,
+        action=Action.ERROR,
+        error_action=None if on_error is ErrorAction.NONE else Action(on_error.value),
+        error=ErrorInfo(stage=stage, reason=reason, message=message[:1000]),
+        stage_seconds=dict(stage_seconds or {}),
+        worker_id=worker_id,
+        decided_at=decided_at,
+        uploader_id=uploader_id,
+        metadata=dict(metadata or {}),
+    )
+
+
+def block_record(verdict: Verdict) -> BlockRecord | None:
+    """The enforcement record for a verdict that blocks (fail-closed errors included)."""
+    if Action.BLOCK not in (verdict.action, verdict.error_action):
+        return None
+    return BlockRecord(
+        upload_id=verdict.upload_id,
+        uploader_id=verdict.uploader_id,
+        matches=verdict.matches,
+        decided_at=verdict.decided_at,
+        worker_id=verdict.worker_id,
+        metadata=verdict.metadata,
+    )
+
+
+def alert_records(verdict: Verdict) -> list[AlertRecord]:
+    """One alert per matched deny entry of a block or review verdict (the nearest match when
+    an entry matched on several algorithms: one alert id, one alert)."""
+    if verdict.action not in (Action.BLOCK, Action.REVIEW):
+        return []
+    alerts = {}
+    for m in verdict.matches:
+        alert_id = AlertRecord.make_id(verdict.upload_id, m.list, m.entry_id)
+        if m.list_kind != "deny" or alert_id in alerts:
+            continue
+        alerts[alert_id] = AlertRecord(
+            alert_id=alert_id,
+            upload_id=verdict.upload_id,
+            uploader_id=verdict.uploader_id,
+            list=m.list,
+            list_version=m.list_version,
+            entry_id=m.entry_id,
+            category=m.category,
+            algorithm=m.algorithm,
+            distance=m.distance,
+            action=verdict.action,
+            decided_at=verdict.decided_at,
+            worker_id=verdict.worker_id,
+        )
+    return list(alerts.values())

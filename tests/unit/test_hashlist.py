@@ -1,0 +1,123 @@
+"""Hash-list files load what is valid and report every bad line with its number."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.core.hashlist import (
+    Category,
+    ListAction,
+    ListConfig,
+    ListKind,
+    parse_csv,
+    parse_entries,
+    parse_jsonl,
+    parse_manifest,
+)
+from pipeline.core.types import Algorithm
+from pipeline.errors import InputRejected
+
+HEADER = "list,entry_id,algorithm,hash,category,source,note\n"
+PHASH = "abcdef0123456789"
+MD5 = "0" * 31 + "1"
+
+
+def test_csv_loads_good_lines_and_reports_bad_ones_by_line_number() -> None:
+    text = HEADER + "\n".join(
+        [
+            f"eokm,e1,phash,{PHASH},csam,EOKM,first",  # line 2
+            f"eokm,e2,PHASH,0x{PHASH.upper()},csam,EOKM,",  # 3: normalised
+            "eokm,e3,phash,xyz,csam,EOKM,",  # 4: bad hash
+            f"eokm,e4,pdq,{PHASH},csam,EOKM,",  # 5: unknown algorithm
+            f"eokm,e5,md5,{MD5},weapons,EOKM,",  # 6: unknown category
+            f"eokm,e1,md5,{MD5},csam,EOKM,",  # 7: duplicate key
+            f"bad list!,e6,md5,{MD5},csam,EOKM,",  # 8: bad list name
+            f",e7,md5,{MD5},ncii,StopNCII,",  # 9: no list name
+            f"eokm,e8,md5,{MD5},terror,,,extra",  # 10: too many fields
+        ]
+    )
+    result = parse_csv(text)
+    assert [e.entry_id for e in result.entries] == ["e1", "e2"]
+    assert result.entries[1].hash.hex == PHASH
+    assert result.entries[0].note == "first"
+    assert result.entries[1].note is None
+    assert [(e.line, e.reason) for e in result.errors] == [
+        (4, "bad_hash"),
+        (5, "bad_algorithm"),
+        (6, "bad_category"),
+        (7, "duplicate"),
+        (8, "bad_list"),
+        (9, "bad_list"),
+        (10, "bad_line"),
+    ]
+
+
+def test_default_list_fills_a_missing_list_column() -> None:
+    result = parse_csv("entry_id,algorithm,hash,category\nx,md5," + MD5 + ",ncii\n", "stopncii")
+    assert result.entries[0].list_name == "stopncii"
+    assert result.entries[0].category is Category.NCII
+
+
+def test_csv_without_the_required_header_is_one_clear_error() -> None:
+    result = parse_csv("a,b,c\n1,2,3\n")
+    assert not result.entries
+    assert result.errors[0].line == 1
+    assert "header lacks" in result.errors[0].message
+
+
+def test_jsonl_lines() -> None:
+    text = "\n".join(
+        [
+            json.dumps({"list": "iwf", "entry_id": "1", "algorithm": "sha1", "hash": "a" * 40,
+                        "category": "csam", "source": "IWF"}),
+            "{not json",
+            "[1, 2]",
+            "",
+            json.dumps({"list": "iwf", "entry_id": "2", "algorithm": "sha256", "hash": "b" * 63,
+                        "category": "csam"}),
+        ]
+    )  # fmt: skip
+    result = parse_jsonl(text)
+    assert [e.hash.algorithm for e in result.entries] == [Algorithm.SHA1]
+    assert [(e.line, e.reason) for e in result.errors] == [
+        (2, "bad_line"),
+        (3, "bad_line"),
+        (5, "bad_hash"),
+    ]
+
+
+def test_format_follows_the_file_name() -> None:
+    line = json.dumps(
+        {"list": "l", "entry_id": "1", "algorithm": "md5", "hash": MD5, "category": "other"}
+    )
+    assert len(parse_entries(line, "x.jsonl").entries) == 1
+    assert len(parse_entries(HEADER + f"l,1,md5,{MD5},other,,\n", "x.csv").entries) == 1
+
+
+def test_manifest_and_list_config_validation() -> None:
+    manifest = {
+        "lists": [
+            {"name": "eokm", "kind": "deny", "action": "block",
+             "thresholds": {"phash": 6}, "version": "2026-11", "files": ["a.csv"]},
+            {"name": "fp", "kind": "allow", "files": []},
+        ]
+    }  # fmt: skip
+    lists = parse_manifest(json.dumps(manifest))
+    eokm = lists[0].config
+    assert (eokm.kind, eokm.action, eokm.version) == (ListKind.DENY, ListAction.BLOCK, "2026-11")
+    assert eokm.threshold(Algorithm.PHASH) == 6
+    assert eokm.threshold(Algorithm.DHASH) is None
+    assert eokm.threshold(Algorithm.MD5) == 0
+    assert lists[1].config.kind is ListKind.ALLOW
+    assert lists[0].files == ("a.csv",)
+    for bad in ["{", "{}", '{"lists": [{"name": "x", "thresholds": {"phash": 99}}]}',
+                '{"lists": [{"name": "x", "kind": "maybe"}]}']:  # fmt: skip
+        with pytest.raises(InputRejected):
+            parse_manifest(bad)
+
+
+def test_exact_thresholds_cannot_be_loosened() -> None:
+    with pytest.raises(InputRejected, match="md5 threshold"):
+        ListConfig.create("x", thresholds={"md5": 2})

@@ -1,0 +1,115 @@
+"""The matcher equals a brute-force reference over the same entries, through every update."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
+from pipeline.core.matching import Match, Matcher
+from pipeline.core.types import Algorithm, HashValue, hamming_distance
+
+LISTS = {
+    "eokm": ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10}),
+    "iwf": ListConfig.create("iwf", action="review", thresholds={"phash": 4}),
+    "off": ListConfig.create("off", enabled=False),
+}
+
+
+def entry(list_name: str, entry_id: str, algorithm: Algorithm, value: int) -> HashListEntry:
+    return HashListEntry(list_name, entry_id, HashValue(algorithm, value), Category.CSAM)
+
+
+def reference(
+    entries: dict[tuple[str, str], HashListEntry], hashes: dict[Algorithm, int]
+) -> list[Match]:
+    out = []
+    for e in entries.values():
+        config = LISTS.get(e.list_name) or ListConfig(name=e.list_name)
+        algorithm = e.hash.algorithm
+        threshold = config.threshold(algorithm)
+        if algorithm not in hashes or threshold is None or not config.enabled:
+            continue
+        distance = hamming_distance(hashes[algorithm], e.hash.value)
+        if distance <= threshold:
+            out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
+                             e.category, algorithm, distance, threshold))  # fmt: skip
+    return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+
+
+values = st.integers(0, (1 << 64) - 1)
+near = st.tuples(values, st.lists(st.integers(0, 63), max_size=12))
+
+
+@pytest.mark.parametrize("index_kind", ["auto", "mih", "bktree", "scan"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataObject) -> None:
+    matcher = Matcher(index_kind)
+    for config in LISTS.values():
+        matcher.set_list(config)
+    live: dict[tuple[str, str], HashListEntry] = {}
+    centre = data.draw(values)
+    for step in range(data.draw(st.integers(1, 30))):
+        list_name = data.draw(st.sampled_from(["eokm", "iwf", "off", "unconfigured"]))
+        algorithm = data.draw(st.sampled_from([Algorithm.PHASH, Algorithm.DHASH, Algorithm.MD5]))
+        flips = data.draw(st.lists(st.integers(0, 63), max_size=12))
+        value = centre
+        for bit in flips:
+            value ^= 1 << bit
+        entry_id = f"e{data.draw(st.integers(0, 8))}"
+        if data.draw(st.integers(0, 4)) == 0 and live:
+            key = data.draw(st.sampled_from(sorted(live)))
+            matcher.retract([key])
+            del live[key]
+        else:
+            new = entry(list_name, entry_id, algorithm, value)
+            matcher.upsert([new])  # re-publishing a key replaces the old entry
+            live[new.key] = new
+        query = {Algorithm.PHASH: centre, Algorithm.DHASH: centre ^ step, Algorithm.MD5: centre}
+        assert matcher.match(query) == reference(live, query)
+    assert len(matcher) == len(live)
+
+
+def test_unconfigured_lists_use_defaults_until_their_config_arrives() -> None:
+    matcher = Matcher()
+    matcher.upsert([entry("late", "1", Algorithm.PHASH, 0)])
+    assert matcher.match({Algorithm.PHASH: 0b1111})[0].list_action is ListAction.REVIEW
+    matcher.set_list(ListConfig.create("late", action="block", thresholds={"phash": 2}))
+    assert matcher.match({Algorithm.PHASH: 0b1111}) == []
+    assert matcher.match({Algorithm.PHASH: 0b11})[0].list_action is ListAction.BLOCK
+
+
+def test_apply_preserves_order_of_mixed_operations() -> None:
+    matcher = Matcher()
+    first = entry("l", "1", Algorithm.PHASH, (1 << 64) - 1)
+    moved = entry("l", "1", Algorithm.PHASH, 0)
+    matcher.apply([
+        ("list", "l", ListConfig.create("l", kind="allow")),
+        ("entry", ("l", "1"), first),
+        ("entry", ("l", "1"), None),
+        ("entry", ("l", "1"), moved),
+        ("entry", ("l", "2"), entry("l", "2", Algorithm.MD5, 7)),
+        ("list", "gone", None),
+    ])  # fmt: skip
+    assert matcher.match({Algorithm.PHASH: (1 << 64) - 1}) == []
+    hits = matcher.match({Algorithm.PHASH: 0b11, Algorithm.MD5: 7})
+    assert [(m.entry_id, m.distance) for m in hits] == [("2", 0), ("1", 2)]
+    assert {m.list_kind for m in hits} == {ListKind.ALLOW}
+    assert matcher.entry_counts() == {("l", Algorithm.PHASH): 1, ("l", Algorithm.MD5): 1}
+    assert matcher.algorithms_in_use() == (Algorithm.MD5, Algorithm.PHASH)
+
+
+def test_auto_index_upgrades_past_the_scan_threshold() -> None:
+    import random
+
+    rng = random.Random(5)
+    matcher = Matcher("auto")
+    entries = [entry("big", str(i), Algorithm.PHASH, rng.getrandbits(64)) for i in range(12_000)]
+    matcher.upsert(entries[:5000])
+    matcher.upsert(entries[5000:])
+    target = entries[7777]
+    hits = matcher.match({Algorithm.PHASH: target.hash.value ^ 0b101})
+    assert [(m.entry_id, m.distance) for m in hits] == [("7777", 2)]
+    assert type(matcher._hamming[Algorithm.PHASH]).__name__ == "MultiIndexHash"
