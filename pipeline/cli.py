@@ -22,6 +22,7 @@ from pipeline.logs import configure_logging
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.offline",
+    "pipeline.commands.stream",
     "pipeline.commands.bench",
 )
 

@@ -9,6 +9,7 @@ start with one readable :class:`~pipeline.errors.ConfigError` listing every bad 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     fetch_allow_private: bool = Field(
         False, description="Allow fetching from loopback/private/link-local addresses (SSRF)."
     )
+    fetch_allow_networks: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="CIDRs fetched from even if private, e.g. an internal CDN (comma-separated).",
+    )
     fetch_file_root: Path | None = Field(None, description="Root for `path` uploads; unset = off.")
     fetch_attempts: int = Field(3, gt=0)
     fetch_backoff_seconds: float = Field(0.5, ge=0)
@@ -127,6 +132,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad CIDR
+        return frozenset(value)
 
     @property
     def embedded(self) -> bool:

@@ -243,3 +243,7 @@ def register(subparsers: Any) -> None:
     stats.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(handler=cmd_stats)
+
+    from pipeline.commands.stream import register_hashlist_actions
+
+    register_hashlist_actions(actions)

@@ -1,0 +1,252 @@
+"""Fetching upload content: inline base64, http(s) URLs, or files under a configured root.
+
+Owns the defences around reading untrusted references:
+- byte caps everywhere (checked from the base64 length before decoding, from Content-Length
+  and again while streaming, from the file size before reading);
+- SSRF: only http/https; loopback, private, link-local (incl. cloud metadata), CGNAT,
+  multicast, reserved and unspecified addresses are refused unless explicitly allowed. The
+  check applies to the address actually connected to (a resolver that filters), and to IP
+  literals in every redirect hop, so DNS rebinding or a redirect to 169.254.169.254 fails;
+- bounded redirects, connect and read timeouts;
+- file paths confined to their root after resolving symlinks.
+Errors are :class:`FetchFailed` (retryable) or :class:`FetchRefused` (permanent), each with a
+bounded ``reason``. URLs are logged without their query string; content is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.models import InlineContent, PathContent, UrlContent
+
+
+class FetchFailed(RetryableError):
+    """Fetching may succeed later (timeout, refused connection, 5xx, 429)."""
+
+
+class FetchRefused(PermanentError):
+    """Fetching will not succeed (SSRF, too large, 4xx, bad reference)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """What a fetch may do. Seconds and bytes."""
+
+    max_bytes: int
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    max_redirects: int = 3
+    allow_private: bool = False
+    #: Networks allowed even though private (an internal CDN, a test server); checked first.
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    file_root: Path | None = None
+
+
+def address_allowed(
+    address: str,
+    allow_private: bool = False,
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+) -> bool:
+    """True when connecting to this IP is acceptable for fetching user-supplied URLs."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in allow_networks):
+        return True
+    if allow_private:
+        return not (ip.is_multicast or ip.is_unspecified)
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def redact(url: str) -> str:
+    """The URL without query string or credentials, for logs and dead letters."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _FilteringResolver(AbstractResolver):
+    """Resolves names and drops every address the SSRF policy refuses."""
+
+    def __init__(self, limits: FetchLimits) -> None:
+        self._inner = DefaultResolver()
+        self._limits = limits
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except OSError as exc:
+            raise FetchFailed(f"cannot resolve host: {exc}", reason="dns_failed") from None
+        allowed = [
+            r
+            for r in results
+            if address_allowed(r["host"], self._limits.allow_private, self._limits.allow_networks)
+        ]
+        if not allowed:
+            raise FetchRefused(
+                "host resolves only to private or reserved addresses", reason="ssrf_blocked"
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _check_url(url: str, limits: FetchLimits) -> None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise FetchRefused("only http(s) URLs with a host are fetched", reason="bad_url")
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return  # a name: the resolver checks what it resolves to
+    if not address_allowed(parts.hostname, limits.allow_private, limits.allow_networks):
+        raise FetchRefused("URL points at a private or reserved address", reason="ssrf_blocked")
+
+
+class Fetcher:
+    """Fetches content references; one instance (one HTTP connection pool) per worker."""
+
+    def __init__(self, limits: FetchLimits) -> None:
+        self.limits = limits
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=_FilteringResolver(self.limits), limit=64
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=self.limits.connect_timeout,
+                    sock_read=self.limits.read_timeout,
+                    total=self.limits.connect_timeout + 3 * self.limits.read_timeout,
+                ),
+                auto_decompress=False,  # a gzip bomb must not inflate past the byte cap
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, content: InlineContent | UrlContent | PathContent) -> bytes:
+        """The upload's bytes. Raises FetchFailed or FetchRefused."""
+        if isinstance(content, InlineContent):
+            return self._inline(content.data_base64)
+        if isinstance(content, PathContent):
+            return self._path(content.path)
+        return await self._url(content.url)
+
+    def _inline(self, data: str) -> bytes:
+        if len(data) * 3 // 4 > self.limits.max_bytes + 3:
+            raise FetchRefused("inline content exceeds the byte cap", reason="too_large_bytes")
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise FetchRefused("inline content is not valid base64", reason="bad_base64") from None
+
+    def _path(self, relative: str) -> bytes:
+        root = self.limits.file_root
+        if root is None:
+            raise FetchRefused("path uploads are disabled (no file root)", reason="file_root_unset")
+        base = root.resolve()
+        target = (base / relative).resolve()
+        if not target.is_relative_to(base):
+            raise FetchRefused("path escapes the file root", reason="path_outside_root")
+        try:
+            size = target.stat().st_size
+            if size > self.limits.max_bytes:
+                raise FetchRefused(f"file has {size} bytes", reason="too_large_bytes")
+            with target.open("rb") as handle:
+                return handle.read(self.limits.max_bytes + 1)
+        except FileNotFoundError:
+            raise FetchRefused("file not found under the root", reason="not_found") from None
+        except IsADirectoryError:
+            raise FetchRefused("path is a directory", reason="not_found") from None
+        except OSError as exc:
+            raise FetchFailed(f"cannot read file: {exc.strerror}", reason="io_error") from None
+
+    async def _url(self, url: str) -> bytes:
+        client = await self._client()
+        for _ in range(self.limits.max_redirects + 1):
+            _check_url(url, self.limits)
+            try:
+                async with client.get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise FetchRefused("redirect without Location", reason="http_4xx")
+                        url = urljoin(url, location)
+                        continue
+                    return await self._body(response)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise FetchFailed(f"timed out fetching {redact(url)}", reason="timeout") from None
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.__cause__, FetchRefused):
+                    raise exc.__cause__ from None
+                raise FetchFailed(
+                    f"cannot connect to {redact(url)}", reason="connection_failed"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise FetchFailed(
+                    f"fetching {redact(url)} failed: {type(exc).__name__}",
+                    reason="connection_failed",
+                ) from None
+        raise FetchRefused("too many redirects", reason="too_many_redirects")
+
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        status = response.status
+        if status == 429 or status >= 500:
+            raise FetchFailed(f"HTTP {status}", reason="http_5xx" if status >= 500 else "http_429")
+        if status >= 400 or status < 200:
+            raise FetchRefused(f"HTTP {status}", reason="http_4xx")
+        declared = response.content_length
+        if declared is not None and declared > self.limits.max_bytes:
+            raise FetchRefused(
+                f"Content-Length {declared} exceeds the cap", reason="too_large_bytes"
+            )
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+            if received > self.limits.max_bytes:
+                raise FetchRefused("body exceeds the byte cap", reason="too_large_bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def limits_from(settings: Any) -> FetchLimits:
+    """Fetch limits from :class:`pipeline.config.Settings`."""
+    return FetchLimits(
+        max_bytes=settings.max_upload_bytes,
+        connect_timeout=settings.fetch_connect_timeout_seconds,
+        read_timeout=settings.fetch_read_timeout_seconds,
+        max_redirects=settings.fetch_max_redirects,
+        allow_private=settings.fetch_allow_private,
+        allow_networks=tuple(
+            ipaddress.ip_network(n, strict=False) for n in sorted(settings.fetch_allow_networks)
+        ),
+        file_root=settings.fetch_file_root,
+    )

@@ -1,0 +1,139 @@
+"""Keeps this worker's in-memory indexes in step with the ``hashlists`` topic.
+
+Owns: reading the whole topic from the beginning on every worker (not as a group member: each
+worker needs every list entry, not a share of them), tailing it for live additions and
+retractions, and deciding when the worker has *caught up*. Catch-up is judged against the high
+watermark that Fetch responses carry, never against ListOffsets end offsets, which the embedded
+test broker reports short (see shared/BROKER.md); the rule is correct on Apache Kafka as well.
+Updates are applied in chunks between which the event loop runs, so loading a million entries
+never starves Kafka heartbeats or the web views.
+Must not: block the event loop for long, or crash on a bad record (bad records are counted,
+logged with their offset and skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from pipeline.core.matching import Operation as HashListOperation
+from pipeline.errors import InputRejected
+from pipeline.health import WorkerHealth
+from pipeline.models import parse_hashlist_record
+
+log = logging.getLogger(__name__)
+
+
+class ListUpdateTarget(Protocol):
+    """Where decoded hash-list operations go (the matcher, in the worker)."""
+
+    def apply(self, operations: list[HashListOperation]) -> None: ...
+
+
+class FeedMetrics(Protocol):
+    def list_update(self, operation: str, outcome: str) -> None: ...
+
+    def list_updated_now(self) -> None: ...
+
+
+class HashListFeed:
+    """Reads ``topic`` from offset 0 on all partitions, applies it, and keeps tailing."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        target: ListUpdateTarget,
+        health: WorkerHealth,
+        metrics: FeedMetrics,
+        chunk_records: int = 20_000,
+        on_caught_up: Callable[[], None] | None = None,
+    ) -> None:
+        self._topic = topic
+        self._target = target
+        self._health = health
+        self._metrics = metrics
+        self._chunk = chunk_records
+        self._on_caught_up = on_caught_up
+        self._bootstrap_servers = bootstrap_servers
+        self._consumer: AIOKafkaConsumer
+        self._stopping = asyncio.Event()
+        self.records_applied = 0
+
+    async def run(self) -> None:
+        """Apply the topic until :meth:`stop`; marks ``health.lists_caught_up`` once caught up."""
+        self._consumer = AIOKafkaConsumer(  # aiokafka binds to the running loop
+            bootstrap_servers=self._bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        try:
+            partitions = await self._partitions()
+            self._consumer.assign(partitions)
+            await self._consumer.seek_to_beginning(*partitions)
+            log.info("reading hash lists from %r (%d partitions)", self._topic, len(partitions))
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
+                operations: list[HashListOperation] = []
+                for records in batches.values():
+                    for record in records:
+                        operation = self._decode(record)
+                        if operation is not None:
+                            operations.append(operation)
+                if operations:
+                    self._target.apply(operations)
+                    self.records_applied += len(operations)
+                    for operation in operations:
+                        self._metrics.list_update(operation[0], "applied")
+                    self._metrics.list_updated_now()
+                if not self._health.lists_caught_up and await self._caught_up(partitions):
+                    self._health.lists_caught_up = True
+                    log.info("hash lists loaded: %d records applied", self.records_applied)
+                    if self._on_caught_up is not None:
+                        self._on_caught_up()
+                await asyncio.sleep(0)  # let heartbeats and web requests run between chunks
+        finally:
+            await self._consumer.stop()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        for _ in range(100):
+            await self._consumer.topics()  # refreshes metadata
+            found = self._consumer.partitions_for_topic(self._topic)
+            if found:
+                return [TopicPartition(self._topic, p) for p in sorted(found)]
+            await asyncio.sleep(0.1)
+        raise InputRejected(f"hash-list topic {self._topic!r} does not exist", reason="no_topic")
+
+    async def _caught_up(self, partitions: list[TopicPartition]) -> bool:
+        for tp in partitions:
+            high = self._consumer.highwater(tp)
+            if high is None or await self._consumer.position(tp) < high:
+                return False
+        return True
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> HashListOperation | None:
+        try:
+            return parse_hashlist_record(record.key, record.value)
+        except (InputRejected, ValueError) as exc:
+            reason = getattr(exc, "reason", "invalid_record")
+            self._metrics.list_update("unknown", f"rejected_{reason}")
+            log.warning(
+                "skipping bad hash-list record at %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+            return None

@@ -1,0 +1,248 @@
+"""Every Prometheus metric of the pipeline, defined in one place on an injectable registry.
+
+Owns names, types, help texts and label vocabularies. Conventions: prefix ``screening_``; base
+units in names; counters end in ``_total``; freshness as ``*_timestamp_seconds``; one
+stage-latency histogram with a bounded ``stage`` label. Label values come only from enums or
+configured list names, never from upload ids, user ids, URLs, hash values or exception text;
+an unknown reason is counted as ``other``. Every label combination that can be known up front
+is created at zero, so dashboards and alert rules see series before the first event.
+The README's metrics table documents each metric; a contract test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from pipeline import __version__
+from pipeline.core.guard import GuardReason
+from pipeline.core.hashlist import Category
+from pipeline.core.types import Algorithm
+from pipeline.models import Action, Stage
+
+PREFIX = "screening"
+
+#: Stages timed by the stage-latency histogram.
+TIMED_STAGES: tuple[str, ...] = ("fetch", "decode", "hash", "match", "emit")
+OUTCOMES: tuple[str, ...] = ("screened", "error", "invalid")
+SINKS: tuple[str, ...] = ("webhook", "alertmanager")
+DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
+LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
+LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
+
+#: Every reason a dead letter or a guard rejection may carry; anything else counts as "other".
+DEAD_LETTER_REASONS: frozenset[str] = frozenset(
+    {r.value for r in GuardReason}
+    | {
+        # parse
+        "invalid_json",
+        "invalid_event",
+        # fetch
+        "timeout",
+        "connection_failed",
+        "dns_failed",
+        "http_5xx",
+        "http_429",
+        "http_4xx",
+        "ssrf_blocked",
+        "bad_url",
+        "too_many_redirects",
+        "bad_base64",
+        "file_root_unset",
+        "path_outside_root",
+        "not_found",
+        "io_error",
+        # hash / alert / emit
+        "hash_worker_crashed",
+        "hash_timeout",
+        "invalid_alert",
+        "sink_rejected",
+        "emit_failed",
+        "other",
+    }
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
+
+
+class PipelineMetrics:
+    """The pipeline's metrics, registered on ``registry`` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r, p = self.registry, PREFIX
+        self.build_info = Info(f"{p}_build", "Version of the running pipeline.", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.events_received = Counter(
+            f"{p}_events_received_total", "Upload events consumed.", registry=r
+        )
+        self.events_processed = Counter(
+            f"{p}_events_processed_total",
+            "Upload events finished, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.verdicts = Counter(
+            f"{p}_verdicts_total", "Verdicts emitted, by action.", ["action"], registry=r
+        )
+        self.matches = Counter(
+            f"{p}_matches_total",
+            "List entries matched, by list, category and algorithm.",
+            ["list", "category", "algorithm"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{p}_dead_letters_total",
+            "Dead letters written, by stage and reason.",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.guard_rejections = Counter(
+            f"{p}_guard_rejections_total",
+            "Uploads refused by the image guard, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            f"{p}_stage_duration_seconds",
+            "Time spent per upload in each stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            f"{p}_upload_to_verdict_seconds",
+            "From the upload's received_at (or consumption) to its verdict being written.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fetch_bytes = Histogram(
+            f"{p}_fetch_size_bytes",
+            "Size of fetched upload content.",
+            buckets=BYTES_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            f"{p}_events_in_flight", "Uploads being screened right now.", registry=r
+        )
+        self.pool_queue = Gauge(
+            f"{p}_hash_pool_queue_depth", "Hash jobs submitted and not yet finished.", registry=r
+        )
+        self.index_entries = Gauge(
+            f"{p}_index_entries",
+            "Hash-list entries loaded, by list and algorithm.",
+            ["list", "algorithm"],
+            registry=r,
+        )
+        self.list_updates = Counter(
+            f"{p}_hashlist_updates_total",
+            "Hash-list records applied or rejected.",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.last_list_update = Gauge(
+            f"{p}_hashlist_last_update_timestamp_seconds",
+            "Unix time the last hash-list record was applied.",
+            registry=r,
+        )
+        self.last_event = Gauge(
+            f"{p}_last_event_timestamp_seconds",
+            "Unix time the last upload was screened.",
+            registry=r,
+        )
+        self.alert_deliveries = Counter(
+            f"{p}_alert_deliveries_total",
+            "Alert delivery attempts, by sink and outcome.",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.alerts_waiting = Gauge(
+            f"{p}_alerts_waiting", "Alerts in Kafka not yet delivered to every sink.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            f"{p}_consumer_lag_messages",
+            "Uploads not yet consumed, per partition (fetch high watermark - position).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            f"{p}_ready",
+            "1 when the worker has caught up on hash lists and is screening.",
+            registry=r,
+        )
+        self._create_known_series()
+
+    def _create_known_series(self) -> None:
+        for outcome in OUTCOMES:
+            self.events_processed.labels(outcome)
+        for action in Action:
+            self.verdicts.labels(action.value)
+        for stage in TIMED_STAGES:
+            self.stage_seconds.labels(stage)
+        for reason in GuardReason:
+            self.guard_rejections.labels(reason.value)
+        for sink in SINKS:
+            for outcome in DELIVERY_OUTCOMES:
+                self.alert_deliveries.labels(sink, outcome)
+        for operation in LIST_OPERATIONS:
+            for outcome in LIST_UPDATE_OUTCOMES:
+                self.list_updates.labels(operation, outcome)
+
+    # -- call sites are one-liners ----------------------------------------------------------------
+
+    def register_list(self, name: str, algorithms: Iterable[Algorithm] = Algorithm) -> None:
+        """Create a list's series at zero when the list becomes known."""
+        for category in Category:
+            for algorithm in algorithms:
+                self.matches.labels(name, category.value, algorithm.value)
+        for algorithm in algorithms:
+            self.index_entries.labels(name, algorithm.value)
+
+    def observe_stage(self, stage: Stage | str, seconds: float) -> None:
+        self.stage_seconds.labels(str(stage)).observe(seconds)
+
+    def verdict(self, action: Action) -> None:
+        self.verdicts.labels(action.value).inc()
+        self.last_event.set(time.time())
+
+    def match(self, list_name: str, category: str, algorithm: str) -> None:
+        self.matches.labels(list_name, category, algorithm).inc()
+
+    def dead_letter(self, stage: Stage | str, reason: str) -> None:
+        self.dead_letters.labels(
+            str(stage), reason if reason in DEAD_LETTER_REASONS else "other"
+        ).inc()
+
+    def guard_rejected(self, reason: str) -> None:
+        known = reason if reason in {r.value for r in GuardReason} else "undecodable"
+        self.guard_rejections.labels(known).inc()
+
+    def processed(self, outcome: str) -> None:
+        self.events_processed.labels(outcome).inc()
+
+    def alert_delivery(self, sink: str, outcome: str) -> None:
+        self.alert_deliveries.labels(sink, outcome).inc()
+
+    def set_alerts_waiting(self, count: int) -> None:
+        self.alerts_waiting.set(count)
+
+    def list_update(self, operation: str, outcome: str) -> None:
+        op = operation if operation in LIST_OPERATIONS else "unknown"
+        self.list_updates.labels(op, "applied" if outcome == "applied" else "rejected").inc()
+
+    def list_updated_now(self) -> None:
+        self.last_list_update.set(time.time())
+
+    def set_index_entries(
+        self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]
+    ) -> None:
+        """Publish entry counts; lists that dropped to zero are set to zero, not removed."""
+        for name in lists:
+            for algorithm in Algorithm:
+                self.index_entries.labels(name, algorithm.value).set(
+                    counts.get((name, algorithm), 0)
+                )

@@ -1,0 +1,332 @@
+"""Screening one upload event end to end: parse, fetch, hash, match, decide.
+
+Owns the per-event orchestration and its error policy. :meth:`Screener.screen` never raises:
+every failure becomes an ``error`` verdict (plus the configured fail-closed action) and a dead
+letter naming the stage and a bounded reason, so the agent around it only has to emit what it
+returns. Retryable fetch failures are retried with backoff first; a hashing process that dies
+is retried once (a crash takes down every job in flight, most of them innocent). The records
+produced carry hashes and references, never image bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.adapters.fetch import Fetcher, FetchFailed, redact
+from pipeline.config import Settings
+from pipeline.core.decision import decide
+from pipeline.core.guard import GuardLimits, ImageRejected
+from pipeline.core.matching import Matcher
+from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
+from pipeline.errors import PipelineError, RetryableError
+from pipeline.hashpool import HashJobResult, HashPool, HashWorkerCrashed
+from pipeline.metrics import PipelineMetrics
+from pipeline.models import (
+    AlertRecord,
+    BlockRecord,
+    DeadLetter,
+    ImageFacts,
+    SourceRef,
+    Stage,
+    UploadEvent,
+    UrlContent,
+    Verdict,
+)
+from pipeline.verdicts import alert_records, block_record, error_verdict, screened_verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScreeningOutcome:
+    """Everything one upload produces; ``verdict`` is always there."""
+
+    verdict: Verdict
+    block: BlockRecord | None = None
+    alerts: list[AlertRecord] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+    received_at: datetime | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reference_only(raw: dict[str, Any]) -> dict[str, Any]:
+    """The event without content: inline data dropped, URLs without query strings."""
+    event = dict(raw)
+    content = event.get("content")
+    if isinstance(content, dict):
+        kept: dict[str, Any] = {"kind": content.get("kind")}
+        if isinstance(content.get("url"), str):
+            kept["url"] = redact(content["url"])
+        if isinstance(content.get("path"), str):
+            kept["path"] = content["path"][:4096]
+        event["content"] = kept
+    return event
+
+
+class Screener:
+    """Screens upload events with a matcher, a fetcher and a hashing pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        matcher: Matcher,
+        fetcher: Fetcher,
+        pool: HashPool,
+        metrics: PipelineMetrics,
+        limits: GuardLimits,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._matcher = matcher
+        self._fetcher = fetcher
+        self._pool = pool
+        self._metrics = metrics
+        self._limits = limits
+        self._sleep = sleep
+
+    async def screen(
+        self, value: bytes | None, key: bytes | None, source: SourceRef
+    ) -> ScreeningOutcome:
+        """Screen one raw event from the ``uploads`` topic. Never raises."""
+        self._metrics.events_received.inc()
+        self._metrics.in_flight.inc()
+        try:
+            return await self._screen(value, key, source)
+        except Exception as exc:
+            log.exception(
+                "unexpected error screening %s[%d]@%d",
+                source.topic,
+                source.partition,
+                source.offset,
+            )
+            upload_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(source)
+            message = f"internal error: {type(exc).__name__}"
+            return self._failure(
+                upload_id,
+                Stage.EMIT,
+                "other",
+                message,
+                source=source,
+                attempts=1,
+                event=None,
+                stage_seconds={},
+            )
+        finally:
+            self._metrics.in_flight.dec()
+
+    @staticmethod
+    def _fallback_id(source: SourceRef) -> str:
+        return f"{source.topic}-{source.partition}-{source.offset}"
+
+    async def _screen(
+        self, value: bytes | None, key: bytes | None, source: SourceRef
+    ) -> ScreeningOutcome:
+        key_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(source)
+        try:
+            event = UploadEvent.model_validate_json(value or b"")
+        except ValidationError as exc:
+            return self._invalid(key_id, value, source, exc)
+        timings: dict[Stage, float] = {}
+        received_at = event.received_at
+
+        started = time.perf_counter()
+        try:
+            data, attempts = await self._fetch(event)
+        except PipelineError as exc:
+            timings[Stage.FETCH] = time.perf_counter() - started
+            attempts = getattr(exc, "attempts", 1)
+            return self._failure(
+                event.upload_id,
+                Stage.FETCH,
+                exc.reason,
+                str(exc),
+                source=source,
+                attempts=attempts,
+                event=event,
+                stage_seconds=timings,
+            )
+        timings[Stage.FETCH] = time.perf_counter() - started
+        self._metrics.fetch_bytes.observe(len(data))
+
+        try:
+            result = await self._hash(data)
+        except ImageRejected as exc:
+            self._metrics.guard_rejected(exc.reason)
+            return self._failure(
+                event.upload_id,
+                Stage.GUARD,
+                exc.reason,
+                str(exc),
+                source=source,
+                attempts=1,
+                event=event,
+                stage_seconds=timings,
+            )
+        except PipelineError as exc:
+            return self._failure(
+                event.upload_id,
+                Stage.HASH,
+                exc.reason,
+                str(exc),
+                source=source,
+                attempts=2,
+                event=event,
+                stage_seconds=timings,
+            )
+        finally:
+            del data  # content lives no longer than the hash step
+        timings[Stage.DECODE] = result.decode_seconds
+        timings[Stage.HASH] = result.hash_seconds
+
+        started = time.perf_counter()
+        decision = decide(self._matcher.match(result.hashes))
+        timings[Stage.MATCH] = time.perf_counter() - started
+        for match in (*decision.matches, *decision.allowed_by):
+            self._metrics.match(match.list_name, match.category.value, match.algorithm.value)
+        verdict = screened_verdict(
+            upload_id=event.upload_id,
+            hashes=result.hashes,
+            image=ImageFacts(format=result.format, width=result.width, height=result.height),
+            decision=decision,
+            worker_id=self._settings.worker_id,
+            decided_at=_now(),
+            stage_seconds=timings,
+            uploader_id=event.uploader_id,
+            metadata=event.metadata,
+        )
+        return ScreeningOutcome(
+            verdict=verdict,
+            block=block_record(verdict),
+            alerts=alert_records(verdict),
+            received_at=received_at,
+        )
+
+    async def _fetch(self, event: UploadEvent) -> tuple[bytes, int]:
+        attempts = self._settings.fetch_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._fetcher.fetch(event.content), attempt
+            except FetchFailed as exc:
+                if attempt == attempts:
+                    exc.attempts = attempt  # type: ignore[attr-defined]
+                    raise
+                delay = self._settings.fetch_backoff_seconds * 2 ** (attempt - 1)
+                where = redact(event.content.url) if isinstance(event.content, UrlContent) else ""
+                log.info(
+                    "fetch %s for %s failed (%s); retry %d in %.2fs",
+                    where,
+                    event.upload_id,
+                    exc.reason,
+                    attempt,
+                    delay,
+                )
+                await self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+        raise RetryableError("unreachable", reason="other")  # pragma: no cover
+
+    def algorithms(self) -> tuple[Algorithm, ...]:
+        """Perceptual hashes always (verdicts carry them); exact digests only when in use."""
+        in_use = self._matcher.algorithms_in_use()
+        return tuple(a for a in Algorithm if a in PERCEPTUAL_ALGORITHMS or a in in_use)
+
+    async def _hash(self, data: bytes) -> HashJobResult:
+        algorithms = self.algorithms()
+        self._metrics.pool_queue.inc()
+        try:
+            try:
+                return await self._pool.run(data, self._limits, algorithms)
+            except HashWorkerCrashed:
+                # Every job in flight fails when one process dies; try once more in the new pool.
+                return await self._pool.run(data, self._limits, algorithms)
+        finally:
+            self._metrics.pool_queue.dec()
+
+    def _invalid(
+        self, upload_id: str, value: bytes | None, source: SourceRef, exc: ValidationError
+    ) -> ScreeningOutcome:
+        raw: Any = None
+        try:
+            raw = json.loads(value or b"")
+        except (ValueError, UnicodeDecodeError):
+            reason, message = "invalid_json", f"not JSON ({len(value or b'')} bytes)"
+        else:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            reason, message = (
+                "invalid_event",
+                f"{exc.error_count()} problem(s); first: {where}: {first['msg']}",
+            )
+        if isinstance(raw, dict) and isinstance(raw.get("upload_id"), str) and raw["upload_id"]:
+            upload_id = raw["upload_id"][:256]
+        event = _reference_only(raw) if isinstance(raw, dict) else None
+        return self._failure(
+            upload_id,
+            Stage.PARSE,
+            reason,
+            message,
+            source=source,
+            attempts=1,
+            event=None,
+            stage_seconds={},
+            original=event,
+        )
+
+    def _failure(
+        self,
+        upload_id: str,
+        stage: Stage,
+        reason: str,
+        message: str,
+        *,
+        source: SourceRef,
+        attempts: int,
+        event: UploadEvent | None,
+        stage_seconds: dict[Stage, float],
+        original: dict[str, Any] | None = None,
+    ) -> ScreeningOutcome:
+        now = _now()
+        if event is not None:
+            original = _reference_only(event.model_dump(mode="json"))
+        verdict = error_verdict(
+            upload_id=upload_id,
+            stage=stage,
+            reason=reason,
+            message=message,
+            on_error=self._settings.on_error,
+            worker_id=self._settings.worker_id,
+            decided_at=now,
+            stage_seconds=stage_seconds,
+            uploader_id=event.uploader_id if event else None,
+            metadata=event.metadata if event else None,
+        )
+        dead_letter = DeadLetter(
+            upload_id=upload_id,
+            stage=stage,
+            reason=reason,
+            message=message[:1000],
+            attempts=max(1, attempts),
+            source=source,
+            original_event=original,
+            failed_at=now,
+            worker_id=self._settings.worker_id,
+        )
+        log.warning("upload %s not screened: %s/%s: %s", upload_id, stage, reason, message[:200])
+        return ScreeningOutcome(
+            verdict=verdict,
+            block=block_record(verdict),
+            dead_letter=dead_letter,
+            received_at=event.received_at if event else None,
+        )

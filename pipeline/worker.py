@@ -1,0 +1,105 @@
+"""The worker's composition root: builds every collaborator from settings and runs Faust.
+
+Owns start-up order and shutdown: embedded broker (only when no bootstrap servers are set),
+topics, hashing pool (warmed so the first upload does not pay imports and JIT loading),
+fetcher, sinks, matcher, the Faust app; then the Faust worker until SIGINT/SIGTERM; then the
+pool and the embedded broker are stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from pipeline.adapters.alerts import AlertmanagerSink, WebhookSink
+from pipeline.adapters.broker import EmbeddedBroker
+from pipeline.adapters.fetch import Fetcher, limits_from
+from pipeline.adapters.topics import ensure_topics, topic_specs
+from pipeline.alerting import AlertSink
+from pipeline.app import create_app
+from pipeline.commands.offline import guard_limits
+from pipeline.config import Settings
+from pipeline.core.matching import Matcher
+from pipeline.demo.images import encode, synthetic_image
+from pipeline.errors import ConfigError
+from pipeline.hashpool import HashPool
+from pipeline.health import WorkerHealth
+from pipeline.metrics import PipelineMetrics
+from pipeline.screening import Screener
+
+log = logging.getLogger(__name__)
+
+#: Per-process address-space cap for hashing processes (the pixel cap bounds real need).
+HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
+
+
+def build_sinks(settings: Settings) -> list[AlertSink]:
+    """The alert sinks the settings configure (none is valid: alerts wait in Kafka)."""
+    sinks: list[AlertSink] = []
+    if settings.webhook_url:
+        if settings.webhook_secret is None:
+            raise ConfigError("PIPELINE_WEBHOOK_SECRET is required with PIPELINE_WEBHOOK_URL")
+        secret = settings.webhook_secret.get_secret_value().encode()
+        sinks.append(WebhookSink(settings.webhook_url, secret, settings.alert_timeout_seconds))
+    if settings.alertmanager_url:
+        sinks.append(AlertmanagerSink(settings.alertmanager_url, settings.alert_timeout_seconds))
+    return sinks
+
+
+def run_worker(settings: Settings) -> int:
+    """Run one worker until interrupted; returns the exit code."""
+    broker: EmbeddedBroker | None = None
+    bootstrap = settings.bootstrap_servers or ""
+    if settings.embedded:
+        broker = EmbeddedBroker(settings.embedded_port).start()
+        bootstrap = broker.bootstrap_servers
+        log.warning(
+            "PIPELINE_BOOTSTRAP_SERVERS is unset: running on an embedded in-memory broker at %s "
+            "(loopback only; everything is lost when the worker stops)",
+            bootstrap,
+        )
+    pool = HashPool(settings.hash_processes, HASH_PROCESS_MEMORY_BYTES)
+    try:
+        ensure_topics(bootstrap, topic_specs(settings))
+        limits = guard_limits(settings)
+        pool.start()
+        pool.warm_up(
+            [(encode(synthetic_image(0, 64, 48)), limits, ())] * max(1, settings.hash_processes)
+        )
+        metrics = PipelineMetrics()
+        matcher = Matcher(settings.index_kind.value)
+        health = WorkerHealth()
+        screener = Screener(
+            settings,
+            matcher=matcher,
+            fetcher=Fetcher(limits_from(settings)),
+            pool=pool,
+            metrics=metrics,
+            limits=limits,
+        )
+        app = create_app(
+            settings,
+            bootstrap_servers=bootstrap,
+            screener=screener,
+            matcher=matcher,
+            metrics=metrics,
+            health=health,
+            sinks=build_sinks(settings),
+        )
+        log.info(
+            "worker %s: web on http://%s:%d (/livez /readyz /metrics), %d hashing process(es)",
+            settings.worker_id, settings.web_host, settings.web_port, settings.hash_processes,
+        )  # fmt: skip
+        worker = faust.Worker(
+            app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False
+        )
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+    finally:
+        pool.close()
+        if broker is not None:
+            broker.stop()
