@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.errors import PermanentError, RetryableError
@@ -33,6 +33,8 @@ class AlertSink(Protocol):
     name: str
 
     async def deliver(self, alert: AlertRecord) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class DeliveryMetrics(Protocol):
@@ -86,6 +88,8 @@ class AlertDeliveryService:
             "max_poll_interval_ms": 24 * 3600 * 1000,
         }
         self._consumer: AIOKafkaConsumer
+        #: Per partition, the offset of the first alert not yet delivered to every sink.
+        self._undelivered: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -100,14 +104,16 @@ class AlertDeliveryService:
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=100)
-                await self._report_waiting()
                 for tp, records in batches.items():
                     for record in records:
                         if self._stopping.is_set():
                             return
+                        self._undelivered[tp] = record.offset
+                        self._report_waiting()
                         await self._deliver_record(record)
                         await self._consumer.commit({tp: record.offset + 1})
-                        await self._report_waiting()
+                        self._undelivered[tp] = record.offset + 1
+                self._report_waiting()
         finally:
             await self._consumer.stop()
 
@@ -115,12 +121,18 @@ class AlertDeliveryService:
         """Ask :meth:`run` to finish after the alert in hand (its offset stays uncommitted)."""
         self._stopping.set()
 
-    async def _report_waiting(self) -> None:
+    def _report_waiting(self) -> None:
+        """Alerts not yet delivered: fetch high watermark minus the first undelivered offset.
+
+        Not ``position()``: that moves past records as soon as they are fetched, so a batch
+        stuck on a dead sink would read as nothing waiting.
+        """
         waiting = 0
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            if high is not None:
-                waiting += max(0, high - await self._consumer.position(tp))
+            start = self._undelivered.get(tp)
+            if high is not None and start is not None:
+                waiting += max(0, high - start)
         self._metrics.set_alerts_waiting(waiting)
 
     def _letter(

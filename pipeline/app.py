@@ -197,6 +197,16 @@ def create_app(
     async def run_alert_delivery() -> None:
         await delivery.run()
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def close_clients_at_shutdown() -> None:
+        """Waits for the worker to stop (Faust cancels its tasks), then closes HTTP pools."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await screener.close()
+            for sink in sinks:
+                await sink.close()
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
         consumer = app.consumer

@@ -98,6 +98,10 @@ class Screener:
         self._limits = limits
         self._sleep = sleep
 
+    async def close(self) -> None:
+        """Release the fetcher's connection pool."""
+        await self._fetcher.close()
+
     async def screen(
         self, value: bytes | None, key: bytes | None, source: SourceRef
     ) -> ScreeningOutcome:

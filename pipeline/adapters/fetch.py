@@ -131,9 +131,7 @@ class Fetcher:
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                resolver=_FilteringResolver(self.limits), limit=64
-            )
+            connector = aiohttp.TCPConnector(resolver=_FilteringResolver(self.limits), limit=64)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(
