@@ -70,6 +70,7 @@ class AlertDeliveryService:
         session_timeout_seconds: float = 10.0,
         heartbeat_interval_seconds: float = 1.0,
         worker_id: str = "worker",
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._sinks = list(sinks)
@@ -87,6 +88,8 @@ class AlertDeliveryService:
             # A slow sink must not get us evicted from the group while we retry one record.
             "max_poll_interval_ms": 24 * 3600 * 1000,
         }
+        if fetch_max_wait_ms is not None:
+            self._consumer_options["fetch_max_wait_ms"] = fetch_max_wait_ms
         self._consumer: AIOKafkaConsumer
         #: Per partition, the offset of the first alert not yet delivered to every sink.
         self._undelivered: dict[TopicPartition, int] = {}

@@ -53,6 +53,27 @@ class MatcherTarget:
         self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
 
 
+def cap_faust_fetch_wait(max_wait_ms: int) -> None:
+    """Make Faust's consumer long-poll at most ``max_wait_ms`` (Faust hard-codes 1500 ms).
+
+    Only for brokers that hold a fetch for its whole wait (see Settings.fetch_max_wait_ms);
+    the worker process applies it once, before the app starts its consumer.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "capped_ms", None) == max_wait_ms:
+        return
+
+    def create_capped(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    create_capped.capped_ms = max_wait_ms  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_capped  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -64,6 +85,8 @@ def create_app(
     sinks: list[AlertSink],
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
+    if settings.fetch_max_wait_ms is not None:
+        cap_faust_fetch_wait(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -163,6 +186,7 @@ def create_app(
 
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         topic=settings.topic_hashlists,
         target=MatcherTarget(matcher, metrics),
         health=health,
@@ -187,6 +211,7 @@ def create_app(
         session_timeout_seconds=settings.session_timeout_seconds,
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         worker_id=settings.worker_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
 
     @app.task  # type: ignore[untyped-decorator]

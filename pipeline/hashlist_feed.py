@@ -38,7 +38,7 @@ class ListUpdateTarget(Protocol):
 class FeedMetrics(Protocol):
     def list_update(self, operation: str, outcome: str) -> None: ...
 
-    def list_updated_now(self) -> None: ...
+    def list_updated_at(self, timestamp_seconds: float) -> None: ...
 
 
 class HashListFeed:
@@ -54,6 +54,7 @@ class HashListFeed:
         metrics: FeedMetrics,
         chunk_records: int = 20_000,
         on_caught_up: Callable[[], None] | None = None,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         self._topic = topic
         self._target = target
@@ -62,6 +63,7 @@ class HashListFeed:
         self._chunk = chunk_records
         self._on_caught_up = on_caught_up
         self._bootstrap_servers = bootstrap_servers
+        self._fetch_max_wait_ms = fetch_max_wait_ms or 500  # aiokafka's default
         self._consumer: AIOKafkaConsumer
         self._stopping = asyncio.Event()
         self.records_applied = 0
@@ -74,6 +76,7 @@ class HashListFeed:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await self._consumer.start()
         try:
@@ -84,8 +87,10 @@ class HashListFeed:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
                 operations: list[HashListOperation] = []
+                newest_ms = 0
                 for records in batches.values():
                     for record in records:
+                        newest_ms = max(newest_ms, record.timestamp)
                         operation = self._decode(record)
                         if operation is not None:
                             operations.append(operation)
@@ -94,7 +99,7 @@ class HashListFeed:
                     self.records_applied += len(operations)
                     for operation in operations:
                         self._metrics.list_update(operation[0], "applied")
-                    self._metrics.list_updated_now()
+                    self._metrics.list_updated_at(newest_ms / 1000)
                 if not self._health.lists_caught_up and await self._caught_up(partitions):
                     self._health.lists_caught_up = True
                     log.info("hash lists loaded: %d records applied", self.records_applied)

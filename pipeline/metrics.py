@@ -146,7 +146,7 @@ class PipelineMetrics:
         )
         self.last_list_update = Gauge(
             f"{p}_hashlist_last_update_timestamp_seconds",
-            "Unix time the last hash-list record was applied.",
+            "Kafka timestamp of the newest hash-list record applied (list freshness).",
             registry=r,
         )
         self.last_event = Gauge(
@@ -174,6 +174,7 @@ class PipelineMetrics:
             "1 when the worker has caught up on hash lists and is screening.",
             registry=r,
         )
+        self._newest_list_record = 0.0
         self._create_known_series()
 
     def _create_known_series(self) -> None:
@@ -234,8 +235,11 @@ class PipelineMetrics:
         op = operation if operation in LIST_OPERATIONS else "unknown"
         self.list_updates.labels(op, "applied" if outcome == "applied" else "rejected").inc()
 
-    def list_updated_now(self) -> None:
-        self.last_list_update.set(time.time())
+    def list_updated_at(self, timestamp_seconds: float) -> None:
+        """The newest applied hash-list record was written to Kafka at this Unix time."""
+        if timestamp_seconds > self._newest_list_record:
+            self._newest_list_record = timestamp_seconds
+            self.last_list_update.set(timestamp_seconds)
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

@@ -17,6 +17,7 @@ from pipeline.config import Settings
 BENCHMARKS: dict[str, str] = {
     "hashing": "images/s by upload size against plain imagehash and a bare reduced decode",
     "index": "Hamming index queries/s and bytes/hash against pybktree and a numpy scan",
+    "pipeline": "events/s through a real broker against bare hashing; latency; time to ready",
 }
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings
+from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.errors import ConfigError
 from pipeline.models import (
@@ -273,7 +273,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with EmbeddedBroker(settings.embedded_port) as broker:
         bootstrap = broker.bootstrap_servers
         ensure_topics(bootstrap, topic_specs(settings))
-        env = {**os.environ, "PIPELINE_BOOTSTRAP_SERVERS": bootstrap}
+        env = {
+            **os.environ,
+            "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
+            "PIPELINE_BROKER_FETCH_MAX_WAIT_MS": str(EMBEDDED_FETCH_MAX_WAIT_MS),
+        }
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env)
         try:
             published = publish_lists(
@@ -315,6 +319,45 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     worker.kill()
 
 
+def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish the demo list, then produce demo uploads at a steady rate (compose's producer)."""
+    from pipeline.demo.hashlist import DEMO_LIST, demo_entries, demo_uploads
+
+    bootstrap = _bootstrap(settings, args.bootstrap_servers)
+    published = publish_lists(
+        bootstrap, settings.topic_hashlists, [DEMO_LIST], demo_entries(), progress=False
+    )
+    print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
+    uploads = demo_uploads()
+    producer = _producer(bootstrap)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while args.count == 0 or sent < args.count:
+            name, data = uploads[sent % len(uploads)]
+            event = UploadEvent(
+                upload_id=f"traffic-{uuid.uuid4().hex[:16]}",
+                received_at=datetime.now(UTC),
+                metadata={"file": name},
+                content={"kind": "inline", "data_base64": base64.b64encode(data).decode()},
+            )
+            producer.send(
+                settings.topic_uploads,
+                key=event.upload_id.encode(),
+                value=event.model_dump_json().encode(),
+            )
+            sent += 1
+            if sent % 100 == 0:
+                print(f"sent {sent:,} uploads", file=sys.stderr)
+            time.sleep(max(0.0, started + sent / args.rate - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _flush(producer)
+    print(f"sent {sent:,} uploads", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``worker``, ``submit`` and ``demo`` (``hashlist publish|retract`` live with hashlist)."""
     worker = subparsers.add_parser(
@@ -347,6 +390,16 @@ def register(subparsers: Any) -> None:
     )
     demo.add_argument("--exit-after-verdicts", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(handler=cmd_demo)
+
+    traffic = subparsers.add_parser(
+        "demo-traffic",
+        help="publish the demo list and produce demo uploads at a steady rate",
+        description="For trying dashboards and alerts: needs PIPELINE_BOOTSTRAP_SERVERS.",
+    )
+    traffic.add_argument("--rate", type=float, default=5.0, help="uploads per second (5)")
+    traffic.add_argument("--count", type=int, default=0, help="stop after N uploads (0: never)")
+    traffic.add_argument("--bootstrap-servers", help="override PIPELINE_BOOTSTRAP_SERVERS")
+    traffic.set_defaults(handler=cmd_demo_traffic)
 
 
 def register_hashlist_actions(actions: Any) -> None:

@@ -200,6 +200,7 @@ class WorkerProcess:
             "PIPELINE_WORKER_ID": self.name,
             "PIPELINE_WEB_PORT": str(self.web_port),
             "PIPELINE_SESSION_TIMEOUT_SECONDS": "6",
+            "PIPELINE_BROKER_FETCH_MAX_WAIT_MS": "50",  # tansu holds fetches (see config.py)
             "PIPELINE_HASH_PROCESSES": "1",
             "PIPELINE_FETCH_ATTEMPTS": "2",
             "PIPELINE_FETCH_BACKOFF_SECONDS": "0.1",
