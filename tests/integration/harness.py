@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +47,11 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def _read_to_highwater(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+    high = consumer.highwater(tp)
+    return high is not None and consumer.position(tp) >= high
 
 
 def wait_until(
@@ -156,6 +162,9 @@ class KafkaIO:
             consumer.seek_to_beginning(*partitions)
             records: list[dict[str, Any]] = []
             idle_until = time.monotonic() + timeout
+            # A topic that keeps growing (live traffic) never goes idle: stop instead once every
+            # partition is read up to the high watermark that fetch responses report (correct on
+            # tansu, unlike end_offsets()).
             while time.monotonic() < idle_until:
                 batch = consumer.poll(timeout_ms=200)
                 for part in batch.values():
@@ -164,6 +173,8 @@ class KafkaIO:
                             records.append(json.loads(record.value))
                 if batch:
                     idle_until = time.monotonic() + timeout
+                if all(_read_to_highwater(consumer, tp) for tp in partitions):
+                    break
             return records
         finally:
             consumer.close()
@@ -391,3 +402,69 @@ def running(*workers: WorkerProcess) -> Iterator[None]:
     finally:
         for worker in workers:
             worker.stop()
+
+
+class Prometheus:
+    """Debian's prometheus on loopback, scraping given targets every second, with rule files."""
+
+    def __init__(self, targets: list[str], rule_files: list[Path] | None = None) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="prometheus-"))
+        self.targets = targets
+        self.rule_files = rule_files or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Prometheus:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is not installed (.ci/install-test-deps)"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [
+                {"job_name": "upload-screening", "static_configs": [{"targets": self.targets}]}
+            ],
+        }
+        (self.dir / "prometheus.yml").write_text(json.dumps(config))  # JSON is valid YAML
+        self.process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.dir / "prometheus.log").open("wb"),
+        )
+        wait_until(self._ready, 30, what="prometheus /-/ready")
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return http_get(self.url + "/-/ready")[0] == 200
+        except OSError:
+            return False
+
+    def query(self, expr: str) -> dict[str, Any]:
+        """The JSON answer of an instant query (status "success" or "error")."""
+        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        answer: dict[str, Any] = json.loads(http_get(url, timeout=10)[1])
+        return answer
+
+    def alerts(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = json.loads(http_get(self.url + "/api/v1/alerts")[1])["data"][
+            "alerts"
+        ]
+        return data
+
+    def log(self) -> str:
+        return (self.dir / "prometheus.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(15)
+        shutil.rmtree(self.dir, ignore_errors=True)
