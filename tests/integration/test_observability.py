@@ -133,7 +133,12 @@ def test_dashboard_and_rule_queries_return_data_and_sink_outage_fires(
         )
         firing = {a["labels"]["alertname"] for a in prometheus.alerts() if a["state"] == "firing"}
         # A healthy, busy worker must not page for being down, stalled or not ready.
-        assert not firing & {"ScreeningWorkerDown", "ScreeningWorkerNotReady", "ScreeningStalled"}
+        assert not firing & {
+            "ScreeningWorkerDown",
+            "ScreeningNoWorkerUp",
+            "ScreeningWorkerNotReady",
+            "ScreeningStalled",
+        }
     except BaseException:
         print(prometheus.log()[-3000:])
         raise
