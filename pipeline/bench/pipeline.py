@@ -3,11 +3,14 @@
 Owns the end-to-end benchmark, all in one run on this machine:
 
 1. **Bare hashing** (the baseline): :func:`pipeline.hashpool.hash_job` over the same JPEGs in
-   a pool of N processes pinned to the same cores the worker will get; no Kafka, no JSON.
+   a pool of N processes pinned to the same cores the worker will get; no Kafka, no JSON. It
+   computes all five hashes, as the worker does here.
 2. **Pipeline throughput**: N uploads (inline base64) are produced to an embedded tansu broker
    first; then a real ``pipeline worker`` process, pinned to N cores with N hashing processes,
-   screens the backlog. Throughput is (verdicts - 1) / (last decided_at - first decided_at),
-   so neither start-up nor the benchmark's own polling is counted.
+   screens the backlog against a small deny list holding every algorithm (so the worker
+   computes the exact digests too: it skips algorithms no list uses). Throughput is
+   (verdicts - 1) / (last decided_at - first decided_at), so neither start-up nor the
+   benchmark's own polling is counted.
 3. **Latency at half of peak**: the same worker is then fed at half its measured rate; upload
    to verdict latency is the time from producing an event to this process reading its verdict
    (p50, p99), so it includes Kafka in both directions and batching.
@@ -133,6 +136,26 @@ class _Run:
         ensure_topics(bootstrap, topic_specs(self.settings))
         self.web_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+
+    def publish_list(self, entries_per_algorithm: int = 100) -> None:
+        """A deny list with random entries of every algorithm (nothing will match them)."""
+        from pipeline.commands.stream import publish_lists
+        from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+        from pipeline.core.types import Algorithm, HashValue
+
+        rng = random.Random(5)  # noqa: S311 - random list entries
+        config = ListConfig.create("bench-every-algorithm", kind="deny", action="block")
+        entries = [
+            HashListEntry(
+                list_name=config.name,
+                entry_id=f"{algorithm}-{i}",
+                hash=HashValue(algorithm, rng.getrandbits(algorithm.bits)),
+                category=Category.OTHER,
+            )
+            for algorithm in Algorithm
+            for i in range(entries_per_algorithm)
+        ]
+        publish_lists(self.bootstrap, self.names["hashlists"], [config], entries, progress=False)
 
     def start_worker(self, cores: int, log_path: Path) -> float:
         """Start a pinned worker; returns seconds from spawn until /readyz answered 200."""
@@ -351,6 +374,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for cores in core_counts:
             bare = bare_hashing_rate(uploads, cores, seconds=5.0)
             bench_run = _Run(broker.bootstrap_servers, settings)
+            bench_run.publish_list()
             try:
                 bench_run.start_worker(cores, log_dir / f"bench-worker-{cores}core.log")
                 with tqdm(
