@@ -23,6 +23,11 @@ from pipeline.errors import ConfigError
 ENV_PREFIX = "PIPELINE_"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
 EMBEDDED_FETCH_MAX_WAIT_MS = 50
+#: Consumer-group session timeouts (seconds) when PIPELINE_SESSION_TIMEOUT_SECONDS is unset.
+#: The embedded broker makes a new group's first join wait half the session timeout, so it gets
+#: the short one; Apache Kafka keeps the usual default.
+EMBEDDED_SESSION_TIMEOUT_SECONDS = 6.0
+DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
 
 
 class IndexKind(enum.StrEnum):
@@ -87,7 +92,12 @@ class Settings(BaseSettings):
     topic_hashlists: str = "hashlists"
     topic_partitions: int = Field(4, gt=0)
     topic_replication: int = Field(1, gt=0)
-    session_timeout_seconds: float = Field(10.0, gt=0)
+    session_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Consumer-group session timeout. Unset: 10 s on Apache Kafka, 6 s on the "
+        "embedded broker (see Settings.broker_session_timeout_seconds).",
+    )
     heartbeat_interval_seconds: float = Field(1.0, gt=0)
     broker_fetch_max_wait_ms: int | None = Field(
         None,
@@ -154,6 +164,16 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when the worker must start its own loopback broker."""
         return not self.bootstrap_servers
+
+    @property
+    def broker_session_timeout_seconds(self) -> float:
+        """The consumer-group session timeout to use: the setting, else 6 s on the embedded
+        broker (a new group's first join waits half of it there) and 10 s on Apache Kafka."""
+        if self.session_timeout_seconds is not None:
+            return self.session_timeout_seconds
+        if self.embedded:
+            return EMBEDDED_SESSION_TIMEOUT_SECONDS
+        return DEFAULT_SESSION_TIMEOUT_SECONDS
 
     @property
     def fetch_max_wait_ms(self) -> int | None:

@@ -55,6 +55,7 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(
         "path_outside_root",
         "not_found",
         "io_error",
+        "not_a_file",
         # hash / alert / emit
         "hash_worker_crashed",
         "hash_timeout",

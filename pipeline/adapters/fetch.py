@@ -8,17 +8,23 @@ Owns the defences around reading untrusted references:
   check applies to the address actually connected to (a resolver that filters), and to IP
   literals in every redirect hop, so DNS rebinding or a redirect to 169.254.169.254 fails;
 - bounded redirects, connect and read timeouts;
-- file paths confined to their root after resolving symlinks.
+- file paths confined to their root after resolving symlinks; only regular files are read
+  (a FIFO or device under the root would block or never end), off the event loop, bounded in
+  bytes and time.
 Errors are :class:`FetchFailed` (retryable) or :class:`FetchRefused` (permanent), each with a
 bounded ``reason``. URLs are logged without their query string; content is never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import errno
 import ipaddress
+import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,12 +79,34 @@ def address_allowed(
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
+#: Longest redacted URL put in a log line or a dead letter (the path is cut to fit).
+REDACTED_URL_MAX_CHARS = 2048
+
+
 def redact(url: str) -> str:
-    """The URL without query string or credentials, for logs and dead letters."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """The URL without query string, fragment or credentials, for logs and dead letters.
+
+    Total: never raises. Only http(s) URLs with a host keep their host and path; anything else
+    (a ``data:`` URL could carry the content itself) is reduced to its scheme. An invalid port
+    is shown as ``:?`` rather than failing the caller (``urlsplit(...).port`` raises on it).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return "<unparseable url>"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        shown = scheme if scheme.isascii() and 0 < len(scheme) <= 16 else "unknown"
+        return f"<{shown} url>"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ":?"
+    if ":" in host:
+        host = f"[{host}]"
+    prefix = f"{scheme}://{host[:255]}{port}"
+    return prefix + parts.path[: max(0, REDACTED_URL_MAX_CHARS - len(prefix))]
 
 
 class _FilteringResolver(AbstractResolver):
@@ -114,6 +142,10 @@ def _check_url(url: str, limits: FetchLimits) -> None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise FetchRefused("only http(s) URLs with a host are fetched", reason="bad_url")
+    try:
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError:
+        raise FetchRefused("URL has an invalid port", reason="bad_url") from None
     try:
         ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -154,7 +186,14 @@ class Fetcher:
         if isinstance(content, InlineContent):
             return self._inline(content.data_base64)
         if isinstance(content, PathContent):
-            return self._path(content.path)
+            # File system calls block: run them in a thread so a slow or hung mount cannot stall
+            # the event loop (and with it Kafka heartbeats); give up after the read timeout.
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(self._path, content.path), self.limits.read_timeout
+                )
+            except TimeoutError:
+                raise FetchFailed("reading the file timed out", reason="timeout") from None
         return await self._url(content.url)
 
     def _inline(self, data: str) -> bytes:
@@ -166,6 +205,7 @@ class Fetcher:
             raise FetchRefused("inline content is not valid base64", reason="bad_base64") from None
 
     def _path(self, relative: str) -> bytes:
+        """Read a regular file under the root (blocking: call it off the event loop)."""
         root = self.limits.file_root
         if root is None:
             raise FetchRefused("path uploads are disabled (no file root)", reason="file_root_unset")
@@ -173,18 +213,36 @@ class Fetcher:
         target = (base / relative).resolve()
         if not target.is_relative_to(base):
             raise FetchRefused("path escapes the file root", reason="path_outside_root")
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (it
+        # has no effect on regular files). O_NOFOLLOW: the path was resolved above, so a symlink
+        # here means it was swapped in since. The type is checked on the open descriptor.
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
         try:
-            size = target.stat().st_size
-            if size > self.limits.max_bytes:
-                raise FetchRefused(f"file has {size} bytes", reason="too_large_bytes")
-            with target.open("rb") as handle:
-                return handle.read(self.limits.max_bytes + 1)
+            fd = os.open(target, flags)
         except FileNotFoundError:
             raise FetchRefused("file not found under the root", reason="not_found") from None
-        except IsADirectoryError:
-            raise FetchRefused("path is a directory", reason="not_found") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FetchRefused("path is a symlink", reason="not_a_file") from None
+            raise FetchFailed(f"cannot open file: {exc.strerror}", reason="io_error") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FetchRefused("path is not a regular file", reason="not_a_file")
+            if info.st_size > self.limits.max_bytes:
+                raise FetchRefused(f"file has {info.st_size} bytes", reason="too_large_bytes")
+            chunks: list[bytes] = []
+            received = 0
+            while chunk := os.read(fd, min(1024 * 1024, self.limits.max_bytes + 1 - received)):
+                received += len(chunk)
+                if received > self.limits.max_bytes:  # the file grew since fstat
+                    raise FetchRefused("file exceeds the byte cap", reason="too_large_bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
         except OSError as exc:
             raise FetchFailed(f"cannot read file: {exc.strerror}", reason="io_error") from None
+        finally:
+            os.close(fd)
 
     async def _url(self, url: str) -> bytes:
         client = await self._client()

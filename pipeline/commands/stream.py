@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
+from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.errors import ConfigError
 from pipeline.models import (
@@ -277,6 +277,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             **os.environ,
             "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
             "PIPELINE_BROKER_FETCH_MAX_WAIT_MS": str(EMBEDDED_FETCH_MAX_WAIT_MS),
+            # The worker sees bootstrap servers, so it cannot tell the broker is embedded.
+            "PIPELINE_SESSION_TIMEOUT_SECONDS": str(EMBEDDED_SESSION_TIMEOUT_SECONDS),
         }
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env)
         try:
