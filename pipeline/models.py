@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
 from pipeline.core.matching import Operation as HashListOperation
@@ -27,6 +28,62 @@ from pipeline.errors import InputRejected
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 UploadId = Annotated[str, Field(min_length=1, max_length=256)]
+
+# Caps on an upload's pass-through metadata. It is copied into the verdict, the block record and
+# dead letters, so without a cap one event could make every output record too large for the
+# broker (Kafka refuses records over ~1 MB by default) and stall its partition.
+METADATA_MAX_BYTES = 16 * 1024  # serialized as compact JSON, UTF-8
+METADATA_MAX_KEYS = 64  # top level
+METADATA_MAX_KEY_CHARS = 128
+METADATA_MAX_DEPTH = 8  # nested objects/arrays
+#: Most matches (and, separately, suppressed matches) a verdict or block record lists. The
+#: decision uses every match; the records keep the decisive ones first, then the nearest.
+MAX_MATCHES_PER_RECORD = 100
+
+
+def metadata_problem(value: object) -> str | None:
+    """Why ``value`` is not acceptable upload metadata, or None. Pure; never raises."""
+    if not isinstance(value, dict):
+        return "metadata must be a JSON object"
+    if len(value) > METADATA_MAX_KEYS:
+        return f"metadata has {len(value)} keys; at most {METADATA_MAX_KEYS}"
+    if any(not isinstance(k, str) or len(k) > METADATA_MAX_KEY_CHARS for k in value):
+        return f"metadata keys must be strings of at most {METADATA_MAX_KEY_CHARS} characters"
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:  # depth first, iteratively: a deep document must not exhaust the stack
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        if depth > METADATA_MAX_DEPTH:
+            return f"metadata is nested deeper than {METADATA_MAX_DEPTH} levels"
+        stack.extend(
+            (child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+        )
+    try:
+        size = len(to_json(value))
+    except ValueError:
+        return "metadata is not serializable as JSON"
+    if size > METADATA_MAX_BYTES:
+        return f"metadata is {size} bytes as JSON; at most {METADATA_MAX_BYTES}"
+    return None
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    problem = metadata_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=METADATA_MAX_KEY_CHARS)], Any],
+    Field(
+        max_length=METADATA_MAX_KEYS,
+        description=f"Passed through as is; at most {METADATA_MAX_BYTES} bytes as compact JSON, "
+        f"nested at most {METADATA_MAX_DEPTH} levels.",
+    ),
+    AfterValidator(_check_metadata),
+]
 
 
 class Record(BaseModel):
@@ -88,7 +145,7 @@ class UploadEvent(Record):
     content_type: str | None = Field(None, max_length=255)
     uploader_id: str | None = Field(None, max_length=256, description="Opaque to the pipeline.")
     received_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Passed through as is.")
+    metadata: Metadata = Field(default_factory=dict)
 
 
 # --- verdicts and what follows from them -------------------------------------------------------
@@ -129,9 +186,14 @@ class Verdict(Record):
     error_action: Action | None = Field(
         None, description="With action=error: the fail-closed action added by policy, if any."
     )
-    matches: list[MatchRecord] = Field(default_factory=list)
+    matches: list[MatchRecord] = Field(default_factory=list, max_length=MAX_MATCHES_PER_RECORD)
     suppressed: list[MatchRecord] = Field(
-        default_factory=list, description="Deny matches suppressed by an allow-list match."
+        default_factory=list,
+        max_length=MAX_MATCHES_PER_RECORD,
+        description="Deny matches suppressed by an allow-list match.",
+    )
+    matches_omitted: int = Field(
+        0, ge=0, description="Matches and suppressed matches left out to bound the record size."
     )
     hashes: dict[Algorithm, str] = Field(default_factory=dict, description="Hex, never content.")
     image: ImageFacts | None = None
@@ -140,7 +202,7 @@ class Verdict(Record):
     worker_id: str
     decided_at: datetime
     uploader_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class BlockRecord(Record):
@@ -149,10 +211,11 @@ class BlockRecord(Record):
     schema_version: Literal[1] = 1
     upload_id: UploadId
     uploader_id: str | None = None
-    matches: list[MatchRecord]
+    matches: list[MatchRecord] = Field(max_length=MAX_MATCHES_PER_RECORD)
+    matches_omitted: int = Field(0, ge=0, description="Matches left out to bound the size.")
     decided_at: datetime
     worker_id: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class AlertRecord(Record):
@@ -197,7 +260,10 @@ class DeadLetter(Record):
     attempts: int = Field(1, ge=1)
     source: SourceRef | None = None
     original_event: dict[str, Any] | None = Field(
-        None, description="The event with inline content removed, when it parsed."
+        None,
+        description="References only, never content: for an event that parsed, the event with "
+        "inline data removed and URLs redacted; for one that did not, an allowlist of known "
+        "fields with capped lengths plus the names (not values) of the other top-level keys.",
     )
     failed_at: datetime
     worker_id: str

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from pipeline.models import (
     UploadEvent,
     UrlContent,
     Verdict,
+    metadata_problem,
 )
 from pipeline.verdicts import alert_records, block_record, error_verdict, screened_verdict
 
@@ -62,18 +64,83 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reference_only(raw: dict[str, Any]) -> dict[str, Any]:
-    """The event without content: inline data dropped, URLs without query strings."""
-    event = dict(raw)
-    content = event.get("content")
-    if isinstance(content, dict):
-        kept: dict[str, Any] = {"kind": content.get("kind")}
-        if isinstance(content.get("url"), str):
-            kept["url"] = redact(content["url"])
-        if isinstance(content.get("path"), str):
-            kept["path"] = content["path"][:4096]
-        event["content"] = kept
-    return event
+#: Known content kinds (anything else is recorded as None: an unknown "kind" may be content).
+_CONTENT_KINDS = frozenset({"inline", "url", "path"})
+#: Text fields an invalid event's dead letter keeps, with their length caps.
+_KEPT_TEXT_FIELDS = {"upload_id": 256, "content_type": 255, "uploader_id": 256, "received_at": 64}
+#: Field names recorded as they are; any other name (a key could itself be base64) is only
+#: counted, never written.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_OMITTED_FIELD_NAMES = 32
+MAX_PATH_CHARS = 4096
+
+
+def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
+    """A content object reduced to its kind and reference: inline data dropped, URLs redacted."""
+    kind = content.get("kind")
+    kept: dict[str, Any] = {"kind": kind if kind in _CONTENT_KINDS else None}
+    if isinstance(content.get("url"), str):
+        kept["url"] = redact(content["url"])
+    if isinstance(content.get("path"), str):
+        kept["path"] = content["path"][:MAX_PATH_CHARS]
+    return kept
+
+
+def _reference_only(event: dict[str, Any]) -> dict[str, Any]:
+    """A validated event without content: inline data dropped, URLs without query strings.
+
+    Validation already bounded every field (metadata included), so only content is touched.
+    """
+    kept = dict(event)
+    if isinstance(kept.get("content"), dict):
+        kept["content"] = _content_reference(kept["content"])
+    return kept
+
+
+def invalid_event_reference(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a dead letter may keep of an event that failed validation. Pure.
+
+    Nothing about such an event can be trusted, and content can sit in any field (a string
+    ``content``, an extra ``data`` key), so this is an allowlist: known fields of the expected
+    type with capped lengths, the content's kind and reference, metadata only when it is within
+    the caps, and for everything else only the field's name (if it is a plain name) and a count.
+    """
+    kept: dict[str, Any] = {}
+    omitted: list[str] = []
+    for key, value in raw.items():
+        cap = _KEPT_TEXT_FIELDS.get(key)
+        if cap is not None and isinstance(value, str):
+            kept[key] = value[:cap]
+        elif key == "schema_version" and type(value) is int and 0 <= value < 1000:
+            kept[key] = value
+        elif key == "content" and isinstance(value, dict):
+            kept[key] = _content_reference(value)
+        elif key == "metadata" and metadata_problem(value) is None:
+            kept[key] = value
+        else:
+            omitted.append(key)
+    if omitted:
+        names = sorted(k for k in omitted if _PLAIN_NAME.match(k))
+        kept["omitted_fields"] = names[:MAX_OMITTED_FIELD_NAMES]
+        kept["omitted_field_count"] = len(omitted)
+    return kept
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """A bounded description of why an event failed validation, free of its values.
+
+    Pydantic messages can quote the input (an unknown discriminator tag is echoed whole) and
+    locations can hold arbitrary keys, so long quoted values and odd key names are elided.
+    """
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(
+        str(p) if isinstance(p, int) or _PLAIN_NAME.match(p) else "<key>" for p in first["loc"]
+    )
+    message = first["msg"]
+    for value in (first.get("ctx") or {}).values():
+        if isinstance(value, str) and len(value) > 32:
+            message = message.replace(value, "<...>")
+    return f"{exc.error_count()} problem(s); first: {where or '<event>'}: {message[:200]}"
 
 
 class Screener:
@@ -267,15 +334,10 @@ class Screener:
         except (ValueError, UnicodeDecodeError):
             reason, message = "invalid_json", f"not JSON ({len(value or b'')} bytes)"
         else:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            reason, message = (
-                "invalid_event",
-                f"{exc.error_count()} problem(s); first: {where}: {first['msg']}",
-            )
+            reason, message = "invalid_event", validation_summary(exc)
         if isinstance(raw, dict) and isinstance(raw.get("upload_id"), str) and raw["upload_id"]:
             upload_id = raw["upload_id"][:256]
-        event = _reference_only(raw) if isinstance(raw, dict) else None
+        event = invalid_event_reference(raw) if isinstance(raw, dict) else None
         return self._failure(
             upload_id,
             Stage.PARSE,

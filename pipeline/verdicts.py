@@ -1,7 +1,10 @@
 """Building the wire records of an outcome: verdicts, blocks and alerts.
 
 Owns the mapping from core results (hashes, matches, decision) to records, so the offline CLI
-and the streaming worker emit identical verdicts. Must not do I/O.
+and the streaming worker emit identical verdicts, and keeps every record bounded in size: an
+image near many list entries lists at most ``MAX_MATCHES_PER_RECORD`` matches (the decisive ones
+first) and counts the rest, so no verdict can grow past what the broker accepts.
+Must not do I/O.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any
 
 from pipeline.config import ErrorAction
 from pipeline.core.decision import Decision
+from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.models import (
+    MAX_MATCHES_PER_RECORD,
     Action,
     AlertRecord,
     BlockRecord,
@@ -46,6 +51,18 @@ def hex_hashes(hashes: Mapping[Algorithm, int]) -> dict[Algorithm, str]:
     return {alg: HashValue(alg, value).hex for alg, value in hashes.items()}
 
 
+def _bounded(matches: list[Match], outcome: str) -> tuple[list[MatchRecord], int]:
+    """At most MAX_MATCHES_PER_RECORD records and how many were left out. Deny matches whose
+    list action is the outcome come first (they explain it), then the rest; each group keeps
+    the core's nearest-first order (the sort is stable)."""
+    ranked = sorted(
+        matches,
+        key=lambda m: (m.list_kind is not ListKind.DENY, m.list_action.value != outcome),
+    )
+    kept = ranked[:MAX_MATCHES_PER_RECORD]
+    return [match_record(m) for m in kept], len(ranked) - len(kept)
+
+
 def screened_verdict(
     *,
     upload_id: str,
@@ -59,11 +76,15 @@ def screened_verdict(
     metadata: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """The verdict of an upload that was hashed and matched."""
+    outcome = decision.outcome.value
+    matches, omitted = _bounded([*decision.matches, *decision.allowed_by], outcome)
+    suppressed, omitted_suppressed = _bounded(list(decision.suppressed), outcome)
     return Verdict(
         upload_id=upload_id,
-        action=Action(decision.outcome.value),
-        matches=[match_record(m) for m in (*decision.matches, *decision.allowed_by)],
-        suppressed=[match_record(m) for m in decision.suppressed],
+        action=Action(outcome),
+        matches=matches,
+        suppressed=suppressed,
+        matches_omitted=omitted + omitted_suppressed,
         hashes=hex_hashes(hashes),
         image=image,
         stage_seconds=dict(stage_seconds or {}),
@@ -109,6 +130,7 @@ def block_record(verdict: Verdict) -> BlockRecord | None:
         upload_id=verdict.upload_id,
         uploader_id=verdict.uploader_id,
         matches=verdict.matches,
+        matches_omitted=verdict.matches_omitted,
         decided_at=verdict.decided_at,
         worker_id=verdict.worker_id,
         metadata=verdict.metadata,
