@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     hash_processes: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=0, description="0 hashes in-process."
     )
+    hash_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest one image may take to decode and hash in a hashing process "
+        "(running time only: waiting for a free process does not count).",
+    )
     batch_size: int = Field(16, gt=0, description="Uploads taken per batch from the stream.")
     batch_timeout_seconds: float = Field(0.05, gt=0)
 

@@ -8,16 +8,18 @@ Why processes: decode and DCT are CPU-bound and hold the GIL, so threads would s
 event loop and with it Kafka heartbeats. Each pool process also gets an address-space limit
 (``RLIMIT_AS``) so a decoder that misbehaves fails with MemoryError instead of taking the host
 down; a crashed process breaks the pool, which is rebuilt, and the upload is reported as an
-error rather than retried forever.
+error rather than retried forever. Jobs wait for a free process outside the executor, so the
+per-job timeout counts running time only and a rebuild never cancels queued jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -85,21 +87,55 @@ def _limit_memory(max_bytes: int) -> None:
         pass
 
 
+#: The job a pool runs; :func:`hash_job` in production (tests pass other top-level functions).
+HashJob = Callable[[bytes, GuardLimits, tuple[Algorithm, ...]], HashJobResult]
+
+
 class HashPool:
     """Runs :func:`hash_job` in ``processes`` worker processes (0 = in the calling thread).
 
-    ``in_flight`` counts jobs submitted and not yet finished (the queue-depth metric).
+    At most ``processes`` jobs are in the executor at a time; the rest wait on a semaphore in
+    the event loop. So a job starts running as soon as it is submitted, its timeout measures
+    running time only (a batch behind one slow image does not time out with it), and when the
+    pool is rebuilt there are no queued executor jobs to be cancelled, only the running ones,
+    which fail as :class:`HashWorkerCrashed` and are worth one retry.
+
+    ``waiting`` counts jobs waiting for a process, ``running`` jobs in a process. When the pool
+    cannot be restarted, ``broken_reason`` says why (and ``on_broken`` is told) until a later
+    start succeeds.
     """
 
-    def __init__(self, processes: int, memory_limit_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        processes: int,
+        memory_limit_bytes: int | None = None,
+        *,
+        timeout_seconds: float = 30.0,
+        job: HashJob = hash_job,
+        on_broken: Callable[[str | None], None] | None = None,
+    ) -> None:
         self._processes = processes
         self._memory_limit = memory_limit_bytes
+        self._timeout = timeout_seconds
+        self._job = job
+        self._on_broken = on_broken
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self.in_flight = 0
+        self._slots = asyncio.Semaphore(max(1, processes))
+        self.waiting = 0
+        self.running = 0
         self.rebuilds = 0
+        self.broken_reason: str | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet finished (waiting or running)."""
+        return self.waiting + self.running
 
     def start(self) -> None:
-        """Start the worker processes (forkserver: no Kafka sockets or threads inherited)."""
+        """Start the worker processes (forkserver: no Kafka sockets or threads inherited).
+
+        Raises OSError (or whatever multiprocessing raises) when processes cannot be started.
+        """
         if self._processes == 0 or self._executor is not None:
             return
         context = multiprocessing.get_context("forkserver")
@@ -113,49 +149,84 @@ class HashPool:
         """Run jobs once in every process so imports and JIT caches are loaded before traffic."""
         if self._executor is None:
             return
-        futures = [self._executor.submit(hash_job, *job) for job in jobs]
+        futures = [self._executor.submit(self._job, *job) for job in jobs]
         concurrent.futures.wait(futures)
 
     async def run(
-        self,
-        data: bytes,
-        limits: GuardLimits,
-        algorithms: tuple[Algorithm, ...],
-        timeout: float = 30.0,
+        self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     ) -> HashJobResult:
-        """Hash one upload off the event loop. Raises what :func:`hash_job` raises,
-        :class:`HashWorkerCrashed` when the process died, or :class:`HashTimedOut` after
-        ``timeout`` seconds (the pool is rebuilt first in both cases)."""
-        self.in_flight += 1
+        """Hash one upload off the event loop. Raises what the job raises (ImageRejected),
+        :class:`HashWorkerCrashed` when its process died or the pool was rebuilt under it (or
+        cannot be started), or :class:`HashTimedOut` after ``timeout_seconds`` of running (the
+        pool is rebuilt first in both cases). Cancelling the caller cancels the job's wait."""
+        self.waiting += 1
         try:
-            if self._executor is None:
-                return hash_job(data, limits, algorithms)
-            loop = asyncio.get_running_loop()
-            executor = self._executor
-            try:
-                return await asyncio.wait_for(
-                    loop.run_in_executor(executor, hash_job, data, limits, algorithms), timeout
-                )
-            except TimeoutError:
-                if self._executor is executor:
-                    self._rebuild()
-                raise HashTimedOut(f"hashing took longer than {timeout}s") from None
-            except (BrokenProcessPool, MemoryError) as exc:
-                if self._executor is executor:
-                    self._rebuild()
-                raise HashWorkerCrashed(f"hashing process failed: {type(exc).__name__}") from None
+            await self._slots.acquire()
         finally:
-            self.in_flight -= 1
+            self.waiting -= 1
+        self.running += 1
+        try:
+            if self._processes == 0:
+                return self._job(data, limits, algorithms)
+            return await self._run_in_process(data, limits, algorithms)
+        finally:
+            self.running -= 1
+            self._slots.release()
 
-    def _rebuild(self) -> None:
-        old, self._executor = self._executor, None
-        if old is not None:
-            # A hung decoder cannot be cancelled; its process is killed with the pool.
-            for process in list(getattr(old, "_processes", {}).values()):
-                process.kill()
-            old.shutdown(wait=False, cancel_futures=True)
+    async def _run_in_process(
+        self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
+    ) -> HashJobResult:
+        executor = self._ensure_executor()
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(executor, self._job, data, limits, algorithms), self._timeout
+            )
+        except TimeoutError:
+            self._rebuild(executor)
+            raise HashTimedOut(f"hashing took longer than {self._timeout}s") from None
+        except (BrokenProcessPool, MemoryError) as exc:
+            self._rebuild(executor)
+            raise HashWorkerCrashed(f"hashing process failed: {type(exc).__name__}") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled (shutdown): let it propagate
+            # The executor cancelled our job (a rebuild for another job shut it down). That is a
+            # BaseException, which per-upload error handling does not catch: turn it into the
+            # pipeline error it is.
+            raise HashWorkerCrashed("hashing job cancelled by a pool rebuild") from None
+
+    def _ensure_executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._executor is None:
+            try:
+                self.start()
+            except Exception as exc:
+                self._set_broken(f"cannot start hashing processes: {type(exc).__name__}")
+                raise HashWorkerCrashed("hashing pool cannot be started") from exc
+            self._set_broken(None)
+        assert self._executor is not None
+        return self._executor
+
+    def _set_broken(self, reason: str | None) -> None:
+        if reason != self.broken_reason:
+            self.broken_reason = reason
+            if self._on_broken is not None:
+                self._on_broken(reason)
+
+    def _rebuild(self, failed: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Replace ``failed`` by a fresh pool, unless another job already did."""
+        if self._executor is not failed:
+            return
+        self._executor = None
+        # A hung decoder cannot be cancelled; its process is killed with the pool. Jobs running
+        # in the other processes fail with BrokenProcessPool and are retried by the caller.
+        for process in list((getattr(failed, "_processes", None) or {}).values()):
+            process.kill()
+        failed.shutdown(wait=False, cancel_futures=True)
         self.rebuilds += 1
-        self.start()
+        with contextlib.suppress(HashWorkerCrashed):  # broken_reason is set; the next job retries
+            self._ensure_executor()
 
     def close(self) -> None:
         """Stop the worker processes."""

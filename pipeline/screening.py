@@ -3,8 +3,9 @@
 Owns the per-event orchestration and its error policy. :meth:`Screener.screen` never raises:
 every failure becomes an ``error`` verdict (plus the configured fail-closed action) and a dead
 letter naming the stage and a bounded reason, so the agent around it only has to emit what it
-returns. Retryable fetch failures are retried with backoff first; a hashing process that dies
-is retried once (a crash takes down every job in flight, most of them innocent). The records
+returns. Retryable fetch failures are retried with backoff first; a hashing job whose process
+died is retried once (a crash, or a rebuild after another image's timeout, takes down every job
+running in the pool, most of them innocent); a timeout is not retried. The records
 produced carry hashes and references, never image bytes.
 """
 
@@ -254,7 +255,7 @@ class Screener:
                 exc.reason,
                 str(exc),
                 source=source,
-                attempts=2,
+                attempts=getattr(exc, "attempts", 1),
                 event=event,
                 stage_seconds=timings,
             )
@@ -314,14 +315,22 @@ class Screener:
         return tuple(a for a in Algorithm if a in PERCEPTUAL_ALGORITHMS or a in in_use)
 
     async def _hash(self, data: bytes) -> HashJobResult:
+        """Hash in the pool. A crash is retried once: when a process dies, or the pool is
+        rebuilt because another image timed out, every job running in it fails with it, most
+        of them innocent. A timeout is not retried (the image itself ran too long). The
+        attempts made ride on the raised error as ``attempts``."""
         algorithms = self.algorithms()
         self._metrics.pool_queue.inc()
         try:
             try:
                 return await self._pool.run(data, self._limits, algorithms)
             except HashWorkerCrashed:
-                # Every job in flight fails when one process dies; try once more in the new pool.
+                pass
+            try:
                 return await self._pool.run(data, self._limits, algorithms)
+            except PipelineError as exc:
+                exc.attempts = 2  # type: ignore[attr-defined]
+                raise
         finally:
             self._metrics.pool_queue.dec()
 

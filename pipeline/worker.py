@@ -59,7 +59,17 @@ def run_worker(settings: Settings) -> int:
             "(loopback only; everything is lost when the worker stops)",
             bootstrap,
         )
-    pool = HashPool(settings.hash_processes, HASH_PROCESS_MEMORY_BYTES)
+    health = WorkerHealth()
+
+    def pool_broken(reason: str | None) -> None:
+        health.pool_broken_reason = reason  # /livez: 503 while hashing processes cannot start
+
+    pool = HashPool(
+        settings.hash_processes,
+        HASH_PROCESS_MEMORY_BYTES,
+        timeout_seconds=settings.hash_timeout_seconds,
+        on_broken=pool_broken,
+    )
     try:
         ensure_topics(bootstrap, topic_specs(settings))
         limits = guard_limits(settings)
@@ -69,7 +79,6 @@ def run_worker(settings: Settings) -> int:
         )
         metrics = PipelineMetrics()
         matcher = Matcher(settings.index_kind.value)
-        health = WorkerHealth()
         screener = Screener(
             settings,
             matcher=matcher,

@@ -1,0 +1,126 @@
+"""The hashing pool with real worker processes: the timeout counts running time only, and one
+image that runs too long neither fails its neighbours nor lets a CancelledError escape.
+
+The job here sleeps for the number of seconds its bytes spell, so timings are explicit; it is a
+top-level function, as the pool requires (it is pickled by reference into the processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import pytest
+
+from pipeline.adapters.fetch import Fetcher, FetchLimits
+from pipeline.config import Settings
+from pipeline.core.guard import GuardLimits
+from pipeline.core.matching import Matcher
+from pipeline.hashpool import HashJobResult, HashPool, HashTimedOut, HashWorkerCrashed
+from pipeline.metrics import PipelineMetrics
+from pipeline.models import SourceRef
+from pipeline.screening import Screener
+
+LIMITS = GuardLimits()
+
+
+def sleep_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) -> HashJobResult:
+    seconds = float(data)
+    time.sleep(seconds)
+    return HashJobResult(
+        hashes={}, format="PNG", width=1, height=1, decode_seconds=0.0, hash_seconds=seconds
+    )
+
+
+def warm_pool(processes: int, timeout: float) -> HashPool:
+    pool = HashPool(processes, timeout_seconds=timeout, job=sleep_job)
+    pool.start()
+    pool.warm_up([(b"0", LIMITS, ())] * processes)
+    return pool
+
+
+@pytest.mark.timeout(60)
+def test_waiting_for_a_free_process_does_not_count_against_the_timeout() -> None:
+    pool = warm_pool(1, timeout=1.5)
+    try:
+
+        async def main() -> list[HashJobResult]:
+            return await asyncio.gather(*(pool.run(b"0.6", LIMITS, ()) for _ in range(4)))
+
+        results = asyncio.run(main())  # 2.4 s in all, 0.6 s each: no job may time out
+    finally:
+        pool.close()
+    assert [r.hash_seconds for r in results] == [0.6] * 4
+    assert pool.in_flight == 0
+    assert pool.rebuilds == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_timeout_rebuild_raises_only_pipeline_errors_in_other_jobs() -> None:
+    pool = warm_pool(2, timeout=3.0)
+    try:
+
+        async def main() -> list[object]:
+            jobs = [pool.run(b"30", LIMITS, ())] + [pool.run(b"0.8", LIMITS, ()) for _ in range(6)]
+            return await asyncio.gather(*jobs, return_exceptions=True)
+
+        results = asyncio.run(main())
+    finally:
+        pool.close()
+    assert isinstance(results[0], HashTimedOut)
+    for result in results[1:]:
+        # Never CancelledError (a BaseException that per-upload handling does not catch).
+        assert isinstance(result, HashJobResult | HashWorkerCrashed), repr(result)
+    assert sum(isinstance(r, HashJobResult) for r in results) >= 3
+    assert pool.rebuilds == 1
+    assert pool.in_flight == 0
+    assert pool.broken_reason is None
+
+
+def inline(upload_id: str, seconds: str) -> bytes:
+    data = base64.b64encode(seconds.encode()).decode()
+    return json.dumps(
+        {"upload_id": upload_id, "content": {"kind": "inline", "data_base64": data}}
+    ).encode()
+
+
+@pytest.mark.timeout(120)
+def test_one_slow_image_fails_alone_and_innocent_neighbours_are_screened() -> None:
+    """With PIPELINE_ON_ERROR=block, a batch failing with the slow image would block innocent
+    uploads: only the slow one may fail (hash_timeout, one attempt); jobs killed with it as
+    collateral are retried."""
+    pool = warm_pool(2, timeout=3.0)
+    settings = Settings(bootstrap_servers="unused:9092", worker_id="w1", on_error="block")
+    screener = Screener(
+        settings,
+        matcher=Matcher(),
+        fetcher=Fetcher(FetchLimits(max_bytes=1000)),
+        pool=pool,
+        metrics=PipelineMetrics(),
+        limits=LIMITS,
+    )
+    events = [inline("slow", "30")] + [inline(f"quick-{i}", "0.8") for i in range(6)]
+    try:
+
+        async def main() -> list[object]:
+            return await asyncio.gather(
+                *(
+                    screener.screen(value, None, SourceRef(topic="uploads", partition=0, offset=i))
+                    for i, value in enumerate(events)
+                )
+            )
+
+        outcomes = asyncio.run(main())
+    finally:
+        pool.close()
+    by_id = {o.verdict.upload_id: o for o in outcomes}  # type: ignore[attr-defined]
+    slow = by_id.pop("slow")
+    assert slow.verdict.error is not None
+    assert slow.verdict.error.reason == "hash_timeout"
+    assert slow.dead_letter is not None
+    assert slow.dead_letter.attempts == 1
+    assert {o.verdict.action.value for o in by_id.values()} == {"allow"}, [
+        o.verdict.error for o in by_id.values()
+    ]
