@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(16, gt=0, description="Uploads taken per batch from the stream.")
     batch_timeout_seconds: float = Field(0.05, gt=0)
+    producer_max_request_bytes: int = Field(
+        1_000_000,
+        gt=0,
+        description="The worker producer's max request size (Kafka max.request.size). Output "
+        "records are bounded far below the default; a record it refuses is replaced by a slim "
+        "copy and a dead letter.",
+    )
+    emit_backoff_max_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Cap on the backoff between retries of outputs the broker did not accept "
+        "(the batch waits: its offsets are committed only once every output is written).",
+    )
 
     # --- Embedded broker (only when bootstrap_servers is unset) --------------------------------
     embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free loopback port.")

@@ -32,6 +32,10 @@ SINKS: tuple[str, ...] = ("webhook", "alertmanager")
 DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
 LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
 LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
+#: The records an upload produces (fixed names, not the configured topic names).
+OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
+#: What was done with an output record the producer did not get accepted.
+OUTPUT_FAILURE_HANDLING: tuple[str, ...] = ("retried", "replaced", "dropped")
 
 #: Every reason a dead letter or a guard rejection may carry; anything else counts as "other".
 DEAD_LETTER_REASONS: frozenset[str] = frozenset(
@@ -170,6 +174,14 @@ class PipelineMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.output_failures = Counter(
+            f"{p}_output_failures_total",
+            "Output records not accepted by the broker, by output and handling: retried "
+            "(transient; the batch waits), replaced (refused for good; a slim copy and a dead "
+            "letter were written instead) or dropped (the replacement was refused too).",
+            ["output", "handling"],
+            registry=r,
+        )
         self.ready = Gauge(
             f"{p}_ready",
             "1 when the worker has caught up on hash lists and is screening.",
@@ -193,6 +205,9 @@ class PipelineMetrics:
         for operation in LIST_OPERATIONS:
             for outcome in LIST_UPDATE_OUTCOMES:
                 self.list_updates.labels(operation, outcome)
+        for output in OUTPUTS:
+            for handling in OUTPUT_FAILURE_HANDLING:
+                self.output_failures.labels(output, handling)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -225,6 +240,9 @@ class PipelineMetrics:
 
     def processed(self, outcome: str) -> None:
         self.events_processed.labels(outcome).inc()
+
+    def output_failure(self, output: str, handling: str) -> None:
+        self.output_failures.labels(output, handling).inc()
 
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()

@@ -23,6 +23,7 @@ from pipeline.models import (
     Action,
     AlertRecord,
     BlockRecord,
+    DeadLetter,
     ErrorInfo,
     ImageFacts,
     MatchRecord,
@@ -162,3 +163,39 @@ def alert_records(verdict: Verdict) -> list[AlertRecord]:
             worker_id=verdict.worker_id,
         )
     return list(alerts.values())
+
+
+#: Matches a slim copy keeps (see :func:`slim_verdict`).
+SLIM_MATCHES = 10
+
+
+def slim_verdict(verdict: Verdict) -> Verdict:
+    """The verdict without metadata and with at most SLIM_MATCHES matches (the decisive ones
+    come first), for when the broker refused the full record. Same upload, same action."""
+    kept = verdict.matches[:SLIM_MATCHES]
+    dropped = len(verdict.matches) - len(kept) + len(verdict.suppressed)
+    return verdict.model_copy(
+        update={
+            "matches": kept,
+            "suppressed": [],
+            "matches_omitted": verdict.matches_omitted + dropped,
+            "metadata": {},
+        }
+    )
+
+
+def slim_block(block: BlockRecord) -> BlockRecord:
+    """The block record without metadata and with at most SLIM_MATCHES matches."""
+    kept = block.matches[:SLIM_MATCHES]
+    return block.model_copy(
+        update={
+            "matches": kept,
+            "matches_omitted": block.matches_omitted + len(block.matches) - len(kept),
+            "metadata": {},
+        }
+    )
+
+
+def slim_dead_letter(letter: DeadLetter) -> DeadLetter:
+    """The dead letter without the original event and with a short message."""
+    return letter.model_copy(update={"original_event": None, "message": letter.message[:200]})

@@ -1,0 +1,188 @@
+"""The output path of the screening agent: what the broker does not take is retried (the batch
+waits), what it refuses for good is replaced by a slim copy and a dead letter, and nothing but
+cancellation escapes.
+
+The broker is replaced here by a scripted ``send`` that fails the way the client does (real
+aiokafka and Faust exception classes, raised synchronously or through the delivery future); the
+real-broker path is covered by tests/integration/test_stream_outputs.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
+from faust.exceptions import ProducerSendError
+
+from pipeline.app import OutputWriter, output_records, refused_for_good
+from pipeline.config import ErrorAction
+from pipeline.metrics import PipelineMetrics
+from pipeline.models import SourceRef, Stage
+from pipeline.screening import ScreeningOutcome
+from pipeline.verdicts import block_record, error_verdict
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SOURCE = SourceRef(topic="uploads", partition=2, offset=40)
+
+
+def outcome(upload_id: str, metadata: dict[str, Any] | None = None) -> ScreeningOutcome:
+    verdict = error_verdict(
+        upload_id=upload_id,
+        stage=Stage.FETCH,
+        reason="timeout",
+        message="timed out",
+        on_error=ErrorAction.BLOCK,
+        worker_id="w1",
+        decided_at=NOW,
+        metadata=metadata,
+    )
+    return ScreeningOutcome(verdict=verdict, block=block_record(verdict))
+
+
+class ScriptedBroker:
+    """``send`` for OutputWriter. ``failures`` maps an output name to the errors its next sends
+    meet, in order (``sync:`` raised by send itself, else through the delivery future)."""
+
+    def __init__(self, failures: dict[str, list[BaseException | str]] | None = None) -> None:
+        self.failures = failures or {}
+        self.written: list[tuple[str, bytes | None, dict[str, Any]]] = []
+
+    async def send(self, output: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        queue = self.failures.get(output, [])
+        failure = queue.pop(0) if queue else None
+        if isinstance(failure, str):  # "sync:<exception>" via the next entry
+            raise queue.pop(0)  # type: ignore[misc]
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if failure is None:
+            self.written.append((output, key, json.loads(value)))
+            delivery.set_result("ok")
+        else:
+            delivery.set_exception(failure)
+        return delivery
+
+
+def faust_wrapped(cause: BaseException) -> ProducerSendError:
+    """What Faust raises from ``topic.send`` when the client refuses a record synchronously."""
+    error = ProducerSendError(f"Error while sending: {cause!r}")
+    error.__cause__ = cause
+    return error
+
+
+def run_writer(
+    broker: ScriptedBroker, outcomes: list[ScreeningOutcome]
+) -> tuple[PipelineMetrics, list[float]]:
+    metrics = PipelineMetrics()
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    writer = OutputWriter(
+        broker.send, metrics, worker_id="w1", backoff_max_seconds=2.0, sleep=sleep
+    )
+    records = [r for o in outcomes for r in output_records(o, SOURCE)]
+    asyncio.run(writer.write(records))
+    return metrics, sleeps
+
+
+def count(metrics: PipelineMetrics, output: str, handling: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "screening_output_failures_total", {"output": output, "handling": handling}
+    )
+    return value or 0.0
+
+
+def test_transient_failures_are_retried_with_capped_backoff_until_written() -> None:
+    broker = ScriptedBroker(
+        {
+            "verdicts": [
+                RequestTimedOutError(),
+                KafkaConnectionError(),
+                NotLeaderForPartitionError(),
+            ]
+            + [KafkaTimeoutError()] * 17,
+            "blocks": ["sync", faust_wrapped(KafkaTimeoutError())],
+        }
+    )
+    metrics, sleeps = run_writer(broker, [outcome("u1"), outcome("u2")])
+    written = [(output, key) for output, key, _ in broker.written]
+    # Every record arrives exactly once after its retries; the batch waited meanwhile.
+    assert sorted(written) == sorted(
+        [("verdicts", b"u1"), ("verdicts", b"u2"), ("blocks", b"u1"), ("blocks", b"u2")]
+    )
+    assert count(metrics, "verdicts", "retried") == 20
+    assert count(metrics, "blocks", "retried") == 1
+    assert len(sleeps) == 10  # both verdicts fail in each round
+    assert sleeps[3] > sleeps[0]  # exponential...
+    assert 1.0 <= sleeps[-1] <= 2.0  # ...up to the cap (with jitter)
+
+
+def test_a_record_refused_for_good_is_replaced_by_a_slim_copy_and_a_dead_letter() -> None:
+    broker = ScriptedBroker({"verdicts": ["sync", faust_wrapped(MessageSizeTooLargeError())]})
+    metrics, sleeps = run_writer(broker, [outcome("fat", metadata={"note": "x" * 10_000})])
+    by_output = {output: value for output, _, value in broker.written}
+    assert by_output["verdicts"]["upload_id"] == "fat"
+    assert by_output["verdicts"]["metadata"] == {}  # the slim copy
+    assert by_output["verdicts"]["error_action"] == "block"  # same decision
+    assert by_output["blocks"]["metadata"] == {"note": "x" * 10_000}  # accepted as it was
+    letter = by_output["dead_letters"]
+    assert (letter["stage"], letter["reason"], letter["upload_id"]) == (
+        "emit",
+        "emit_failed",
+        "fat",
+    )
+    assert letter["source"] == SOURCE.model_dump()
+    assert count(metrics, "verdicts", "replaced") == 1
+    assert sleeps == []  # nothing to wait for
+
+
+def test_a_refused_replacement_is_dropped_and_the_write_ends() -> None:
+    broker = ScriptedBroker({"verdicts": [MessageSizeTooLargeError()] * 2})
+    metrics, _ = run_writer(broker, [outcome("u1")])
+    assert [o for o, _, _ in broker.written].count("verdicts") == 0
+    assert count(metrics, "verdicts", "replaced") == 1
+    assert count(metrics, "verdicts", "dropped") == 1
+    assert [v["reason"] for o, _, v in broker.written if o == "dead_letters"] == ["emit_failed"]
+
+
+def test_cancellation_during_backoff_propagates() -> None:
+    broker = ScriptedBroker({"verdicts": [RequestTimedOutError()] * 1000})
+    writer = OutputWriter(broker.send, PipelineMetrics(), worker_id="w1", backoff_max_seconds=5)
+
+    async def main() -> None:
+        task = asyncio.create_task(writer.write(output_records(outcome("u1"), SOURCE)))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("exc", "permanent"),
+    [
+        (MessageSizeTooLargeError(), True),
+        (ProducerSendError("x"), True),  # no Kafka cause: a deterministic client-side error
+        (TypeError("value must be bytes"), True),
+        (RequestTimedOutError(), False),
+        (KafkaTimeoutError(), False),
+        (OSError("connection reset"), False),
+        (asyncio.CancelledError(), False),  # a delivery future cancelled by a producer restart
+    ],
+)
+def test_refused_for_good_only_for_record_level_errors(exc: BaseException, permanent: bool) -> None:
+    assert refused_for_good(exc) is permanent
+    if isinstance(exc, MessageSizeTooLargeError | RequestTimedOutError | KafkaTimeoutError):
+        assert refused_for_good(faust_wrapped(exc)) is permanent
