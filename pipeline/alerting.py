@@ -6,6 +6,9 @@ alerts wait in Kafka and are delivered when it recovers. It consumes in its own 
 (``<app_id>-alerts``) on its own connection, because a Faust agent blocked on a dead sink would
 fill the shared consumer's buffers and stall screening; here a sink outage only grows this
 group's lag. Delivery is at-least-once; sinks deduplicate by the alert id (idempotency key).
+:meth:`AlertDeliveryService.run` raises when Kafka fails it (a commit refused after a rebalance
+during a long sink outage, a dead letter that cannot be written); the worker supervises it and
+calls it again, and the new run resumes from the group's committed offsets (at-least-once).
 Must not: touch image content (alerts carry hashes' explanations, never bytes).
 """
 
@@ -71,8 +74,10 @@ class AlertDeliveryService:
         heartbeat_interval_seconds: float = 1.0,
         worker_id: str = "worker",
         fetch_max_wait_ms: int | None = None,
+        on_running: Callable[[], None] | None = None,
     ) -> None:
         self._worker_id = worker_id
+        self._on_running = on_running
         self._sinks = list(sinks)
         self._metrics = metrics
         self._dead_letter = dead_letter
@@ -96,17 +101,25 @@ class AlertDeliveryService:
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Deliver until :meth:`stop` is called. Without sinks, alerts simply stay in Kafka."""
+        """Deliver until :meth:`stop` is called. Without sinks, alerts simply stay in Kafka.
+
+        Raises on Kafka trouble; calling it again resumes from the committed offsets.
+        """
         if not self._sinks:
             log.info("no alert sinks configured; alerts stay in topic %r", self._topic)
+            if self._on_running is not None:
+                self._on_running()
             await self._stopping.wait()
             return
+        self._undelivered = {}
         self._consumer = AIOKafkaConsumer(self._topic, **self._consumer_options)
-        await self._consumer.start()
-        log.info("alert delivery to %s started", ", ".join(s.name for s in self._sinks))
         try:
+            await self._consumer.start()
+            log.info("alert delivery to %s started", ", ".join(s.name for s in self._sinks))
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=100)
+                if self._on_running is not None:
+                    self._on_running()
                 for tp, records in batches.items():
                     for record in records:
                         if self._stopping.is_set():

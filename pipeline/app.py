@@ -14,7 +14,9 @@ batch waits, lag grows and the lag alerts fire, which is the honest signal. A re
 for good (too large) is replaced by a slim copy plus an ``emit_failed`` dead letter.
 
 Services beside the agent: the hash-list feed (every worker reads every list entry) and the
-alert delivery (its own consumer group, so a dead sink cannot stall screening).
+alert delivery (its own consumer group, so a dead sink cannot stall screening). Each runs under
+:func:`supervise`: a failure is logged, counted and restarted with capped exponential backoff,
+and shows in /livez (503 once a service has been failing continuously for too long).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed
 from pipeline.health import WorkerHealth
-from pipeline.metrics import PipelineMetrics
+from pipeline.metrics import SERVICES, PipelineMetrics
 from pipeline.models import DeadLetter, Record, SourceRef, Stage
 from pipeline.screening import Screener, ScreeningOutcome
 from pipeline.verdicts import slim_block, slim_dead_letter, slim_verdict
@@ -250,6 +252,47 @@ class OutputWriter:
         ]  # fmt: skip
 
 
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    health: WorkerHealth,
+    metrics: PipelineMetrics,
+    backoff_max_seconds: float = 30.0,
+    backoff_base_seconds: float = 0.5,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run a background service until it returns, restarting it whenever it raises.
+
+    The delay before a restart doubles with each failure since the service last reported itself
+    running (``health.service_running``), up to ``backoff_max_seconds``, with jitter. Each failure
+    is logged with its traceback, counted in ``screening_service_restarts_total{service}`` and
+    recorded in ``health`` (which /livez reports). Raises only CancelledError (worker shutdown).
+    """
+    health.register_service(name)
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            state = health.service_failed(name, type(exc).__name__)
+            metrics.service_restarted(name)
+            exponent = min(state.failures - 1, 30)
+            delay = min(backoff_max_seconds, backoff_base_seconds * 2**exponent)
+            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            log.error(
+                "%s failed (%s); restart %d in %.1fs",
+                name,
+                type(exc).__name__,
+                state.restarts,
+                delay,
+                exc_info=True,
+            )
+            await sleep(delay)
+
+
 def cap_faust_fetch_wait(max_wait_ms: int) -> None:
     """Make Faust's consumer long-poll at most ``max_wait_ms`` (Faust hard-codes 1500 ms).
 
@@ -416,6 +459,7 @@ def create_app(
         target=MatcherTarget(matcher, metrics),
         health=health,
         metrics=metrics,
+        on_running=lambda: health.service_running("hashlist_feed"),
     )
 
     async def dead_letter(letter: DeadLetter) -> None:
@@ -447,15 +491,30 @@ def create_app(
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         worker_id=settings.worker_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        on_running=lambda: health.service_running("alert_delivery"),
     )
+    for service in SERVICES:
+        health.register_service(service)
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_hashlist_feed() -> None:
-        await feed.run()
+        await supervise(
+            "hashlist_feed",
+            feed.run,
+            health=health,
+            metrics=metrics,
+            backoff_max_seconds=settings.service_backoff_max_seconds,
+        )
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_alert_delivery() -> None:
-        await delivery.run()
+        await supervise(
+            "alert_delivery",
+            delivery.run,
+            health=health,
+            metrics=metrics,
+            backoff_max_seconds=settings.service_backoff_max_seconds,
+        )
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:

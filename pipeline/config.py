@@ -130,6 +130,16 @@ class Settings(BaseSettings):
         "(the batch waits: its offsets are committed only once every output is written).",
     )
 
+    # --- Supervision of background services (hash-list feed, alert delivery) ------------------
+    service_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Cap on the backoff between restarts of a failed service."
+    )
+    service_unhealthy_after_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="/livez answers 503 once a service has been failing continuously this long.",
+    )
+
     # --- Embedded broker (only when bootstrap_servers is unset) --------------------------------
     embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free loopback port.")
 

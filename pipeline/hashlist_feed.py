@@ -8,7 +8,9 @@ test broker reports short (see shared/BROKER.md); the rule is correct on Apache 
 Updates are applied in chunks between which the event loop runs, so loading a million entries
 never starves Kafka heartbeats or the web views.
 Must not: block the event loop for long, or crash on a bad record (bad records are counted,
-logged with their offset and skipped).
+logged with their offset and skipped; so is a record the matcher fails to apply).
+:meth:`HashListFeed.run` raises on broker trouble (a missing topic, a failed fetch); the worker
+supervises it and calls it again, and a new run resumes where the last one stopped applying.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.core.matching import Operation as HashListOperation
-from pipeline.errors import InputRejected
+from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
 from pipeline.models import parse_hashlist_record
 
@@ -54,7 +56,9 @@ class HashListFeed:
         metrics: FeedMetrics,
         chunk_records: int = 20_000,
         on_caught_up: Callable[[], None] | None = None,
+        on_running: Callable[[], None] | None = None,
         fetch_max_wait_ms: int | None = None,
+        topic_wait_seconds: float = 10.0,
     ) -> None:
         self._topic = topic
         self._target = target
@@ -64,12 +68,19 @@ class HashListFeed:
         self._on_caught_up = on_caught_up
         self._bootstrap_servers = bootstrap_servers
         self._fetch_max_wait_ms = fetch_max_wait_ms or 500  # aiokafka's default
+        self._on_running = on_running
+        self._topic_wait_seconds = topic_wait_seconds
         self._consumer: AIOKafkaConsumer
         self._stopping = asyncio.Event()
+        #: Next offset to apply per partition, kept across runs so a restart resumes there.
+        self._next: dict[TopicPartition, int] = {}
         self.records_applied = 0
 
     async def run(self) -> None:
-        """Apply the topic until :meth:`stop`; marks ``health.lists_caught_up`` once caught up."""
+        """Apply the topic until :meth:`stop`; marks ``health.lists_caught_up`` once caught up.
+
+        Raises on broker trouble; calling it again resumes after the last applied record.
+        """
         self._consumer = AIOKafkaConsumer(  # aiokafka binds to the running loop
             bootstrap_servers=self._bootstrap_servers,
             group_id=None,
@@ -78,28 +89,35 @@ class HashListFeed:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             partitions = await self._partitions()
             self._consumer.assign(partitions)
-            await self._consumer.seek_to_beginning(*partitions)
+            fresh = [tp for tp in partitions if tp not in self._next]
+            if fresh:
+                await self._consumer.seek_to_beginning(*fresh)
+            for tp in partitions:
+                if tp in self._next:
+                    self._consumer.seek(tp, self._next[tp])
             log.info("reading hash lists from %r (%d partitions)", self._topic, len(partitions))
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
-                operations: list[HashListOperation] = []
+                if self._on_running is not None:
+                    self._on_running()
+                operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]] = []
                 newest_ms = 0
                 for records in batches.values():
                     for record in records:
                         newest_ms = max(newest_ms, record.timestamp)
                         operation = self._decode(record)
                         if operation is not None:
-                            operations.append(operation)
+                            operations.append((operation, record))
                 if operations:
-                    self._target.apply(operations)
-                    self.records_applied += len(operations)
-                    for operation in operations:
-                        self._metrics.list_update(operation[0], "applied")
+                    self._apply(operations)
                     self._metrics.list_updated_at(newest_ms / 1000)
+                for tp, records in batches.items():
+                    if records:
+                        self._next[tp] = records[-1].offset + 1
                 if not self._health.lists_caught_up and await self._caught_up(partitions):
                     self._health.lists_caught_up = True
                     log.info("hash lists loaded: %d records applied", self.records_applied)
@@ -109,17 +127,52 @@ class HashListFeed:
         finally:
             await self._consumer.stop()
 
+    def _apply(
+        self, operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Apply a chunk; if the target fails on it, apply record by record and skip (count and
+        log) the ones it fails on, so one bad record cannot stop the feed for good."""
+        try:
+            self._target.apply([operation for operation, _ in operations])
+        except Exception:
+            log.exception("applying %d hash-list records failed; one by one", len(operations))
+            for operation, record in operations:
+                try:
+                    self._target.apply([operation])
+                except Exception as exc:
+                    self._metrics.list_update(operation[0], "rejected_apply_failed")
+                    log.error(
+                        "skipping hash-list record at %s[%d]@%d: applying it failed (%s)",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        type(exc).__name__,
+                    )
+                else:
+                    self._count_applied(operation)
+            return
+        for operation, _ in operations:
+            self._count_applied(operation)
+
+    def _count_applied(self, operation: HashListOperation) -> None:
+        self.records_applied += 1
+        self._metrics.list_update(operation[0], "applied")
+
     async def stop(self) -> None:
         self._stopping.set()
 
     async def _partitions(self) -> list[TopicPartition]:
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + self._topic_wait_seconds
+        while True:
             await self._consumer.topics()  # refreshes metadata
             found = self._consumer.partitions_for_topic(self._topic)
             if found:
                 return [TopicPartition(self._topic, p) for p in sorted(found)]
+            if asyncio.get_running_loop().time() >= deadline:
+                raise RetryableError(
+                    f"hash-list topic {self._topic!r} does not exist", reason="no_topic"
+                )
             await asyncio.sleep(0.1)
-        raise InputRejected(f"hash-list topic {self._topic!r} does not exist", reason="no_topic")
 
     async def _caught_up(self, partitions: list[TopicPartition]) -> bool:
         for tp in partitions:

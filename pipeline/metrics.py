@@ -32,6 +32,8 @@ SINKS: tuple[str, ...] = ("webhook", "alertmanager")
 DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
 LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
 LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
+#: Background services the worker supervises (restarted with backoff when they fail).
+SERVICES: tuple[str, ...] = ("hashlist_feed", "alert_delivery")
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
 #: What was done with an output record the producer did not get accepted.
@@ -182,6 +184,12 @@ class PipelineMetrics:
             ["output", "handling"],
             registry=r,
         )
+        self.service_restarts = Counter(
+            f"{p}_service_restarts_total",
+            "Restarts of a background service after it failed (hashlist_feed, alert_delivery).",
+            ["service"],
+            registry=r,
+        )
         self.ready = Gauge(
             f"{p}_ready",
             "1 when the worker has caught up on hash lists and is screening.",
@@ -208,6 +216,8 @@ class PipelineMetrics:
         for output in OUTPUTS:
             for handling in OUTPUT_FAILURE_HANDLING:
                 self.output_failures.labels(output, handling)
+        for service in SERVICES:
+            self.service_restarts.labels(service)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -240,6 +250,9 @@ class PipelineMetrics:
 
     def processed(self, outcome: str) -> None:
         self.events_processed.labels(outcome).inc()
+
+    def service_restarted(self, service: str) -> None:
+        self.service_restarts.labels(service).inc()
 
     def output_failure(self, output: str, handling: str) -> None:
         self.output_failures.labels(output, handling).inc()

@@ -59,7 +59,7 @@ def run_worker(settings: Settings) -> int:
             "(loopback only; everything is lost when the worker stops)",
             bootstrap,
         )
-    health = WorkerHealth()
+    health = WorkerHealth(unhealthy_after_seconds=settings.service_unhealthy_after_seconds)
 
     def pool_broken(reason: str | None) -> None:
         health.pool_broken_reason = reason  # /livez: 503 while hashing processes cannot start

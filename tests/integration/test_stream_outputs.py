@@ -9,13 +9,14 @@ was screened. Metadata over the 16 KiB cap is refused earlier, at validation.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
 import pytest
 
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, WorkerProcess
+from tests.integration.harness import KafkaIO, WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,4 +57,10 @@ def test_a_refused_output_is_replaced_and_screening_goes_on(
     assert replaced is not None
     assert float(replaced.group(1)) == 1.0
     assert 'screening_dead_letters_total{reason="emit_failed",stage="emit"} 1.0' in metrics
+    assert 'screening_service_restarts_total{service="hashlist_feed"} 0.0' in metrics
+    status, body = http_get(worker.base_url + "/livez")
+    assert status == 200
+    services = json.loads(body)["services"]
+    assert services["hashlist_feed"]["state"] == "running"
+    assert services["alert_delivery"]["state"] == "running"  # no sinks: nothing to fail
     assert worker.alive()
