@@ -10,8 +10,9 @@ chunk, each candidate is verified by its full distance, and a candidate is kept 
 first table whose probe could reach it, which removes duplicates without a set.
 
 Live updates: new entries go to a small unsorted delta that is scanned linearly; deletions of
-indexed entries are tombstones filtered from results; when either grows past a fraction of the
-indexed size the tables are rebuilt (counting sort, O(n)) and swapped in. Must not do I/O.
+indexed entries are tombstones filtered from results. The tables are rebuilt (counting sort,
+O(n)) and swapped in when the delta or the tombstones grow past a fraction of the indexed size.
+Must not do I/O.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from pipeline.core.index.base import (
 )
 
 BITS = 64
+#: M >= 3 keeps each chunk directory at <= 2**22 int32 offsets (16 MB); beyond 10 chunks of
+#: 6-7 bits a bucket holds thousands of entries at 10M hashes and probing stops paying.
+MIN_CHUNKS, MAX_CHUNKS = 3, 10
 
 
 def chunk_widths(chunks: int) -> tuple[int, ...]:
@@ -61,6 +65,14 @@ def choose_chunks(size: int, radius: int) -> int:
 @cache
 def _flip_masks(width: int, max_bits: int) -> np.ndarray:
     """All width-bit masks with at most max_bits set, fewest bits first."""
+    count = sum(math.comb(width, k) for k in range(max_bits + 1))
+    if count * 16 > 1 << width:
+        # A large share of all keys (big radius on wide chunks, e.g. 4M of 4.2M at w=22,
+        # r=21): filtering every key by popcount takes ~0.1 s where combinations take seconds.
+        keys = np.arange(1 << width, dtype=np.uint64)
+        bits = np.bitwise_count(keys)
+        keep = bits <= max_bits
+        return np.ascontiguousarray(keys[keep][np.argsort(bits[keep], kind="stable")])
     masks = [0]
     for k in range(1, max_bits + 1):
         for combo in itertools.combinations(range(width), k):
@@ -157,24 +169,35 @@ def _probe(
 class MultiIndexHash:
     """Exact Hamming-radius search by multi-index hashing over 64-bit hashes.
 
-    ``chunks`` fixes M; by default it follows :func:`choose_chunks` for the expected size and
-    radius given at construction (the tables are rebuilt with a better M as the index grows
-    past what it was built for).
+    ``chunks`` fixes M; by default M follows :func:`choose_chunks` for the indexed size and
+    ``radius``, the radius the index expects to be searched at (any radius is answered
+    exactly; the expected one is answered fastest). Every rebuild re-chooses M for the size
+    reached.
+
+    ``merge_threshold`` is the smallest delta (or tombstone count) that triggers a rebuild;
+    the effective threshold is ``max(merge_threshold, indexed size // 8)``, so a bulk load
+    costs O(log n) rebuilds. Tests set it to 1-8 so that small sets live in the tables.
     """
 
     name = "mih"
 
     def __init__(
-        self, chunks: int | None = None, *, expected_size: int = 1 << 20, radius: int = 8
+        self,
+        chunks: int | None = None,
+        *,
+        expected_size: int = 1 << 20,
+        radius: int = 8,
+        merge_threshold: int = 4096,
     ) -> None:
+        if chunks is not None and not MIN_CHUNKS <= chunks <= MAX_CHUNKS:
+            raise ValueError(f"chunks must be in [{MIN_CHUNKS}, {MAX_CHUNKS}], got {chunks}")
+        check_radius(radius)
+        if merge_threshold < 1:
+            raise ValueError(f"merge_threshold must be >= 1, got {merge_threshold}")
         self._fixed_chunks = chunks
         self._radius_hint = radius
-        self._chunks = chunks or choose_chunks(expected_size, radius)
-        self._widths = np.array(chunk_widths(self._chunks), dtype=np.int64)
-        self._shifts = np.array(
-            [BITS - int(self._widths[: i + 1].sum()) for i in range(self._chunks)],
-            dtype=np.int64,
-        )
+        self._min_merge = merge_threshold
+        self._set_chunks(chunks or choose_chunks(expected_size, radius))
         self._tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._typed: tuple[numba.typed.List, ...] | None = None
         self._built_size = 0
@@ -188,16 +211,24 @@ class MultiIndexHash:
 
     # -- building -----------------------------------------------------------------------------
 
+    def _set_chunks(self, chunks: int) -> None:
+        self._chunks = chunks
+        self._widths = np.array(chunk_widths(chunks), dtype=np.int64)
+        self._shifts = np.array(
+            [BITS - int(self._widths[: i + 1].sum()) for i in range(chunks)], dtype=np.int64
+        )
+
+    def _planned_chunks(self, size: int) -> int:
+        if self._fixed_chunks is not None:
+            return self._fixed_chunks
+        # Below 2**16 entries the tables are tiny whatever M is; the floor keeps small lists
+        # from being rebuilt with a new M at every merge while they grow.
+        return choose_chunks(max(size, 1 << 16), self._radius_hint)
+
     def _rebuild(self, ids: I64Array, hashes: U64Array) -> None:
-        if self._fixed_chunks is None:
-            chunks = choose_chunks(max(int(ids.size), 1 << 16), self._radius_hint)
-            if chunks != self._chunks:
-                self._chunks = chunks
-                self._widths = np.array(chunk_widths(chunks), dtype=np.int64)
-                self._shifts = np.array(
-                    [BITS - int(self._widths[: i + 1].sum()) for i in range(chunks)],
-                    dtype=np.int64,
-                )
+        chunks = self._planned_chunks(int(ids.size))
+        if chunks != self._chunks:
+            self._set_chunks(chunks)
         self._tables = [
             _build_table(hashes, ids, int(shift), int(width))
             for shift, width in zip(self._shifts, self._widths, strict=True)
@@ -242,7 +273,7 @@ class MultiIndexHash:
         self._rebuild(np.ascontiguousarray(ids), np.ascontiguousarray(hashes))
 
     def _merge_threshold(self) -> int:
-        return max(4096, self._built_size // 8)
+        return max(self._min_merge, self._built_size // 8)
 
     # -- the HammingIndex interface -------------------------------------------------------------
 
@@ -377,6 +408,21 @@ class MultiIndexHash:
     def chunks(self) -> int:
         """M, the number of tables."""
         return self._chunks
+
+    @property
+    def indexed(self) -> int:
+        """Entries held in the tables, tombstoned ones included."""
+        return self._built_size
+
+    @property
+    def pending(self) -> int:
+        """Entries in the delta, scanned linearly until the next rebuild."""
+        return self._delta_count
+
+    @property
+    def tombstones(self) -> int:
+        """Deleted entries still in the tables, filtered from results until the next rebuild."""
+        return len(self._tombstones)
 
     @property
     def nbytes(self) -> int:
