@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from pipeline.core.index.base import BruteForceIndex, HammingIndex
 from pipeline.core.index.bktree import BKTree
-from pipeline.core.index.mih import MultiIndexHash, choose_chunks, chunk_widths
+from pipeline.core.index.mih import (
+    REBUILD_COST_IN_SCANS,
+    MultiIndexHash,
+    choose_chunks,
+    chunk_widths,
+)
 from pipeline.core.index.select import build_hamming_index, choose_index_kind
 
 FACTORIES: dict[str, Callable[[], HammingIndex]] = {
@@ -116,6 +121,8 @@ def test_interleaved_inserts_deletes_and_queries(
     live = dict(enumerate(hashes))
     next_id = len(hashes)
     actions = ["add", "add-copies", "remove", "remove-wrong-hash", "remove-missing", "query"]
+    if isinstance(index, MultiIndexHash):
+        actions.append("replan")
     for _ in range(data.draw(st.integers(1, 25))):
         action = data.draw(st.sampled_from(actions))
         if action in ("add", "add-copies"):
@@ -138,6 +145,9 @@ def test_interleaved_inserts_deletes_and_queries(
             assert index.remove([victim], [live[victim] ^ 1]) == 0
         elif action == "remove-missing":
             assert index.remove([next_id + 999], [0]) == 0
+        elif action == "replan":
+            assert isinstance(index, MultiIndexHash)
+            index.replan(data.draw(st.integers(0, 64)))
         if live and data.draw(st.booleans()):
             member = live[data.draw(st.sampled_from(sorted(live)))]
             query = flip_random_bits(member, data.draw(st.lists(st.integers(0, 63), max_size=14)))
@@ -184,6 +194,38 @@ def test_tiny_merge_threshold_drives_tables_tombstones_and_merges() -> None:
     assert index.remove([0, 3], [10, 13]) == 2  # 4 tombstones > 3: rebuilt without them
     assert (index.indexed, index.pending, index.tombstones) == (0, 0, 0)
     assert len(index) == 0
+
+
+def test_delta_is_folded_in_once_scanning_it_cost_about_a_rebuild() -> None:
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 1 << 63, size=100, dtype=np.uint64)
+    index, reference = MultiIndexHash(radius=8), BruteForceIndex()
+    index.add(np.arange(100), hashes)
+    reference.add(np.arange(100), hashes)
+    assert (index.indexed, index.pending) == (0, 100)
+    # Each query scans 100 delta entries; the debt passes 256 x 100 at query 257.
+    for _ in range(REBUILD_COST_IN_SCANS):
+        index.search(int(hashes[0]), 8)
+    assert index.pending == 100
+    assert index.search(int(hashes[5]), 8) == reference.search(int(hashes[5]), 8)
+    assert (index.indexed, index.pending) == (100, 0)
+    assert index.search(int(hashes[7]) ^ 0b111, 8) == reference.search(int(hashes[7]) ^ 0b111, 8)
+
+
+def test_replan_rebuilds_only_when_the_chunk_count_changes() -> None:
+    rng = np.random.default_rng(5)
+    hashes = rng.integers(0, 1 << 63, size=300, dtype=np.uint64)
+    index, reference = MultiIndexHash(radius=8, merge_threshold=1), BruteForceIndex()
+    index.add(np.arange(300), hashes)
+    reference.add(np.arange(300), hashes)
+    assert index.chunks == choose_chunks(1 << 16, 8) == 4
+    assert index.replan(9) is False  # still 4 chunks: nothing rebuilt
+    assert index.replan(12) is True
+    assert (index.chunks, index.radius) == (5, 12)
+    assert index.replan(12) is False
+    queries = hashes[:30] ^ np.uint64(0b1010_0101)
+    for radius in (3, 4, 12, 13):
+        assert index.search_many(queries, radius) == reference.search_many(queries, radius)
 
 
 def test_radius_out_of_range_is_a_caller_error() -> None:
