@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Cap on the backoff between retries of outputs the broker did not accept "
         "(the batch waits: its offsets are committed only once every output is written).",
     )
+    producer_flush_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long CLI commands (submit, hashlist publish/retract) wait for the "
+        "broker to confirm every record they produced.",
+    )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
     service_backoff_max_seconds: float = Field(

@@ -1,6 +1,10 @@
 """Kafka-facing commands: worker, submit, demo, and hashlist publish|retract.
 
-Owns argument handling, producing and consuming with kafka-python, progress bars and summaries.
+Owns argument handling, producing and consuming with kafka-python, progress bars and summaries,
+and delivery checking: every record produced is confirmed by the broker (or reported as failed,
+with counts by error and the keys of the first few) after a flush bounded by
+PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver everything says so
+and exits 1; it never reports records as published that the broker did not take.
 ``worker`` hands over to :mod:`pipeline.worker`. ``demo`` starts an embedded broker and a
 worker process, publishes a demo hash list made from generated images, submits uploads that
 match and uploads that do not, prints their verdicts, and leaves the worker running.
@@ -11,20 +15,24 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.models import (
     UploadEvent,
     config_record,
@@ -33,7 +41,10 @@ from pipeline.models import (
     list_key,
 )
 
-FLUSH_TIMEOUT_SECONDS = 60.0
+log = logging.getLogger(__name__)
+
+#: How many failed record keys a delivery report names (the rest are only counted).
+REPORTED_KEYS = 10
 
 
 def _bootstrap(settings: Settings, override: str | None) -> str:
@@ -46,21 +57,153 @@ def _bootstrap(settings: Settings, override: str | None) -> str:
     return servers
 
 
-def _producer(bootstrap: str) -> Any:
+@dataclass
+class DeliveryReport:
+    """What became of the records handed to a producer."""
+
+    sent: int = 0
+    delivered: int = 0
+    #: Records the client or broker refused, by error class name.
+    failed: Counter[str] = field(default_factory=Counter)
+    #: Keys of the first REPORTED_KEYS records refused (unconfirmed ones are only counted).
+    failed_keys: list[str] = field(default_factory=list)
+    flush_timeout: float = 0.0
+
+    @property
+    def unconfirmed(self) -> int:
+        """Records neither confirmed nor refused when the bounded flush gave up."""
+        return max(0, self.sent - self.delivered - sum(self.failed.values()))
+
+    @property
+    def ok(self) -> bool:
+        return self.delivered == self.sent
+
+    def summary(self) -> str:
+        """One line: how many of how many were not delivered, and why."""
+        causes = [f"{n:,} {name}" for name, n in self.failed.most_common()]
+        if self.unconfirmed:
+            causes.append(
+                f"{self.unconfirmed:,} not confirmed by the broker within {self.flush_timeout:g}s"
+            )
+        keys = f"; first: {', '.join(self.failed_keys)}" if self.failed_keys else ""
+        return (
+            f"{self.sent - self.delivered:,} of {self.sent:,} record(s) not delivered "
+            f"({'; '.join(causes)}){keys}"
+        )
+
+
+class DeliveryFailed(PipelineError):
+    """Some records were not delivered; ``report`` says how many and why."""
+
+    reason = "delivery_failed"
+
+    def __init__(self, report: DeliveryReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+class BrokerUnreachable(PipelineError):
+    """No connection to the bootstrap servers."""
+
+    reason = "broker_unreachable"
+
+
+class Delivery:
+    """Sends records with a kafka-python producer and tracks every send's outcome.
+
+    Outcomes are counted in callbacks rather than by keeping the futures, so publishing a
+    million list entries does not hold a million futures. Callbacks run on the producer's I/O
+    thread, hence the lock.
+    """
+
+    def __init__(self, producer: Any, flush_timeout: float) -> None:
+        self._producer = producer
+        self._lock = threading.Lock()
+        self.report = DeliveryReport(flush_timeout=flush_timeout)
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        from kafka.errors import KafkaError
+
+        with self._lock:
+            self.report.sent += 1
+        try:
+            future = self._producer.send(topic, key=key, value=value)
+        except (KafkaError, ValueError, AssertionError) as exc:  # refused before it left
+            self._failed(key, exc)
+            return
+        future.add_callback(self._delivered)
+        future.add_errback(lambda exc: self._failed(key, exc))
+
+    def _delivered(self, _metadata: Any) -> None:
+        with self._lock:
+            self.report.delivered += 1
+
+    def _failed(self, key: bytes | None, exc: BaseException) -> None:
+        with self._lock:
+            self.report.failed[type(exc).__name__] += 1
+            if len(self.report.failed_keys) < REPORTED_KEYS:
+                self.report.failed_keys.append((key or b"").decode("utf-8", "replace")[:256])
+
+    def finish(self) -> DeliveryReport:
+        """Flush (bounded), close the producer, and return the report. Never raises on a
+        timeout: what is not confirmed by then is reported as such."""
+        from kafka.errors import KafkaError
+
+        timeout = self.report.flush_timeout
+        flushed = False
+        try:
+            self._producer.flush(timeout=timeout)
+            flushed = True
+        except KafkaError as exc:  # KafkaTimeoutError: reported as unconfirmed below
+            log.debug("flush did not complete: %s", type(exc).__name__)
+        try:
+            # close() flushes again with its timeout: after a failed flush, do not wait twice.
+            self._producer.close(timeout=min(5.0, timeout) if flushed else 0)
+        except KafkaError as exc:
+            log.debug("close did not complete: %s", type(exc).__name__)
+        with self._lock:
+            return DeliveryReport(
+                sent=self.report.sent,
+                delivered=self.report.delivered,
+                failed=Counter(self.report.failed),
+                failed_keys=list(self.report.failed_keys),
+                flush_timeout=timeout,
+            )
+
+    def finish_or_raise(self) -> DeliveryReport:
+        """:meth:`finish`, raising :class:`DeliveryFailed` unless everything was delivered."""
+        report = self.finish()
+        if not report.ok:
+            raise DeliveryFailed(report)
+        return report
+
+
+def _producer(bootstrap: str, settings: Settings | None = None) -> Any:
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
-    return KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=20,
-        batch_size=256 * 1024,
-        max_request_size=64 * 1024 * 1024,
-    )
+    flush_timeout = settings.producer_flush_timeout_seconds if settings else 60.0
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            max_request_size=64 * 1024 * 1024,
+            # Bounded like the flush: send() waits for topic metadata at most this long, and
+            # an unreachable broker is reported after it (kafka-python would wait 60 s / 30 s).
+            max_block_ms=int(flush_timeout * 1000),
+            bootstrap_timeout_ms=int(min(flush_timeout, 30.0) * 1000),
+        )
+    except KafkaError as exc:
+        raise BrokerUnreachable(
+            f"cannot connect to Kafka at {bootstrap} ({type(exc).__name__})"
+        ) from None
 
 
-def _flush(producer: Any) -> None:
-    producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
-    producer.close(timeout=10)
+def _delivery(bootstrap: str, settings: Settings | None) -> Delivery:
+    flush_timeout = settings.producer_flush_timeout_seconds if settings else 60.0
+    return Delivery(_producer(bootstrap, settings), flush_timeout)
 
 
 # -- hashlist publish / retract ------------------------------------------------------------------
@@ -72,19 +215,20 @@ def publish_lists(
     configs: Iterable[ListConfig],
     entries: list[HashListEntry],
     progress: bool = True,
+    settings: Settings | None = None,
 ) -> int:
-    """Write list configs, then entries, to the hash-list topic; returns records written."""
+    """Write list configs, then entries, to the hash-list topic; returns records delivered.
+
+    Raises :class:`DeliveryFailed` unless the broker confirmed every record, and
+    :class:`BrokerUnreachable` when it cannot be reached at all.
+    """
     from tqdm import tqdm
 
-    producer = _producer(bootstrap)
-    written = 0
+    delivery = _delivery(bootstrap, settings)
     for config in configs:
-        producer.send(
-            topic,
-            key=list_key(config.name).encode(),
-            value=config_record(config).model_dump_json().encode(),
+        delivery.send(
+            topic, list_key(config.name).encode(), config_record(config).model_dump_json().encode()
         )
-        written += 1
     bar = tqdm(
         entries,
         desc="publishing",
@@ -93,18 +237,17 @@ def publish_lists(
         disable=not progress or not sys.stderr.isatty(),
     )
     for entry in bar:
-        producer.send(
+        delivery.send(
             topic,
-            key=entry_key(entry.list_name, entry.entry_id).encode(),
-            value=entry_record(entry).model_dump_json().encode(),
+            entry_key(entry.list_name, entry.entry_id).encode(),
+            entry_record(entry).model_dump_json().encode(),
         )
-        written += 1
-    _flush(producer)
-    return written
+    return delivery.finish_or_raise().delivered
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    """Load list files (reporting bad lines) and publish them."""
+    """Load list files (reporting bad lines) and publish them. Exit 1 on bad lines or records
+    the broker did not take."""
     from pipeline.adapters.listfiles import load_paths
 
     loaded = load_paths(args.paths, default_list=args.list)
@@ -120,13 +263,18 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     for name, errors in loaded.errors.items():
         for error in errors[:20]:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
-    written = publish_lists(
-        _bootstrap(settings, args.bootstrap_servers),
-        settings.topic_hashlists,
-        loaded.configs.values(),
-        loaded.entries,
-        progress=not args.quiet,
-    )
+    try:
+        written = publish_lists(
+            _bootstrap(settings, args.bootstrap_servers),
+            settings.topic_hashlists,
+            loaded.configs.values(),
+            loaded.entries,
+            progress=not args.quiet,
+            settings=settings,
+        )
+    except (DeliveryFailed, BrokerUnreachable) as exc:
+        print(f"pipeline: publishing failed: {exc}", file=sys.stderr)
+        return 1
     print(
         f"published {written:,} records ({len(loaded.entries):,} entries, "
         f"{len(loaded.configs)} list config(s)); rejected {loaded.error_count:,} bad line(s)"
@@ -135,7 +283,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
-    """Publish tombstones for entries (by id, or every entry of a file) or a whole list config."""
+    """Publish tombstones for entries (by id, or every entry of a file) or a whole list config.
+    Exit 1 when the broker did not take every tombstone."""
     from pipeline.adapters.listfiles import load_paths
 
     keys = [entry_key(args.list, entry_id) for entry_id in args.entry_ids]
@@ -145,10 +294,14 @@ def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
         ]
     if args.list_config:
         keys.append(list_key(args.list))
-    producer = _producer(_bootstrap(settings, args.bootstrap_servers))
-    for key in keys:
-        producer.send(settings.topic_hashlists, key=key.encode(), value=None)
-    _flush(producer)
+    try:
+        delivery = _delivery(_bootstrap(settings, args.bootstrap_servers), settings)
+        for key in keys:
+            delivery.send(settings.topic_hashlists, key.encode(), None)
+        delivery.finish_or_raise()
+    except (DeliveryFailed, BrokerUnreachable) as exc:
+        print(f"pipeline: retracting failed: {exc}", file=sys.stderr)
+        return 1
     print(f"retracted {len(keys):,} key(s)")
     return 0
 
@@ -169,14 +322,24 @@ def upload_event(path: Path, upload_id: str | None = None) -> UploadEvent:
 def submit_events(
     bootstrap: str, settings: Settings, events: list[UploadEvent], wait: float
 ) -> list[dict[str, Any]]:
-    """Produce events; with ``wait`` > 0, return their verdicts seen within ``wait`` seconds."""
+    """Produce events; with ``wait`` > 0, return their verdicts seen within ``wait`` seconds.
+
+    Raises :class:`DeliveryFailed` (naming the first upload ids) unless the broker confirmed
+    every event, and :class:`BrokerUnreachable` when it cannot be reached.
+    """
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
 
     consumer = None
     if wait > 0:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-        )
+        try:
+            consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            )
+        except KafkaError as exc:
+            raise BrokerUnreachable(
+                f"cannot connect to Kafka at {bootstrap} ({type(exc).__name__})"
+            ) from None
         partitions = [
             TopicPartition(settings.topic_verdicts, p)
             for p in sorted(consumer.partitions_for_topic(settings.topic_verdicts) or [])
@@ -186,14 +349,17 @@ def submit_events(
         consumer.seek_to_end(*partitions)
         for tp in partitions:
             consumer.position(tp)
-    producer = _producer(bootstrap)
-    for event in events:
-        producer.send(
-            settings.topic_uploads,
-            key=event.upload_id.encode(),
-            value=event.model_dump_json().encode(),
-        )
-    _flush(producer)
+    try:
+        delivery = _delivery(bootstrap, settings)
+        for event in events:
+            delivery.send(
+                settings.topic_uploads, event.upload_id.encode(), event.model_dump_json().encode()
+            )
+        delivery.finish_or_raise()
+    except BaseException:
+        if consumer is not None:
+            consumer.close()
+        raise
     if consumer is None:
         return []
     wanted = {e.upload_id for e in events}
@@ -224,7 +390,11 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     """Submit files as inline uploads; with --wait print their verdicts."""
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
     events = [upload_event(path) for path in args.files]
-    verdicts = submit_events(bootstrap, settings, events, args.wait)
+    try:
+        verdicts = submit_events(bootstrap, settings, events, args.wait)
+    except (DeliveryFailed, BrokerUnreachable) as exc:
+        print(f"pipeline: submitting failed: {exc}", file=sys.stderr)
+        return 1
     for event in events:
         print(f"submitted {event.upload_id}", file=sys.stderr)
     for verdict in verdicts:
@@ -283,7 +453,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env)
         try:
             published = publish_lists(
-                bootstrap, settings.topic_hashlists, [DEMO_LIST], demo_entries(), progress=False
+                bootstrap,
+                settings.topic_hashlists,
+                [DEMO_LIST],
+                demo_entries(),
+                progress=False,
+                settings=settings,
             )
             print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
             base = f"http://{settings.web_host}:{settings.web_port}"
@@ -327,11 +502,16 @@ def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
 
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
     published = publish_lists(
-        bootstrap, settings.topic_hashlists, [DEMO_LIST], demo_entries(), progress=False
+        bootstrap,
+        settings.topic_hashlists,
+        [DEMO_LIST],
+        demo_entries(),
+        progress=False,
+        settings=settings,
     )
     print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
     uploads = demo_uploads()
-    producer = _producer(bootstrap)
+    delivery = _delivery(bootstrap, settings)
     sent = 0
     started = time.monotonic()
     try:
@@ -343,10 +523,8 @@ def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
                 metadata={"file": name},
                 content={"kind": "inline", "data_base64": base64.b64encode(data).decode()},
             )
-            producer.send(
-                settings.topic_uploads,
-                key=event.upload_id.encode(),
-                value=event.model_dump_json().encode(),
+            delivery.send(
+                settings.topic_uploads, event.upload_id.encode(), event.model_dump_json().encode()
             )
             sent += 1
             if sent % 100 == 0:
@@ -354,9 +532,11 @@ def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(max(0.0, started + sent / args.rate - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    finally:
-        _flush(producer)
-    print(f"sent {sent:,} uploads", file=sys.stderr)
+    report = delivery.finish()
+    print(f"sent {report.delivered:,} uploads", file=sys.stderr)
+    if not report.ok:
+        print(f"pipeline: {report.summary()}", file=sys.stderr)
+        return 1
     return 0
 
 
