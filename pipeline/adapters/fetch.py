@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import errno
 import ipaddress
 import os
@@ -157,9 +158,14 @@ def _check_url(url: str, limits: FetchLimits) -> None:
 class Fetcher:
     """Fetches content references; one instance (one HTTP connection pool) per worker."""
 
+    #: Threads reading path uploads. Their own pool: reads stuck on a hung mount must not
+    #: exhaust the loop's default executor, which also resolves host names for URL fetches.
+    FILE_READ_THREADS = 4
+
     def __init__(self, limits: FetchLimits) -> None:
         self.limits = limits
         self._session: aiohttp.ClientSession | None = None
+        self._file_reads: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -176,10 +182,14 @@ class Fetcher:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the file-reading threads (without waiting for reads
+        stuck in the kernel)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._file_reads is not None:
+            self._file_reads.shutdown(wait=False, cancel_futures=True)
+            self._file_reads = None
 
     async def fetch(self, content: InlineContent | UrlContent | PathContent) -> bytes:
         """The upload's bytes. Raises FetchFailed or FetchRefused."""
@@ -188,10 +198,15 @@ class Fetcher:
         if isinstance(content, PathContent):
             # File system calls block: run them in a thread so a slow or hung mount cannot stall
             # the event loop (and with it Kafka heartbeats); give up after the read timeout.
-            try:
-                return await asyncio.wait_for(
-                    asyncio.to_thread(self._path, content.path), self.limits.read_timeout
+            if self._file_reads is None:
+                self._file_reads = concurrent.futures.ThreadPoolExecutor(
+                    self.FILE_READ_THREADS, thread_name_prefix="fetch-file"
                 )
+            read = asyncio.get_running_loop().run_in_executor(
+                self._file_reads, self._path, content.path
+            )
+            try:
+                return await asyncio.wait_for(read, self.limits.read_timeout)
             except TimeoutError:
                 raise FetchFailed("reading the file timed out", reason="timeout") from None
         return await self._url(content.url)
