@@ -53,9 +53,13 @@ class HammingIndex(Protocol):
         """Number of live ids."""
         ...
 
+    def entries(self) -> tuple[I64Array, U64Array]:
+        """Every live (id, hash), as two arrays in no particular order (to rebuild elsewhere)."""
+        ...
+
     @property
     def nbytes(self) -> int:
-        """Bytes of memory held by the index's arrays (the bytes/hash figure divides this)."""
+        """Bytes of memory held by the index (the bytes/hash figure divides this)."""
         ...
 
 
@@ -87,7 +91,8 @@ def check_radius(radius: int, bits: int = 64) -> None:
 class BruteForceIndex:
     """Linear scan with numpy XOR + popcount: the reference for exactness, and a fine small index.
 
-    Deletion marks a slot dead; dead slots are compacted away when they exceed half the array.
+    Deletion marks a slot dead; dead slots are compacted away when they exceed the live ones.
+    Everything is in three arrays (17 bytes an entry): no per-id Python objects.
     """
 
     name = "scan"
@@ -96,45 +101,42 @@ class BruteForceIndex:
         self._ids: I64Array = np.empty(0, dtype=np.int64)
         self._hashes: U64Array = np.empty(0, dtype=np.uint64)
         self._live: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
-        self._id_set: set[int] = set()
-        self._dead = 0
+        self._live_count = 0
 
     def add(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> None:
         id_arr, hash_arr = as_i64(ids), as_u64(hashes)
         if id_arr.shape != hash_arr.shape:
             raise ValueError("ids and hashes differ in length")
-        new = {int(i) for i in id_arr}
-        if len(new) != id_arr.size or new & self._id_set:
+        # The reference index checks the id contract the others trust (see the module doc).
+        if np.unique(id_arr).size != id_arr.size or np.isin(id_arr, self._ids[self._live]).any():
             raise ValueError("duplicate index id")
-        self._id_set |= new
         self._ids = np.concatenate([self._ids, id_arr])
         self._hashes = np.concatenate([self._hashes, hash_arr])
         self._live = np.concatenate([self._live, np.ones(id_arr.size, dtype=np.bool_)])
+        self._live_count += int(id_arr.size)
 
     def remove(self, ids: Sequence[int] | I64Array, hashes: Sequence[int] | U64Array) -> int:
         id_arr, hash_arr = as_i64(ids), as_u64(hashes)
         removed = 0
         for id_, h in zip(id_arr.tolist(), hash_arr.tolist(), strict=True):
-            if id_ not in self._id_set:
-                continue
-            slots = np.flatnonzero((self._ids == id_) & (self._hashes == h) & self._live)
+            slots = np.flatnonzero((self._ids == id_) & (self._hashes == np.uint64(h)) & self._live)
             if slots.size:
                 self._live[slots[0]] = False
-                self._id_set.discard(id_)
-                self._dead += 1
                 removed += 1
-        if self._dead > len(self._id_set):
+        self._live_count -= removed
+        if self._ids.size - self._live_count > self._live_count:
             keep = self._live
             self._ids, self._hashes = self._ids[keep], self._hashes[keep]
             self._live = np.ones(self._ids.size, dtype=np.bool_)
-            self._dead = 0
         return removed
 
     def search(self, query: int, radius: int) -> list[Hit]:
         check_radius(radius)
         distances = np.bitwise_count(self._hashes ^ np.uint64(query))
         slots = np.flatnonzero((distances <= radius) & self._live)
-        hits = [(int(self._ids[s]), int(distances[s])) for s in slots]
+        hits = list(
+            zip(self._ids[slots].tolist(), distances[slots].astype(np.int64).tolist(), strict=True)
+        )
         hits.sort(key=lambda hit: (hit[1], hit[0]))
         return hits
 
@@ -142,7 +144,10 @@ class BruteForceIndex:
         return [self.search(int(q), radius) for q in as_u64(queries)]
 
     def __len__(self) -> int:
-        return len(self._id_set)
+        return self._live_count
+
+    def entries(self) -> tuple[I64Array, U64Array]:
+        return self._ids[self._live].copy(), self._hashes[self._live].copy()
 
     @property
     def nbytes(self) -> int:

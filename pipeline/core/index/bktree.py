@@ -306,6 +306,10 @@ class BKTree:
             fresh.add(ids, hashes)
         self.__dict__.update(fresh.__dict__)
 
+    def entries(self) -> tuple[I64Array, U64Array]:
+        keep = self._live[: self._size]
+        return self._ids[: self._size][keep].copy(), self._hashes[: self._size][keep].copy()
+
     @property
     def tombstones(self) -> int:
         """Deleted nodes still routing searches."""

@@ -432,6 +432,16 @@ class MultiIndexHash:
     def __len__(self) -> int:
         return self._built_size - len(self._tombstones) + self._delta_count
 
+    def entries(self) -> tuple[I64Array, U64Array]:
+        _, hashes, ids = self._tables[0]
+        if self._tombstones:
+            keep = ~np.isin(ids, np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
+            ids, hashes = ids[keep], hashes[keep]
+        return (
+            np.concatenate([ids, self._delta_ids[: self._delta_count]]).astype(np.int64),
+            np.concatenate([hashes, self._delta_hashes[: self._delta_count]]),
+        )
+
     @property
     def chunks(self) -> int:
         """M, the number of tables."""
