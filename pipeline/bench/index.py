@@ -2,16 +2,23 @@
 
 Measures, on one pinned core, every index kind at each list size and radius on clustered
 pHash-like hashes (the top bit constant as in imagehash's pHash, members in tight clusters),
-with queries half near-members and half strangers. Baselines measured in the same run: a
-numpy XOR + popcount scan and pybktree (pure Python, the BK-tree people reach for first).
-A baseline that would take minutes is skipped and the table says so. Also reports the exact
-digest set's lookups/s and bytes/entry.
+with queries half near-members and half strangers. Indexes are built exactly as the matcher
+builds them: :func:`pipeline.core.index.select.build_hamming_index` for the kind, the list size
+and the radius the index is searched at (the largest threshold of its lists), then one bulk
+``add``. ``scan`` is the matcher's linear scan and ``auto`` whatever the selection rule picks,
+so the table shows where the rule's switch from scan to MIH belongs.
+
+Baselines measured in the same run: a bare numpy XOR + popcount scan and pybktree (pure
+Python, the BK-tree people reach for first; its bytes/hash counts its node tuples, child
+dicts and int objects). pybktree is skipped above 1M hashes, where building it would take
+minutes, and a note says so. Also reports the exact digest set's lookups/s and bytes/entry.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +28,7 @@ from pipeline.config import Settings
 
 DEFAULT_SIZES = "100000,1000000,10000000"
 DEFAULT_RADII = "4,8,12"
+DEFAULT_INDEXES = "scan,mih,bktree"
 #: pybktree builds at ~20k inserts/s in pure Python: past this size it would take minutes.
 PYBKTREE_MAX_SIZE = 1_000_000
 
@@ -30,10 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="list sizes (default %(default)s)")
     parser.add_argument("--radii", default=DEFAULT_RADII, help="radii (default %(default)s)")
     parser.add_argument(
-        "--indexes", default="mih,bktree", help="index kinds to measure (default %(default)s)"
+        "--indexes",
+        default=DEFAULT_INDEXES,
+        help="index kinds to measure: scan, mih, bktree, auto (default %(default)s)",
     )
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="time budget per cell (default %(default)s)"
+    )
+    parser.add_argument(
+        "--no-pybktree",
+        action="store_true",
+        help="skip the pybktree baseline (its build takes ~50 s at 1M hashes)",
     )
     parser.add_argument("--queries", type=int, default=2000, help="query pool size")
     parser.add_argument("--seed", type=int, default=42)
@@ -74,6 +89,18 @@ def numpy_scan(hashes: Any, query: int, radius: int) -> Any:
     return np.flatnonzero(np.bitwise_count(hashes ^ np.uint64(query)) <= radius)
 
 
+def pybktree_bytes(tree: Any) -> int:
+    """Bytes held by a pybktree: every (item, children) tuple, child dict and item int."""
+    total = 0
+    stack = [tree.tree] if tree.tree is not None else []
+    while stack:
+        node = stack.pop()
+        item, children = node
+        total += sys.getsizeof(node) + sys.getsizeof(children) + sys.getsizeof(item)
+        stack.extend(children.values())
+    return total
+
+
 def timed_queries(search: Callable[[int], object], queries: Any, budget: float) -> float:
     """Queries/s over the pool, stopping at the time budget (at least 3 queries)."""
     done = 0
@@ -93,23 +120,24 @@ def bench_size(
     import numpy as np
     import pybktree
 
-    from pipeline.core.index.select import build_hamming_index
+    from pipeline.core.index.select import RADIUS_DEPENDENT, build_hamming_index
 
     hashes = clustered_hashes(size, args.seed)
     ids = np.arange(size, dtype=np.int64)
     queries = query_pool(hashes, args.queries, args.seed)
-    tree, tree_build = None, float("nan")
-    if size <= PYBKTREE_MAX_SIZE:
+    tree, tree_build, tree_bytes = None, float("nan"), float("nan")
+    if size <= PYBKTREE_MAX_SIZE and not args.no_pybktree:
         start = time.perf_counter()
         tree = pybktree.BKTree(lambda a, b: (a ^ b).bit_count(), hashes.tolist())
         tree_build = time.perf_counter() - start
+        tree_bytes = pybktree_bytes(tree) / size
     built: dict[str, tuple[Any, float, int]] = {}  # kind -> (index, build seconds, radius)
 
     def index_for(kind: str, radius: int) -> tuple[Any, float]:
-        # MIH picks its chunk count for the radius it serves (as a worker does for its lists'
-        # largest threshold); the BK-tree does not depend on the radius, so it is built once.
+        # Built as the matcher builds it: for the radius it is searched at (MIH's chunk count
+        # and the auto rule depend on it); scan and BK-tree do not, so they are built once.
         cached = built.get(kind)
-        if cached is None or (kind == "mih" and cached[2] != radius):
+        if cached is None or (kind in RADIUS_DEPENDENT and cached[2] != radius):
             built.pop(kind, None)  # one index of a kind in memory at a time (10M MIH ~0.5 GB)
             start = time.perf_counter()
             index = build_hamming_index(kind, size, radius)
@@ -126,9 +154,10 @@ def bench_size(
             pybk_qps = timed_queries(partial(tree.find, n=radius), queries, args.seconds)
         progress.update(2)
         rows.append(["numpy-scan", size, radius, scan_qps, hashes.nbytes / size, 1.0, None])
+        why_not = "skipped (--no-pybktree)" if args.no_pybktree else "skipped: minutes"
         rows.append([
-            "pybktree", size, radius, pybk_qps if tree is not None else "skipped: minutes",
-            None, pybk_qps / scan_qps, tree_build,
+            "pybktree", size, radius, pybk_qps if tree is not None else why_not,
+            tree_bytes, pybk_qps / scan_qps, tree_build,
         ])  # fmt: skip
         results.append(
             {
@@ -145,19 +174,29 @@ def bench_size(
                 "radius": radius,
                 "index": "pybktree",
                 "queries_per_s": pybk_qps if tree is not None else None,
+                "bytes_per_hash": tree_bytes if tree is not None else None,
                 "build_s": tree_build if tree is not None else None,
-                "skipped": None if tree is not None else "build would take minutes",
+                "skipped": None if tree is not None else why_not,
             }
         )
         for kind in kinds:
             index, build_s = index_for(kind, radius)
-            index.search(int(queries[0]), radius)  # warm the code path
+            # A list below MIH's merge threshold starts in its delta and is folded into the
+            # tables after ~256 searches (the ski-rental rule): measure that steady state, with
+            # the compiled code paths loaded.
+            while getattr(index, "pending", 0):
+                index.search(int(queries[0]), radius)
+            index.search(int(queries[0]), radius)
             qps = timed_queries(partial(index.search, radius=radius), queries, args.seconds)
             progress.update()
             per_hash = index.nbytes / size
-            rows.append([kind, size, radius, qps, per_hash, qps / scan_qps, build_s])
+            label = f"auto ({index.name})" if kind == "auto" else kind
+            if index.name == "mih":
+                label += f" M={index.chunks}"
+            rows.append([label, size, radius, qps, per_hash, qps / scan_qps, build_s])
             results.append({
-                "size": size, "radius": radius, "index": kind, "queries_per_s": qps,
+                "size": size, "radius": radius, "index": kind, "resolved": index.name,
+                "chunks": getattr(index, "chunks", None), "queries_per_s": qps,
                 "bytes_per_hash": per_hash, "build_s": build_s,
                 "vs_numpy_scan": qps / scan_qps,
                 "vs_pybktree": qps / pybk_qps if tree is not None else None,
@@ -177,9 +216,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     del settings
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    from pipeline.core.index.select import INDEX_KINDS
+
     sizes = [int(s) for s in args.sizes.split(",")]
     radii = [int(r) for r in args.radii.split(",")]
     kinds = [k.strip() for k in args.indexes.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(INDEX_KINDS))
+    if unknown:
+        print(f"unknown index kinds {unknown}; choose from {list(INDEX_KINDS)}", file=sys.stderr)
+        return 2
+    skipped = [s for s in sizes if s > PYBKTREE_MAX_SIZE]
+    if skipped and not args.no_pybktree:
+        print(
+            f"note: pybktree is skipped above {PYBKTREE_MAX_SIZE:,} hashes (sizes "
+            f"{', '.join(f'{s:,}' for s in skipped)}): building it would take minutes",
+            file=sys.stderr,
+        )
     rows: list[list[Any]] = []
     results: list[dict[str, Any]] = []
     progress = tqdm(
@@ -213,7 +265,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{exact.nbytes / len(exact):.1f} bytes/entry"
     )
     rate = {(r["size"], r["radius"], r["index"]): r["queries_per_s"] for r in results}
-    if "bktree" in kinds:
+    if {"scan", "mih"} <= set(kinds):
+        for radius in radii:
+            faster = [s for s in sizes if rate[(s, radius, "mih")] > rate[(s, radius, "scan")]]
+            ratios = ", ".join(
+                f"{s:,}: {rate[(s, radius, 'mih')] / rate[(s, radius, 'scan')]:.2g}x" for s in sizes
+            )
+            first = f"{min(faster):,}" if faster else "none measured"
+            print(f"mih vs scan at r={radius} ({ratios}); mih faster from {first}")
+    if "bktree" in kinds and not args.no_pybktree:
         for size in (s for s in sizes if s <= PYBKTREE_MAX_SIZE):
             for radius in radii:
                 ratio = rate[(size, radius, "bktree")] / rate[(size, radius, "pybktree")]

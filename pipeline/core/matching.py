@@ -8,6 +8,14 @@ calls on the same thread, so there is no window where an index is half-built. Ea
 index is searched once at the largest threshold of any enabled list, then hits are filtered
 per list, so adding lists does not multiply search cost.
 
+Each perceptual index is built for that radius and its size by
+:func:`pipeline.core.index.select.build_hamming_index` (the constructor ``pipeline bench
+index`` measures). After every change that can move either (entries added or retracted, a list
+config set or removed) the index is re-planned: under ``auto`` a list that outgrew the scan,
+or whose radius now calls for another kind, is rebuilt as that kind and swapped in; MIH is
+told the new radius and rebuilds only if that changes its chunk count. A list never moves back
+to the scan because entries were retracted (no flapping around the size threshold).
+
 Entries whose list has no config yet (list configs and entries can arrive in any order from
 different partitions) use :class:`ListConfig` defaults until the config arrives.
 Must not do I/O.
@@ -22,10 +30,18 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
-from pipeline.core.index.base import BruteForceIndex, HammingIndex
+from pipeline.core.hashlist import (
+    DEFAULT_THRESHOLDS,
+    Category,
+    HashListEntry,
+    ListAction,
+    ListConfig,
+    ListKind,
+)
+from pipeline.core.index.base import HammingIndex
 from pipeline.core.index.exact import ExactHashSet
-from pipeline.core.index.select import SCAN_BELOW, build_hamming_index
+from pipeline.core.index.mih import MultiIndexHash
+from pipeline.core.index.select import build_hamming_index, choose_index_kind, mih_ever
 from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Algorithm
 
 
@@ -54,6 +70,8 @@ class Matcher:
     """All loaded lists and their indexes; see the module docstring for the rules."""
 
     def __init__(self, index_kind: str = "auto", expected_size: int = 0) -> None:
+        """``index_kind``: "auto", "mih", "bktree" or "scan" (ValueError otherwise).
+        ``expected_size`` only sizes the first, empty indexes; every load re-plans them."""
         self._index_kind = index_kind
         self._configs: dict[str, ListConfig] = {}
         self._entries: dict[tuple[str, str], tuple[int, HashListEntry]] = {}
@@ -61,19 +79,27 @@ class Matcher:
         self._next_id = 0
         self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
         self._hamming: dict[Algorithm, HammingIndex] = {
-            alg: build_hamming_index(index_kind, expected_size, 10) for alg in PERCEPTUAL_ALGORITHMS
+            alg: build_hamming_index(index_kind, expected_size, DEFAULT_THRESHOLDS[alg])
+            for alg in PERCEPTUAL_ALGORITHMS
         }
         self._counts: Counter[tuple[str, Algorithm]] = Counter()
 
     # -- lists --------------------------------------------------------------------------------
 
     def set_list(self, config: ListConfig) -> None:
-        """Add or replace a list's policy (takes effect for the next match)."""
+        """Add or replace a list's policy (takes effect for the next match).
+
+        May rebuild a perceptual index when the largest threshold changes (see the module doc).
+        """
         self._configs[config.name] = config
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)
 
     def remove_list(self, name: str) -> None:
         """Forget a list's policy; its entries fall back to defaults until retracted."""
         self._configs.pop(name, None)
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)
 
     def config(self, name: str) -> ListConfig:
         """The policy in force for list ``name``."""
@@ -108,12 +134,17 @@ class Matcher:
             changed += 1
         for algorithm, (ids, values) in batches.items():
             if algorithm.is_perceptual:
+                # Planned for the size it is about to reach, so a bulk load goes straight
+                # into the index that will serve it.
+                self._plan(algorithm, extra=len(ids))
                 self._hamming[algorithm].add(
                     np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64)
                 )
-                self._maybe_upgrade(algorithm)
             else:
                 self._exact[algorithm].add_many(ids, values)
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            if algorithm not in batches:
+                self._plan(algorithm)  # replacements may have moved the radius
         return changed
 
     def retract(self, keys: Iterable[tuple[str, str]]) -> int:
@@ -124,6 +155,9 @@ class Matcher:
             if old is not None:
                 self._drop(*old)
                 removed += 1
+        if removed:
+            for algorithm in PERCEPTUAL_ALGORITHMS:
+                self._plan(algorithm)  # a list's last entry gone may lower the radius
         return removed
 
     def _drop(self, internal: int, entry: HashListEntry) -> None:
@@ -137,20 +171,27 @@ class Matcher:
         if not self._counts[(entry.list_name, algorithm)]:
             del self._counts[(entry.list_name, algorithm)]
 
-    def _maybe_upgrade(self, algorithm: Algorithm) -> None:
-        """Under ``auto``, move a list that outgrew a linear scan onto the faster index."""
+    def _plan(self, algorithm: Algorithm, extra: int = 0) -> None:
+        """Keep ``algorithm``'s index the kind and shape its size (+ ``extra`` about to be
+        added) and search radius call for; build a replacement, then swap it in."""
+        radius = self._search_radius(algorithm)
+        if radius is None:
+            return  # nothing searches this index now: keep it until something does
         index = self._hamming[algorithm]
-        if (
-            self._index_kind != "auto"
-            or not isinstance(index, BruteForceIndex)
-            or len(index) < SCAN_BELOW
-        ):
-            return
-        ids = [i for i, e in self._by_id.items() if e.hash.algorithm is algorithm]
-        values = [self._by_id[i].hash.value for i in ids]
-        upgraded = build_hamming_index("auto", len(ids) * 2, 10)
-        upgraded.add(np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64))
-        self._hamming[algorithm] = upgraded
+        size = len(index) + extra
+        kind = self._index_kind
+        if kind == "auto":
+            kind = choose_index_kind(size, radius)
+            if kind == "scan" and index.name == "mih" and mih_ever(radius):
+                kind = "mih"  # shrank below the threshold: stay (no flapping)
+        if kind != index.name:
+            ids, values = index.entries()
+            replacement = build_hamming_index(kind, size, radius)
+            if ids.size:
+                replacement.add(ids, values)
+            self._hamming[algorithm] = replacement
+        elif isinstance(index, MultiIndexHash):
+            index.replan(radius)
 
     def apply(self, operations: Iterable[Operation]) -> None:
         """Apply decoded ``hashlists`` records in order (batched per kind, order preserved)."""
@@ -224,6 +265,7 @@ class Matcher:
         return found
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
+        """The largest threshold of an enabled list with entries of ``algorithm``, or None."""
         lists = {name for name, alg in self._counts if alg is algorithm}
         radii = [
             t
@@ -245,6 +287,10 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def hamming_index(self, algorithm: Algorithm) -> HammingIndex:
+        """The index serving ``algorithm`` now (for metrics, benchmarks and tests)."""
+        return self._hamming[algorithm]
 
     @property
     def index_bytes(self) -> int:

@@ -157,6 +157,8 @@ def test_interleaved_inserts_deletes_and_queries(
         assert index.search(query, radius) == reference.search(query, radius)
         assert len(index) == len(live)
         check_mih_state(index, len(live))
+    ids, stored = index.entries()
+    assert sorted(zip(ids.tolist(), stored.tolist(), strict=True)) == sorted(live.items())
 
 
 @pytest.mark.parametrize("factory", sorted(FACTORIES))
@@ -246,10 +248,17 @@ def test_chunking_rule() -> None:
 
 
 def test_selection_rule_and_factory() -> None:
-    assert choose_index_kind(500, 8) == "scan"
-    assert choose_index_kind(1_000_000, 8) == "mih"
+    # The measured crossovers (select.py): MIH from 10k entries up to r = 12, from 30k up to
+    # r = 16, never beyond.
+    assert [choose_index_kind(n, 8) for n in (500, 9_999, 10_000)] == ["scan", "scan", "mih"]
+    assert [choose_index_kind(n, 12) for n in (9_999, 10_000)] == ["scan", "mih"]
+    assert [choose_index_kind(n, 16) for n in (10_000, 29_999, 30_000)] == ["scan", "scan", "mih"]
+    assert [choose_index_kind(n, 17) for n in (30_000, 10_000_000)] == ["scan", "scan"]
     for kind in ("auto", "bktree", "mih", "scan"):
         assert len(build_hamming_index(kind, 100, 8)) == 0
+    planned = build_hamming_index("auto", 10_000_000, 10)
+    assert isinstance(planned, MultiIndexHash)
+    assert planned.radius == 10  # M follows the size at each build: choose_chunks(n, 10)
     with pytest.raises(ValueError, match="unknown index kind"):
         build_hamming_index("faiss", 100, 8)
 

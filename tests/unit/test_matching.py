@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
+from pipeline.core.index.mih import MultiIndexHash, choose_chunks
+from pipeline.core.index.select import build_hamming_index
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
 
@@ -22,11 +24,13 @@ def entry(list_name: str, entry_id: str, algorithm: Algorithm, value: int) -> Ha
 
 
 def reference(
-    entries: dict[tuple[str, str], HashListEntry], hashes: dict[Algorithm, int]
+    entries: dict[tuple[str, str], HashListEntry],
+    hashes: dict[Algorithm, int],
+    lists: dict[str, ListConfig] = LISTS,
 ) -> list[Match]:
     out = []
     for e in entries.values():
-        config = LISTS.get(e.list_name) or ListConfig(name=e.list_name)
+        config = lists.get(e.list_name) or ListConfig(name=e.list_name)
         algorithm = e.hash.algorithm
         threshold = config.threshold(algorithm)
         if algorithm not in hashes or threshold is None or not config.enabled:
@@ -46,8 +50,9 @@ near = st.tuples(values, st.lists(st.integers(0, 63), max_size=12))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataObject) -> None:
+    lists = dict(LISTS)
     matcher = Matcher(index_kind)
-    for config in LISTS.values():
+    for config in lists.values():
         matcher.set_list(config)
     live: dict[tuple[str, str], HashListEntry] = {}
     centre = data.draw(values)
@@ -59,16 +64,28 @@ def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataO
         for bit in flips:
             value ^= 1 << bit
         entry_id = f"e{data.draw(st.integers(0, 8))}"
-        if data.draw(st.integers(0, 4)) == 0 and live:
+        choice = data.draw(st.integers(0, 5))
+        if choice == 0 and live:
             key = data.draw(st.sampled_from(sorted(live)))
             matcher.retract([key])
             del live[key]
+        elif choice == 1:
+            # A policy change moves the search radius: the index is re-planned under it.
+            name = data.draw(st.sampled_from(["eokm", "iwf", "off"]))
+            thresholds = {
+                "phash": data.draw(st.integers(0, 64)),
+                "dhash": data.draw(st.integers(0, 64)),
+            }
+            lists[name] = ListConfig.create(
+                name, action="block", thresholds=thresholds, enabled=data.draw(st.booleans())
+            )
+            matcher.set_list(lists[name])
         else:
             new = entry(list_name, entry_id, algorithm, value)
             matcher.upsert([new])  # re-publishing a key replaces the old entry
             live[new.key] = new
         query = {Algorithm.PHASH: centre, Algorithm.DHASH: centre ^ step, Algorithm.MD5: centre}
-        assert matcher.match(query) == reference(live, query)
+        assert matcher.match(query) == reference(live, query, lists)
     assert len(matcher) == len(live)
 
 
@@ -101,15 +118,74 @@ def test_apply_preserves_order_of_mixed_operations() -> None:
     assert matcher.algorithms_in_use() == (Algorithm.MD5, Algorithm.PHASH)
 
 
-def test_auto_index_upgrades_past_the_scan_threshold() -> None:
+def big_list(count: int, seed: int = 5) -> list[HashListEntry]:
     import random
 
-    rng = random.Random(5)
+    rng = random.Random(seed)
+    return [entry("big", str(i), Algorithm.PHASH, rng.getrandbits(64)) for i in range(count)]
+
+
+def test_auto_index_upgrades_past_the_scan_threshold() -> None:
     matcher = Matcher("auto")
-    entries = [entry("big", str(i), Algorithm.PHASH, rng.getrandbits(64)) for i in range(12_000)]
+    entries = big_list(12_000)
     matcher.upsert(entries[:5000])
+    assert matcher.hamming_index(Algorithm.PHASH).name == "scan"
     matcher.upsert(entries[5000:])
     target = entries[7777]
     hits = matcher.match({Algorithm.PHASH: target.hash.value ^ 0b101})
     assert [(m.entry_id, m.distance) for m in hits] == [("7777", 2)]
-    assert type(matcher._hamming[Algorithm.PHASH]).__name__ == "MultiIndexHash"
+    assert matcher.hamming_index(Algorithm.PHASH).name == "mih"
+    # Retractions below the threshold do not send it back to the scan.
+    matcher.retract([e.key for e in entries[:6000]])
+    assert matcher.hamming_index(Algorithm.PHASH).name == "mih"
+    assert [m.entry_id for m in matcher.match({Algorithm.PHASH: target.hash.value})] == ["7777"]
+
+
+def test_index_is_planned_for_the_largest_enabled_threshold() -> None:
+    entries = big_list(12_000)
+    matcher = Matcher("auto")
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": 8}))
+    matcher.upsert(entries)
+    index = matcher.hamming_index(Algorithm.PHASH)
+    assert isinstance(index, MultiIndexHash)
+    assert (index.radius, index.chunks) == (8, choose_chunks(1 << 16, 8))
+
+    # A second list with a larger threshold on the same algorithm raises the radius: rebuilt.
+    matcher.set_list(ListConfig.create("wide", thresholds={"phash": 12}))
+    matcher.upsert([entry("wide", "w", Algorithm.PHASH, 0)])
+    assert (index.radius, index.chunks) == (12, choose_chunks(1 << 16, 12))
+    # Disabled, it no longer counts.
+    matcher.set_list(ListConfig.create("wide", thresholds={"phash": 12}, enabled=False))
+    assert (index.radius, index.chunks) == (8, choose_chunks(1 << 16, 8))
+
+    # Past radius 16 the rule says scan; back at 8 it is MIH again, with the same results.
+    near = entries[42].hash.value ^ 0b111
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": 20}))
+    assert matcher.hamming_index(Algorithm.PHASH).name == "scan"
+    wide_hits = matcher.match({Algorithm.PHASH: near})
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": 8}))
+    assert matcher.hamming_index(Algorithm.PHASH).name == "mih"
+    narrow_hits = matcher.match({Algorithm.PHASH: near})
+    assert [(m.entry_id, m.distance) for m in narrow_hits] == [("42", 3)]
+    assert [(m.entry_id, m.distance) for m in wide_hits if m.distance <= 8] == [("42", 3)]
+
+
+@pytest.mark.parametrize(("kind", "threshold"), [("auto", 8), ("auto", 10), ("mih", 12)])
+def test_the_matcher_builds_what_the_benchmark_measures(kind: str, threshold: int) -> None:
+    entries = big_list(40_000, seed=9)
+    matcher = Matcher(kind)
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": threshold}))
+    matcher.upsert(entries)
+    served = matcher.hamming_index(Algorithm.PHASH)
+    # pipeline bench index: build_hamming_index(kind, size, radius), then one bulk add.
+    benched = build_hamming_index(kind, len(entries), threshold)
+    benched.add(list(range(len(entries))), [e.hash.value for e in entries])
+    assert isinstance(served, MultiIndexHash)
+    assert isinstance(benched, MultiIndexHash)
+    assert (served.chunks, served.radius, served.indexed, served.pending) == (
+        benched.chunks,
+        benched.radius,
+        benched.indexed,
+        benched.pending,
+    )
+    assert served.nbytes == benched.nbytes
