@@ -277,3 +277,18 @@ def test_bktree_compaction_drops_tombstones_and_keeps_results() -> None:
     assert len(tree) == 250
     for query in hashes[:40]:
         assert tree.search(int(query), 20) == reference.search(int(query), 20)
+
+
+@pytest.mark.parametrize("first_id", [0, (1 << 31) - 2, 1 << 40])
+def test_mih_ids_beyond_int32_fall_back_to_int64_tables(first_id: int) -> None:
+    rng = np.random.default_rng(13)
+    hashes = rng.integers(0, 1 << 63, size=50, dtype=np.uint64)
+    ids = np.arange(first_id, first_id + 50, dtype=np.int64)
+    index, reference = MultiIndexHash(radius=8, merge_threshold=1), BruteForceIndex()
+    index.add(ids, hashes)
+    reference.add(ids, hashes)
+    assert index.remove(ids[:5], hashes[:5]) == 5
+    reference.remove(ids[:5], hashes[:5])
+    queries = hashes ^ np.uint64(0b110)
+    assert index.search_many(queries, 8) == reference.search_many(queries, 8)
+    assert sorted(index.entries()[0].tolist()) == ids[5:].tolist()
