@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable
@@ -91,6 +90,10 @@ def _limit_memory(max_bytes: int) -> None:
 HashJob = Callable[[bytes, GuardLimits, tuple[Algorithm, ...]], HashJobResult]
 
 
+def _ping() -> None:
+    """A no-op job: running it makes a fresh process import this module (and the core)."""
+
+
 class HashPool:
     """Runs :func:`hash_job` in ``processes`` worker processes (0 = in the calling thread).
 
@@ -98,7 +101,9 @@ class HashPool:
     the event loop. So a job starts running as soon as it is submitted, its timeout measures
     running time only (a batch behind one slow image does not time out with it), and when the
     pool is rebuilt there are no queued executor jobs to be cancelled, only the running ones,
-    which fail as :class:`HashWorkerCrashed` and are worth one retry.
+    which fail as :class:`HashWorkerCrashed` and are worth one retry. A rebuilt pool is warmed
+    (processes started, the :meth:`warm_up` jobs run) before it takes uploads, so start-up does
+    not count against a job's timeout either.
 
     ``waiting`` counts jobs waiting for a process, ``running`` jobs in a process. When the pool
     cannot be restarted, ``broken_reason`` says why (and ``on_broken`` is told) until a later
@@ -121,6 +126,9 @@ class HashPool:
         self._on_broken = on_broken
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(max(1, processes))
+        self._warm_jobs: list[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]] = []
+        #: Warming the current executor, until done; None when it is warm.
+        self._warming: asyncio.Future[None] | None = None
         self.waiting = 0
         self.running = 0
         self.rebuilds = 0
@@ -146,10 +154,15 @@ class HashPool:
         )
 
     def warm_up(self, jobs: Iterable[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]]) -> None:
-        """Run jobs once in every process so imports and JIT caches are loaded before traffic."""
+        """Run jobs once in every process so imports and JIT caches are loaded before traffic.
+
+        Blocking (call it before the event loop runs). The jobs are kept: a rebuilt pool is
+        warmed with them again before it takes uploads.
+        """
+        self._warm_jobs = list(jobs)
         if self._executor is None:
             return
-        futures = [self._executor.submit(self._job, *job) for job in jobs]
+        futures = [self._executor.submit(self._job, *job) for job in self._warm_jobs]
         concurrent.futures.wait(futures)
 
     async def run(
@@ -176,37 +189,65 @@ class HashPool:
     async def _run_in_process(
         self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     ) -> HashJobResult:
-        executor = self._ensure_executor()
+        executor = await self._warm_executor()
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(executor, self._job, data, limits, algorithms), self._timeout
             )
         except TimeoutError:
-            self._rebuild(executor)
+            self._discard(executor)
             raise HashTimedOut(f"hashing took longer than {self._timeout}s") from None
         except (BrokenProcessPool, MemoryError) as exc:
-            self._rebuild(executor)
+            self._discard(executor)
             raise HashWorkerCrashed(f"hashing process failed: {type(exc).__name__}") from None
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if _being_cancelled():
                 raise  # we are being cancelled (shutdown): let it propagate
             # The executor cancelled our job (a rebuild for another job shut it down). That is a
             # BaseException, which per-upload error handling does not catch: turn it into the
             # pipeline error it is.
             raise HashWorkerCrashed("hashing job cancelled by a pool rebuild") from None
 
-    def _ensure_executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._executor is None:
-            try:
-                self.start()
-            except Exception as exc:
-                self._set_broken(f"cannot start hashing processes: {type(exc).__name__}")
-                raise HashWorkerCrashed("hashing pool cannot be started") from exc
-            self._set_broken(None)
-        assert self._executor is not None
-        return self._executor
+    async def _warm_executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        """The current executor once warm, starting (and warming) a new one if there is none.
+
+        Raises HashWorkerCrashed when processes cannot be started or fail while warming.
+        """
+        while True:
+            if self._executor is None:
+                try:
+                    self.start()
+                except Exception as exc:
+                    self._set_broken(f"cannot start hashing processes: {type(exc).__name__}")
+                    raise HashWorkerCrashed("hashing pool cannot be started") from None
+                assert self._executor is not None
+                self._warming = asyncio.ensure_future(self._warm(self._executor))
+            executor, warming = self._executor, self._warming
+            if warming is not None:
+                # Shielded: one waiter being cancelled must not cancel the warm-up for all.
+                await asyncio.shield(warming)
+            if self._executor is executor:
+                return executor
+
+    async def _warm(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[asyncio.Future[object]] = [
+            loop.run_in_executor(executor, self._job, *job) for job in self._warm_jobs
+        ]
+        if not calls:
+            calls = [loop.run_in_executor(executor, _ping) for _ in range(self._processes)]
+        try:
+            # Generous: this is process start-up and imports, not an upload's hashing.
+            await asyncio.wait_for(asyncio.gather(*calls), max(60.0, 4 * self._timeout))
+        except Exception as exc:
+            self._discard(executor)
+            self._set_broken(f"hashing processes fail to start: {type(exc).__name__}")
+            raise HashWorkerCrashed("hashing pool failed to start") from None
+        finally:
+            if self._executor is executor or self._executor is None:
+                self._warming = None
+        self._set_broken(None)
 
     def _set_broken(self, reason: str | None) -> None:
         if reason != self.broken_reason:
@@ -214,8 +255,9 @@ class HashPool:
             if self._on_broken is not None:
                 self._on_broken(reason)
 
-    def _rebuild(self, failed: concurrent.futures.ProcessPoolExecutor) -> None:
-        """Replace ``failed`` by a fresh pool, unless another job already did."""
+    def _discard(self, failed: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Kill ``failed`` (unless another job already replaced it); the next job starts and
+        warms a fresh pool."""
         if self._executor is not failed:
             return
         self._executor = None
@@ -225,11 +267,14 @@ class HashPool:
             process.kill()
         failed.shutdown(wait=False, cancel_futures=True)
         self.rebuilds += 1
-        with contextlib.suppress(HashWorkerCrashed):  # broken_reason is set; the next job retries
-            self._ensure_executor()
 
     def close(self) -> None:
         """Stop the worker processes."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

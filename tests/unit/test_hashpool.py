@@ -34,6 +34,18 @@ def sleep_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) 
     )
 
 
+_COLD = [True]  # per process: the first job in a fresh process pays for "imports"
+
+
+def cold_start_job(
+    data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]
+) -> HashJobResult:
+    if _COLD[0]:
+        time.sleep(2.0)
+        _COLD[0] = False
+    return sleep_job(data, limits, algorithms)
+
+
 def warm_pool(processes: int, timeout: float) -> HashPool:
     pool = HashPool(processes, timeout_seconds=timeout, job=sleep_job)
     pool.start()
@@ -77,6 +89,27 @@ def test_a_timeout_rebuild_raises_only_pipeline_errors_in_other_jobs() -> None:
     assert pool.rebuilds == 1
     assert pool.in_flight == 0
     assert pool.broken_reason is None
+
+
+@pytest.mark.timeout(60)
+def test_starting_a_rebuilt_pool_does_not_count_against_the_timeout() -> None:
+    pool = HashPool(1, timeout_seconds=1.5, job=cold_start_job)
+    pool.start()
+    pool.warm_up([(b"0", LIMITS, ())])
+    try:
+
+        async def main() -> tuple[object, ...]:
+            slow = await asyncio.gather(pool.run(b"30", LIMITS, ()), return_exceptions=True)
+            # The next job runs in a fresh process whose first job takes 2 s more than the
+            # 1.5 s timeout: the pool must be warmed with the warm-up jobs before it counts.
+            return (*slow, await pool.run(b"0.2", LIMITS, ()))
+
+        timed_out, result = asyncio.run(main())
+    finally:
+        pool.close()
+    assert isinstance(timed_out, HashTimedOut)
+    assert isinstance(result, HashJobResult)
+    assert pool.rebuilds == 1
 
 
 def inline(upload_id: str, seconds: str) -> bytes:
