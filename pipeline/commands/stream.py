@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -434,12 +435,25 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> N
     raise ConfigError(f"the worker was not ready within {timeout:.0f}s ({url})")
 
 
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM behave like Ctrl-C, so ``finally`` blocks stop what the command started
+    (Python's default for SIGTERM is to exit at once, leaking the worker and the broker)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Embedded broker + worker + demo list + a few uploads; leaves the worker running."""
+    """Embedded broker + worker + demo list + a few uploads; leaves the worker running.
+    SIGTERM stops the worker and the broker, like Ctrl-C."""
     from pipeline.adapters.broker import EmbeddedBroker
     from pipeline.adapters.topics import ensure_topics, topic_specs
     from pipeline.demo.hashlist import DEMO_LIST, demo_entries, demo_uploads
 
+    _interrupt_on_sigterm()
     with EmbeddedBroker(settings.embedded_port) as broker:
         bootstrap = broker.bootstrap_servers
         ensure_topics(bootstrap, topic_specs(settings))

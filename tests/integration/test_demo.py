@@ -4,6 +4,8 @@ process, demo list, demo uploads) and check the verdicts it prints and the metri
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -69,3 +71,20 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
     assert status == 200
     assert 'screening_verdicts_total{action="block"} 4.0' in body.decode()
     assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+
+    # Stopping the demo (SIGTERM, as a process manager or the fixture does) stops its worker
+    # and its broker too; before, they outlived it.
+    broker = re.search(r"broker: 127\.0\.0\.1:(\d+)", output)
+    assert broker is not None, output
+    process.terminate()
+    assert process.wait(40) == 130
+    for leftover in (port, int(broker.group(1))):
+        wait_until(lambda p=leftover: not listening(p), 15, what=f"port {leftover} released")
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
