@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import errors as kafka_errors  # what Faust produces with
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -102,20 +103,13 @@ def output_records(outcome: ScreeningOutcome, source: SourceRef | None) -> list[
 
 
 #: Errors that refuse one record for good: retrying the same bytes cannot succeed.
-_RECORD_REFUSED: tuple[type[BaseException], ...] = ()
-try:  # aiokafka is what Faust produces with; kafka-python's classes share these names
-    from aiokafka import errors as _aiokafka_errors
-
-    _RECORD_REFUSED = (
-        _aiokafka_errors.MessageSizeTooLargeError,
-        _aiokafka_errors.RecordTooLargeError,
-        _aiokafka_errors.RecordListTooLargeError,
-        _aiokafka_errors.CorruptRecordException,
-        _aiokafka_errors.InvalidTimestampError,
-    )
-    _KAFKA_ERROR: type[BaseException] = _aiokafka_errors.KafkaError
-except ImportError:  # pragma: no cover - aiokafka is a dependency of faust-streaming
-    _KAFKA_ERROR = type("_NoKafkaError", (Exception,), {})
+_RECORD_REFUSED: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+)
 
 
 def refused_for_good(exc: BaseException) -> bool:
@@ -129,7 +123,7 @@ def refused_for_good(exc: BaseException) -> bool:
             break
         if isinstance(seen, _RECORD_REFUSED):
             return True
-        if isinstance(seen, _KAFKA_ERROR):
+        if isinstance(seen, kafka_errors.KafkaError):
             return False
         seen = seen.__cause__
     # Not a Kafka error at all: transport trouble may pass; anything else (a client-side type
