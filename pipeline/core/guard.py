@@ -7,6 +7,10 @@ then the container header (format allowlist, declared pixel count, frame count),
 the decode, which for JPEG happens at a reduced DCT scale (``draft``), so memory and time are
 bounded by the header checks before any pixel is produced.
 
+When a decoder gives up, the leading bytes name the format the upload claims to be: a format
+off the allowlist is ``format_not_allowed``; an allowed one whose own header declares more
+bytes than arrived is ``truncated``; anything else is ``undecodable``.
+
 Must not: write bytes anywhere, log, or read settings (limits arrive as :class:`GuardLimits`).
 """
 
@@ -45,23 +49,26 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 _EXIF_ORIENTATION = 0x0112
 
-#: Leading bytes of formats people upload that are not on any allowlist we ship; used only to
-#: name the refusal precisely (format_not_allowed vs undecodable), never to parse them.
-_OTHER_SIGNATURES: tuple[bytes, ...] = (
-    b"%PDF",
-    b"PK\x03\x04",
-    b"II*\x00",
-    b"MM\x00*",
-    b"<?xml",
-    b"<svg",
-    b"8BPS",
-    b"\x00\x00\x01\x00",
-    b"GIF8",
-    b"BM",
-    b"\x89PNG",
-    b"\xff\xd8\xff",
-    b"RIFF",
+#: Leading bytes -> format name, used only to name a refusal precisely (format_not_allowed vs
+#: truncated vs undecodable), never to parse. Allowed formats are listed too: a corrupt or cut
+#: JPEG is not a format problem when JPEG is allowed.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
 )
+#: Text formats, which may start after whitespace.
+_TEXT_SIGNATURES: tuple[tuple[bytes, str], ...] = ((b"<?xml", "XML"), (b"<svg", "SVG"))
+#: Shortest prefix of a signature taken as that format (a 3-byte cut of a PNG is a PNG).
+_MIN_SIGNATURE_PREFIX = 3
 
 
 class GuardReason(enum.StrEnum):
@@ -129,21 +136,135 @@ def _reject(reason: GuardReason, message: str) -> ImageRejected:
     return ImageRejected(reason, message)
 
 
-def _identify_other(data: bytes) -> bool:
-    head = data[:16].lstrip()
-    return any(head.startswith(sig) for sig in _OTHER_SIGNATURES)
+def sniff_format(data: bytes) -> str | None:
+    """The format ``data`` claims by its leading bytes (Pillow's names where Pillow has one:
+    JPEG, PNG, GIF, BMP, WEBP), or None when it claims none we know."""
+    if data.startswith(b"RIFF"):
+        # RIFF also wraps WAV and AVI; only the form type at bytes 8-11 says WebP.
+        return "WEBP" if b"WEBP".startswith(data[8:12]) else "RIFF"
+    if data[4:8] == b"ftyp":
+        return "ISOBMFF"  # HEIF, AVIF, MP4
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature) or (
+            _MIN_SIGNATURE_PREFIX <= len(data) < len(signature) and signature.startswith(data)
+        ):
+            return name
+    head = data[:256].lstrip()
+    for signature, name in _TEXT_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    return None
+
+
+def _u16be(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 2], "big")
+
+
+def _u32le(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+def _jpeg_cut_short(data: bytes) -> bool:
+    """Whether the JPEG's marker segments run past the end before the first scan's data."""
+    position = 2  # after SOI
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False  # not a marker where one must be: corrupt, not cut
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+            continue
+        if marker < 0xC0:
+            return False  # no such marker: corrupt
+        end = position + 2 + _u16be(data, position + 2)
+        if marker == 0xDA:  # start of scan: cut short if no entropy-coded data follows
+            return end >= len(data)
+        position = end
+    return True  # the data ended inside the headers
+
+
+def _png_cut_short(data: bytes) -> bool:
+    """Whether the PNG's chunks run past the end before the first image data chunk."""
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        if length >= 1 << 31:
+            return False  # the format caps chunk lengths at 2**31 - 1: corrupt
+        if data[position + 4 : position + 8] in (b"IDAT", b"IEND"):
+            return False  # the headers are all there (or the image data is missing: corrupt)
+        position += 12 + length  # length, type, data, CRC
+    return True
+
+
+def _gif_cut_short(data: bytes) -> bool:
+    """Whether the GIF's blocks run past the end before the first image's data is complete."""
+    if len(data) < 13:
+        return True
+    flags = data[10]
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while position < len(data):
+        block = data[position]
+        if block == 0x21:  # extension: label, then sub-blocks
+            position += 2
+        elif block == 0x2C:  # image descriptor, optional local table, LZW code size
+            if position + 10 > len(data):
+                return True
+            local = data[position + 9]
+            position += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+        elif block == 0x3B:  # trailer before any image
+            return False
+        else:
+            return False  # corrupt
+        while position < len(data) and data[position]:  # sub-blocks until a 0 length
+            position += data[position] + 1
+        if position >= len(data):
+            return True
+        position += 1
+        if block == 0x2C:
+            return False  # a whole first image is present
+    return True
+
+
+def _cut_short(fmt: str, data: bytes) -> bool:
+    """Whether ``data`` ends before the structure its own header declares (format ``fmt``):
+    the difference between ``truncated`` and ``undecodable`` when a decoder gives up."""
+    if fmt == "JPEG":
+        return _jpeg_cut_short(data)
+    if fmt == "PNG":
+        return _png_cut_short(data)
+    if fmt == "GIF":
+        return _gif_cut_short(data)
+    if fmt == "BMP":
+        return len(data) < 26 or _u32le(data, 2) > len(data)  # header's declared file size
+    if fmt == "WEBP":
+        return len(data) < 12 or _u32le(data, 4) + 8 > len(data)  # RIFF's declared size
+    return False
+
+
+def _refusal(data: bytes, limits: GuardLimits, problem: str) -> ImageRejected:
+    """The precise refusal for bytes a decoder could not handle: a format that is not allowed,
+    a file cut short, or else undecodable."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        return _reject(GuardReason.UNDECODABLE, problem)
+    if fmt not in limits.allowed_formats:
+        return _reject(
+            GuardReason.FORMAT_NOT_ALLOWED,
+            f"{fmt} is not on the allowlist {sorted(limits.allowed_formats)}",
+        )
+    if _cut_short(fmt, data):
+        return _reject(GuardReason.TRUNCATED, f"{fmt} data is truncated")
+    return _reject(GuardReason.UNDECODABLE, f"corrupt {fmt}: {problem}")
 
 
 def _open(data: bytes, limits: GuardLimits) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=sorted(limits.allowed_formats))
     except UnidentifiedImageError:
-        if _identify_other(data):
-            raise _reject(
-                GuardReason.FORMAT_NOT_ALLOWED,
-                f"format not on the allowlist {sorted(limits.allowed_formats)}",
-            ) from None
-        raise _reject(GuardReason.UNDECODABLE, "not a recognisable image") from None
+        raise _refusal(data, limits, "not a recognisable image") from None
 
 
 def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
@@ -195,7 +316,9 @@ def decode(data: bytes, limits: GuardLimits) -> DecodedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = _open(data, limits)
-            fmt = str(image.format)
+            # A multi-picture JPEG (MPO: stereo and some phone cameras) opens through the JPEG
+            # plugin; its first picture is a plain JPEG, decoded and named like one.
+            fmt = "JPEG" if image.format == "MPO" else str(image.format)
             width, height = image.size
             frames = _check_header(image, data, limits)
             orientation = _orientation(image)
@@ -213,17 +336,17 @@ def decode(data: bytes, limits: GuardLimits) -> DecodedImage:
     except MemoryError:
         raise _reject(GuardReason.MEMORY_LIMIT, "decoding exceeded the memory limit") from None
     except zlib.error as exc:
-        raise _reject(GuardReason.UNDECODABLE, f"corrupt compressed data: {exc}") from None
+        raise _refusal(data, limits, f"corrupt compressed data: {exc}") from None
     except OSError as exc:
         if "truncated" in str(exc).lower():
             raise _reject(GuardReason.TRUNCATED, "image data is truncated") from None
-        raise _reject(GuardReason.UNDECODABLE, f"decode failed: {exc}") from None
+        raise _refusal(data, limits, f"decode failed: {exc}") from None
     except ValueError as exc:
         # Pillow raises ValueError for oversized zlib text/ICC chunks ("Decompressed data too
         # large") and for inconsistent headers.
         if "too large" in str(exc).lower():
             raise _reject(GuardReason.DECOMPRESSION_BOMB, str(exc)) from None
-        raise _reject(GuardReason.UNDECODABLE, f"decode failed: {exc}") from None
+        raise _refusal(data, limits, f"decode failed: {exc}") from None
     except Exception as exc:
-        raise _reject(GuardReason.UNDECODABLE, f"decode failed: {type(exc).__name__}") from None
+        raise _refusal(data, limits, f"decode failed: {type(exc).__name__}") from None
     return DecodedImage(image=gray, format=fmt, width=width, height=height, frames=frames)
