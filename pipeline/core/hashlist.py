@@ -2,8 +2,13 @@
 
 Owns the normalisation rules. An entry is (list, entry id, algorithm + hash, category, source,
 note); a list has a kind (deny or allow), an action (block or review), a Hamming threshold per
-perceptual algorithm, a version and an enabled flag. Parsers take text and return every good
-entry plus every bad line with its line number and reason: one bad line never stops a load.
+perceptual algorithm, a version and an enabled flag. A perceptual algorithm a list's
+thresholds leave out gets the default (pHash 8, dHash 10), exactly as when a list names no
+thresholds at all: entries of that algorithm on the list match at the default rather than
+never. Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
+integers): a typo is a reported error, never a silently different policy. Parsers take text
+and return every good entry plus every bad line with its line number and reason: one bad line
+never stops a load.
 Formats: CSV with a header ``list,entry_id,algorithm,hash,category,source,note``, JSON Lines
 with the same field names, and a JSON manifest naming lists, their policy and their files.
 
@@ -76,7 +81,8 @@ class HashListEntry:
 
 @dataclass(frozen=True, slots=True)
 class ListConfig:
-    """A list's policy. Exact algorithms always match at distance 0 only."""
+    """A list's policy. Exact algorithms always match at distance 0 only; a perceptual
+    algorithm missing from ``thresholds`` uses :data:`DEFAULT_THRESHOLDS` (via :meth:`create`)."""
 
     name: str
     kind: ListKind = ListKind.DENY
@@ -96,22 +102,34 @@ class ListConfig:
         enabled: bool = True,
         version: str = "1",
     ) -> ListConfig:
-        """Validated constructor. Raises InputRejected (reason ``bad_list``)."""
+        """Validated constructor: perceptual algorithms left out of ``thresholds`` get the
+        default. Raises InputRejected (reason ``bad_list``) for a bad name, kind, action,
+        algorithm, a threshold that is not an int in range, or ``enabled`` not a bool."""
         if not NAME_PATTERN.match(name):
             raise InputRejected(f"invalid list name {name!r}", reason="bad_list")
+        # bool("false") is True: anything but a real boolean is refused, not coerced.
+        if not isinstance(enabled, bool):
+            raise InputRejected(
+                f"list {name!r}: enabled must be true or false, got {enabled!r}", reason="bad_list"
+            )
         try:
-            parsed = {
-                Algorithm(str(alg)): int(bits)
-                for alg, bits in (thresholds or DEFAULT_THRESHOLDS).items()
-            }
+            parsed: dict[Algorithm, int] = {}
+            for alg, bits in (thresholds or {}).items():
+                if isinstance(bits, bool) or not isinstance(bits, int):
+                    raise ValueError(f"threshold for {alg} must be an integer, got {bits!r}")
+                parsed[Algorithm(str(alg))] = bits
             config = cls(
                 name=name,
                 kind=ListKind(kind),
                 action=ListAction(action),
                 thresholds=MappingProxyType(
-                    {**{a: 0 for a in Algorithm if not a.is_perceptual}, **parsed}
+                    {
+                        **{a: 0 for a in Algorithm if not a.is_perceptual},
+                        **DEFAULT_THRESHOLDS,
+                        **parsed,
+                    }
                 ),
-                enabled=bool(enabled),
+                enabled=enabled,
                 version=str(version),
             )
         except ValueError as exc:
@@ -259,9 +277,15 @@ class ManifestList:
     files: tuple[str, ...]
 
 
+#: The fields a manifest's list may have (the hashlists topic's config record, plus files).
+MANIFEST_FIELDS = frozenset({"name", "kind", "action", "thresholds", "enabled", "version", "files"})
+
+
 def parse_manifest(text: str) -> tuple[ManifestList, ...]:
     """Lists from a manifest: ``{"lists": [{"name", "kind", "action", "thresholds",
-    "enabled", "version", "files": [...]}]}``. Raises InputRejected (reason ``bad_manifest``)."""
+    "enabled", "version", "files": [...]}]}``. Raises InputRejected: reason ``bad_manifest``
+    for a malformed document or an unknown field (a misspelt ``thresholds`` would otherwise
+    leave the defaults in force), ``bad_list`` for a bad policy value."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -273,11 +297,23 @@ def parse_manifest(text: str) -> tuple[ManifestList, ...]:
     for item in lists:
         if not isinstance(item, dict) or not isinstance(item.get("files", []), list):
             raise InputRejected("each list must be an object with 'files'", reason="bad_manifest")
+        unknown = sorted(set(item) - MANIFEST_FIELDS)
+        if unknown:
+            raise InputRejected(
+                f"list {item.get('name')!r}: unknown field(s) {unknown}; "
+                f"known: {sorted(MANIFEST_FIELDS)}",
+                reason="bad_manifest",
+            )
+        thresholds = item.get("thresholds")
+        if thresholds is not None and not isinstance(thresholds, dict):
+            raise InputRejected(
+                f"list {item.get('name')!r}: thresholds must be an object", reason="bad_manifest"
+            )
         config = ListConfig.create(
             str(item.get("name", "")),
             kind=item.get("kind", ListKind.DENY),
             action=item.get("action", ListAction.REVIEW),
-            thresholds=item.get("thresholds"),
+            thresholds=thresholds,
             enabled=item.get("enabled", True),
             version=str(item.get("version", "1")),
         )

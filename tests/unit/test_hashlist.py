@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline.core.hashlist import (
+    DEFAULT_THRESHOLDS,
     Category,
     ListAction,
     ListConfig,
@@ -108,7 +109,8 @@ def test_manifest_and_list_config_validation() -> None:
     eokm = lists[0].config
     assert (eokm.kind, eokm.action, eokm.version) == (ListKind.DENY, ListAction.BLOCK, "2026-11")
     assert eokm.threshold(Algorithm.PHASH) == 6
-    assert eokm.threshold(Algorithm.DHASH) is None
+    # Left out, dHash keeps its default rather than silently never matching.
+    assert eokm.threshold(Algorithm.DHASH) == DEFAULT_THRESHOLDS[Algorithm.DHASH] == 10
     assert eokm.threshold(Algorithm.MD5) == 0
     assert lists[1].config.kind is ListKind.ALLOW
     assert lists[0].files == ("a.csv",)
@@ -121,3 +123,54 @@ def test_manifest_and_list_config_validation() -> None:
 def test_exact_thresholds_cannot_be_loosened() -> None:
     with pytest.raises(InputRejected, match="md5 threshold"):
         ListConfig.create("x", thresholds={"md5": 2})
+
+
+@pytest.mark.parametrize("enabled", ["false", "true", 0, 1, None, [], "no"])
+def test_enabled_must_be_a_real_boolean(enabled: object) -> None:
+    # bool("false") is True: a string that reads as off must not leave the list on.
+    manifest = {"lists": [{"name": "x", "enabled": enabled, "files": []}]}
+    with pytest.raises(InputRejected, match="enabled must be true or false") as caught:
+        parse_manifest(json.dumps(manifest))
+    assert caught.value.reason == "bad_list"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_enabled_booleans_load(enabled: bool) -> None:
+    manifest = {"lists": [{"name": "x", "enabled": enabled, "files": []}]}
+    assert parse_manifest(json.dumps(manifest))[0].config.enabled is enabled
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [{"phash": "8"}, {"phash": 8.5}, {"phash": True}, {"phash": None}, {"pdq": 8}, {"phash": -1}],
+)
+def test_thresholds_must_be_integers_of_known_algorithms(thresholds: object) -> None:
+    manifest = {"lists": [{"name": "x", "thresholds": thresholds, "files": []}]}
+    with pytest.raises(InputRejected) as caught:
+        parse_manifest(json.dumps(manifest))
+    assert caught.value.reason == "bad_list"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"name": "x", "threshold": {"phash": 4}, "files": []}, "unknown field"),
+        ({"name": "x", "enable": False, "files": []}, "unknown field"),
+        ({"name": "x", "thresholds": [4], "files": []}, "thresholds must be an object"),
+    ],
+)
+def test_manifest_typos_are_reported_not_ignored(item: dict[str, object], message: str) -> None:
+    with pytest.raises(InputRejected, match=message) as caught:
+        parse_manifest(json.dumps({"lists": [item]}))
+    assert caught.value.reason == "bad_manifest"
+
+
+def test_missing_perceptual_thresholds_use_the_defaults() -> None:
+    for given_, expected in [
+        (None, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
+        ({}, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
+        ({"dhash": 4}, {Algorithm.PHASH: 8, Algorithm.DHASH: 4}),
+        ({"phash": 0, "dhash": 64}, {Algorithm.PHASH: 0, Algorithm.DHASH: 64}),
+    ]:
+        config = ListConfig.create("x", thresholds=given_)
+        assert {a: config.threshold(a) for a in expected} == expected
