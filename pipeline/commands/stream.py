@@ -157,19 +157,41 @@ class Delivery:
             flushed = True
         except KafkaError as exc:  # KafkaTimeoutError: reported as unconfirmed below
             log.debug("flush did not complete: %s", type(exc).__name__)
-        try:
-            # close() flushes again with its timeout: after a failed flush, do not wait twice.
-            self._producer.close(timeout=min(5.0, timeout) if flushed else 0)
-        except KafkaError as exc:
-            log.debug("close did not complete: %s", type(exc).__name__)
-        with self._lock:
-            return DeliveryReport(
+        with self._lock:  # before closing: abandoned records count as unconfirmed, not failed
+            report = DeliveryReport(
                 sent=self.report.sent,
                 delivered=self.report.delivered,
                 failed=Counter(self.report.failed),
                 failed_keys=list(self.report.failed_keys),
                 flush_timeout=timeout,
             )
+        try:
+            if flushed:
+                self._producer.close(timeout=min(5.0, timeout))
+                return report
+        except KafkaError as exc:
+            log.debug("close did not complete: %s", type(exc).__name__)
+        self._abandon()
+        return report
+
+    def _abandon(self) -> None:
+        """Close a producer that still holds unconfirmed records, without waiting for them.
+
+        kafka-python's close() flushes first and raises while records are pending (until their
+        delivery timeout, two minutes by default), and its finalizer would raise again later.
+        The only way to give up on them is the sender's force_close (not public API), after
+        which pending records fail and close() returns.
+        """
+        from kafka.errors import KafkaError
+
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(5)
+        try:
+            self._producer.close(timeout=0)
+        except KafkaError as exc:
+            log.debug("close did not complete: %s", type(exc).__name__)
 
     def finish_or_raise(self) -> DeliveryReport:
         """:meth:`finish`, raising :class:`DeliveryFailed` unless everything was delivered."""
