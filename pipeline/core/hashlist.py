@@ -12,7 +12,7 @@ never stops a load.
 Formats: CSV with a header ``list,entry_id,algorithm,hash,category,source,note``, JSON Lines
 with the same field names, and a JSON manifest naming lists, their policy and their files.
 
-Must not read files (callers pass text) or know about Kafka.
+Must not open files (callers pass text or lines) or know about Kafka.
 """
 
 from __future__ import annotations
@@ -224,8 +224,18 @@ def _collect(
     return ParseResult(tuple(entries), tuple(errors))
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
-    reader = csv.DictReader(io.StringIO(text))
+#: Text, or its lines with their line endings (an open text file: lets callers stream a large
+#: file and watch progress instead of reading it whole first).
+Source = str | Iterable[str]
+
+
+def _lines(source: Source) -> Iterable[str]:
+    # newline="": keep "\r\n" inside each line for csv, which handles quoted newlines itself.
+    return io.StringIO(source, newline="") if isinstance(source, str) else source
+
+
+def _csv_rows(source: Source) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+    reader = csv.DictReader(_lines(source))
     missing = {"entry_id", "algorithm", "hash", "category"} - set(reader.fieldnames or ())
     if missing:
         yield (1, None, f"header lacks {sorted(missing)}; expected {','.join(CSV_FIELDS)}")
@@ -237,13 +247,15 @@ def _csv_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str | 
         yield (reader.line_num, row, None)
 
 
-def parse_csv(text: str, default_list: str | None = None) -> ParseResult:
-    """Entries from CSV text with a header row (column ``list`` may be left to default_list)."""
-    return _collect(_csv_rows(text), default_list)
+def parse_csv(source: Source, default_list: str | None = None) -> ParseResult:
+    """Entries from CSV with a header row (column ``list`` may be left to default_list)."""
+    return _collect(_csv_rows(source), default_list)
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+def _jsonl_rows(source: Source) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+    # Lines end at "\n" (JSON Lines' rule; a "\r" before it is whitespace to json.loads), so
+    # a U+2028 inside a JSON string does not split its line as str.splitlines() would.
+    for number, raw in enumerate(_lines(source), start=1):
         if not raw.strip():
             continue
         try:
@@ -257,16 +269,19 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str 
         yield (number, value, None)
 
 
-def parse_jsonl(text: str, default_list: str | None = None) -> ParseResult:
-    """Entries from JSON Lines text (one object per line, the CSV's field names)."""
-    return _collect(_jsonl_rows(text), default_list)
+def parse_jsonl(source: Source, default_list: str | None = None) -> ParseResult:
+    """Entries from JSON Lines (one object per line, the CSV's field names)."""
+    return _collect(_jsonl_rows(source), default_list)
 
 
-def parse_entries(text: str, name: str, default_list: str | None = None) -> ParseResult:
-    """Parse by file name: ``.jsonl``/``.ndjson`` as JSON Lines, anything else as CSV."""
+def parse_entries(source: Source, name: str, default_list: str | None = None) -> ParseResult:
+    """Parse by file name: ``.jsonl``/``.ndjson`` as JSON Lines, anything else as CSV.
+
+    ``source`` is the text or an iterable of its lines (line endings kept), e.g. an open file.
+    """
     if name.lower().endswith((".jsonl", ".ndjson")):
-        return parse_jsonl(text, default_list)
-    return parse_csv(text, default_list)
+        return parse_jsonl(source, default_list)
+    return parse_csv(source, default_list)
 
 
 @dataclass(frozen=True, slots=True)

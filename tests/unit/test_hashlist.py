@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -174,3 +175,15 @@ def test_missing_perceptual_thresholds_use_the_defaults() -> None:
     ]:
         config = ListConfig.create("x", thresholds=given_)
         assert {a: config.threshold(a) for a in expected} == expected
+
+
+def test_jsonl_lines_end_only_at_newlines() -> None:
+    # U+2028 is legal inside a JSON string; str.splitlines() used to cut the line there.
+    line = json.dumps(
+        {"list": "l", "entry_id": "1", "algorithm": "md5", "hash": "0" * 32,
+         "category": "other", "note": "a\u2028b"},
+        ensure_ascii=False,
+    )  # fmt: skip
+    result = parse_entries(io.StringIO(line + "\r\n" + line.replace('"1"', '"2"')), "x.jsonl")
+    assert [(e.entry_id, e.note) for e in result.entries] == [("1", "a\u2028b"), ("2", "a\u2028b")]
+    assert result.errors == ()
