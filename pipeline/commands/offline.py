@@ -1,8 +1,17 @@
 """Offline commands: ``pipeline hash``, ``pipeline match`` and ``pipeline hashlist validate|stats``.
 
-Owns argument parsing, reading the named files, progress bars on stderr and exit codes; the
-hashing, matching and decisions are the core's. Output is JSON Lines on stdout (one object per
-file) so it pipes into jq or another program; human summaries go to stderr.
+Owns argument parsing, reading the named files, running their hashing through the guarded
+path, progress bars on stderr and exit codes; the hashing, matching and decisions are the
+core's. Output is JSON Lines on stdout (one object per file) so it pipes into jq or another
+program; human summaries go to stderr.
+
+Uploads are hashed as the worker hashes them: :func:`pipeline.hashpool.hash_job` in the
+worker's :class:`~pipeline.hashpool.HashPool`, processes capped in address space
+(:data:`HASH_PROCESS_MEMORY_BYTES`), each file with a time limit (``--timeout``), so a hostile
+file costs a refusal line, not the machine or a hung command; the files beside it are run
+again (:func:`hash_uploads`). Progress bars (files; bytes of list files read; entries indexed)
+go to stderr, only when it is a terminal and only once the work has taken half a second;
+``-q`` silences them.
 
 Exit codes: ``hash`` 0 all hashed, 1 some file refused; ``match`` 0 nothing matched, 1 something
 matched (block or review), 3 nothing matched but some file could not be screened;
@@ -12,22 +21,34 @@ matched (block or review), 3 nothing matched but some file could not be screened
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
-from pipeline.core.hashing import ImageHashes, hash_image
 from pipeline.core.matching import Matcher
-from pipeline.errors import InputRejected
+from pipeline.core.types import Algorithm, HashValue
+from pipeline.demo.images import encode, synthetic_image
+from pipeline.errors import InputRejected, PipelineError
+from pipeline.hashpool import HashJobResult, HashPool, HashTimedOut, HashWorkerCrashed
 from pipeline.models import Action, ImageFacts, Stage
 from pipeline.verdicts import error_verdict, screened_verdict
+
+#: Address-space cap of each hashing process, as the worker's (``pipeline.worker``, not
+#: imported: it pulls in Faust); the pixel cap bounds what a real image needs well below it.
+HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
+#: A progress bar appears once the work has run this long (short runs stay quiet).
+PROGRESS_DELAY_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 def guard_limits(settings: Settings) -> GuardLimits:
@@ -41,14 +62,35 @@ def guard_limits(settings: Settings) -> GuardLimits:
     )
 
 
-def _progress(items: Sequence[Path], label: str, quiet: bool) -> Iterator[Path]:
-    """Items with a progress bar on stderr when it is a terminal and there is enough to show."""
-    if quiet or len(items) < 20 or not sys.stderr.isatty():
-        yield from items
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def _bar(label: str, total: int, unit: str, show: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, when ``show``, that appears once the work has run
+    PROGRESS_DELAY_SECONDS; the value advances it."""
+    if not show:
+        yield lambda _: None
         return
     from tqdm import tqdm
 
-    yield from tqdm(items, desc=label, unit="file", file=sys.stderr)
+    with tqdm(
+        total=total, desc=label, unit=unit, unit_scale=unit == "B", file=sys.stderr,
+        delay=PROGRESS_DELAY_SECONDS, leave=False,
+    ) as progress:  # fmt: skip
+        yield progress.update
+
+
+def _file_bars(show: bool) -> Callable[[Path, int], AbstractContextManager[Callable[[int], None]]]:
+    """A bar per list file read, counting bytes (the progress hook of ``load_paths``)."""
+    return lambda path, size: _bar(f"reading {path.name}", size, "B", show)
+
+
+def _counted(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:
+    for item in items:
+        advance(1)
+        yield item
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -66,30 +108,165 @@ def _read_upload(path: Path, limits: GuardLimits) -> bytes:
         raise InputRejected(f"cannot read: {exc.strerror}", reason="unreadable") from None
 
 
-def _hash_file(path: Path, limits: GuardLimits) -> ImageHashes:
-    return hash_image(_read_upload(path, limits), limits)
+def _uploads(
+    paths: Sequence[Path], limits: GuardLimits
+) -> Iterator[tuple[Path, bytes | PipelineError]]:
+    """Each path with its bytes, or with the reason it could not be read (read lazily)."""
+    for path in paths:
+        try:
+            yield path, _read_upload(path, limits)
+        except InputRejected as exc:
+            yield path, exc
+
+
+Outcome = HashJobResult | PipelineError
+
+
+class _Gate:
+    """Shared or exclusive use of the pool: exclusive waits until nothing else runs and keeps
+    everything else waiting while it runs (a suspect job's retry, alone)."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._exclusive_waiting = 0
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._exclusive and not self._exclusive_waiting
+            )
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._shared -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._exclusive_waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._exclusive and not self._shared)
+            finally:
+                self._exclusive_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+
+async def hash_uploads(
+    pool: HashPool,
+    processes: int,
+    uploads: Iterable[tuple[T, bytes | PipelineError]],
+    limits: GuardLimits,
+    algorithms: tuple[Algorithm, ...],
+    handle: Callable[[T, Outcome], None],
+) -> None:
+    """Hash each upload in ``pool`` (of ``processes`` processes) and call ``handle`` with its
+    result or refusal, in input order (an upload given as an error is handed through).
+
+    A process that dies, or is killed because a neighbour ran out of time, takes every job in
+    its pool with it, most of them innocent; so a job that fails that way (or times out while
+    others ran beside it) runs once more, alone. Only a file that crashes or times out by
+    itself is reported, never its neighbours. Uploads are taken at most twice the processes
+    ahead of the one being handed over (the CLI reads files lazily): memory stays bounded.
+    """
+    gate = _Gate()
+    retry_after = (HashWorkerCrashed, HashTimedOut) if processes > 1 else (HashWorkerCrashed,)
+
+    async def one(data: bytes) -> Outcome:
+        try:
+            try:
+                async with gate.shared():
+                    return await pool.run(data, limits, algorithms)
+            except retry_after:
+                pass
+            async with gate.exclusive():
+                return await pool.run(data, limits, algorithms)
+        except PipelineError as exc:
+            return exc
+
+    window: deque[tuple[T, asyncio.Future[Outcome] | PipelineError]] = deque()
+    try:
+        for key, data in uploads:
+            pending = data if isinstance(data, PipelineError) else asyncio.ensure_future(one(data))
+            window.append((key, pending))
+            while len(window) > 2 * max(1, processes):
+                await _hand_over(window.popleft(), handle)
+        while window:
+            await _hand_over(window.popleft(), handle)
+    finally:
+        for _, left in window:
+            if isinstance(left, asyncio.Future):
+                left.cancel()
+
+
+async def _hand_over(
+    item: tuple[T, asyncio.Future[Outcome] | PipelineError], handle: Callable[[T, Outcome], None]
+) -> None:
+    key, pending = item
+    handle(key, pending if isinstance(pending, PipelineError) else await pending)
+
+
+def _run_hashing(
+    args: argparse.Namespace,
+    settings: Settings,
+    limits: GuardLimits,
+    algorithms: tuple[Algorithm, ...],
+    handle: Callable[[Path, Outcome], None],
+) -> None:
+    processes = min(settings.hash_processes, len(args.files))
+    pool = HashPool(
+        processes,
+        HASH_PROCESS_MEMORY_BYTES,
+        timeout_seconds=args.timeout or settings.hash_timeout_seconds,
+    )
+    uploads = _uploads(args.files, limits)
+    try:
+        pool.start()
+        # A real decode and the same hashes in every process load Pillow's plugins and the
+        # lazily imported DCT (scipy, ~0.1-0.2 s), so no file's time limit is spent on start-up;
+        # the pool warms the processes it restarts with the same jobs.
+        warm = (encode(synthetic_image(0, 64, 48)), limits, algorithms)
+        pool.warm_up([warm] * processes)
+        asyncio.run(hash_uploads(pool, processes, uploads, limits, algorithms, handle))
+    finally:
+        pool.close()
 
 
 def cmd_hash(args: argparse.Namespace, settings: Settings) -> int:
     """Print each file's hashes as one JSON line."""
     limits = guard_limits(settings)
     refused = 0
-    for path in _progress(args.files, "hashing", args.quiet):
-        try:
-            result = _hash_file(path, limits)
-        except InputRejected as exc:
+
+    def handle(path: Path, result: Outcome) -> None:
+        nonlocal refused
+        advance(1)
+        if isinstance(result, PipelineError):
             refused += 1
-            _emit({"file": str(path), "error": {"reason": exc.reason, "message": str(exc)}})
-            continue
+            _emit({"file": str(path), "error": {"reason": result.reason, "message": str(result)}})
+            return
         _emit(
             {
                 "file": str(path),
                 "format": result.format,
                 "width": result.width,
                 "height": result.height,
-                "hashes": result.hex(),
+                "hashes": {str(a): HashValue(a, v).hex for a, v in result.hashes.items()},
             }
         )
+
+    with _bar("hashing", len(args.files), "file", _show_progress(args.quiet)) as advance:
+        _run_hashing(args, settings, limits, tuple(Algorithm), handle)
     return 1 if refused else 0
 
 
@@ -97,7 +274,8 @@ def build_matcher(paths: list[Path], settings: Settings, quiet: bool) -> Matcher
     """A matcher loaded from list files; bad lines are reported on stderr and skipped."""
     from pipeline.adapters.listfiles import load_paths
 
-    loaded = load_paths(paths)
+    show = _show_progress(quiet)
+    loaded = load_paths(paths, progress=_file_bars(show))
     for name, errors in loaded.errors.items():
         for error in errors[:20]:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
@@ -106,7 +284,8 @@ def build_matcher(paths: list[Path], settings: Settings, quiet: bool) -> Matcher
     matcher = Matcher(settings.index_kind.value, expected_size=len(loaded.entries))
     for config in loaded.configs.values():
         matcher.set_list(config)
-    matcher.upsert(loaded.entries)
+    with _bar("indexing", len(loaded.entries), "entry", show) as advance:
+        matcher.upsert(_counted(loaded.entries, advance))
     if not quiet:
         print(
             f"loaded {len(matcher):,} entries in {len(loaded.configs)} list(s)"
@@ -120,17 +299,22 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
     """Screen files against lists; print one verdict per file."""
     limits = guard_limits(settings)
     matcher = build_matcher(args.lists, settings, args.quiet)
-    algorithms = matcher.algorithms_in_use()
     matched = failed = 0
-    for path in _progress(args.files, "matching", args.quiet):
+
+    def handle(path: Path, result: Outcome) -> None:
+        nonlocal matched, failed
+        advance(1)
         now = datetime.now(UTC)
-        try:
-            result = hash_image(_read_upload(path, limits), limits, algorithms)
-        except InputRejected as exc:
+        if isinstance(result, PipelineError):
             failed += 1
-            stage = Stage.GUARD if isinstance(exc, ImageRejected) else Stage.FETCH
+            if isinstance(result, ImageRejected):
+                stage = Stage.GUARD
+            elif isinstance(result, InputRejected):
+                stage = Stage.FETCH  # the file could not be read
+            else:
+                stage = Stage.HASH  # timed out, or its hashing process died
             verdict = error_verdict(
-                upload_id=str(path), stage=stage, reason=exc.reason, message=str(exc),
+                upload_id=str(path), stage=stage, reason=result.reason, message=str(result),
                 on_error=settings.on_error, worker_id=settings.worker_id, decided_at=now,
             )  # fmt: skip
         else:
@@ -145,6 +329,9 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
             )
             matched += verdict.action in (Action.BLOCK, Action.REVIEW)
         _emit(verdict.model_dump(mode="json", exclude_defaults=False))
+
+    with _bar("matching", len(args.files), "file", _show_progress(args.quiet)) as advance:
+        _run_hashing(args, settings, limits, matcher.algorithms_in_use(), handle)
     if matched:
         return 1
     return 3 if failed else 0
@@ -155,7 +342,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.adapters.listfiles import load_paths
 
     del settings
-    loaded = load_paths(args.paths)
+    loaded = load_paths(args.paths, progress=_file_bars(_show_progress(args.quiet)))
     for name, errors in loaded.errors.items():
         for error in errors:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
@@ -172,7 +359,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.bench.report import format_table
 
     del settings
-    loaded = load_paths(args.paths)
+    loaded = load_paths(args.paths, progress=_file_bars(_show_progress(args.quiet)))
     counts = Counter((e.list_name, str(e.hash.algorithm), str(e.category)) for e in loaded.entries)
     if args.json:
         _emit(
@@ -197,24 +384,41 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add ``hash``, ``match`` and ``hashlist``."""
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    guarded = argparse.ArgumentParser(add_help=False)
+    guarded.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="longest one file may take to decode and hash (default: "
+        "PIPELINE_HASH_TIMEOUT_SECONDS)",
+    )
 
     hash_parser = subparsers.add_parser(
         "hash",
-        parents=[quiet],
+        parents=[quiet, guarded],
         help="print the exact and perceptual hashes of image files (JSON lines)",
-        description="Hash files with the same guarded decode as the worker. Exit 1 if any "
-        "file was refused (its line carries the reason).",
+        description="Hash files with the same guarded decode as the worker, in capped "
+        "processes with a time limit per file. Exit 1 if any file was refused (its line "
+        "carries the reason).",
     )
     hash_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     hash_parser.set_defaults(handler=cmd_hash)
 
     match_parser = subparsers.add_parser(
         "match",
-        parents=[quiet],
+        parents=[quiet, guarded],
         help="screen image files against hash lists; print verdicts (JSON lines)",
         description="Exit 0: nothing matched; 1: something matched (block or review); "
         "3: nothing matched but some file could not be screened; 2: bad lists or usage.",
@@ -235,11 +439,13 @@ def register(subparsers: Any) -> None:
     )
     actions = hashlist.add_subparsers(dest="hashlist_command", metavar="ACTION", required=True)
     validate = actions.add_parser(
-        "validate", help="report every bad line with its number; exit 1 if any"
+        "validate", parents=[quiet], help="report every bad line with its number; exit 1 if any"
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     validate.set_defaults(handler=cmd_validate)
-    stats = actions.add_parser("stats", help="entries by list, algorithm and category")
+    stats = actions.add_parser(
+        "stats", parents=[quiet], help="entries by list, algorithm and category"
+    )
     stats.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(handler=cmd_stats)

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from pipeline.adapters.listfiles import load_paths
+from pipeline.commands.offline import hash_uploads
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import hash_image
+from pipeline.core.hashlist import parse_entries
+from pipeline.core.types import Algorithm
+from pipeline.errors import PipelineError
+from pipeline.hashpool import HashJobResult, HashPool, hash_job
 from tests.imagegen import encode, synthetic_image
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -91,7 +107,109 @@ def test_hashlist_validate_and_stats(workspace: Path) -> None:
     assert {(c["algorithm"], c["entries"]) for c in report["counts"]} == {("md5", 1), ("phash", 1)}
 
 
-def test_help_lists_every_command() -> None:
-    result = run("--help")
-    for command in ("hash", "match", "hashlist", "bench"):
-        assert command in result.stdout
+def subcommands(help_text: str) -> list[str]:
+    """The names argparse lists under a sub-command group (``    name   help...`` lines)."""
+    return re.findall(r"^ {4}(\S+)", help_text, re.MULTILINE)
+
+
+def test_help_lists_every_command_by_name() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    assert subcommands(top.stdout) == [
+        "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "bench",
+    ]  # fmt: skip
+    hashlist = run("hashlist", "--help")
+    assert subcommands(hashlist.stdout) == ["validate", "stats", "publish", "retract"]
+    bench = run("bench", "--help")
+    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline"]
+
+
+def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) -> None:
+    # An uncompressed 3000x3000 noise PNG takes ~0.2 s to decode. The JPEGs running beside it
+    # die with its killed process and are run again, alone: only the slow file is refused.
+    rng = np.random.default_rng(0)
+    slow = tmp_path / "slow.png"
+    Image.fromarray(rng.integers(0, 255, (3000, 3000), dtype=np.uint8), "L").save(
+        slow, compress_level=0
+    )
+    known = str(workspace / "known.jpg")
+    result = run("hash", "--timeout", "0.08", str(slow), known, known, known)
+    assert result.returncode == 1, result.stderr
+    timed_out, *hashed = lines(result.stdout)
+    assert timed_out["error"]["reason"] == "hash_timeout"  # type: ignore[index]
+    assert [h["format"] for h in hashed] == ["JPEG"] * 3
+    assert run("hash", "--timeout", "0", known).returncode == 2
+
+
+# Jobs for the pool below: top-level, so the hashing processes can import them.
+def crash_on_poison(
+    data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
+) -> HashJobResult:
+    if data == b"poison":
+        os._exit(1)
+    time.sleep(0.05)  # so innocent jobs are running when a poisoned one kills the pool
+    return hash_job(data, limits, algorithms)
+
+
+def allocate_on_poison(
+    data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
+) -> HashJobResult:
+    if data == b"poison":
+        np.ones(1 << 30, dtype=np.uint8)  # 1 GiB, over the cap below
+    return hash_job(data, limits, algorithms)
+
+
+@pytest.mark.parametrize("job", [crash_on_poison, allocate_on_poison])
+def test_hashing_survives_crashes_and_the_memory_cap_in_order(job: object) -> None:
+    jpeg = encode(synthetic_image(3, 64, 48))
+    uploads: list[tuple[str, bytes | PipelineError]] = [
+        ("a", jpeg), ("poison", b"poison"), ("b", jpeg),
+        ("unreadable", PipelineError("cannot read", reason="unreadable")), ("c", jpeg),
+    ]  # fmt: skip
+    pool = HashPool(2, 512 * 1024**2, timeout_seconds=20, job=job)  # type: ignore[arg-type]
+    seen: list[tuple[str, str]] = []
+
+    def handle(key: str, outcome: HashJobResult | PipelineError) -> None:
+        seen.append((key, outcome.reason if isinstance(outcome, PipelineError) else "hashed"))
+
+    try:
+        pool.start()
+        asyncio.run(hash_uploads(pool, 2, uploads, GuardLimits(), (Algorithm.PHASH,), handle))
+    finally:
+        pool.close()
+    # In input order; the crash (or MemoryError) kills the pool with the files beside it: they
+    # run again alone and are hashed, the poisoned one is reported.
+    assert seen == [
+        ("a", "hashed"), ("poison", "hash_worker_crashed"), ("b", "hashed"),
+        ("unreadable", "unreadable"), ("c", "hashed"),
+    ]  # fmt: skip
+
+
+def test_list_files_stream_with_progress_and_parse_like_text(tmp_path: Path) -> None:
+    rows = [f"big,e{i},phash,{i:016x},other,test,note {i}" for i in range(30_000)]
+    text = "list,entry_id,algorithm,hash,category,source,note\r\n" + "\r\n".join(rows) + "\r\n"
+    path = tmp_path / "big.csv"
+    text += "big,bad,phash,zz,other,,\r\n"
+    path.write_text(text, newline="")
+    reported: list[tuple[str, int]] = []
+
+    class Watch:
+        def __init__(self, path: Path, size: int) -> None:
+            reported.append((path.name, size))
+
+        def __enter__(self) -> Watch:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __call__(self, read: int) -> None:
+            reported.append(("read", read))
+
+    loaded = load_paths([path], progress=Watch)
+    assert len(loaded.entries) == 30_000
+    assert [(e.line, e.reason) for e in loaded.errors[str(path)]] == [(30_002, "bad_hash")]
+    assert reported[0] == ("big.csv", path.stat().st_size)
+    assert sum(n for what, n in reported[1:] if what == "read") == len(text) == len(text.encode())
+    assert len(reported) > 2  # advanced in steps, not once at the end
+    assert loaded.entries == list(parse_entries(path.read_text(), "big.csv").entries)
