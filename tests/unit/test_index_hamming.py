@@ -250,11 +250,11 @@ def test_chunking_rule() -> None:
 
 def test_selection_rule_and_factory() -> None:
     # The measured crossovers (select.py): MIH from 10k entries up to r = 12, from 30k up to
-    # r = 16, never beyond.
+    # r = 17, never beyond.
     assert [choose_index_kind(n, 8) for n in (500, 9_999, 10_000)] == ["scan", "scan", "mih"]
     assert [choose_index_kind(n, 12) for n in (9_999, 10_000)] == ["scan", "mih"]
-    assert [choose_index_kind(n, 16) for n in (10_000, 29_999, 30_000)] == ["scan", "scan", "mih"]
-    assert [choose_index_kind(n, 17) for n in (30_000, 10_000_000)] == ["scan", "scan"]
+    assert [choose_index_kind(n, 17) for n in (10_000, 29_999, 30_000)] == ["scan", "scan", "mih"]
+    assert [choose_index_kind(n, 18) for n in (30_000, 10_000_000)] == ["scan", "scan"]
     for kind in ("auto", "bktree", "mih", "scan"):
         assert len(build_hamming_index(kind, 100, 8)) == 0
     planned = build_hamming_index("auto", 10_000_000, 10)
