@@ -211,13 +211,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.bench.report import format_table, write_json
     from pipeline.core.index.exact import ExactHashSet
+    from pipeline.core.index.select import INDEX_KINDS
     from pipeline.core.types import Algorithm
 
     del settings
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from pipeline.core.index.select import INDEX_KINDS
-
     sizes = [int(s) for s in args.sizes.split(",")]
     radii = [int(r) for r in args.radii.split(",")]
     kinds = [k.strip() for k in args.indexes.split(",") if k.strip()]
@@ -225,6 +222,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"unknown index kinds {unknown}; choose from {list(INDEX_KINDS)}", file=sys.stderr)
         return 2
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     skipped = [s for s in sizes if s > PYBKTREE_MAX_SIZE]
     if skipped and not args.no_pybktree:
         print(
