@@ -41,6 +41,12 @@ class HashJobResult:
     hash_seconds: float
 
 
+#: Address-space cap of each hashing process. The pixel cap bounds what a legitimate upload
+#: needs (64 MP of 8-bit grayscale plus Pillow's working buffers stays far below this); a decoder
+#: that misbehaves on hostile input fails with MemoryError instead of taking the host down.
+HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
+
+
 class HashWorkerCrashed(PermanentError):
     """The hashing process died on this input (or a neighbour's) and the pool was rebuilt."""
 
@@ -268,11 +274,20 @@ class HashPool:
         failed.shutdown(wait=False, cancel_futures=True)
         self.rebuilds += 1
 
-    def close(self) -> None:
-        """Stop the worker processes."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def close(self, grace_seconds: float = 5.0) -> None:
+        """Stop the worker processes: let running jobs finish for up to ``grace_seconds``, then
+        kill what is left (a hung decoder must not hang shutdown, e.g. Ctrl-C)."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace_seconds
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def _being_cancelled() -> bool:

@@ -21,17 +21,15 @@ from pipeline.app import create_app
 from pipeline.commands.offline import guard_limits
 from pipeline.config import Settings
 from pipeline.core.matching import Matcher
+from pipeline.core.types import Algorithm
 from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import ConfigError
-from pipeline.hashpool import HashPool
+from pipeline.hashpool import HASH_PROCESS_MEMORY_BYTES, HashPool
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.screening import Screener
 
 log = logging.getLogger(__name__)
-
-#: Per-process address-space cap for hashing processes (the pixel cap bounds real need).
-HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
 
 
 def build_sinks(settings: Settings) -> list[AlertSink]:
@@ -74,8 +72,11 @@ def run_worker(settings: Settings) -> int:
         ensure_topics(bootstrap, topic_specs(settings))
         limits = guard_limits(settings)
         pool.start()
+        # A real decode and every hash in each process load Pillow's plugins and the lazily
+        # imported DCT (~0.1-0.2 s), so no upload's time limit pays for start-up.
         pool.warm_up(
-            [(encode(synthetic_image(0, 64, 48)), limits, ())] * max(1, settings.hash_processes)
+            [(encode(synthetic_image(0, 64, 48)), limits, tuple(Algorithm))]
+            * max(1, settings.hash_processes)
         )
         metrics = PipelineMetrics()
         matcher = Matcher(settings.index_kind.value)

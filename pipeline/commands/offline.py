@@ -38,13 +38,16 @@ from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import InputRejected, PipelineError
-from pipeline.hashpool import HashJobResult, HashPool, HashTimedOut, HashWorkerCrashed
+from pipeline.hashpool import (
+    HASH_PROCESS_MEMORY_BYTES,
+    HashJobResult,
+    HashPool,
+    HashTimedOut,
+    HashWorkerCrashed,
+)
 from pipeline.models import Action, ImageFacts, Stage
 from pipeline.verdicts import error_verdict, screened_verdict
 
-#: Address-space cap of each hashing process, as the worker's (``pipeline.worker``, not
-#: imported: it pulls in Faust); the pixel cap bounds what a real image needs well below it.
-HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
 #: A progress bar appears once the work has run this long (short runs stay quiet).
 PROGRESS_DELAY_SECONDS = 0.5
 

@@ -157,3 +157,18 @@ def test_one_slow_image_fails_alone_and_innocent_neighbours_are_screened() -> No
     assert {o.verdict.action.value for o in by_id.values()} == {"allow"}, [
         o.verdict.error for o in by_id.values()
     ]
+
+
+@pytest.mark.timeout(60)
+def test_close_does_not_wait_for_a_hung_job() -> None:
+    pool = warm_pool(1, timeout=120)
+
+    async def start_hung_job() -> None:
+        job = asyncio.ensure_future(pool.run(b"600", LIMITS, ()))
+        await asyncio.sleep(0.5)  # the job is running in its process
+        job.cancel()
+
+    asyncio.run(start_hung_job())
+    started = time.monotonic()
+    pool.close(grace_seconds=0.5)
+    assert time.monotonic() - started < 10
