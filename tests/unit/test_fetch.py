@@ -4,6 +4,7 @@ regular files, off the event loop, and embedded mode picks the short session tim
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipeline.adapters.fetch import (
     redact,
 )
 from pipeline.config import Settings
-from pipeline.models import PathContent, UrlContent
+from pipeline.models import InlineContent, PathContent, UrlContent
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,25 @@ def test_a_url_with_an_invalid_port_is_refused_not_crashed() -> None:
     with pytest.raises(FetchRefused) as caught:
         asyncio.run(fetcher.fetch(content))
     assert caught.value.reason == "bad_url"
+
+
+def fetch_inline(data_base64: str, max_bytes: int = 1000) -> bytes:
+    fetcher = Fetcher(FetchLimits(max_bytes=max_bytes))
+    return asyncio.run(fetcher.fetch(InlineContent(data_base64=data_base64)))
+
+
+def test_inline_base64_decodes_strictly() -> None:
+    assert fetch_inline(base64.b64encode(b"\xff\xd8 bytes").decode()) == b"\xff\xd8 bytes"
+    for bad in ("abc$", "YWJj\nZGVm", "YWJ", "YWJjZA=x"):
+        with pytest.raises(FetchRefused) as caught:
+            fetch_inline(bad)
+        assert caught.value.reason == "bad_base64", bad
+
+
+def test_inline_content_over_the_cap_is_refused_before_decoding() -> None:
+    with pytest.raises(FetchRefused) as caught:
+        fetch_inline(base64.b64encode(b"x" * 2000).decode())
+    assert caught.value.reason == "too_large_bytes"
 
 
 @pytest.fixture
