@@ -1,0 +1,67 @@
+"""Every `pipeline bench ...` runs end to end on a tiny workload and writes its JSON.
+
+The figures themselves are not asserted (speed is measured by the benchmarks, never by tests);
+what is checked is that each benchmark completes, prints its table and records a result for
+every row it promises, with ratios against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def bench(tmp_path: Path, name: str, *args: str) -> tuple[str, dict[str, Any]]:
+    out = tmp_path / f"{name}.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", name, "--json", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data: dict[str, Any] = json.loads(out.read_text())
+    assert data["benchmark"] == name
+    return result.stdout, data
+
+
+def test_bench_hashing_runs(tmp_path: Path) -> None:
+    stdout, data = bench(tmp_path, "hashing", "--sizes", "640x480", "--seconds", "0.05")
+    size = data["sizes"]["640x480"]
+    assert set(size["images_per_s"]) == {
+        "ours (pHash+dHash)", "ours (all 5 hashes)", "plain imagehash pHash",
+        "floor (bare reduced decode)",
+    }  # fmt: skip
+    assert all(rate > 0 for rate in size["images_per_s"].values())
+    assert size["drift_images"] == 40
+    assert "drift against plain imagehash" in stdout
+
+
+def test_bench_index_runs(tmp_path: Path) -> None:
+    stdout, data = bench(
+        tmp_path, "index", "--sizes", "2000", "--radii", "4,8", "--seconds", "0.05"
+    )
+    rows = {(r["index"], r["radius"]) for r in data["cells"]}
+    for kind in ("numpy-scan", "pybktree", "scan", "mih", "bktree"):
+        assert {(kind, 4), (kind, 8)} <= rows, kind
+    assert "bktree vs pybktree" in stdout
+
+
+def test_bench_pipeline_runs(tmp_path: Path) -> None:
+    stdout, data = bench(
+        tmp_path, "pipeline", "--cores", "1", "--events", "40", "--size", "320x240",
+        "--latency-seconds", "1", "--list-entries", "2000",
+    )  # fmt: skip
+    one = data["cores"]["1"]
+    assert one["pipeline_events_per_s"] > 0
+    assert one["bare_hashing_images_per_s"] > 0
+    assert one["latency_at_half_peak"]["answered"] > 0
+    assert data["time_to_ready"]["entries"] == 2000
+    assert "time to ready" in stdout
