@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
@@ -82,8 +83,16 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     )
 
 
-def _limit_memory(max_bytes: int) -> None:
-    """Pool initializer: cap this process's address space (Linux; ignored where unsupported)."""
+def _init_process(max_bytes: int | None) -> None:
+    """Pool initializer: ignore Ctrl-C and cap this process's address space.
+
+    Ctrl-C reaches the whole process group; the worker shuts its pool down itself, so a hashing
+    process that raised KeyboardInterrupt would only print a traceback per process. The memory
+    cap applies on Linux and is skipped where rlimits are unsupported.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if max_bytes is None:
+        return
     try:
         import resource
 
@@ -156,7 +165,7 @@ class HashPool:
         self._executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=self._processes,
             mp_context=context,
-            initializer=partial(_limit_memory, self._memory_limit) if self._memory_limit else None,
+            initializer=partial(_init_process, self._memory_limit),
         )
 
     def warm_up(self, jobs: Iterable[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]]) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -30,6 +32,7 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
     )
     lines: list[str] = []
 
@@ -42,13 +45,21 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
     try:
         yield process, port, lines
     finally:
-        process.terminate()  # what Ctrl-C does: the worker and the broker stop
+        if process.poll() is None:
+            process.terminate()
         process.wait(30)
         reader.join(5)
 
 
+def ctrl_c(process: subprocess.Popen[str]) -> None:
+    """What Ctrl-C in a terminal does: SIGINT to every process of the foreground group."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+@pytest.mark.parametrize("stop", [subprocess.Popen.terminate, ctrl_c], ids=["sigterm", "ctrl-c"])
 def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
     demo: tuple[subprocess.Popen[str], int, list[str]],
+    stop: Callable[[subprocess.Popen[str]], None],
 ) -> None:
     process, port, lines = demo
     names = [name for name, _ in demo_uploads()]
@@ -72,14 +83,17 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
     assert 'screening_verdicts_total{action="block"} 4.0' in body.decode()
     assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
 
-    # Stopping the demo (SIGTERM, as a process manager or the fixture does) stops its worker
-    # and its broker too; before, they outlived it.
+    # Stopping the demo (SIGTERM from a process manager, or Ctrl-C) stops its worker and its
+    # broker too; before, they outlived a SIGTERM. Ctrl-C also reaches the hashing processes,
+    # which must leave the shutdown to the worker instead of printing a traceback each.
     broker = re.search(r"broker: 127\.0\.0\.1:(\d+)", output)
     assert broker is not None, output
-    process.terminate()
+    stop(process)
     assert process.wait(40) == 130
     for leftover in (port, int(broker.group(1))):
         wait_until(lambda p=leftover: not listening(p), 15, what=f"port {leftover} released")
+    time.sleep(0.5)  # the reader thread drains what shutdown printed
+    assert "Traceback" not in "".join(lines), "".join(lines)
 
 
 def listening(port: int) -> bool:
