@@ -104,6 +104,9 @@ def run_worker(settings: Settings) -> int:
         worker = faust.Worker(
             app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False
         )
+        # Faust's start-up spinner writes backspaces and a cursor escape into stdout even when
+        # quiet; in logs (and JSON log lines) that is garbage.
+        worker.spinner = None
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

@@ -77,6 +77,7 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
     }
     expected = {name: "block" if name.startswith("known-") else "allow" for name in names}
     assert verdicts == expected, output
+    assert "\x1b[" not in output, "terminal escapes in the demo's output (Faust's spinner)"
 
     status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
