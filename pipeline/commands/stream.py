@@ -468,12 +468,27 @@ def _interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def publish_demo_list(bootstrap: str, settings: Settings) -> None:
+    """Publish the bundled demo hash list (generated images) and say so on stderr."""
+    from pipeline.demo.hashlist import DEMO_LIST, demo_entries
+
+    published = publish_lists(
+        bootstrap,
+        settings.topic_hashlists,
+        [DEMO_LIST],
+        demo_entries(),
+        progress=False,
+        settings=settings,
+    )
+    print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Embedded broker + worker + demo list + a few uploads; leaves the worker running.
     SIGTERM stops the worker and the broker, like Ctrl-C."""
     from pipeline.adapters.broker import EmbeddedBroker
     from pipeline.adapters.topics import ensure_topics, topic_specs
-    from pipeline.demo.hashlist import DEMO_LIST, demo_entries, demo_uploads
+    from pipeline.demo.hashlist import demo_uploads
 
     _interrupt_on_sigterm()
     with EmbeddedBroker(settings.embedded_port) as broker:
@@ -488,15 +503,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         }
         worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env)
         try:
-            published = publish_lists(
-                bootstrap,
-                settings.topic_hashlists,
-                [DEMO_LIST],
-                demo_entries(),
-                progress=False,
-                settings=settings,
-            )
-            print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
+            publish_demo_list(bootstrap, settings)
             base = f"http://{settings.web_host}:{settings.web_port}"
             _wait_ready(base + "/readyz", worker, timeout=60)
             uploads = demo_uploads()
@@ -534,18 +541,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
     """Publish the demo list, then produce demo uploads at a steady rate (compose's producer)."""
-    from pipeline.demo.hashlist import DEMO_LIST, demo_entries, demo_uploads
+    from pipeline.demo.hashlist import demo_uploads
 
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
-    published = publish_lists(
-        bootstrap,
-        settings.topic_hashlists,
-        [DEMO_LIST],
-        demo_entries(),
-        progress=False,
-        settings=settings,
-    )
-    print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
+    publish_demo_list(bootstrap, settings)
     uploads = demo_uploads()
     delivery = _delivery(bootstrap, settings)
     sent = 0

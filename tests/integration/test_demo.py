@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.adapters.broker import free_port
 from pipeline.demo.hashlist import demo_uploads
-from tests.integration.harness import http_get, wait_until
+from tests.integration.harness import KafkaIO, http_get, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -103,3 +103,21 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_demo_traffic_publishes_the_list_and_produces_steady_uploads(kafka: KafkaIO) -> None:
+    """docker-compose's demo producer: the demo list, then uploads at a rate, then it stops."""
+    env = {**os.environ, **kafka.topics.env}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "demo-traffic", "--rate", "50", "--count", "12"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    uploads = kafka.read_all("uploads")
+    assert len(uploads) == 12
+    assert {u["metadata"]["file"] for u in uploads} == {name for name, _ in demo_uploads()}
+    configs = [r for r in kafka.read_all("hashlists") if "name" in r]
+    assert [c["name"] for c in configs] == ["demo-known"]
