@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import random
@@ -33,7 +34,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
+from pipeline.core.types import Algorithm, HashValue
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +88,6 @@ def _cpus(count: int) -> frozenset[int]:
 def bare_hashing_rate(uploads: list[bytes], processes: int, seconds: float) -> float:
     """Images/s of hash_job over ``uploads`` in ``processes`` pinned processes."""
     from pipeline.core.guard import GuardLimits
-    from pipeline.core.types import Algorithm
     from pipeline.hashpool import hash_job
 
     limits = GuardLimits()
@@ -137,25 +138,26 @@ class _Run:
         self.web_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def publish_list(self, entries_per_algorithm: int = 100) -> None:
-        """A deny list with random entries of every algorithm (nothing will match them)."""
+    def publish_random_list(
+        self, name: str, algorithms: Sequence[Algorithm], entries: int, *, progress: bool = False
+    ) -> None:
+        """A deny list of ``entries`` random hashes cycling through ``algorithms`` (random
+        64-bit and digest values: uploads will not match them)."""
         from pipeline.commands.stream import publish_lists
         from pipeline.core.hashlist import Category, HashListEntry, ListConfig
-        from pipeline.core.types import Algorithm, HashValue
 
-        rng = random.Random(5)  # noqa: S311 - random list entries
-        config = ListConfig.create("bench-every-algorithm", kind="deny", action="block")
-        entries = [
+        rng = random.Random(name)  # noqa: S311 - random list entries
+        config = ListConfig.create(name, kind="deny", action="block")
+        listed = [
             HashListEntry(
                 list_name=config.name,
-                entry_id=f"{algorithm}-{i}",
+                entry_id=f"e{i}",
                 hash=HashValue(algorithm, rng.getrandbits(algorithm.bits)),
                 category=Category.OTHER,
             )
-            for algorithm in Algorithm
-            for i in range(entries_per_algorithm)
+            for i, algorithm in zip(range(entries), itertools.cycle(algorithms), strict=False)
         ]
-        publish_lists(self.bootstrap, self.names["hashlists"], [config], entries, progress=False)
+        publish_lists(self.bootstrap, self.names["hashlists"], [config], listed, progress=progress)
 
     def start_worker(self, cores: int, log_path: Path) -> float:
         """Start a pinned worker; returns seconds from spawn until /readyz answered 200."""
@@ -331,24 +333,12 @@ def latency(run: _Run, uploads: list[bytes], rate: float, seconds: float) -> dic
 
 
 def time_to_ready(bootstrap: str, settings: Settings, entries: int, log_path: Path) -> float:
-    """Publish ``entries`` random pHash entries, start a worker, seconds until it is ready."""
-    from pipeline.commands.stream import publish_lists
-    from pipeline.core.hashlist import Category, HashListEntry, ListConfig
-    from pipeline.core.types import Algorithm, HashValue
+    """Publish ``entries`` random pHash/dHash entries, start a worker, seconds until ready."""
 
     run = _Run(bootstrap, settings)
-    rng = random.Random(11)  # noqa: S311 - random list entries
-    config = ListConfig.create("bench-1m", kind="deny", action="block")
-    listed = [
-        HashListEntry(
-            list_name=config.name,
-            entry_id=f"e{i}",
-            hash=HashValue(Algorithm.PHASH if i % 2 else Algorithm.DHASH, rng.getrandbits(64)),
-            category=Category.OTHER,
-        )
-        for i in range(entries)
-    ]
-    publish_lists(bootstrap, run.names["hashlists"], [config], listed, progress=True)
+    run.publish_random_list(
+        "bench-time-to-ready", (Algorithm.PHASH, Algorithm.DHASH), entries, progress=True
+    )
     try:
         return run.start_worker(cores=len(_cpus(1)), log_path=log_path)
     finally:
@@ -374,7 +364,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for cores in core_counts:
             bare = bare_hashing_rate(uploads, cores, seconds=5.0)
             bench_run = _Run(broker.bootstrap_servers, settings)
-            bench_run.publish_list()
+            bench_run.publish_random_list("bench-every-algorithm", tuple(Algorithm), 500)
             try:
                 bench_run.start_worker(cores, log_dir / f"bench-worker-{cores}core.log")
                 with tqdm(
