@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -24,6 +23,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.backoff import backoff_seconds
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.models import AlertRecord, DeadLetter, SourceRef, Stage
 
@@ -49,11 +49,6 @@ class DeliveryMetrics(Protocol):
 
 
 DeadLetterEmitter = Callable[[DeadLetter], Awaitable[None]]
-
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 - jitter, not crypto
 
 
 class AlertDeliveryService:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.alerting import AlertDeliveryService, AlertSink
+from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed
@@ -171,8 +171,7 @@ class OutputWriter:
                     pending.append(record)
                     self._metrics.output_failure(record.output, "retried")
             if transient:
-                base, cap = self._backoff
-                delay = min(cap, base * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+                delay = backoff_seconds(attempt, *self._backoff)
                 attempt += 1
                 log.warning(
                     "%d output record(s) not written (%s); retry %d in %.1fs. The batch waits: "
@@ -273,9 +272,7 @@ async def supervise(
         except Exception as exc:
             state = health.service_failed(name, type(exc).__name__)
             metrics.service_restarted(name)
-            exponent = min(state.failures - 1, 30)
-            delay = min(backoff_max_seconds, backoff_base_seconds * 2**exponent)
-            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            delay = backoff_seconds(state.failures - 1, backoff_base_seconds, backoff_max_seconds)
             log.error(
                 "%s failed (%s); restart %d in %.1fs",
                 name,
@@ -414,7 +411,7 @@ def create_app(
                     # Not expected (screen() and the writer handle their errors); the batch is
                     # done again rather than acked with outputs missing. Outputs are keyed, so
                     # a repeat overwrites.
-                    delay = min(settings.emit_backoff_max_seconds, 0.5 * 2**attempt)
+                    delay = backoff_seconds(attempt, 0.5, settings.emit_backoff_max_seconds)
                     attempt += 1
                     log.exception("screening a batch failed; retry %d in %.1fs", attempt, delay)
                     await asyncio.sleep(delay)

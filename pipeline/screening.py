@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.adapters.fetch import Fetcher, FetchFailed, redact
+from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
@@ -48,6 +48,9 @@ from pipeline.models import (
 from pipeline.verdicts import alert_records, block_record, error_verdict, screened_verdict
 
 log = logging.getLogger(__name__)
+
+#: Longest wait between fetch attempts, however many PIPELINE_FETCH_ATTEMPTS allows.
+MAX_FETCH_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,9 @@ class Screener:
                 if attempt == attempts:
                     exc.attempts = attempt  # type: ignore[attr-defined]
                     raise
-                delay = self._settings.fetch_backoff_seconds * 2 ** (attempt - 1)
+                delay = backoff_seconds(
+                    attempt - 1, self._settings.fetch_backoff_seconds, MAX_FETCH_BACKOFF_SECONDS
+                )
                 where = redact(event.content.url) if isinstance(event.content, UrlContent) else ""
                 log.info(
                     "fetch %s for %s failed (%s); retry %d in %.2fs",
@@ -306,7 +311,7 @@ class Screener:
                     attempt,
                     delay,
                 )
-                await self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                await self._sleep(delay)
         raise RetryableError("unreachable", reason="other")  # pragma: no cover
 
     def algorithms(self) -> tuple[Algorithm, ...]:
