@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,20 @@ def restarts(metrics: PipelineMetrics, service: str) -> float:
         "screening_service_restarts_total", {"service": service}
     )
     return value or 0.0
+
+
+def quickly_restarted(
+    name: str, run: Callable[[], Awaitable[None]], health: WorkerHealth, metrics: PipelineMetrics
+) -> Awaitable[None]:
+    """``supervise`` with short backoffs, so restarts happen within a test's patience."""
+    return supervise(
+        name,
+        run,
+        health=health,
+        metrics=metrics,
+        backoff_base_seconds=0.1,
+        backoff_max_seconds=0.3,
+    )
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> None:
@@ -105,16 +119,7 @@ def test_the_hashlist_feed_restarts_until_its_topic_exists(broker: EmbeddedBroke
     )
 
     async def main() -> None:
-        task = asyncio.create_task(
-            supervise(
-                "hashlist_feed",
-                feed.run,
-                health=health,
-                metrics=metrics,
-                backoff_base_seconds=0.1,
-                backoff_max_seconds=0.3,
-            )
-        )
+        task = asyncio.create_task(quickly_restarted("hashlist_feed", feed.run, health, metrics))
         try:
             await eventually(lambda: restarts(metrics, "hashlist_feed") >= 2, 20, "restarts")
             state = health.report()["services"]["hashlist_feed"]  # type: ignore[index]
@@ -231,14 +236,7 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
 
     async def main() -> None:
         task = asyncio.create_task(
-            supervise(
-                "alert_delivery",
-                service.run,
-                health=health,
-                metrics=metrics,
-                backoff_base_seconds=0.1,
-                backoff_max_seconds=0.3,
-            )
+            quickly_restarted("alert_delivery", service.run, health, metrics)
         )
         try:
             await eventually(lambda: restarts(metrics, "alert_delivery") >= 2, 20, "restarts")
