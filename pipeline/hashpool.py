@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from pipeline.core.guard import GuardLimits, decode
 from pipeline.core.hashing import exact_hashes, perceptual_hashes
@@ -278,7 +279,7 @@ class HashPool:
         self._executor = None
         # A hung decoder cannot be cancelled; its process is killed with the pool. Jobs running
         # in the other processes fail with BrokenProcessPool and are retried by the caller.
-        for process in list((getattr(failed, "_processes", None) or {}).values()):
+        for process in _processes_of(failed):
             process.kill()
         failed.shutdown(wait=False, cancel_futures=True)
         self.rebuilds += 1
@@ -289,7 +290,7 @@ class HashPool:
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        processes = list((getattr(executor, "_processes", None) or {}).values())
+        processes = _processes_of(executor)
         executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + grace_seconds
         for process in processes:
@@ -297,6 +298,11 @@ class HashPool:
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
+
+
+def _processes_of(executor: concurrent.futures.ProcessPoolExecutor) -> list[Any]:
+    """The executor's worker processes (a private attribute: no public way to kill a hung one)."""
+    return list((getattr(executor, "_processes", None) or {}).values())
 
 
 def _being_cancelled() -> bool:

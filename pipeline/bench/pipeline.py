@@ -157,7 +157,14 @@ class _Run:
             )
             for i, algorithm in zip(range(entries), itertools.cycle(algorithms), strict=False)
         ]
-        publish_lists(self.bootstrap, self.names["hashlists"], [config], listed, progress=progress)
+        publish_lists(
+            self.bootstrap,
+            self.names["hashlists"],
+            [config],
+            listed,
+            settings=self.settings,
+            progress=progress,
+        )
 
     def start_worker(self, cores: int, log_path: Path) -> float:
         """Start a pinned worker; returns seconds from spawn until /readyz answered 200."""

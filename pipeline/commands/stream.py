@@ -201,11 +201,10 @@ class Delivery:
         return report
 
 
-def _producer(bootstrap: str, settings: Settings | None = None) -> Any:
+def _producer(bootstrap: str, flush_timeout: float) -> Any:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    flush_timeout = settings.producer_flush_timeout_seconds if settings else 60.0
     try:
         return KafkaProducer(
             bootstrap_servers=bootstrap,
@@ -224,9 +223,9 @@ def _producer(bootstrap: str, settings: Settings | None = None) -> Any:
         ) from None
 
 
-def _delivery(bootstrap: str, settings: Settings | None) -> Delivery:
-    flush_timeout = settings.producer_flush_timeout_seconds if settings else 60.0
-    return Delivery(_producer(bootstrap, settings), flush_timeout)
+def _delivery(bootstrap: str, settings: Settings) -> Delivery:
+    flush_timeout = settings.producer_flush_timeout_seconds
+    return Delivery(_producer(bootstrap, flush_timeout), flush_timeout)
 
 
 # -- hashlist publish / retract ------------------------------------------------------------------
@@ -237,8 +236,9 @@ def publish_lists(
     topic: str,
     configs: Iterable[ListConfig],
     entries: list[HashListEntry],
+    *,
+    settings: Settings,
     progress: bool = True,
-    settings: Settings | None = None,
 ) -> int:
     """Write list configs, then entries, to the hash-list topic; returns records delivered.
 
