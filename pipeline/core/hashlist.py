@@ -33,6 +33,11 @@ from pipeline.errors import InputRejected
 CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "note")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
+#: The only distance at which an exact digest (MD5, SHA-1, SHA-256) matches, on every list.
+#: A digest names byte-identical content; a list's config, or the lack of one, cannot loosen or
+#: switch it off (a list whose config was never published must still match its digests).
+EXACT_THRESHOLD = 0
+
 #: Thresholds a list gets when its file says nothing (bits of Hamming distance, 64-bit hashes).
 DEFAULT_THRESHOLDS: Mapping[Algorithm, int] = MappingProxyType(
     {Algorithm.PHASH: 8, Algorithm.DHASH: 10}
@@ -81,8 +86,9 @@ class HashListEntry:
 
 @dataclass(frozen=True, slots=True)
 class ListConfig:
-    """A list's policy. Exact algorithms always match at distance 0 only; a perceptual
-    algorithm missing from ``thresholds`` uses :data:`DEFAULT_THRESHOLDS` (via :meth:`create`)."""
+    """A list's policy. Exact algorithms always match at :data:`EXACT_THRESHOLD` only, whatever
+    ``thresholds`` holds; a perceptual algorithm missing from ``thresholds`` uses
+    :data:`DEFAULT_THRESHOLDS` (via :meth:`create`)."""
 
     name: str
     kind: ListKind = ListKind.DENY
@@ -124,7 +130,7 @@ class ListConfig:
                 action=ListAction(action),
                 thresholds=MappingProxyType(
                     {
-                        **{a: 0 for a in Algorithm if not a.is_perceptual},
+                        **{a: EXACT_THRESHOLD for a in Algorithm if not a.is_perceptual},
                         **DEFAULT_THRESHOLDS,
                         **parsed,
                     }
@@ -135,7 +141,7 @@ class ListConfig:
         except ValueError as exc:
             raise InputRejected(f"list {name!r}: {exc}", reason="bad_list") from None
         for alg, bits in config.thresholds.items():
-            limit = alg.bits if alg.is_perceptual else 0
+            limit = alg.bits if alg.is_perceptual else EXACT_THRESHOLD
             if not 0 <= bits <= limit:
                 raise InputRejected(
                     f"list {name!r}: {alg} threshold must be in [0, {limit}], got {bits}",
@@ -144,7 +150,11 @@ class ListConfig:
         return config
 
     def threshold(self, algorithm: Algorithm) -> int | None:
-        """Max distance that matches for ``algorithm``; None when the list does not use it."""
+        """Max distance that matches for ``algorithm``: :data:`EXACT_THRESHOLD` for an exact
+        digest on every list; for a perceptual one, its threshold, or None when the list does
+        not use it."""
+        if not algorithm.is_perceptual:
+            return EXACT_THRESHOLD
         return self.thresholds.get(algorithm)
 
 

@@ -17,7 +17,8 @@ told the new radius and rebuilds only if that changes its chunk count. A list ne
 to the scan because entries were retracted (no flapping around the size threshold).
 
 Entries whose list has no config yet (list configs and entries can arrive in any order from
-different partitions) use :class:`ListConfig` defaults until the config arrives.
+different partitions) use :class:`ListConfig` defaults until the config arrives. Exact digests
+match at distance 0 on every list, configured or not (:meth:`ListConfig.threshold`).
 Must not do I/O.
 """
 

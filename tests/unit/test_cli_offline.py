@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -93,6 +94,22 @@ def test_match_exit_codes_and_explained_verdicts(workspace: Path) -> None:
     assert lines(broken.stdout)[0]["error"]["reason"] == "truncated"  # type: ignore[index]
 
     assert run("match", str(workspace / "known.jpg"), "--lists", "/nonexistent.csv").returncode == 2
+
+
+def test_a_sha256_on_a_bare_list_matches_the_byte_identical_file(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(encode(synthetic_image(4, 64, 48)))
+    bare = tmp_path / "bare.csv"
+    bare.write_text(
+        "list,entry_id,algorithm,hash,category,source,note\n"
+        f"known,s1,sha256,{hashlib.sha256(photo.read_bytes()).hexdigest()},other,test,\n"
+    )
+    result = run("match", str(photo), "--lists", str(bare), "-q")
+    assert result.returncode == 1, result.stderr
+    (verdict,) = lines(result.stdout)
+    assert verdict["action"] == "review"  # a bare list's action
+    (match,) = verdict["matches"]  # type: ignore[misc]
+    assert (match["list"], match["algorithm"], match["distance"]) == ("known", "sha256", 0)
 
 
 def test_hashlist_validate_and_stats(workspace: Path) -> None:

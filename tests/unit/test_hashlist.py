@@ -18,7 +18,7 @@ from pipeline.core.hashlist import (
     parse_jsonl,
     parse_manifest,
 )
-from pipeline.core.types import Algorithm
+from pipeline.core.types import EXACT_ALGORITHMS, Algorithm
 from pipeline.errors import InputRejected
 
 HEADER = "list,entry_id,algorithm,hash,category,source,note\n"
@@ -124,6 +124,15 @@ def test_manifest_and_list_config_validation() -> None:
 def test_exact_thresholds_cannot_be_loosened() -> None:
     with pytest.raises(InputRejected, match="md5 threshold"):
         ListConfig.create("x", thresholds={"md5": 2})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [ListConfig(name="bare"), ListConfig(name="x", thresholds={Algorithm.SHA1: 9})],
+    ids=["bare-default", "loosened"],
+)
+def test_exact_algorithms_match_at_zero_whatever_the_thresholds_hold(config: ListConfig) -> None:
+    assert {a: config.threshold(a) for a in EXACT_ALGORITHMS} == dict.fromkeys(EXACT_ALGORITHMS, 0)
 
 
 @pytest.mark.parametrize("enabled", ["false", "true", 0, 1, None, [], "no"])

@@ -32,7 +32,8 @@ def reference(
     for e in entries.values():
         config = lists.get(e.list_name) or ListConfig(name=e.list_name)
         algorithm = e.hash.algorithm
-        threshold = config.threshold(algorithm)
+        # The rule itself, not ListConfig.threshold: digests match at 0 on every list.
+        threshold = config.thresholds.get(algorithm) if algorithm.is_perceptual else 0
         if algorithm not in hashes or threshold is None or not config.enabled:
             continue
         distance = hamming_distance(hashes[algorithm], e.hash.value)
@@ -96,6 +97,33 @@ def test_unconfigured_lists_use_defaults_until_their_config_arrives() -> None:
     matcher.set_list(ListConfig.create("late", action="block", thresholds={"phash": 2}))
     assert matcher.match({Algorithm.PHASH: 0b1111}) == []
     assert matcher.match({Algorithm.PHASH: 0b11})[0].list_action is ListAction.BLOCK
+
+
+EXACT_DIGESTS = [(Algorithm.MD5, 1 << 100), (Algorithm.SHA1, 1 << 150), (Algorithm.SHA256, 7)]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        None,  # entries arrived, config never published
+        ListConfig(name="l"),  # the bare-file default: perceptual thresholds only
+        ListConfig(name="l", thresholds={}),
+        ListConfig(name="l", thresholds={Algorithm.MD5: 5, Algorithm.SHA256: 3}),
+        ListConfig.create("l", action="block", thresholds={"phash": 0, "dhash": 0}),
+    ],
+    ids=["unconfigured", "bare-default", "no-thresholds", "loosened-digests", "created"],
+)
+def test_exact_digests_match_at_distance_zero_whatever_the_list_config(
+    config: ListConfig | None,
+) -> None:
+    matcher = Matcher()
+    if config is not None:
+        matcher.set_list(config)
+    matcher.upsert([entry("l", str(alg), alg, value) for alg, value in EXACT_DIGESTS])
+    for algorithm, value in EXACT_DIGESTS:
+        (hit,) = matcher.match({algorithm: value})
+        assert (hit.entry_id, hit.distance, hit.threshold) == (str(algorithm), 0, 0)
+        assert matcher.match({algorithm: value ^ 1}) == []  # one bit off is another file
 
 
 def test_apply_preserves_order_of_mixed_operations() -> None:
