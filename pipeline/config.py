@@ -8,10 +8,12 @@ start with one readable :class:`~pipeline.errors.ConfigError` listing every bad 
 
 from __future__ import annotations
 
+import difflib
 import enum
 import ipaddress
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +47,16 @@ class ErrorAction(enum.StrEnum):
     NONE = "none"
     REVIEW = "review"
     BLOCK = "block"
+
+
+class LogLevel(enum.StrEnum):
+    """The levels PIPELINE_LOG_LEVEL and ``--log-level`` accept (in any case)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
 
 
 def _default_worker_id() -> str:
@@ -176,8 +188,13 @@ class Settings(BaseSettings):
     alert_backoff_max_seconds: float = Field(30.0, gt=0)
 
     # --- Logging -----------------------------------------------------------------------------
-    log_level: str = "INFO"
+    log_level: LogLevel = LogLevel.INFO
     log_json: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("allowed_formats", mode="before")
     @classmethod
@@ -221,6 +238,38 @@ class Settings(BaseSettings):
         if self.broker_fetch_max_wait_ms is not None:
             return self.broker_fetch_max_wait_ms
         return EMBEDDED_FETCH_MAX_WAIT_MS if self.embedded else None
+
+
+#: How alike (difflib's ratio) an unknown variable and a setting's variable must be for the
+#: warning to suggest the setting: 0.8 catches a dropped, doubled or swapped letter
+#: (PIPELINE_BOOTSTRAP_SERVER) without proposing unrelated settings.
+SUGGESTION_CUTOFF = 0.8
+
+
+def setting_variables() -> tuple[str, ...]:
+    """The environment variable of every setting, e.g. ``PIPELINE_LOG_LEVEL``."""
+    return tuple(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+
+
+def unknown_setting_variables(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """One warning per ``PIPELINE_*`` variable that names no setting, with the nearest
+    setting's variable when one is close.
+
+    Settings ignore such variables, so a typo is silent otherwise: a misspelt
+    PIPELINE_BOOTSTRAP_SERVER leaves the servers unset and starts the embedded broker instead.
+    ``environ`` defaults to the process environment. Names compare in any case, as settings
+    are read.
+    """
+    known = setting_variables()
+    warnings = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=SUGGESTION_CUTOFF)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return tuple(warnings)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.commands.arguments import positive_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
@@ -387,13 +388,6 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``hash``, ``match`` and ``hashlist``."""
     quiet = argparse.ArgumentParser(add_help=False)
@@ -401,7 +395,7 @@ def register(subparsers: Any) -> None:
     guarded = argparse.ArgumentParser(add_help=False)
     guarded.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="longest one file may take to decode and hash (default: "
