@@ -263,7 +263,8 @@ class DeadLetter(Record):
         None,
         description="References only, never content: for an event that parsed, the event with "
         "inline data removed and URLs redacted; for one that did not, an allowlist of known "
-        "fields with capped lengths plus the names (not values) of the other top-level keys.",
+        "fields with capped lengths and, of its content, the kind and the one reference that "
+        "kind carries (url or path), plus the names (not values) of every other key.",
     )
     failed_at: datetime
     worker_id: str

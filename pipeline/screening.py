@@ -79,15 +79,39 @@ MAX_OMITTED_FIELD_NAMES = 32
 MAX_PATH_CHARS = 4096
 
 
-def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
-    """A content object reduced to its kind and reference: inline data dropped, URLs redacted."""
-    kind = content.get("kind")
-    kept: dict[str, Any] = {"kind": kind if kind in _CONTENT_KINDS else None}
-    if isinstance(content.get("url"), str):
-        kept["url"] = redact(content["url"])
-    if isinstance(content.get("path"), str):
-        kept["path"] = content["path"][:MAX_PATH_CHARS]
+def _with_omitted(kept: dict[str, Any], omitted: list[str]) -> dict[str, Any]:
+    """``kept`` plus the names (plain ones only, capped) and the count of left-out fields."""
+    if omitted:
+        names = sorted(k for k in omitted if _PLAIN_NAME.match(k))
+        kept["omitted_fields"] = names[:MAX_OMITTED_FIELD_NAMES]
+        kept["omitted_field_count"] = len(omitted)
     return kept
+
+
+def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
+    """A content object reduced to its kind and the one reference that kind carries: the URL
+    (redacted) of a ``url``, the path of a ``path``. Inline data is content and is dropped; any
+    other field (a ``path`` on inline content, say) is named, never copied: it is not a
+    reference of this kind, so nothing says it is not content."""
+    kind = content.get("kind")
+    kind = kind if kind in _CONTENT_KINDS else None
+    kept: dict[str, Any] = {"kind": kind}
+    omitted: list[str] = []
+    for key, value in content.items():
+        if key == "kind" or (key == "data_base64" and kind == "inline"):
+            continue
+        if key == "url" and kind == "url" and isinstance(value, str):
+            kept["url"] = redact(value)
+        elif (
+            key == "path"
+            and kind == "path"
+            and isinstance(value, str)
+            and len(value) <= MAX_PATH_CHARS
+        ):
+            kept["path"] = value
+        else:
+            omitted.append(key)
+    return _with_omitted(kept, omitted)
 
 
 def _reference_only(event: dict[str, Any]) -> dict[str, Any]:
@@ -123,11 +147,7 @@ def invalid_event_reference(raw: dict[str, Any]) -> dict[str, Any]:
             kept[key] = value
         else:
             omitted.append(key)
-    if omitted:
-        names = sorted(k for k in omitted if _PLAIN_NAME.match(k))
-        kept["omitted_fields"] = names[:MAX_OMITTED_FIELD_NAMES]
-        kept["omitted_field_count"] = len(omitted)
-    return kept
+    return _with_omitted(kept, omitted)
 
 
 def validation_summary(exc: ValidationError) -> str:

@@ -98,6 +98,12 @@ def screen_raw(value: bytes) -> DeadLetter:
         {"upload_id": "u1", CONTENT[:2000]: 1, "content": {"kind": "path", "path": "a.png"}},
         {"upload_id": "u1", "content": {"kind": "path", "path": "a"}, "metadata": {"b": CONTENT}},
         {"upload_id": ["u1", CONTENT], "content": None},
+        {"upload_id": "u1", "content": {"kind": "inline", "data_base64": "", "path": CONTENT}},
+        {
+            "upload_id": "u1",
+            "content": {"kind": "url", "url": "https://a.example/", "path": CONTENT},
+        },
+        {"upload_id": "u1", "content": {"kind": "path", "path": "a.png", "url": CONTENT}},
     ],
     ids=[
         "content-string",
@@ -108,6 +114,9 @@ def screen_raw(value: bytes) -> DeadLetter:
         "key-name",
         "huge-metadata",
         "id-list",
+        "inline-with-path",
+        "url-with-path",
+        "path-with-url",
     ],
 )
 def test_invalid_events_never_carry_content_into_the_dead_letter(raw: dict[str, object]) -> None:
@@ -134,6 +143,51 @@ def test_an_invalid_event_keeps_known_references_and_names_the_rest() -> None:
         "schema_version": 7,
         "omitted_fields": ["image"],
         "omitted_field_count": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        (
+            {"kind": "inline", "data_base64": CONTENT, "path": "p" * 4096},
+            {"kind": "inline", "omitted_fields": ["path"], "omitted_field_count": 1},
+        ),
+        (
+            {"kind": "url", "url": "https://cdn.example/a?t=1", "path": "p", "extra": 1},
+            {
+                "kind": "url",
+                "url": "https://cdn.example/a",
+                "omitted_fields": ["extra", "path"],
+                "omitted_field_count": 2,
+            },
+        ),
+        (
+            {"kind": "path", "path": "a.png", "url": "https://cdn.example/a"},
+            {"kind": "path", "path": "a.png", "omitted_fields": ["url"], "omitted_field_count": 1},
+        ),
+        (
+            {"kind": "path", "path": "p" * 4097},  # over the schema's cap: named, not cut
+            {"kind": "path", "omitted_fields": ["path"], "omitted_field_count": 1},
+        ),
+        (
+            {"kind": "file", "path": "a.png", "url": "https://cdn.example/a"},
+            {"kind": None, "omitted_fields": ["path", "url"], "omitted_field_count": 2},
+        ),
+        (
+            {"kind": "url", "url": 7},
+            {"kind": "url", "omitted_fields": ["url"], "omitted_field_count": 1},
+        ),
+    ],
+    ids=["inline-path", "url-path", "path-url", "long-path", "unknown-kind", "url-not-text"],
+)
+def test_content_keeps_only_the_reference_its_kind_carries(
+    content: dict[str, object], kept: dict[str, object]
+) -> None:
+    """Mismatched and unknown content fields are named, never copied (nor cut)."""
+    assert invalid_event_reference({"upload_id": "u1", "content": content}) == {
+        "upload_id": "u1",
+        "content": kept,
     }
 
 
