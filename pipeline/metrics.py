@@ -62,12 +62,15 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(
         "not_found",
         "io_error",
         "not_a_file",
+        "bad_path",
         # hash / alert / emit
         "hash_worker_crashed",
         "hash_timeout",
         "invalid_alert",
         "sink_rejected",
         "emit_failed",
+        # any stage: an unexpected error (a bug; the worker log has the traceback)
+        "internal_error",
         "other",
     }
 )

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.adapters.fetch import Fetcher, FetchFailed, redact
+from pipeline.adapters.fetch import Fetcher, FetchFailed, FetchRefused, redact
 from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide
@@ -38,6 +38,8 @@ from pipeline.models import (
     BlockRecord,
     DeadLetter,
     ImageFacts,
+    InlineContent,
+    PathContent,
     SourceRef,
     Stage,
     UploadEvent,
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between fetch attempts, however many PIPELINE_FETCH_ATTEMPTS allows.
 MAX_FETCH_BACKOFF_SECONDS = 30.0
+#: The reason of an error nobody anticipated (a bug): reported against the stage that was
+#: running, so it is never mistaken for a failure of that stage's input or of the outputs.
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,26 @@ class ScreeningOutcome:
     received_at: datetime | None = None
 
 
+@dataclass
+class _Progress:
+    """How far screening one event got: what an unexpected error is reported against."""
+
+    stage: Stage = Stage.PARSE
+    event: UploadEvent | None = None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def refuse_unusable_path(content: InlineContent | UrlContent | PathContent) -> None:
+    """Raise :class:`FetchRefused` (reason ``bad_path``) for a path no file can have. Pure.
+
+    A NUL byte ends the C string the OS is given, so opening such a path fails with a bare
+    ValueError rather than a refusal; it is refused here, before any fetch, instead.
+    """
+    if isinstance(content, PathContent) and "\x00" in content.path:
+        raise FetchRefused("path contains a NUL byte", reason="bad_path")
 
 
 #: Known content kinds (anything else is recorded as None: an unknown "kind" may be content).
@@ -199,25 +222,32 @@ class Screener:
         """Screen one raw event from the ``uploads`` topic. Never raises."""
         self._metrics.events_received.inc()
         self._metrics.in_flight.inc()
+        progress = _Progress()
         try:
-            return await self._screen(value, key, source)
+            return await self._screen(value, key, source, progress)
         except Exception as exc:
             log.exception(
-                "unexpected error screening %s[%d]@%d",
+                "unexpected error screening %s[%d]@%d at stage %s",
                 source.topic,
                 source.partition,
                 source.offset,
+                progress.stage,
             )
-            upload_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(source)
-            message = f"internal error: {type(exc).__name__}"
+            event = progress.event
+            if event is not None:
+                upload_id = event.upload_id
+            else:
+                upload_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(
+                    source
+                )
             return self._failure(
                 upload_id,
-                Stage.EMIT,
-                "other",
-                message,
+                progress.stage,
+                INTERNAL_ERROR,
+                f"internal error: {type(exc).__name__}",
                 source=source,
                 attempts=1,
-                event=None,
+                event=event,
                 stage_seconds={},
             )
         finally:
@@ -228,18 +258,20 @@ class Screener:
         return f"{source.topic}-{source.partition}-{source.offset}"
 
     async def _screen(
-        self, value: bytes | None, key: bytes | None, source: SourceRef
+        self, value: bytes | None, key: bytes | None, source: SourceRef, progress: _Progress
     ) -> ScreeningOutcome:
         key_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(source)
         try:
             event = UploadEvent.model_validate_json(value or b"")
         except ValidationError as exc:
             return self._invalid(key_id, value, source, exc)
+        progress.event, progress.stage = event, Stage.FETCH
         timings: dict[Stage, float] = {}
         received_at = event.received_at
 
         started = time.perf_counter()
         try:
+            refuse_unusable_path(event.content)
             data, attempts = await self._fetch(event)
         except PipelineError as exc:
             timings[Stage.FETCH] = time.perf_counter() - started
@@ -257,6 +289,7 @@ class Screener:
         timings[Stage.FETCH] = time.perf_counter() - started
         self._metrics.fetch_bytes.observe(len(data))
 
+        progress.stage = Stage.HASH  # guard and decode run inside the hashing job
         try:
             result = await self._hash(data)
         except ImageRejected as exc:
@@ -287,6 +320,7 @@ class Screener:
         timings[Stage.DECODE] = result.decode_seconds
         timings[Stage.HASH] = result.hash_seconds
 
+        progress.stage = Stage.MATCH  # matching, deciding and building the records
         started = time.perf_counter()
         decision = decide(self._matcher.match(result.hashes))
         timings[Stage.MATCH] = time.perf_counter() - started
@@ -365,6 +399,11 @@ class Screener:
         raw: Any = None
         try:
             raw = json.loads(value or b"")
+        except RecursionError:
+            # Deeper than Python's parser goes, so pydantic's lower nesting limit is what
+            # refused it (a syntax error before that depth would have stopped both parsers).
+            reason = "invalid_event"
+            message = f"JSON nested too deeply to parse ({len(value or b'')} bytes)"
         except (ValueError, UnicodeDecodeError):
             reason, message = "invalid_json", f"not JSON ({len(value or b'')} bytes)"
         else:

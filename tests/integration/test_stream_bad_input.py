@@ -97,6 +97,12 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
     kafka.upload_event(
         {"upload_id": "escape-root", "content": {"kind": "path", "path": "../outside.jpg"}}
     )
+    # Hostile input that used to escape as a bug (emit/other, with a traceback).
+    too_deep = b"[" * 50_000 + b"]" * 50_000
+    kafka.send("uploads", "deep-json", b'{"upload_id": "deep-json", "content": ' + too_deep + b"}")
+    kafka.upload_event(
+        {"upload_id": "nul-path", "content": {"kind": "path", "path": "inside.jpg\0"}}
+    )
     # ...and good uploads after all of that: the worker keeps going.
     kafka.upload_event(url_event("good-url", f"{image_server}/good.jpg"))
     kafka.upload_event(
@@ -116,6 +122,8 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
         "bomb": ("guard", "decompression_bomb"),
         "not-an-image": ("guard", "format_not_allowed"),
         "escape-root": ("fetch", "path_outside_root"),
+        "deep-json": ("parse", "invalid_event"),
+        "nul-path": ("fetch", "bad_path"),
     }
     good = {"good-url", "good-path", "good-inline"}
     # The malformed event has no upload id, so its verdict is keyed by the Kafka key.
@@ -152,5 +160,6 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
     metrics = worker.metrics()
     assert 'screening_dead_letters_total{reason="ssrf_blocked",stage="fetch"} 3.0' in metrics
     assert 'screening_guard_rejections_total{reason="decompression_bomb"} 1.0' in metrics
-    assert 'screening_events_processed_total{outcome="invalid"} 2.0' in metrics
+    assert 'screening_dead_letters_total{reason="bad_path",stage="fetch"} 1.0' in metrics
+    assert 'screening_events_processed_total{outcome="invalid"} 3.0' in metrics
     assert worker.alive()
