@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pipeline.errors import ConfigError
@@ -126,8 +126,16 @@ class Settings(BaseSettings):
         description="Longest one image may take to decode and hash in a hashing process "
         "(running time only: waiting for a free process does not count).",
     )
-    batch_size: int = Field(16, gt=0, description="Uploads taken per batch from the stream.")
-    batch_timeout_seconds: float = Field(0.05, gt=0)
+    max_in_flight: int = Field(
+        32, gt=0, description="Uploads screened at once (each verdict is written when ready)."
+    )
+    max_uncommitted: int = Field(
+        1000,
+        gt=0,
+        description="Uploads taken from the stream but not yet committable (screening, or done "
+        "behind an older unfinished upload of their partition); the worker takes no more until "
+        "the oldest finishes. Bounds memory while a slow upload holds its partition's commits.",
+    )
     producer_max_request_bytes: int = Field(
         1_000_000,
         gt=0,
@@ -179,6 +187,12 @@ class Settings(BaseSettings):
     fetch_file_root: Path | None = Field(None, description="Root for `path` uploads; unset = off.")
     fetch_attempts: int = Field(3, gt=0)
     fetch_backoff_seconds: float = Field(0.5, ge=0)
+    fetch_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Total time one upload's fetch may take, every attempt and wait included "
+        "(a server trickling bytes resets the read timeout, never this).",
+    )
 
     # --- Alerting sinks ----------------------------------------------------------------------
     webhook_url: str | None = None
@@ -211,6 +225,12 @@ class Settings(BaseSettings):
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad CIDR
         return frozenset(value)
+
+    @model_validator(mode="after")
+    def _window_holds_what_is_in_flight(self) -> Settings:
+        if self.max_uncommitted < self.max_in_flight:
+            raise ValueError("max_uncommitted must be >= max_in_flight")
+        return self
 
     @property
     def embedded(self) -> bool:

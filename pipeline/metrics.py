@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -77,6 +77,14 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
+
+
+def consumer_lag(highwater: int | None, position: int | None) -> int | None:
+    """Messages in a partition not yet consumed: the fetch high watermark minus the consumer's
+    position (next offset to fetch); None when either is not known yet."""
+    if highwater is None or position is None:
+        return None
+    return max(0, highwater - position)
 
 
 class PipelineMetrics:
@@ -175,14 +183,15 @@ class PipelineMetrics:
         )
         self.consumer_lag = Gauge(
             f"{p}_consumer_lag_messages",
-            "Uploads not yet consumed, per partition (fetch high watermark - position).",
+            "Uploads not yet consumed, per partition this worker owns (fetch high watermark - "
+            "position).",
             ["topic", "partition"],
             registry=r,
         )
         self.output_failures = Counter(
             f"{p}_output_failures_total",
             "Output records not accepted by the broker, by output and handling: retried "
-            "(transient; the batch waits), replaced (refused for good; a slim copy and a dead "
+            "(transient; the upload waits), replaced (refused for good; a slim copy and a dead "
             "letter were written instead) or dropped (the replacement was refused too).",
             ["output", "handling"],
             registry=r,
@@ -195,10 +204,11 @@ class PipelineMetrics:
         )
         self.ready = Gauge(
             f"{p}_ready",
-            "1 when the worker has caught up on hash lists and is screening.",
+            "1 when /readyz would answer 200: hash lists caught up, screening, live.",
             registry=r,
         )
         self._newest_list_record = 0.0
+        self._lag_series: set[tuple[str, int]] = set()
         self._create_known_series()
 
     def _create_known_series(self) -> None:
@@ -275,6 +285,21 @@ class PipelineMetrics:
         if timestamp_seconds > self._newest_list_record:
             self._newest_list_record = timestamp_seconds
             self.last_list_update.set(timestamp_seconds)
+
+    def report_readiness(self, is_ready: Callable[[], bool]) -> None:
+        """Make ``screening_ready`` read ``is_ready()`` at every scrape, so the gauge cannot
+        disagree with /readyz (a value set once at start-up would never fall back to 0)."""
+        self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Publish lag per (topic, partition) this worker owns now, and remove the series of
+        partitions it no longer owns: after a rebalance their last value would otherwise stay
+        and show a phantom backlog in ``sum()`` (and page)."""
+        for topic, partition in self._lag_series - lags.keys():
+            self.consumer_lag.remove(topic, str(partition))
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._lag_series = set(lags)
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

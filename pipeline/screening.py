@@ -30,7 +30,7 @@ from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
 from pipeline.core.matching import Matcher
 from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
-from pipeline.errors import PipelineError, RetryableError
+from pipeline.errors import PipelineError
 from pipeline.hashpool import HashJobResult, HashPool, HashWorkerCrashed
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
@@ -345,28 +345,48 @@ class Screener:
         )
 
     async def _fetch(self, event: UploadEvent) -> tuple[bytes, int]:
+        """The upload's bytes and the attempts it took, within one total deadline for every
+        attempt and backoff (PIPELINE_FETCH_DEADLINE_SECONDS): a server that trickles bytes
+        keeps resetting the read timeout, but not this. Raises PipelineError with ``attempts``.
+        """
         attempts = self._settings.fetch_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._fetcher.fetch(event.content), attempt
-            except FetchFailed as exc:
-                if attempt == attempts:
-                    exc.attempts = attempt  # type: ignore[attr-defined]
-                    raise
-                delay = backoff_seconds(
-                    attempt - 1, self._settings.fetch_backoff_seconds, MAX_FETCH_BACKOFF_SECONDS
-                )
-                where = redact(event.content.url) if isinstance(event.content, UrlContent) else ""
-                log.info(
-                    "fetch %s for %s failed (%s); retry %d in %.2fs",
-                    where,
-                    event.upload_id,
-                    exc.reason,
-                    attempt,
-                    delay,
-                )
-                await self._sleep(delay)
-        raise RetryableError("unreachable", reason="other")  # pragma: no cover
+        attempt = 0
+        try:
+            async with asyncio.timeout(self._settings.fetch_deadline_seconds):
+                while True:
+                    attempt += 1
+                    try:
+                        return await self._fetcher.fetch(event.content), attempt
+                    except FetchFailed as exc:
+                        if attempt == attempts:
+                            exc.attempts = attempt  # type: ignore[attr-defined]
+                            raise
+                        delay = backoff_seconds(
+                            attempt - 1,
+                            self._settings.fetch_backoff_seconds,
+                            MAX_FETCH_BACKOFF_SECONDS,
+                        )
+                        log.info(
+                            "fetch %s for %s failed (%s); retry %d in %.2fs",
+                            self._where(event),
+                            event.upload_id,
+                            exc.reason,
+                            attempt,
+                            delay,
+                        )
+                        await self._sleep(delay)
+        except TimeoutError:
+            error = FetchFailed(
+                f"fetch deadline of {self._settings.fetch_deadline_seconds:g}s passed "
+                f"during attempt {attempt} {self._where(event)}".rstrip(),
+                reason="timeout",
+            )
+            error.attempts = attempt  # type: ignore[attr-defined]
+            raise error from None
+
+    @staticmethod
+    def _where(event: UploadEvent) -> str:
+        return redact(event.content.url) if isinstance(event.content, UrlContent) else ""
 
     def algorithms(self) -> tuple[Algorithm, ...]:
         """Perceptual hashes always (verdicts carry them); exact digests only when in use."""

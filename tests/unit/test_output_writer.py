@@ -25,10 +25,10 @@ from aiokafka.errors import (
 )
 from faust.exceptions import ProducerSendError
 
-from pipeline.app import OutputWriter, output_records, refused_for_good
 from pipeline.config import ErrorAction
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import SourceRef, Stage
+from pipeline.outputs import OutputWriter, output_records, refused_for_good
 from pipeline.screening import ScreeningOutcome
 from pipeline.verdicts import block_record, error_verdict
 

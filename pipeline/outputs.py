@@ -1,0 +1,222 @@
+"""Writing an upload's outputs (verdict, block, alerts, dead letter) durably to Kafka.
+
+Owns what "written" means: every record is sent, every acknowledgement awaited; what the broker
+did not take is retried with capped backoff for as long as it takes (the upload's offset is not
+committed meanwhile, lag grows and the lag alerts fire, which is the honest signal); a record
+refused for good (too large, invalid) is replaced by its slim copy plus an ``emit_failed`` dead
+letter. Every record is keyed by upload id, so a replay overwrites rather than duplicates
+downstream state. Knows nothing of Faust: the agent hands in a ``send`` function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import errors as kafka_errors  # what Faust produces with
+
+from pipeline.backoff import backoff_seconds
+from pipeline.metrics import PipelineMetrics
+from pipeline.models import DeadLetter, Record, SourceRef, Stage
+from pipeline.screening import ScreeningOutcome
+from pipeline.verdicts import slim_block, slim_dead_letter, slim_verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """One record to write. ``slim`` replaces it if the broker refuses it for good."""
+
+    output: str  # one of pipeline.metrics.OUTPUTS
+    key: bytes | None
+    value: bytes
+    upload_id: str | None
+    source: SourceRef | None
+    slim: bytes | None = None
+
+
+def encoded(record: Record) -> bytes:
+    return record.model_dump_json().encode()
+
+
+def output_records(outcome: ScreeningOutcome, source: SourceRef | None) -> list[OutputRecord]:
+    """Every record one outcome writes, each with its slim fallback where there is one."""
+    verdict = outcome.verdict
+    upload_id = verdict.upload_id
+    key = upload_id.encode()
+
+    def record(output: str, value: Record, slim: Record | None) -> OutputRecord:
+        return OutputRecord(
+            output, key, encoded(value), upload_id, source, encoded(slim) if slim else None
+        )
+
+    records = [record("verdicts", verdict, slim_verdict(verdict))]
+    if outcome.block is not None:
+        records.append(record("blocks", outcome.block, slim_block(outcome.block)))
+    records += [record("alerts", alert, None) for alert in outcome.alerts]
+    if outcome.dead_letter is not None:
+        letter = outcome.dead_letter
+        records.append(record("dead_letters", letter, slim_dead_letter(letter)))
+    return records
+
+
+#: Errors that refuse one record for good: retrying the same bytes cannot succeed.
+_RECORD_REFUSED: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """True when a produce failure is about the record itself (too large, invalid), so sending
+    the same bytes again cannot succeed. Everything about the broker or the connection (timeouts,
+    leader changes, a broker down, authorisation, a producer being restarted) may pass and is
+    worth waiting for. Faust wraps client errors, so the cause chain is searched."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, _RECORD_REFUSED):
+            return True
+        if isinstance(seen, kafka_errors.KafkaError):
+            return False
+        seen = seen.__cause__
+    # Not a Kafka error at all: transport trouble may pass; anything else (a client-side type
+    # or assertion error) is deterministic and would block the partition for good.
+    return not isinstance(exc, OSError | TimeoutError | asyncio.CancelledError)
+
+
+#: Schedules one record on an output; the awaitable it returns resolves once the broker has it.
+SendFn = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any]]]
+
+
+class OutputWriter:
+    """Writes output records durably: waits for every acknowledgement, retries what the broker
+    did not take, replaces what it refused for good. Raises only CancelledError."""
+
+    def __init__(
+        self,
+        send: SendFn,
+        metrics: PipelineMetrics,
+        *,
+        worker_id: str,
+        backoff_max_seconds: float = 10.0,
+        backoff_base_seconds: float = 0.1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._send = send
+        self._metrics = metrics
+        self._worker_id = worker_id
+        self._backoff = (backoff_base_seconds, backoff_max_seconds)
+        self._sleep = sleep
+
+    async def write(self, records: Sequence[OutputRecord]) -> None:
+        """Return once every record (or its replacement) is written or given up on."""
+        pending = list(records)
+        attempt = 0
+        while pending:
+            failures = await self._send_all(pending)
+            pending = []
+            transient: list[BaseException] = []
+            for record, exc in failures:
+                if refused_for_good(exc):
+                    pending += self._replacements(record, exc)
+                else:
+                    transient.append(exc)
+                    pending.append(record)
+                    self._metrics.output_failure(record.output, "retried")
+            if transient:
+                delay = backoff_seconds(attempt, *self._backoff)
+                attempt += 1
+                log.warning(
+                    "%d output record(s) not written (%s); retry %d in %.1fs. The upload waits: "
+                    "its offset is committed only once every output is written",
+                    len(transient),
+                    ", ".join(sorted({type(e).__name__ for e in transient})),
+                    attempt,
+                    delay,
+                )
+                await self._sleep(delay)
+
+    async def write_dead_letter(self, letter: DeadLetter) -> None:
+        """Write one dead letter from a service beside the agent (alert delivery), counted."""
+        self._metrics.dead_letter(letter.stage, letter.reason)
+        key = (letter.upload_id or "").encode() or None
+        record = OutputRecord(
+            "dead_letters",
+            key,
+            encoded(letter),
+            letter.upload_id,
+            letter.source,
+            encoded(slim_dead_letter(letter)),
+        )
+        await self.write([record])
+
+    async def _send_all(
+        self, records: Sequence[OutputRecord]
+    ) -> list[tuple[OutputRecord, BaseException]]:
+        """Send every record, then wait for every acknowledgement; returns the failures."""
+        failures: list[tuple[OutputRecord, BaseException]] = []
+        scheduled: list[tuple[OutputRecord, Awaitable[Any]]] = []
+        for record in records:
+            try:
+                delivery = await self._send(record.output, record.key, record.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused before it left (too large for the producer)
+                failures.append((record, exc))
+            else:
+                scheduled.append((record, delivery))
+        results = await asyncio.gather(*(f for _, f in scheduled), return_exceptions=True)
+        failures += [
+            (record, result)
+            for (record, _), result in zip(scheduled, results, strict=True)
+            if isinstance(result, BaseException)  # incl. a delivery future cancelled by the client
+        ]
+        return failures
+
+    def _replacements(self, record: OutputRecord, exc: BaseException) -> list[OutputRecord]:
+        """What to write instead of a record refused for good: its slim copy and a dead letter
+        saying so; nothing (but a log line) if this already was the last resort."""
+        error = type(exc).__name__
+        if record.slim is None:
+            self._metrics.output_failure(record.output, "dropped")
+            log.error(
+                "%s record of upload %s refused by the broker (%s) and dropped",
+                record.output,
+                record.upload_id,
+                error,
+            )
+            return []
+        self._metrics.output_failure(record.output, "replaced")
+        log.error(
+            "%s record of upload %s (%d bytes) refused by the broker (%s); writing a slim copy",
+            record.output,
+            record.upload_id,
+            len(record.value),
+            error,
+        )
+        self._metrics.dead_letter(Stage.EMIT, "emit_failed")
+        letter = DeadLetter(
+            upload_id=record.upload_id,
+            stage=Stage.EMIT,
+            reason="emit_failed",
+            message=f"{record.output} record ({len(record.value)} bytes) refused by the broker "
+            f"({error}); a slim copy was written instead",
+            source=record.source,
+            failed_at=datetime.now(UTC),
+            worker_id=self._worker_id,
+        )
+        return [
+            replace(record, value=record.slim, slim=None),
+            OutputRecord("dead_letters", record.key, encoded(letter), record.upload_id,
+                         record.source),
+        ]  # fmt: skip

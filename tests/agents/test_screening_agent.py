@@ -1,0 +1,240 @@
+"""The screening agent's flow, driven directly (no Faust): a real Screener (in-process hashing,
+a real Fetcher against a real loopback HTTP server) and a recording ``send`` in place of the
+producer. One slow URL must not hold the verdicts around it; acknowledgements come in offset
+order per partition and never pass an unfinished upload; the uncommitted bound holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pipeline.adapters.fetch import Fetcher, limits_from
+from pipeline.agents import ScreeningAgent
+from pipeline.commands.offline import guard_limits
+from pipeline.config import Settings
+from pipeline.core.matching import Matcher
+from pipeline.hashpool import HashPool
+from pipeline.health import WorkerHealth
+from pipeline.metrics import PipelineMetrics
+from pipeline.outputs import OutputWriter
+from pipeline.screening import Screener
+from tests.imagegen import encode, synthetic_image
+
+#: Long enough that the slow upload is certainly still pending while the inline ones finish,
+#: even on a loaded machine; only the deadline test uses a short one.
+LONG_DEADLINE_SECONDS = 60.0
+SHORT_DEADLINE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Event:
+    key: bytes
+    value: bytes
+    message: Message
+
+
+@pytest.fixture(scope="module")
+def trickling_url() -> Iterator[str]:
+    """A loopback URL whose body never ends: one byte every 0.1 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b"\xff")
+                except OSError:
+                    return
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.jpg"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def event_bytes(upload_id: str, content: dict[str, str]) -> bytes:
+    return json.dumps({"schema_version": 1, "upload_id": upload_id, "content": content}).encode()
+
+
+class Recorder:
+    """Stands in for the producer: records every written record and every acknowledgement."""
+
+    def __init__(self) -> None:
+        self.verdicts: list[str] = []
+        self.errors: dict[str, dict[str, Any]] = {}
+        self.acked: list[Message] = []
+
+    async def send(self, output: str, key: bytes | None, value: bytes) -> Awaitable[None]:
+        if output == "verdicts":
+            verdict = json.loads(value)
+            self.verdicts.append(verdict["upload_id"])
+            if verdict["error"]:
+                self.errors[verdict["upload_id"]] = verdict["error"]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def ack(self, event: Event) -> None:
+        self.acked.append(event.message)
+
+
+def make_agent(
+    recorder: Recorder,
+    max_in_flight: int,
+    max_uncommitted: int,
+    deadline: float = LONG_DEADLINE_SECONDS,
+) -> ScreeningAgent:
+    settings = Settings(
+        bootstrap_servers="unused:9092",
+        worker_id="w1",
+        fetch_allow_networks="127.0.0.1/32",
+        fetch_read_timeout_seconds=1.0,
+        fetch_deadline_seconds=deadline,
+        fetch_attempts=1,
+    )
+    metrics = PipelineMetrics()
+    screener = Screener(
+        settings,
+        matcher=Matcher(),
+        fetcher=Fetcher(limits_from(settings)),
+        pool=HashPool(0),
+        metrics=metrics,
+        limits=guard_limits(settings),
+    )
+    health = WorkerHealth(lists_caught_up=True)
+    return ScreeningAgent(
+        screener=screener,
+        writer=OutputWriter(recorder.send, metrics, worker_id="w1"),
+        metrics=metrics,
+        health=health,
+        max_in_flight=max_in_flight,
+        max_uncommitted=max_uncommitted,
+    )
+
+
+async def stream_of(events: list[Event], taken: list[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        taken.append(event)
+        yield event
+    await asyncio.Event().wait()  # a live stream does not end; the test cancels the agent
+
+
+def uploads(url: str, inline: int, partitions: int = 2) -> list[Event]:
+    image = base64.b64encode(encode(synthetic_image(3, 160, 120))).decode()
+    events = [Event(b"slow", event_bytes("slow", {"kind": "url", "url": url}), Message("u", 0, 0))]
+    for i in range(inline):
+        partition = i % partitions
+        offset = sum(1 for e in events if e.message.partition == partition)
+        content = {"kind": "inline", "data_base64": image}
+        value = event_bytes(f"inline-{i}", content)
+        events.append(Event(b"k", value, Message("u", partition, offset)))
+    return events
+
+
+async def run_until(
+    agent: ScreeningAgent,
+    source: AsyncIterator[Event],
+    recorder: Recorder,
+    done: Callable[[], bool],
+    timeout: float,
+    linger: float = 0.0,
+) -> None:
+    """Run the agent until ``done()`` (fail after ``timeout`` s), ``linger`` s more, cancel."""
+    task = asyncio.create_task(agent.run(source, recorder.ack))
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(linger)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_inline_verdicts_do_not_wait_for_a_slow_url_and_acks_stay_in_order(
+    trickling_url: str,
+) -> None:
+    recorder = Recorder()
+    agent = make_agent(recorder, max_in_flight=8, max_uncommitted=100)
+    events = uploads(trickling_url, inline=30)
+    inline_ids = {f"inline-{i}" for i in range(30)}
+
+    async def main() -> None:
+        taken: list[Event] = []
+        all_inline = lambda: inline_ids <= set(recorder.verdicts)  # noqa: E731
+        await run_until(agent, stream_of(events, taken), recorder, all_inline, 30)
+        assert "slow" not in recorder.verdicts
+        # Partition 1 is all inline: fully acknowledged. Partition 0 is held by the slow
+        # upload at its head: nothing of it acknowledged yet.
+        assert [m.offset for m in recorder.acked if m.partition == 1] == list(range(15))
+        assert [m for m in recorder.acked if m.partition == 0] == []
+
+    asyncio.run(main())
+
+
+def test_the_slow_upload_ends_at_its_deadline_then_its_partition_is_acked_in_order(
+    trickling_url: str,
+) -> None:
+    recorder = Recorder()
+    agent = make_agent(
+        recorder, max_in_flight=8, max_uncommitted=100, deadline=SHORT_DEADLINE_SECONDS
+    )
+    events = uploads(trickling_url, inline=10)
+
+    async def main() -> None:
+        all_acked = lambda: len(recorder.acked) == len(events)  # noqa: E731
+        await run_until(agent, stream_of(events, []), recorder, all_acked, 30)
+
+    asyncio.run(main())
+    assert recorder.errors["slow"]["reason"] == "timeout"
+    assert "deadline of 1s" in recorder.errors["slow"]["message"]
+    assert [m.offset for m in recorder.acked if m.partition == 0] == list(range(6))
+
+
+def test_no_more_than_max_uncommitted_uploads_are_taken_behind_a_slow_one(
+    trickling_url: str,
+) -> None:
+    recorder = Recorder()
+    agent = make_agent(recorder, max_in_flight=2, max_uncommitted=5)
+    events = uploads(trickling_url, inline=20, partitions=1)
+    taken: list[Event] = []
+
+    async def main() -> None:
+        four_verdicts = lambda: len(recorder.verdicts) >= 4  # noqa: E731
+        await run_until(agent, stream_of(events, taken), recorder, four_verdicts, 30, linger=0.5)
+
+    asyncio.run(main())
+    assert "slow" not in recorder.verdicts
+    assert recorder.acked == []  # all behind the slow head of the only partition
+    # 5 admitted, plus the one the loop holds while it waits for room.
+    assert len(taken) == 6
