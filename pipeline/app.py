@@ -146,6 +146,7 @@ def create_app(
         topic_disable_leader=True,
         producer_acks=-1,
         producer_max_request_size=settings.producer_max_request_bytes,
+        datadir=settings.faust_data_dir,  # not the working directory (see Settings)
     )
 
     def topic(name: str) -> faust.TopicT:

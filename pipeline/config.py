@@ -13,6 +13,7 @@ import enum
 import ipaddress
 import os
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -258,6 +259,18 @@ class Settings(BaseSettings):
         if self.broker_fetch_max_wait_ms is not None:
             return self.broker_fetch_max_wait_ms
         return EMBEDDED_FETCH_MAX_WAIT_MS if self.embedded else None
+
+    @property
+    def faust_data_dir(self) -> Path:
+        """Faust's data directory: ``upload-screening-faust-<uid>`` in the temp directory
+        (``$TMPDIR``, else ``/tmp``).
+
+        Faust's own default is relative to the working directory, which a container's user may
+        not write (the image's is root-owned: the worker could not start) and which should not
+        collect a directory per app id. The worker keeps no Faust tables, so Faust only creates
+        empty directories here; one per user, so users never share (or block) each other's.
+        """
+        return Path(tempfile.gettempdir()) / f"upload-screening-faust-{os.getuid()}"
 
 
 #: How alike (difflib's ratio) an unknown variable and a setting's variable must be for the

@@ -1,11 +1,14 @@
 """numba-compiled inner loops shared by the Hamming indexes.
 
 Owns only arithmetic over numpy arrays; no Python objects, no allocation policy. Every function
-is ``nopython`` and cached on disk by numba (``cache=True``) so a worker's second start does not
-pay the compile time again.
+is ``nopython`` and, where numba can keep one, cached on disk (:func:`njit_cached`) so a worker's
+second start does not pay the compile time again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -16,7 +19,31 @@ _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 _H01 = np.uint64(0x0101010101010101)
 
 
-@numba.njit(cache=True, inline="always")  # type: ignore[untyped-decorator]
+def njit_cached(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit(**options)`` with numba's on-disk cache where numba finds a place for it.
+
+    numba keeps a module's cache in the first writable one of ``NUMBA_CACHE_DIR``, the
+    ``__pycache__`` beside the source, and the user's cache directory under ``$HOME``. A
+    root-owned install run by a user without a writable home (the Docker image: ``HOME`` is
+    ``/nonexistent``) has none, and ``njit(cache=True)`` then raises at import ("no locator
+    available"), so no command could start. There the function is compiled in memory instead:
+    the same code, ~10 s of compiling on the first index build of each process rather than a
+    failed start. Set ``NUMBA_CACHE_DIR`` to a writable directory to keep the cache (the image
+    does). Any other numba error is raised.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+            return numba.njit(**options)(function)
+
+    return decorate
+
+
+@njit_cached(inline="always")
 def popcount64(x: np.uint64) -> int:
     """Set bits of a uint64 (SWAR; LLVM lowers it to POPCNT where the CPU has one)."""
     x = x - ((x >> np.uint64(1)) & _M1)
@@ -25,7 +52,7 @@ def popcount64(x: np.uint64) -> int:
     return int((x * _H01) >> np.uint64(56))
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def scan_within(
     hashes: np.ndarray,
     ids: np.ndarray,

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 
-from pipeline.core.index._kernels import popcount64
+from pipeline.core.index._kernels import njit_cached, popcount64
 from pipeline.core.index.base import (
     Hit,
     I64Array,
@@ -31,7 +30,7 @@ from pipeline.core.index.base import (
 _NONE = -1
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _insert_many(
     hashes: np.ndarray,
     ids: np.ndarray,
@@ -78,7 +77,7 @@ def _insert_many(
     return size
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _breadth_first_order(
     first_child: np.ndarray, next_sibling: np.ndarray, size: int
 ) -> np.ndarray:
@@ -100,7 +99,7 @@ def _breadth_first_order(
     return order
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _search(
     hashes: np.ndarray,
     ids: np.ndarray,
@@ -153,7 +152,7 @@ def _search(
     return found
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _find_live(
     hashes: np.ndarray,
     ids: np.ndarray,

@@ -26,7 +26,7 @@ from functools import cache
 import numba
 import numpy as np
 
-from pipeline.core.index._kernels import popcount64, scan_within
+from pipeline.core.index._kernels import njit_cached, popcount64, scan_within
 from pipeline.core.index.base import (
     Hit,
     I64Array,
@@ -93,7 +93,7 @@ def _flip_masks(width: int, max_bits: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _build_table(
     hashes: np.ndarray, ids: np.ndarray, shift: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,7 +119,7 @@ def _build_table(
     return offsets, out_hashes, out_ids
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@njit_cached()
 def _probe(
     offsets: numba.typed.List,
     bucket_hashes: numba.typed.List,
