@@ -5,22 +5,35 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from pipeline.metrics import PREFIX, PipelineMetrics
 from tests.opsfiles import (
+    ALERT_LOG,
+    ALERTMANAGER_CONFIG,
+    CONSTRAINTS,
     DASHBOARD,
+    DOCKERFILE,
     REPO,
     RULE_TESTS,
     RULES,
+    RUNBOOK_TOOL,
     base_metric,
+    compose_services,
+    constraints_text,
     dashboard,
     dashboard_expressions,
     metric_names,
+    pinned_constraints,
     rule_expressions,
     rules,
+    runtime_dependencies,
 )
 
 #: Label names that would carry per-upload or per-person values into Prometheus.
@@ -100,16 +113,134 @@ def test_dashboard_is_templated_by_worker_and_list() -> None:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
 
 
+def runbook_urls(path: Path) -> dict[str, set[str]]:
+    """Alert name -> the runbook URLs a rule file or a promtool test file gives it."""
+    data = yaml.safe_load(path.read_text())
+    found: dict[str, set[str]] = {}
+    if "groups" in data:
+        for rule in (rule for group in data["groups"] for rule in group["rules"]):
+            found.setdefault(rule["alert"], set()).add(rule["annotations"]["runbook_url"])
+    for case in data.get("tests", []):
+        for check in case.get("alert_rule_test", []):
+            for alert in check["exp_alerts"]:
+                url = alert.get("exp_annotations", {}).get("runbook_url")
+                if url is not None:
+                    found.setdefault(check["alertname"], set()).add(url)
+    return found
+
+
 def test_every_rule_has_summary_runbook_and_tests() -> None:
     readme = (REPO / "README.md").read_text()
     tests = RULE_TESTS.read_text()
+    urls = runbook_urls(RULES)
     for rule in rules():
         name = rule["alert"]
         assert rule["annotations"]["summary"], name
-        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
-        assert anchor == f"runbook-{name.lower()}"
-        assert f'<a id="{anchor}"></a>' in readme, f"README lacks the runbook for {name}"
+        # Absolute: a relative link is dead in Alertmanager's UI, a pager or a chat message.
+        url = urlsplit(rule["annotations"]["runbook_url"])
+        assert url.scheme == "https", f"{name}: runbook_url must be absolute: {url.geturl()}"
+        assert url.netloc, f"{name}: runbook_url must be absolute: {url.geturl()}"
+        assert url.path.endswith("/README.md"), f"{name}: the runbooks are in the README"
+        assert url.fragment == f"runbook-{name.lower()}"
+        assert f'<a id="{url.fragment}"></a>' in readme, f"README lacks the runbook for {name}"
         assert tests.count(f"alertname: {name}") >= 2, f"{name} needs a firing and a quiet case"
+    bases = {url.split("#", 1)[0] for alert_urls in urls.values() for url in alert_urls}
+    assert len(bases) == 1, f"one runbook base for every alert (runbook_urls.py sets it): {bases}"
+    tested = runbook_urls(RULE_TESTS)
+    assert set(tested) == set(urls), "every alert's firing case checks its runbook_url"
+    for name, alert_urls in tested.items():
+        assert alert_urls == urls[name], f"{name}: the promtool test expects another runbook_url"
+
+
+def run_runbook_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(RUNBOOK_TOOL), *args], capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "example"),
+    [
+        ("https://wiki.example.org/screening/runbooks", "https://wiki.example.org/screening/runbooks#runbook-screeningstalled"),
+        ("https://runbooks.example.org/screening/{anchor}.html", "https://runbooks.example.org/screening/runbook-screeningstalled.html"),
+    ],
+    ids=["base-and-anchor", "pattern"],
+)  # fmt: skip
+def test_runbook_base_can_be_changed_in_rules_and_their_tests_together(
+    tmp_path: Path, base: str, example: str
+) -> None:
+    """The README's documented way to point runbooks elsewhere rewrites the rules and their
+    promtool tests together and keeps every alert's anchor. Only runbook_url lines change and
+    each test expects its rule's new URL, so promtool passes as it does on the shipped files
+    (not run again here: it takes ~30 s a run)."""
+    shutil.copy(RULES, tmp_path / RULES.name)
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    done = run_runbook_tool(base, "--rules", str(tmp_path / RULES.name))
+    assert done.returncode == 0, done.stderr
+    urls = runbook_urls(tmp_path / RULES.name)
+    assert urls["ScreeningStalled"] == {example}
+    assert all(len(u) == 1 and next(iter(u)).startswith(base[:20]) for u in urls.values())
+    assert runbook_urls(tmp_path / RULE_TESTS.name) == {
+        name: urls[name] for name in runbook_urls(RULE_TESTS)
+    }
+    # Only the runbook_url lines changed: expressions, comments and layout are kept.
+    for original in (RULES, RULE_TESTS):
+        before = original.read_text().splitlines()
+        after = (tmp_path / original.name).read_text().splitlines()
+        assert [a for a, b in zip(before, after, strict=True) if a != b] == [
+            line for line in before if "runbook_url:" in line
+        ]
+
+
+@pytest.mark.parametrize("base", ["README.md", "/runbooks", "ftp://x.org/r", "https://x.org/r#a"])
+def test_runbook_tool_refuses_a_base_that_is_not_an_absolute_url(tmp_path: Path, base: str) -> None:
+    shutil.copy(RULES, tmp_path / RULES.name)
+    done = run_runbook_tool(base, "--rules", str(tmp_path / RULES.name))
+    assert done.returncode == 2
+    assert done.stderr.startswith("runbook_urls: ")
+    assert (tmp_path / RULES.name).read_text() == RULES.read_text()
+
+
+def test_every_alertmanager_receiver_delivers_to_the_compose_log_receiver() -> None:
+    """A receiver without configs drops every alert routed to it. The shipped receivers post
+    to the stack's alert-log service (tests/integration/test_alert_receiver.py delivers
+    through a real Alertmanager to it)."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    receivers = {r["name"]: r for r in config["receivers"]}
+    routed = {config["route"]["receiver"]} | {r["receiver"] for r in config["route"]["routes"]}
+    assert routed <= set(receivers)
+    service = compose_services()["alert-log"]
+    port = service["environment"]["ALERT_LOG_PORT"]
+    assert f"./{ALERT_LOG.relative_to(REPO)}:/{ALERT_LOG.name}:ro" in service["volumes"]
+    assert service["command"] == ["python", f"/{ALERT_LOG.name}"]
+    for name, receiver in receivers.items():
+        configs = [key for key in receiver if key.endswith("_configs")]
+        assert configs, f"receiver {name} has no configs: every alert routed to it is dropped"
+        urls = [hook["url"] for hook in receiver.get("webhook_configs", [])]
+        assert f"http://alert-log:{port}/{name}" in urls
+        assert all(hook.get("send_resolved") for hook in receiver["webhook_configs"])
+    assert "alert-log" in compose_services()["alertmanager"]["depends_on"]
+
+
+def test_constraints_pin_every_runtime_dependency_at_the_tested_version() -> None:
+    """The image installs with deploy/constraints.txt and CI with the same file, so the image
+    ships the versions the tests ran. A dependency added without a pin fails here."""
+    installed = runtime_dependencies()
+    pins = pinned_constraints()
+    regenerate = (
+        f"regenerate {CONSTRAINTS.relative_to(REPO)} (see its header); it should read:\n"
+        + constraints_text()
+    )
+    assert set(pins) == set(installed), regenerate
+    for name, (version, requirements) in installed.items():
+        assert pins[name] == version, regenerate
+        for requirement in requirements:
+            assert requirement.specifier.contains(version, prereleases=True), (name, requirement)
+    dockerfile = DOCKERFILE.read_text()
+    assert "COPY deploy/constraints.txt ./deploy/" in dockerfile
+    assert "pip install --constraint deploy/constraints.txt ." in dockerfile
+    ci = (REPO / ".ci" / "install-test-deps").read_text()
+    assert "--constraint deploy/constraints.txt" in ci
 
 
 def tool(name: str) -> str:
@@ -145,12 +276,10 @@ def test_deployment_files_validate(command: list[str]) -> None:
 
 
 def test_compose_stack_has_every_part_and_scales_workers() -> None:
-    import yaml
-
-    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    assert {"kafka", "worker", "prometheus", "alertmanager", "grafana", "demo-producer"} <= set(
-        services
-    )
+    services = compose_services()
+    assert {
+        "kafka", "worker", "prometheus", "alertmanager", "alert-log", "grafana", "demo-producer"
+    } <= set(services)  # fmt: skip
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "KRaft" in (REPO / "docker-compose.yml").read_text()
     worker = services["worker"]
