@@ -26,10 +26,12 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
+
 from pipeline.backoff import backoff_seconds
 from pipeline.health import WorkerHealth
 from pipeline.inflight import InFlight, Ticket
-from pipeline.metrics import PipelineMetrics
+from pipeline.metrics import PipelineMetrics, consumer_lag
 from pipeline.models import SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records
 from pipeline.screening import Screener, ScreeningOutcome
@@ -60,6 +62,23 @@ class EventLike(Protocol):
 
 
 AckFn = Callable[[Any], Awaitable[object]]
+
+
+async def report_upload_lag(consumer: Any, topic: str, metrics: PipelineMetrics) -> None:
+    """Set ``screening_consumer_lag_messages`` for the partitions of ``topic`` that
+    ``consumer`` (Faust's) owns now, from its public high watermark and position."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        try:  # position() waits while the client resets an unknown offset: bound it
+            position = await asyncio.wait_for(consumer.position(tp), 2.0)
+        except (TimeoutError, KafkaError, AssertionError):
+            continue  # revoked or not fetched yet: no figure rather than a wrong one
+        lag = consumer_lag(consumer.highwater(tp), position)
+        if lag is not None:
+            lags[(tp.topic, tp.partition)] = lag
+    metrics.set_consumer_lag(lags)
 
 
 class ScreeningAgent:

@@ -1,14 +1,12 @@
-"""The Faust application: topics declared once, the screening agent, web views, services.
+"""The Faust application: the app built from settings, topics declared once, and the wiring.
 
-Owns the wiring only. The agent's flow (a bounded window of uploads screened concurrently, each
-upload's outputs written as soon as it is done, offsets acknowledged in order per partition) is
-:mod:`pipeline.agents`; writing outputs durably is :mod:`pipeline.outputs`. Hashing runs in a
-process pool, so the event loop stays free for heartbeats.
+Owns only the wiring: which agent reads which topic, which services run beside it, which views
+the web server serves. The agent's flow is :mod:`pipeline.agents`, writing outputs durably
+:mod:`pipeline.outputs`, the restart policy of services :mod:`pipeline.supervision`, the views
+:mod:`pipeline.web`. Hashing runs in a process pool, so the event loop stays free for heartbeats.
 
 Services beside the agent: the hash-list feed (every worker reads every list entry) and the
-alert delivery (its own consumer group, so a dead sink cannot stall screening). Each runs under
-:func:`supervise`: a failure is logged, counted and restarted with capped exponential backoff,
-and shows in /livez (503 once a service has been failing continuously for too long).
+alert delivery (its own consumer group, so a dead sink cannot stall screening), each supervised.
 """
 
 from __future__ import annotations
@@ -19,78 +17,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.agents import ScreeningAgent
+from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
-from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.matching import Matcher
-from pipeline.hashlist_feed import HashListFeed
+from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
-from pipeline.metrics import SERVICES, PipelineMetrics, consumer_lag
+from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.screening import Screener
+from pipeline.supervision import supervise
+from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
-
-
-class MatcherTarget:
-    """Applies hash-list operations to the matcher and keeps the index metrics current."""
-
-    def __init__(self, matcher: Matcher, metrics: PipelineMetrics) -> None:
-        self._matcher = matcher
-        self._metrics = metrics
-        self._known_lists: set[str] = set()
-
-    def apply(self, operations: list[Any]) -> None:
-        self._matcher.apply(operations)
-        lists = set(self._matcher.lists)
-        for name in lists - self._known_lists:
-            self._metrics.register_list(name)
-        self._known_lists |= lists
-        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
-
-
-async def supervise(
-    name: str,
-    run: Callable[[], Awaitable[None]],
-    *,
-    health: WorkerHealth,
-    metrics: PipelineMetrics,
-    backoff_max_seconds: float = 30.0,
-    backoff_base_seconds: float = 0.5,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Run a background service until it returns, restarting it whenever it raises.
-
-    The delay before a restart doubles with each failure since the service last reported itself
-    running (``health.service_running``), up to ``backoff_max_seconds``, with jitter. Each failure
-    is logged with its traceback, counted in ``screening_service_restarts_total{service}`` and
-    recorded in ``health`` (which /livez reports). Raises only CancelledError (worker shutdown).
-    """
-    health.register_service(name)
-    while True:
-        try:
-            await run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            state = health.service_failed(name, type(exc).__name__)
-            metrics.service_restarted(name)
-            delay = backoff_seconds(state.failures - 1, backoff_base_seconds, backoff_max_seconds)
-            log.error(
-                "%s failed (%s); restart %d in %.1fs",
-                name,
-                type(exc).__name__,
-                state.restarts,
-                delay,
-                exc_info=True,
-            )
-            await sleep(delay)
 
 
 def cap_faust_fetch_wait(max_wait_ms: int) -> None:
@@ -114,20 +54,11 @@ def cap_faust_fetch_wait(max_wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_capped  # type: ignore[method-assign]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    bootstrap_servers: str,
-    screener: Screener,
-    matcher: Matcher,
-    metrics: PipelineMetrics,
-    health: WorkerHealth,
-    sinks: list[AlertSink],
-) -> faust.App:
-    """Build the worker's Faust app around already-constructed collaborators."""
+def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    """The Faust app for these settings (nothing registered on it yet)."""
     if settings.fetch_max_wait_ms is not None:
         cap_faust_fetch_wait(settings.fetch_max_wait_ms)
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
         value_serializer="raw",
@@ -149,31 +80,42 @@ def create_app(
         datadir=settings.faust_data_dir,  # not the working directory (see Settings)
     )
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(
-            name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+
+def output_sender(app: faust.App, settings: Settings) -> Any:
+    """The ``send`` of :class:`OutputWriter`: one declared topic per output."""
+    topics = {
+        output: app.topic(name, key_type=bytes, value_type=bytes,
+                          partitions=settings.topic_partitions)
+        for output, name in (
+            ("verdicts", settings.topic_verdicts),
+            ("blocks", settings.topic_blocks),
+            ("alerts", settings.topic_alerts),
+            ("dead_letters", settings.topic_dead_letters),
         )
-
-    uploads = topic(settings.topic_uploads)
-    verdicts = topic(settings.topic_verdicts)
-    blocks = topic(settings.topic_blocks)
-    alerts = topic(settings.topic_alerts)
-    dead_letters = topic(settings.topic_dead_letters)
-
-    topics_by_output = {
-        "verdicts": verdicts,
-        "blocks": blocks,
-        "alerts": alerts,
-        "dead_letters": dead_letters,
-    }
+    }  # fmt: skip
 
     async def send(output: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
         # force: publish now and hand back the delivery future, never attach the record to the
         # current event (where it would be published only when that event is acked).
-        return await topics_by_output[output].send(key=key, value=value, force=True)
+        return await topics[output].send(key=key, value=value, force=True)
 
+    return send
+
+
+def create_app(
+    settings: Settings,
+    *,
+    bootstrap_servers: str,
+    screener: Screener,
+    matcher: Matcher,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+    sinks: list[AlertSink],
+) -> faust.App:
+    """Build the worker's Faust app around already-constructed collaborators."""
+    app = build_faust_app(settings, bootstrap_servers)
     writer = OutputWriter(
-        send,
+        output_sender(app, settings),
         metrics,
         worker_id=settings.worker_id,
         backoff_max_seconds=settings.emit_backoff_max_seconds,
@@ -187,7 +129,8 @@ def create_app(
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
     )
-    metrics.report_readiness(lambda: health.ready)
+    uploads = app.topic(settings.topic_uploads, key_type=bytes, value_type=bytes,
+                        partitions=settings.topic_partitions)  # fmt: skip
 
     @app.agent(uploads, name="screen-uploads")
     async def screen_uploads(stream: faust.StreamT[bytes]) -> None:
@@ -197,6 +140,38 @@ def create_app(
         log.info("screening uploads from %r", settings.topic_uploads)
         await agent.run(manual.events(), manual.ack)
 
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
+
+    add_services(app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def close_clients_at_shutdown() -> None:
+        """Waits for the worker to stop (Faust cancels its tasks), then closes HTTP pools."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await screener.close()
+            for sink in sinks:
+                await sink.close()
+
+    metrics.report_readiness(lambda: health.ready)
+    register_views(app, health, metrics)
+    return app
+
+
+def add_services(
+    app: faust.App,
+    settings: Settings,
+    bootstrap_servers: str,
+    matcher: Matcher,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+    sinks: list[AlertSink],
+    writer: OutputWriter,
+) -> None:
+    """Run the hash-list feed and the alert delivery as supervised Faust tasks."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -206,7 +181,6 @@ def create_app(
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),
     )
-
     delivery = AlertDeliveryService(
         bootstrap_servers=bootstrap_servers,
         topic=settings.topic_alerts,
@@ -221,71 +195,23 @@ def create_app(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         on_running=lambda: health.service_running("alert_delivery"),
     )
-    for service in SERVICES:
-        health.register_service(service)
+    runs = {"hashlist_feed": feed.run, "alert_delivery": delivery.run}  # = metrics.SERVICES
+    for name, run in runs.items():
+        health.register_service(name)
+        app.task(_supervised(name, run, settings, health, metrics))
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def run_hashlist_feed() -> None:
-        await supervise(
-            "hashlist_feed",
-            feed.run,
-            health=health,
-            metrics=metrics,
-            backoff_max_seconds=settings.service_backoff_max_seconds,
-        )
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def run_alert_delivery() -> None:
-        await supervise(
-            "alert_delivery",
-            delivery.run,
-            health=health,
-            metrics=metrics,
-            backoff_max_seconds=settings.service_backoff_max_seconds,
-        )
+def _supervised(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    settings: Settings,
+    health: WorkerHealth,
+    metrics: PipelineMetrics,
+) -> Callable[[], Awaitable[None]]:
+    # A Faust task that takes an argument is handed the app, so this takes none.
+    async def supervised() -> None:
+        await supervise(name, run, health=health, metrics=metrics,
+                        backoff_max_seconds=settings.service_backoff_max_seconds)  # fmt: skip
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def close_clients_at_shutdown() -> None:
-        """Waits for the worker to stop (Faust cancels its tasks), then closes HTTP pools."""
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await screener.close()
-            for sink in sinks:
-                await sink.close()
-
-    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
-    async def report_lag() -> None:
-        consumer = app.consumer
-        lags: dict[tuple[str, int], int] = {}
-        for tp in consumer.assignment():
-            if tp.topic != settings.topic_uploads:
-                continue
-            try:  # position() waits while the client resets an unknown offset: bound it
-                position = await asyncio.wait_for(consumer.position(tp), 2.0)
-            except (TimeoutError, KafkaError, AssertionError):
-                continue  # revoked or not fetched yet: no figure rather than a wrong one
-            lag = consumer_lag(consumer.highwater(tp), position)
-            if lag is not None:
-                lags[(tp.topic, tp.partition)] = lag
-        metrics.set_consumer_lag(lags)
-
-    @app.page("/livez")
-    class Livez(View):
-        async def get(self, request: Request) -> Response:
-            return self.json(health.report(), status=200 if health.live else 503)
-
-    @app.page("/readyz")
-    class Readyz(View):
-        async def get(self, request: Request) -> Response:
-            return self.json(health.report(), status=200 if health.ready else 503)
-
-    @app.page("/metrics")
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(
-                generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
-            )
-
-    app.pipeline_services = (feed, delivery)  # type: ignore[attr-defined]
-    return app
+    supervised.__name__ = supervised.__qualname__ = f"supervise_{name}"
+    return supervised

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.core.matching import Matcher
 from pipeline.core.matching import Operation as HashListOperation
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
+from pipeline.metrics import PipelineMetrics
 from pipeline.models import parse_hashlist_record
 
 log = logging.getLogger(__name__)
@@ -195,3 +197,20 @@ class HashListFeed:
                 exc,
             )
             return None
+
+
+class MatcherTarget:
+    """Applies hash-list operations to the matcher and keeps the index metrics current."""
+
+    def __init__(self, matcher: Matcher, metrics: PipelineMetrics) -> None:
+        self._matcher = matcher
+        self._metrics = metrics
+        self._known_lists: set[str] = set()
+
+    def apply(self, operations: list[Any]) -> None:
+        self._matcher.apply(operations)
+        lists = set(self._matcher.lists)
+        for name in lists - self._known_lists:
+            self._metrics.register_list(name)
+        self._known_lists |= lists
+        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)

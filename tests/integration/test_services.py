@@ -23,11 +23,10 @@ from pipeline.adapters.alerts import WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker, free_port
 from pipeline.adapters.topics import TopicSpec, ensure_topics
 from pipeline.alerting import AlertDeliveryService
-from pipeline.app import MatcherTarget, supervise
 from pipeline.core.hashlist import ListConfig
 from pipeline.core.matching import Matcher
 from pipeline.core.matching import Operation as HashListOperation
-from pipeline.hashlist_feed import HashListFeed
+from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
@@ -38,6 +37,7 @@ from pipeline.models import (
     entry_record,
     list_key,
 )
+from pipeline.supervision import supervise
 from tests.integration.harness import WebhookReceiver
 from tests.integration.lists import entries_for
 

@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
-from pipeline.app import supervise
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.supervision import supervise
 
 
 class Clock:
