@@ -16,11 +16,15 @@ class PipelineError(Exception):
 
     #: Short, bounded, machine-readable cause. Safe for metric labels; never holds user data.
     reason: str = "error"
+    #: How many times the failed work was tried before this error was given up on (dead
+    #: letters report it); whoever retries sets it when raising the last failure.
+    attempts: int = 1
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, attempts: int = 1) -> None:
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        self.attempts = attempts
 
 
 class RetryableError(PipelineError):

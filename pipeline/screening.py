@@ -12,7 +12,6 @@ produced carry hashes and references, never image bytes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -34,18 +33,23 @@ from pipeline.errors import PipelineError
 from pipeline.hashpool import HashJobResult, HashPool, HashWorkerCrashed
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
+    MAX_UPLOAD_ID_CHARS,
     AlertRecord,
     BlockRecord,
     DeadLetter,
     ImageFacts,
     InlineContent,
+    JsonObject,
     PathContent,
     SourceRef,
     Stage,
     UploadEvent,
     UrlContent,
     Verdict,
+    load_json_noting_repeats,
     metadata_problem,
+    repeated_key,
+    stand_in_upload_id,
 )
 from pipeline.verdicts import alert_records, block_record, error_verdict, screened_verdict
 
@@ -93,13 +97,36 @@ def refuse_unusable_path(content: InlineContent | UrlContent | PathContent) -> N
 
 #: Known content kinds (anything else is recorded as None: an unknown "kind" may be content).
 _CONTENT_KINDS = frozenset({"inline", "url", "path"})
-#: Text fields an invalid event's dead letter keeps, with their length caps.
-_KEPT_TEXT_FIELDS = {"upload_id": 256, "content_type": 255, "uploader_id": 256, "received_at": 64}
+#: Text fields an invalid event's dead letter keeps, with the schema's length caps.
+_KEPT_TEXT_FIELDS = {
+    "upload_id": MAX_UPLOAD_ID_CHARS,
+    "content_type": 255,
+    "uploader_id": 256,
+    "received_at": 64,
+}
 #: Field names recorded as they are; any other name (a key could itself be base64) is only
 #: counted, never written.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_OMITTED_FIELD_NAMES = 32
 MAX_PATH_CHARS = 4096
+
+
+def _is_text(value: object, max_chars: int | None = None) -> bool:
+    """Whether ``value`` is a string a record can carry as it is: at most ``max_chars`` long
+    (a longer one is named, never cut) and valid Unicode (``json.loads`` lets a lone surrogate
+    through; serialising it would fail only when the record is emitted)."""
+    if not isinstance(value, str) or (max_chars is not None and len(value) > max_chars):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _repeated(raw: dict[str, Any]) -> frozenset[str]:
+    """Keys given more than once in ``raw``: ambiguous, so named and never used."""
+    return raw.repeated if isinstance(raw, JsonObject) else frozenset()
 
 
 def _with_omitted(kept: dict[str, Any], omitted: list[str]) -> dict[str, Any]:
@@ -116,21 +143,19 @@ def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
     (redacted) of a ``url``, the path of a ``path``. Inline data is content and is dropped; any
     other field (a ``path`` on inline content, say) is named, never copied: it is not a
     reference of this kind, so nothing says it is not content."""
+    repeated = _repeated(content)
     kind = content.get("kind")
-    kind = kind if kind in _CONTENT_KINDS else None
+    kind = kind if kind in _CONTENT_KINDS and "kind" not in repeated else None
     kept: dict[str, Any] = {"kind": kind}
     omitted: list[str] = []
     for key, value in content.items():
-        if key == "kind" or (key == "data_base64" and kind == "inline"):
+        if key in repeated:
+            omitted.append(key)
+        elif key == "kind" or (key == "data_base64" and kind == "inline"):
             continue
-        if key == "url" and kind == "url" and isinstance(value, str):
+        elif key == "url" and kind == "url" and _is_text(value):
             kept["url"] = redact(value)
-        elif (
-            key == "path"
-            and kind == "path"
-            and isinstance(value, str)
-            and len(value) <= MAX_PATH_CHARS
-        ):
+        elif key == "path" and kind == "path" and _is_text(value, MAX_PATH_CHARS):
             kept["path"] = value
         else:
             omitted.append(key)
@@ -153,24 +178,60 @@ def invalid_event_reference(raw: dict[str, Any]) -> dict[str, Any]:
 
     Nothing about such an event can be trusted, and content can sit in any field (a string
     ``content``, an extra ``data`` key), so this is an allowlist: known fields of the expected
-    type with capped lengths, the content's kind and reference, metadata only when it is within
-    the caps, and for everything else only the field's name (if it is a plain name) and a count.
+    type within their length caps, the content's kind and reference, metadata only when it is
+    within the caps, and for everything else (a key given twice included) only the field's
+    name (if it is a plain name) and a count. Nothing is cut: a cut id names another upload.
     """
+    repeated = _repeated(raw)
     kept: dict[str, Any] = {}
     omitted: list[str] = []
     for key, value in raw.items():
-        cap = _KEPT_TEXT_FIELDS.get(key)
-        if cap is not None and isinstance(value, str):
-            kept[key] = value[:cap]
-        elif key == "schema_version" and type(value) is int and 0 <= value < 1000:
-            kept[key] = value
+        if key in repeated:
+            omitted.append(key)
         elif key == "content" and isinstance(value, dict):
             kept[key] = _content_reference(value)
-        elif key == "metadata" and metadata_problem(value) is None:
+        elif _kept_as_is(key, value):
             kept[key] = value
         else:
             omitted.append(key)
     return _with_omitted(kept, omitted)
+
+
+def _kept_as_is(key: str, value: object) -> bool:
+    """Whether an invalid event's top-level field is one a dead letter may copy: a known text
+    field within its cap, a plausible schema version, or metadata within its caps."""
+    cap = _KEPT_TEXT_FIELDS.get(key)
+    if cap is not None:
+        return _is_text(value, cap)
+    if key == "schema_version":
+        return type(value) is int and 0 <= value < 1000
+    return key == "metadata" and metadata_problem(value) is None
+
+
+def body_upload_id(raw: dict[str, Any]) -> str | None:
+    """The id an invalid event's outputs are keyed by, from its body; None if it names none
+    (no ``upload_id``, not a string, empty, or given twice: which one would count?). An id the
+    records cannot carry as it is (over MAX_UPLOAD_ID_CHARS, or not valid Unicode) is replaced
+    by its :func:`stand_in_upload_id`, never cut. Pure."""
+    upload_id = raw.get("upload_id")
+    if not isinstance(upload_id, str) or not upload_id or "upload_id" in _repeated(raw):
+        return None
+    if _is_text(upload_id, MAX_UPLOAD_ID_CHARS):
+        return upload_id
+    return stand_in_upload_id(upload_id.encode("utf-8", "surrogatepass"))
+
+
+def key_upload_id(key: bytes | None, source: SourceRef) -> str:
+    """The id an upload's outputs are keyed by when its body names none: the record's key
+    (or its stand-in when longer than MAX_UPLOAD_ID_CHARS or not UTF-8, never cut), else its
+    place in the topic. Pure."""
+    if not key:
+        return f"{source.topic}-{source.partition}-{source.offset}"
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        return stand_in_upload_id(key)
+    return text if len(text) <= MAX_UPLOAD_ID_CHARS else stand_in_upload_id(key)
 
 
 def validation_summary(exc: ValidationError) -> str:
@@ -234,14 +295,8 @@ class Screener:
                 progress.stage,
             )
             event = progress.event
-            if event is not None:
-                upload_id = event.upload_id
-            else:
-                upload_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(
-                    source
-                )
             return self._failure(
-                upload_id,
+                event.upload_id if event is not None else key_upload_id(key, source),
                 progress.stage,
                 INTERNAL_ERROR,
                 f"internal error: {type(exc).__name__}",
@@ -253,18 +308,18 @@ class Screener:
         finally:
             self._metrics.in_flight.dec()
 
-    @staticmethod
-    def _fallback_id(source: SourceRef) -> str:
-        return f"{source.topic}-{source.partition}-{source.offset}"
-
     async def _screen(
         self, value: bytes | None, key: bytes | None, source: SourceRef, progress: _Progress
     ) -> ScreeningOutcome:
-        key_id = (key or b"").decode("utf-8", "replace")[:256] or self._fallback_id(source)
         try:
             event = UploadEvent.model_validate_json(value or b"")
         except ValidationError as exc:
-            return self._invalid(key_id, value, source, exc)
+            return self._invalid(key, value, source, validation_summary(exc))
+        repeated = repeated_key(value or b"")
+        if repeated is not None:
+            name = repeated if _PLAIN_NAME.match(repeated) else "<key>"
+            problem = f"key {name} occurs twice in one object (which value counts is ambiguous)"
+            return self._invalid(key, value, source, problem)
         progress.event, progress.stage = event, Stage.FETCH
         timings: dict[Stage, float] = {}
         received_at = event.received_at
@@ -275,7 +330,7 @@ class Screener:
             data, attempts = await self._fetch(event)
         except PipelineError as exc:
             timings[Stage.FETCH] = time.perf_counter() - started
-            attempts = getattr(exc, "attempts", 1)
+            attempts = exc.attempts
             return self._failure(
                 event.upload_id,
                 Stage.FETCH,
@@ -311,7 +366,7 @@ class Screener:
                 exc.reason,
                 str(exc),
                 source=source,
-                attempts=getattr(exc, "attempts", 1),
+                attempts=exc.attempts,
                 event=event,
                 stage_seconds=timings,
             )
@@ -359,7 +414,7 @@ class Screener:
                         return await self._fetcher.fetch(event.content), attempt
                     except FetchFailed as exc:
                         if attempt == attempts:
-                            exc.attempts = attempt  # type: ignore[attr-defined]
+                            exc.attempts = attempt
                             raise
                         delay = backoff_seconds(
                             attempt - 1,
@@ -376,13 +431,12 @@ class Screener:
                         )
                         await self._sleep(delay)
         except TimeoutError:
-            error = FetchFailed(
+            raise FetchFailed(
                 f"fetch deadline of {self._settings.fetch_deadline_seconds:g}s passed "
                 f"during attempt {attempt} {self._where(event)}".rstrip(),
                 reason="timeout",
-            )
-            error.attempts = attempt  # type: ignore[attr-defined]
-            raise error from None
+                attempts=attempt,
+            ) from None
 
     @staticmethod
     def _where(event: UploadEvent) -> str:
@@ -397,7 +451,7 @@ class Screener:
         """Hash in the pool. A crash is retried once: when a process dies, or the pool is
         rebuilt because another image timed out, every job running in it fails with it, most
         of them innocent. A timeout is not retried (the image itself ran too long). The
-        attempts made ride on the raised error as ``attempts``."""
+        attempts made are the raised error's ``attempts``."""
         algorithms = self.algorithms()
         self._metrics.pool_queue.inc()
         try:
@@ -408,31 +462,32 @@ class Screener:
             try:
                 return await self._pool.run(data, self._limits, algorithms)
             except PipelineError as exc:
-                exc.attempts = 2  # type: ignore[attr-defined]
+                exc.attempts = 2
                 raise
         finally:
             self._metrics.pool_queue.dec()
 
     def _invalid(
-        self, upload_id: str, value: bytes | None, source: SourceRef, exc: ValidationError
+        self, key: bytes | None, value: bytes | None, source: SourceRef, problem: str
     ) -> ScreeningOutcome:
+        """The outcome of an event refused at parse: ``problem`` says why, unless it is not
+        JSON at all. Keyed by the id its body names, else by its record key."""
         raw: Any = None
         try:
-            raw = json.loads(value or b"")
+            raw = load_json_noting_repeats(value or b"")
         except RecursionError:
             # Deeper than Python's parser goes, so pydantic's lower nesting limit is what
             # refused it (a syntax error before that depth would have stopped both parsers).
             reason = "invalid_event"
             message = f"JSON nested too deeply to parse ({len(value or b'')} bytes)"
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:
             reason, message = "invalid_json", f"not JSON ({len(value or b'')} bytes)"
         else:
-            reason, message = "invalid_event", validation_summary(exc)
-        if isinstance(raw, dict) and isinstance(raw.get("upload_id"), str) and raw["upload_id"]:
-            upload_id = raw["upload_id"][:256]
+            reason, message = "invalid_event", problem
+        upload_id = body_upload_id(raw) if isinstance(raw, dict) else None
         event = invalid_event_reference(raw) if isinstance(raw, dict) else None
         return self._failure(
-            upload_id,
+            upload_id or key_upload_id(key, source),
             Stage.PARSE,
             reason,
             message,
