@@ -5,6 +5,10 @@ their entry files, resolved relative to the manifest) or a bare entry file (CSV 
 whose lists get :class:`~pipeline.core.hashlist.ListConfig` defaults. Entry files are streamed
 line by line into the core's parser (:mod:`pipeline.core.hashlist`), which owns parsing and
 validation; a caller may watch progress by bytes read (the offline CLI draws a bar from it).
+
+An entry file that yields no entry at all (empty, a wrong header, rows naming no list) is an
+error naming the file, not an empty list: screening against it would allow everything, as if
+the uploads had been checked. Errors name the file (and, for invalid manifest JSON, the line).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from pipeline.core.hashlist import (
     HashListEntry,
     LineError,
     ListConfig,
+    ManifestError,
+    ManifestList,
+    ParseResult,
     parse_entries,
     parse_manifest,
 )
@@ -41,6 +48,8 @@ class LoadedLists:
     configs: dict[str, ListConfig] = field(default_factory=dict)
     entries: list[HashListEntry] = field(default_factory=list)
     errors: dict[str, list[LineError]] = field(default_factory=dict)
+    #: Entry files that yielded no entry (kept only under ``allow_empty``; otherwise an error).
+    empty_files: list[Path] = field(default_factory=list)
 
     @property
     def error_count(self) -> int:
@@ -57,22 +66,59 @@ def _read(path: Path) -> str:
 
 
 def load_paths(
-    paths: list[Path], default_list: str | None = None, *, progress: Progress | None = None
+    paths: list[Path],
+    default_list: str | None = None,
+    *,
+    progress: Progress | None = None,
+    allow_empty: bool = False,
 ) -> LoadedLists:
-    """Load manifests and entry files. Raises InputRejected for unreadable files or a bad
-    manifest; bad lines inside entry files are collected, not raised."""
+    """Load manifests and entry files; bad lines inside entry files are collected, not raised.
+
+    Raises InputRejected, naming the file, for an unreadable file, a bad manifest (with the
+    line for invalid JSON) and, unless ``allow_empty`` (which lists them in ``empty_files``
+    instead), an entry file that yields no entry (reason ``empty_list``). A manifest's entry
+    files belong to its list: rows naming another list are bad lines (``list_mismatch``)."""
     loaded = LoadedLists()
     for path in paths:
         if path.suffix.lower() == ".json":
-            for item in parse_manifest(_read(path)):
+            for item in _manifest(path):
                 loaded.configs[item.config.name] = item.config
                 for name in item.files:
-                    _load_entries(path.parent / name, item.config.name, loaded, progress)
+                    try:
+                        _load_entries(
+                            path.parent / name,
+                            loaded,
+                            progress,
+                            allow_empty,
+                            only_list=item.config.name,
+                        )
+                    except InputRejected as exc:
+                        raise InputRejected(f"{path}: {exc}", reason=exc.reason) from None
         else:
-            _load_entries(path, default_list, loaded, progress)
+            _load_entries(path, loaded, progress, allow_empty, default_list=default_list)
     for entry in loaded.entries:
         loaded.configs.setdefault(entry.list_name, ListConfig(name=entry.list_name))
     return loaded
+
+
+def _manifest(path: Path) -> tuple[ManifestList, ...]:
+    try:
+        return parse_manifest(_read(path))
+    except ManifestError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else str(path)
+        raise InputRejected(f"{where}: {exc}", reason=exc.reason) from None
+    except InputRejected as exc:  # a bad policy value; its message names the list
+        raise InputRejected(f"{path}: {exc}", reason=exc.reason) from None
+
+
+def _nothing_loaded(path: Path, result: ParseResult) -> str:
+    if not result.errors:
+        return f"{path}: no entries: the file has no entry rows"
+    first = result.errors[0]
+    return (
+        f"{path}: no entries loaded; {len(result.errors):,} bad line(s), the first: "
+        f"line {first.line}: {first.reason}: {first.message}"
+    )
 
 
 def _counted(lines: TextIO, advance: Callable[[int], None]) -> Iterator[str]:
@@ -87,7 +133,13 @@ def _counted(lines: TextIO, advance: Callable[[int], None]) -> Iterator[str]:
 
 
 def _load_entries(
-    path: Path, default_list: str | None, loaded: LoadedLists, progress: Progress | None
+    path: Path,
+    loaded: LoadedLists,
+    progress: Progress | None,
+    allow_empty: bool,
+    *,
+    default_list: str | None = None,
+    only_list: str | None = None,
 ) -> None:
     try:
         # newline="": csv needs the line endings as written (quoted fields may hold newlines).
@@ -97,11 +149,15 @@ def _load_entries(
             if progress is not None:
                 advance = stack.enter_context(progress(path, path.stat().st_size))
                 lines = _counted(handle, advance)
-            result = parse_entries(lines, path.name, default_list)
+            result = parse_entries(lines, path.name, default_list, only_list=only_list)
     except OSError as exc:
         raise InputRejected(f"cannot read {path}: {exc.strerror}", reason="unreadable") from None
     except UnicodeDecodeError:
         raise InputRejected(f"{path} is not UTF-8 text", reason="unreadable") from None
+    if not result.entries:
+        if not allow_empty:
+            raise InputRejected(_nothing_loaded(path, result), reason="empty_list")
+        loaded.empty_files.append(path)
     loaded.entries.extend(result.entries)
     if result.errors:
         loaded.errors.setdefault(str(path), []).extend(result.errors)

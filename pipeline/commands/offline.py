@@ -15,7 +15,9 @@ go to stderr, only when it is a terminal and only once the work has taken half a
 
 Exit codes: ``hash`` 0 all hashed, 1 some file refused; ``match`` 0 nothing matched, 1 something
 matched (block or review), 3 nothing matched but some file could not be screened;
-``hashlist validate`` 0 clean, 1 bad lines found; 2 for usage, unreadable lists or bad settings.
+``hashlist validate`` 0 clean, 1 bad lines or a file with no entries found; 2 for usage,
+unreadable lists, lists that load no entries (``match`` must not answer "allow" for a list it
+could not load) or bad settings.
 """
 
 from __future__ import annotations
@@ -275,11 +277,23 @@ def cmd_hash(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_matcher(paths: list[Path], settings: Settings, quiet: bool) -> Matcher:
-    """A matcher loaded from list files; bad lines are reported on stderr and skipped."""
+    """A matcher loaded from list files; bad lines are reported on stderr and skipped.
+
+    Raises InputRejected (reason ``empty_list``) for a list that has no entries: an entry file
+    that loads none (see :func:`~pipeline.adapters.listfiles.load_paths`), or a manifest list
+    naming no entry files. Such a list can match nothing, so every upload would be allowed."""
     from pipeline.adapters.listfiles import load_paths
 
     show = _show_progress(quiet)
     loaded = load_paths(paths, progress=_file_bars(show))
+    with_entries = {entry.list_name for entry in loaded.entries}
+    entryless = sorted(set(loaded.configs) - with_entries)
+    if entryless:
+        raise InputRejected(
+            f"list(s) {', '.join(map(repr, entryless))} have no entries: their manifest names "
+            "no entry files",
+            reason="empty_list",
+        )
     for name, errors in loaded.errors.items():
         for error in errors[:20]:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
@@ -346,15 +360,21 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.adapters.listfiles import load_paths
 
     del settings
-    loaded = load_paths(args.paths, progress=_file_bars(_show_progress(args.quiet)))
+    # Every bad line is the point here, so a file with no good one is reported, not raised.
+    loaded = load_paths(
+        args.paths, progress=_file_bars(_show_progress(args.quiet)), allow_empty=True
+    )
     for name, errors in loaded.errors.items():
         for error in errors:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
+    for path in loaded.empty_files:
+        print(f"{path}: empty_list: no entries loaded", file=sys.stderr)
+    empty = f"; {len(loaded.empty_files)} file(s) with no entries" if loaded.empty_files else ""
     print(
         f"{len(loaded.entries):,} valid entries in {len(loaded.configs)} list(s); "
-        f"{loaded.error_count:,} bad line(s)"
+        f"{loaded.error_count:,} bad line(s){empty}"
     )
-    return 1 if loaded.error_count else 0
+    return 1 if loaded.error_count or loaded.empty_files else 0
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:

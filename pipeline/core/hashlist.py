@@ -8,7 +8,8 @@ thresholds at all: entries of that algorithm on the list match at the default ra
 never. Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
 integers): a typo is a reported error, never a silently different policy. Parsers take text
 and return every good entry plus every bad line with its line number and reason: one bad line
-never stops a load.
+never stops a load. A file a manifest loads into a list belongs to that list: a row naming
+another is a bad line (``list_mismatch``), not an entry of a list the manifest gives no policy.
 Formats: CSV with a header ``list,entry_id,algorithm,hash,category,source,note``, JSON Lines
 with the same field names, and a JSON manifest naming lists, their policy and their files.
 
@@ -175,11 +176,26 @@ class ParseResult:
     errors: tuple[LineError, ...]
 
 
-def entry_from_fields(fields: Mapping[str, Any], default_list: str | None = None) -> HashListEntry:
-    """Build one normalised entry from a row's fields; raises InputRejected with a reason."""
-    list_name = str(fields.get("list") or default_list or "").strip()
+def entry_from_fields(
+    fields: Mapping[str, Any], default_list: str | None = None, *, only_list: str | None = None
+) -> HashListEntry:
+    """Build one normalised entry from a row's fields; raises InputRejected with a reason.
+
+    A row that names no list gets ``only_list``, else ``default_list``. ``only_list`` is the
+    list a manifest loads the file into: a row naming another list is refused (reason
+    ``list_mismatch``), since loading it under its own name would silently split the file off
+    into a list the manifest gives no policy."""
+    named = str(fields.get("list") or "").strip()
+    if only_list is not None and named not in ("", only_list):
+        raise InputRejected(
+            f"row names list {named!r} but the manifest loads this file as list {only_list!r}",
+            reason="list_mismatch",
+        )
+    list_name = named or only_list or default_list or ""
+    if not list_name:
+        raise InputRejected("the row names no list (no `list` value or column)", reason="bad_list")
     if not NAME_PATTERN.match(list_name):
-        raise InputRejected(f"invalid or missing list name {list_name!r}", reason="bad_list")
+        raise InputRejected(f"invalid list name {list_name!r}", reason="bad_list")
     entry_id = str(fields.get("entry_id") or "").strip()
     if not entry_id or len(entry_id) > 256:
         raise InputRejected("entry_id is missing or longer than 256", reason="bad_entry_id")
@@ -208,7 +224,9 @@ def entry_from_fields(fields: Mapping[str, Any], default_list: str | None = None
 
 
 def _collect(
-    rows: Iterable[tuple[int, Mapping[str, Any] | None, str | None]], default_list: str | None
+    rows: Iterable[tuple[int, Mapping[str, Any] | None, str | None]],
+    default_list: str | None,
+    only_list: str | None,
 ) -> ParseResult:
     entries: list[HashListEntry] = []
     errors: list[LineError] = []
@@ -218,7 +236,7 @@ def _collect(
             errors.append(LineError(line, "bad_line", problem or "unreadable line"))
             continue
         try:
-            entry = entry_from_fields(fields, default_list)
+            entry = entry_from_fields(fields, default_list, only_list=only_list)
         except InputRejected as exc:
             errors.append(LineError(line, exc.reason, str(exc)))
             continue
@@ -257,9 +275,12 @@ def _csv_rows(source: Source) -> Iterator[tuple[int, Mapping[str, Any] | None, s
         yield (reader.line_num, row, None)
 
 
-def parse_csv(source: Source, default_list: str | None = None) -> ParseResult:
-    """Entries from CSV with a header row (column ``list`` may be left to default_list)."""
-    return _collect(_csv_rows(source), default_list)
+def parse_csv(
+    source: Source, default_list: str | None = None, *, only_list: str | None = None
+) -> ParseResult:
+    """Entries from CSV with a header row (column ``list`` may be left out: see
+    :func:`entry_from_fields` for ``default_list`` and ``only_list``)."""
+    return _collect(_csv_rows(source), default_list, only_list)
 
 
 def _jsonl_rows(source: Source) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
@@ -279,19 +300,34 @@ def _jsonl_rows(source: Source) -> Iterator[tuple[int, Mapping[str, Any] | None,
         yield (number, value, None)
 
 
-def parse_jsonl(source: Source, default_list: str | None = None) -> ParseResult:
+def parse_jsonl(
+    source: Source, default_list: str | None = None, *, only_list: str | None = None
+) -> ParseResult:
     """Entries from JSON Lines (one object per line, the CSV's field names)."""
-    return _collect(_jsonl_rows(source), default_list)
+    return _collect(_jsonl_rows(source), default_list, only_list)
 
 
-def parse_entries(source: Source, name: str, default_list: str | None = None) -> ParseResult:
+def parse_entries(
+    source: Source, name: str, default_list: str | None = None, *, only_list: str | None = None
+) -> ParseResult:
     """Parse by file name: ``.jsonl``/``.ndjson`` as JSON Lines, anything else as CSV.
 
     ``source`` is the text or an iterable of its lines (line endings kept), e.g. an open file.
     """
     if name.lower().endswith((".jsonl", ".ndjson")):
-        return parse_jsonl(source, default_list)
-    return parse_csv(source, default_list)
+        return parse_jsonl(source, default_list, only_list=only_list)
+    return parse_csv(source, default_list, only_list=only_list)
+
+
+class ManifestError(InputRejected):
+    """A manifest that cannot be used. ``line`` (1-based) is where the fault is, when the
+    document has one to give (invalid JSON), so the caller can name the file and the line."""
+
+    reason = "bad_manifest"
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,32 +344,32 @@ MANIFEST_FIELDS = frozenset({"name", "kind", "action", "thresholds", "enabled", 
 
 def parse_manifest(text: str) -> tuple[ManifestList, ...]:
     """Lists from a manifest: ``{"lists": [{"name", "kind", "action", "thresholds",
-    "enabled", "version", "files": [...]}]}``. Raises InputRejected: reason ``bad_manifest``
-    for a malformed document or an unknown field (a misspelt ``thresholds`` would otherwise
-    leave the defaults in force), ``bad_list`` for a bad policy value."""
+    "enabled", "version", "files": [...]}]}``. Raises :class:`ManifestError` (reason
+    ``bad_manifest``, with the line for invalid JSON) for a malformed document or an unknown
+    field (a misspelt ``thresholds`` would otherwise leave the defaults in force), and
+    InputRejected (reason ``bad_list``) for a bad policy value."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputRejected(f"manifest is not JSON: {exc.msg}", reason="bad_manifest") from None
+        raise ManifestError(
+            f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
+        ) from None
     lists = document.get("lists") if isinstance(document, dict) else None
     if not isinstance(lists, list) or not lists:
-        raise InputRejected("manifest needs a non-empty 'lists' array", reason="bad_manifest")
+        raise ManifestError("manifest needs a non-empty 'lists' array")
     out: list[ManifestList] = []
-    for item in lists:
+    for position, item in enumerate(lists):
         if not isinstance(item, dict) or not isinstance(item.get("files", []), list):
-            raise InputRejected("each list must be an object with 'files'", reason="bad_manifest")
+            raise ManifestError(f"lists[{position}] must be an object whose 'files' is an array")
         unknown = sorted(set(item) - MANIFEST_FIELDS)
         if unknown:
-            raise InputRejected(
+            raise ManifestError(
                 f"list {item.get('name')!r}: unknown field(s) {unknown}; "
-                f"known: {sorted(MANIFEST_FIELDS)}",
-                reason="bad_manifest",
+                f"known: {sorted(MANIFEST_FIELDS)}"
             )
         thresholds = item.get("thresholds")
         if thresholds is not None and not isinstance(thresholds, dict):
-            raise InputRejected(
-                f"list {item.get('name')!r}: thresholds must be an object", reason="bad_manifest"
-            )
+            raise ManifestError(f"list {item.get('name')!r}: thresholds must be an object")
         config = ListConfig.create(
             str(item.get("name", "")),
             kind=item.get("kind", ListKind.DENY),

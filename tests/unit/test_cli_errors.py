@@ -1,49 +1,34 @@
 """A user's mistake is one line on stderr and exit 2; a misspelt setting is warned about.
 
-Runs the real entry point (:func:`pipeline.cli.main`) in this process, with the environment
-set per test, so each case costs milliseconds rather than an interpreter start.
+Runs the real entry point in this process (tests/clirun.py), with the environment set per test.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline import cli
 from pipeline.commands.arguments import threshold
-from pipeline.config import ENV_PREFIX, unknown_setting_variables
+from pipeline.config import unknown_setting_variables
 from pipeline.core.types import Algorithm
+from tests import clirun
+from tests.clirun import isolated_cli  # noqa: F401 - a fixture
 from tests.imagegen import encode, synthetic_image
 
 HEADER = "list,entry_id,algorithm,hash,category,source,note\n"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment_and_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No PIPELINE_* variable from outside; the root logger as it was after each run (the CLI
-    points it at the stderr pytest captured for that test)."""
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Exit code and stderr of ``pipeline ARGS`` (argparse's exit included)."""
-    try:
-        code = cli.main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    return code, capsys.readouterr().err
+    """Exit code and stderr of ``pipeline ARGS``."""
+    code, _, stderr = clirun.run_cli(capsys, *args)
+    return code, stderr
 
 
 @pytest.fixture

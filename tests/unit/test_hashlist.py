@@ -13,6 +13,7 @@ from pipeline.core.hashlist import (
     ListAction,
     ListConfig,
     ListKind,
+    ManifestError,
     parse_csv,
     parse_entries,
     parse_jsonl,
@@ -60,6 +61,26 @@ def test_default_list_fills_a_missing_list_column() -> None:
     result = parse_csv("entry_id,algorithm,hash,category\nx,md5," + MD5 + ",ncii\n", "stopncii")
     assert result.entries[0].list_name == "stopncii"
     assert result.entries[0].category is Category.NCII
+
+
+def test_a_manifest_file_belongs_to_its_list_rows_naming_another_are_refused() -> None:
+    text = HEADER + "\n".join(
+        [
+            f"eokm,e1,md5,{MD5},csam,EOKM,",  # line 2: its own list
+            f",e2,md5,{MD5},csam,EOKM,",  # 3: names none: the manifest's
+            f"ncmec,e3,md5,{MD5},csam,NCMEC,",  # 4: another list: not split off
+        ]
+    )
+    result = parse_csv(text, only_list="eokm")
+    assert [(e.list_name, e.entry_id) for e in result.entries] == [("eokm", "e1"), ("eokm", "e2")]
+    assert [(e.line, e.reason) for e in result.errors] == [(4, "list_mismatch")]
+    assert "'ncmec'" in result.errors[0].message
+
+
+def test_invalid_manifest_json_carries_its_line() -> None:
+    with pytest.raises(ManifestError, match=r"invalid JSON: .* \(column 12\)") as caught:
+        parse_manifest('{"lists": [\n  {"name": "x",\n   "files" []}]}')
+    assert (caught.value.line, caught.value.reason) == (3, "bad_manifest")
 
 
 def test_csv_without_the_required_header_is_one_clear_error() -> None:
