@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ ALERT_LOG = REPO / "deploy" / "alertmanager" / "alert_log.py"
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 CONSTRAINTS = REPO / "deploy" / "constraints.txt"
-PROJECT = "upload-screening-pipeline"
 
 #: Grafana variables replaced so an expression can be sent to Prometheus as is.
 GRAFANA_SUBSTITUTIONS = {"$__rate_interval": "1m", "$instance": ".*", "$list": ".*"}
@@ -77,24 +77,26 @@ def compose_services() -> dict[str, Any]:
 
 
 def runtime_dependencies() -> dict[str, tuple[str, list[Requirement]]]:
-    """Every package the project needs at run time (extras left out), found by walking the
-    installed metadata: canonical name -> (installed version, the requirements naming it)."""
+    """Every package the project needs at run time (extras left out): canonical name ->
+    (installed version, the requirements naming it). The project's own requirements come from
+    pyproject.toml (an editable install's metadata is stale until reinstalled), theirs from the
+    installed metadata."""
     found: dict[str, tuple[str, list[Requirement]]] = {}
-    pending = [PROJECT]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pending = [Requirement(line) for line in project["dependencies"]]
     while pending:
-        for line in distribution(pending.pop()).requires or []:
-            requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-                continue  # an extra's requirement, or one for another platform or Python
-            name = canonicalize_name(requirement.name)
-            if name not in found:
-                try:
-                    version = distribution(requirement.name).version
-                except PackageNotFoundError:
-                    raise AssertionError(f"{requirement} is not installed") from None
-                found[name] = (version, [])
-                pending.append(requirement.name)
-            found[name][1].append(requirement)
+        requirement = pending.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's requirement, or one for another platform or Python
+        name = canonicalize_name(requirement.name)
+        if name not in found:
+            try:
+                installed = distribution(requirement.name)
+            except PackageNotFoundError:
+                raise AssertionError(f"{requirement} is not installed") from None
+            found[name] = (installed.version, [])
+            pending += [Requirement(line) for line in installed.requires or []]
+        found[name][1].append(requirement)
     return found
 
 
