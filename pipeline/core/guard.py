@@ -3,9 +3,11 @@
 Owns the refusal rules: every way an upload can be unfit to hash ends as an
 :class:`ImageRejected` with a bounded :class:`GuardReason` (safe for metric labels and dead
 letters), never as a crash, a hang or unbounded memory. Checks run cheapest first: byte cap,
-then the container header (format allowlist, declared pixel count, frame count), and only then
-the decode, which for JPEG happens at a reduced DCT scale (``draft``), so memory and time are
-bounded by the header checks before any pixel is produced.
+then the container header (format allowlist, declared pixel count, frame count), then what the
+decode will produce (bytes with bit depth included, whether the file holds the data its header
+declares, compression ratio), and only then the decode, which for JPEG happens at a reduced DCT
+scale (``draft``), so memory and time are bounded by the header checks before any pixel is
+produced.
 
 When a decoder gives up, the leading bytes name the format the upload claims to be: a format
 off the allowlist is ``format_not_allowed``; an allowed one whose own header declares more
@@ -20,9 +22,10 @@ import enum
 import io
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageMode, UnidentifiedImageError
 
 from pipeline.errors import InputRejected
 
@@ -36,6 +39,25 @@ SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BM
 #: Beyond this many decoded pixels per compressed byte a too-large image is called a bomb:
 #: real photos compress ~3-20 bytes of pixels per byte, bombs by thousands.
 _BOMB_PIXELS_PER_BYTE = 1000
+
+#: Deflate's highest possible compression ratio: one 258-byte match coded in two bits (a
+#: one-symbol length code and a one-symbol distance code). A PNG whose image data would need
+#: more than this to inflate to the size its header declares cannot hold that image.
+_DEFLATE_MAX_RATIO = 1032
+
+#: PNG colour type -> samples per pixel (IHDR, PNG specification section 11.2.2).
+_PNG_SAMPLES_PER_PIXEL: dict[int, int] = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+#: JPEG frame markers whose scans are Huffman-coded (baseline, extended, progressive, lossless).
+#: Every 8x8 block costs those at least one bit (its DC difference code in the first scan that
+#: covers it). Arithmetic-coded frames can code a flat block in a fraction of a bit, so no
+#: lower bound is applied to them.
+_JPEG_HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3})
+#: Markers in the SOF range that are not frames: DHT, JPG (reserved), DAC.
+_JPEG_NOT_FRAMES = frozenset({0xC4, 0xC8, 0xCC})
+
+#: Bytes a pixel of libwebp's decoding canvas (RGBA or RGBX, whatever the file holds).
+_WEBP_CANVAS_BYTES_PER_PIXEL = 4
 
 #: EXIF orientation tag value -> the transpose that makes the image upright.
 _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
@@ -99,13 +121,29 @@ class ImageRejected(InputRejected):
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
-    """Limits applied to one upload. Sizes in bytes and pixels; draft_size in pixels a side."""
+    """Limits applied to one upload. Sizes in bytes and pixels; draft_size in pixels a side.
+
+    Decoded bytes are what the decode Pillow is set up for produces: width x height x bytes
+    per pixel, bit depth included (8-bit RGB: 3, 16-bit RGBA PNG: 8, WebP: 4, libwebp's
+    canvas); for a JPEG, the grayscale picture of its reduced (draft) decode. The
+    ``max_decoded_bytes`` default bounds memory and inflate work whatever the pixel count: it
+    admits every 8-bit image within the default pixel cap (64 MP x 4 bytes) and 16-bit PNGs up
+    to ~44 MP RGB. The compression ratio (decoded bytes / file bytes) is capped only above
+    ``ratio_exempt_decoded_bytes``, because below it a decode costs no more than an ordinary
+    16 MP RGBA image whatever the ratio, and ordinary images reach any ratio there: blank or
+    sparse screenshots up to 5K RGBA measured 600-900:1 as PNG and over 1000:1 as lossless
+    WebP. Above it, screenshots with content measured under 370:1 even at 8K, while a deflate
+    bomb sits at ~1030:1, deflate's ceiling.
+    """
 
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 64_000_000
     max_frames: int = 1000
     allowed_formats: frozenset[str] = SUPPORTED_FORMATS
     draft_size: int = 128
+    max_decoded_bytes: int = 256 * 1024 * 1024
+    max_compression_ratio: float = 400.0
+    ratio_exempt_decoded_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         unknown = set(self.allowed_formats) - SUPPORTED_FORMATS
@@ -267,9 +305,165 @@ def _open(data: bytes, limits: GuardLimits) -> Image.Image:
         raise _refusal(data, limits, "not a recognisable image") from None
 
 
-def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
-    """Apply the pixel and frame caps from the header; return the frame count."""
-    width, height = image.size
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset of the chunk's data, declared length) of each chunk whose head is present.
+    Stops at a length the format forbids; lengths are as declared, not clipped to the data."""
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        if length >= 1 << 31:
+            return
+        yield data[position + 4 : position + 8], position + 8, length
+        position += 12 + length
+
+
+def _png_bits_per_pixel(data: bytes) -> int | None:
+    """Bits per pixel the PNG's IHDR declares (samples x bit depth), or None without one."""
+    for kind, start, length in _png_chunks(data):
+        if kind == b"IHDR" and length >= 13 and start + 10 <= len(data):
+            depth, colour_type = data[start + 8], data[start + 9]
+            return _PNG_SAMPLES_PER_PIXEL.get(colour_type, 4) * depth
+    return None
+
+
+def _webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height a WebP's first chunk declares (lossy VP8, lossless VP8L or extended
+    VP8X canvas), read the way Pillow reads them; None when the header is not all there."""
+    kind = data[12:16]
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(
+            data[28:30], "little"
+        ) & 0x3FFF
+    if kind == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = _u32le(data, 21)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _decoded_bytes_per_pixel(image: Image.Image, fmt: str, data: bytes) -> int:
+    """Bytes per pixel the decode produces: the bands of the mode Pillow decodes into (for a
+    JPEG, after draft), at the larger of Pillow's sample size and the file's. Pillow keeps a
+    16-bit RGBA PNG as 8-bit RGBA, but its decoder still inflates and unpacks 8 bytes for every
+    pixel; libwebp decodes every WebP, alpha or not, into a 4-byte RGBA/RGBX canvas."""
+    mode = ImageMode.getmode(image.mode)
+    pillow_bytes = len(mode.bands) * int(mode.typestr[2:])
+    if fmt == "WEBP":
+        return max(pillow_bytes, _WEBP_CANVAS_BYTES_PER_PIXEL)
+    if fmt == "PNG":
+        bits = _png_bits_per_pixel(data)
+        if bits is not None:
+            return max(pillow_bytes, _ceil_div(bits, 8))
+    return pillow_bytes
+
+
+def _png_image_data_shortfall(data: bytes, width: int, height: int) -> tuple[int, int] | None:
+    """(bytes needed, bytes present) when the PNG's image data is too short to inflate to the
+    pixels its header declares, even at deflate's best ratio; None when it could be enough.
+
+    A zlib stream that ends early is not an error to Pillow: the rows it never reached stay
+    zero and the image decodes without complaint, so this has to be checked before decoding.
+    """
+    bits = _png_bits_per_pixel(data)
+    if bits is None:
+        return None
+    present = sum(
+        max(0, min(length, len(data) - start))
+        for kind, start, length in _png_chunks(data)
+        if kind == b"IDAT"
+    )
+    needed = width * height * bits // 8 // _DEFLATE_MAX_RATIO
+    return (needed, present) if present < needed else None
+
+
+def _jpeg_minimum_scan_bytes(frame: bytes) -> int | None:
+    """The fewest bytes of Huffman-coded scan data that can hold the frame (SOF segment
+    payload) ``frame`` declares: one bit per 8x8 block of every component. None if malformed."""
+    if len(frame) < 6:
+        return None
+    height, width, components = _u16be(frame, 1), _u16be(frame, 3), frame[5]
+    factors = [(byte >> 4, byte & 0x0F) for byte in frame[7 : 6 + 3 * components : 3]]
+    if not factors or len(factors) < components or any(0 in pair for pair in factors):
+        return None
+    h_max = max(h for h, _ in factors)
+    v_max = max(v for _, v in factors)
+    blocks = sum(
+        _ceil_div(_ceil_div(width * h, h_max), 8) * _ceil_div(_ceil_div(height * v, v_max), 8)
+        for h, v in factors
+    )
+    return _ceil_div(blocks, 8)
+
+
+def _jpeg_scan_end(data: bytes, start: int, enough: int) -> int:
+    """Where the entropy-coded data starting at ``start`` ends (the next marker that is not a
+    restart marker or a stuffed 0xFF00), or any position ``enough`` bytes or more past
+    ``start`` once that many are known to be there."""
+    position = start
+    while position - start < enough:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        following = data[position + 1]
+        if following != 0x00 and not 0xD0 <= following <= 0xD7:
+            return position
+        position += 2
+    return position
+
+
+def _jpeg_scan_data_shortfall(data: bytes) -> tuple[int, int] | None:
+    """(bytes needed, bytes present) when the first picture's scan data is too short for the
+    blocks its frame header declares; None when it could be enough (or the frame is
+    arithmetic-coded or malformed, which is left to the decoder).
+
+    libjpeg, on reaching a marker before the last block, fills the rest of the picture with
+    mid-grey and only warns; Pillow silences the warning, so a 16x16 JPEG whose header says
+    8000x8000 would decode "successfully". This refuses such files before decoding.
+    """
+    needed: int | None = None
+    present = 0
+    position = 2  # after SOI
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None  # corrupt, not short: the decoder names it
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # EOI: the first picture ends here
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+            continue
+        if marker < 0xC0:
+            return None
+        segment_end = position + 2 + _u16be(data, position + 2)
+        if 0xC0 <= marker <= 0xCF and marker not in _JPEG_NOT_FRAMES and needed is None:
+            if marker not in _JPEG_HUFFMAN_FRAMES:
+                return None
+            needed = _jpeg_minimum_scan_bytes(data[position + 4 : segment_end])
+            if needed is None:
+                return None
+        position = segment_end
+        if marker == 0xDA:  # start of scan: its entropy-coded data follows the header
+            if needed is None:
+                return None  # a scan before any frame: corrupt
+            end = _jpeg_scan_end(data, min(position, len(data)), needed - present)
+            present += max(0, end - position)
+            if present >= needed:
+                return None
+            position = end
+    if needed is None or present >= needed:
+        return None
+    return needed, present
+
+
+def _check_pixels(width: int, height: int, data: bytes, limits: GuardLimits) -> None:
+    """Refuse declared dimensions that are invalid or over the pixel cap."""
     if width <= 0 or height <= 0:
         raise _reject(GuardReason.UNDECODABLE, f"invalid dimensions {width}x{height}")
     pixels = width * height
@@ -282,6 +476,48 @@ def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
         raise _reject(
             GuardReason.TOO_MANY_PIXELS, f"{width}x{height} exceeds {limits.max_pixels} pixels"
         )
+
+
+def _check_decoded_bytes(size: tuple[int, int], bytes_per_pixel: int, limits: GuardLimits) -> int:
+    """Refuse a decode of ``size`` pixels at ``bytes_per_pixel`` over the decoded-bytes cap;
+    return its decoded bytes."""
+    width, height = size
+    decoded_bytes = width * height * bytes_per_pixel
+    if decoded_bytes > limits.max_decoded_bytes:
+        raise _reject(
+            GuardReason.DECOMPRESSION_BOMB,
+            f"{width}x{height} at {bytes_per_pixel} bytes a pixel decodes to {decoded_bytes} "
+            f"bytes, over the cap of {limits.max_decoded_bytes}",
+        )
+    return decoded_bytes
+
+
+def _check_ratio(decoded_bytes: int, data: bytes, limits: GuardLimits) -> None:
+    """Refuse a compression ratio over the cap, for decodes big enough for it to matter."""
+    ratio = decoded_bytes / len(data)
+    if decoded_bytes > limits.ratio_exempt_decoded_bytes and ratio > limits.max_compression_ratio:
+        raise _reject(
+            GuardReason.DECOMPRESSION_BOMB,
+            f"{len(data)} bytes decode to {decoded_bytes} ({ratio:.0f}:1, over "
+            f"{limits.max_compression_ratio:.0f}:1)",
+        )
+
+
+def _check_before_open(data: bytes, limits: GuardLimits) -> None:
+    """The size caps for formats whose decoder allocates the whole picture while Pillow opens
+    the file (WebP: libwebp's canvas), so they cannot wait for the checks after it."""
+    if sniff_format(data) == "WEBP" and "WEBP" in limits.allowed_formats:
+        declared = _webp_canvas_size(data)
+        if declared is not None:
+            _check_pixels(*declared, data, limits)
+            decoded_bytes = _check_decoded_bytes(declared, _WEBP_CANVAS_BYTES_PER_PIXEL, limits)
+            _check_ratio(decoded_bytes, data, limits)
+
+
+def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
+    """Apply the pixel and frame caps from the header; return the frame count."""
+    width, height = image.size
+    _check_pixels(width, height, data, limits)
     # n_frames walks frame headers (bounded by the byte cap); single-frame formats lack it.
     frames = int(getattr(image, "n_frames", 1))
     if frames > limits.max_frames:
@@ -289,6 +525,32 @@ def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
     if frames > 1:
         image.seek(0)
     return frames
+
+
+def _check_decoded_size(
+    image: Image.Image, fmt: str, declared: tuple[int, int], data: bytes, limits: GuardLimits
+) -> None:
+    """Apply the caps on what the decode will produce, once it is set up (a JPEG's draft
+    scale chosen) but before any pixel is decoded: the decoded-bytes cap (bit depth included);
+    whether the file holds enough data for the ``declared`` size (``truncated`` if not); the
+    compression ratio. The ratio comes after the data check, so a file that lies about its
+    size is called truncated rather than a bomb."""
+    bytes_per_pixel = _decoded_bytes_per_pixel(image, fmt, data)
+    decoded_bytes = _check_decoded_bytes(image.size, bytes_per_pixel, limits)
+    shortfall = None
+    if fmt == "JPEG":
+        shortfall = _jpeg_scan_data_shortfall(data)
+    elif fmt == "PNG":
+        shortfall = _png_image_data_shortfall(data, *declared)
+    if shortfall is not None:
+        needed, present = shortfall
+        width, height = declared
+        raise _reject(
+            GuardReason.TRUNCATED,
+            f"{fmt} header declares {width}x{height} but the file holds {present} bytes of "
+            f"image data; any image that size needs at least {needed}",
+        )
+    _check_ratio(decoded_bytes, data, limits)
 
 
 def _orientation(image: Image.Image) -> int:
@@ -303,8 +565,13 @@ def decode(data: bytes, limits: GuardLimits) -> DecodedImage:
     """Check ``data`` against ``limits`` and decode it to an upright grayscale image.
 
     JPEGs decode at the smallest DCT scale (1/1..1/8) that keeps both sides >= draft_size,
-    which is what makes large uploads cheap. Other formats decode at full size (they have no
-    reduced-scale decode). GIF and other animations are hashed by their first frame.
+    which is what makes large uploads cheap. Other formats decode at full size, so their cost
+    is bounded by the decoded-bytes and compression-ratio caps alone: Pillow's ``draft`` only
+    reduces JPEG, and PNG has no reduced decode to offer (each row is filtered against the
+    full-width row above it, so every byte must be inflated whatever is kept; Adam7's first
+    pass is a 1/8-scale preview, but Pillow decodes all passes and only interlaced files have
+    one). A reduced decode would also break the exact agreement with plain imagehash that
+    these formats keep. GIF and other animations are hashed by their first frame.
 
     Raises :class:`ImageRejected` with the matching :class:`GuardReason`; nothing else.
     """
@@ -315,15 +582,20 @@ def decode(data: bytes, limits: GuardLimits) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            _check_before_open(data, limits)
             image = _open(data, limits)
             # A multi-picture JPEG (MPO: stereo and some phone cameras) opens through the JPEG
             # plugin; its first picture is a plain JPEG, decoded and named like one.
             fmt = "JPEG" if image.format == "MPO" else str(image.format)
             width, height = image.size
             frames = _check_header(image, data, limits)
-            orientation = _orientation(image)
             if fmt == "JPEG":
+                # Only sets the decoder's scale and mode; no pixel is decoded until load().
                 image.draft("L", (limits.draft_size, limits.draft_size))
+            _check_decoded_size(image, fmt, (width, height), data, limits)
+            # Not before the size checks: a PNG without an eXIf chunk ahead of its image data
+            # is decoded in full by getexif(), to look for one after it.
+            orientation = _orientation(image)
             image.load()
             gray = image if image.mode == "L" else image.convert("L")
             transpose = _ORIENTATION_TRANSPOSE.get(orientation)
