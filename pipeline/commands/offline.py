@@ -54,6 +54,10 @@ from pipeline.verdicts import error_verdict, screened_verdict
 #: A progress bar appears once the work has run this long (short runs stay quiet).
 PROGRESS_DELAY_SECONDS = 0.5
 
+#: Suffixes of hash-list paths (manifests and entry files). They tell where ``--lists`` ends
+#: when the FILEs follow it (``match --lists lists.json photo.jpg``), which argparse cannot.
+LIST_SUFFIXES = (".json", ".csv", ".jsonl", ".ndjson")
+
 T = TypeVar("T")
 
 
@@ -313,8 +317,32 @@ def build_matcher(paths: list[Path], settings: Settings, quiet: bool) -> Matcher
     return matcher
 
 
+def split_lists_and_files(lists: list[Path], files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The list paths and the FILEs, in either order the usage shows.
+
+    ``match FILE... --lists PATH...`` arrives as written. ``match --lists PATH... FILE...``
+    arrives with every path in ``lists`` (the option takes one or more, so argparse gives it
+    the FILEs too): then the lists end at the first path without a list suffix
+    (:data:`LIST_SUFFIXES`) and the rest are the FILEs."""
+    if files:
+        return lists, files
+    count = next(
+        (i for i, path in enumerate(lists) if path.suffix.lower() not in LIST_SUFFIXES),
+        len(lists),
+    )
+    return lists[:count], lists[count:]
+
+
 def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
     """Screen files against lists; print one verdict per file."""
+    args.lists, args.files = split_lists_and_files(args.lists, args.files)
+    if not args.files:
+        args.usage_error("the following arguments are required: FILE")
+    if not args.lists:
+        args.usage_error(
+            f"--lists names no hash-list file ({', '.join(LIST_SUFFIXES)}) before the FILEs; "
+            "write FILE... --lists PATH... for lists named otherwise"
+        )
     limits = guard_limits(settings)
     matcher = build_matcher(args.lists, settings, args.quiet)
     matched = failed = 0
@@ -433,23 +461,30 @@ def register(subparsers: Any) -> None:
     hash_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     hash_parser.set_defaults(handler=cmd_hash)
 
+    options = "[-h] [-q] [--timeout SECONDS]"
     match_parser = subparsers.add_parser(
         "match",
         parents=[quiet, guarded],
         help="screen image files against hash lists; print verdicts (JSON lines)",
+        usage=f"%(prog)s {options} FILE [FILE ...] --lists PATH [PATH ...]\n"
+        f"       %(prog)s {options} --lists PATH [PATH ...] FILE [FILE ...]",
         description="Exit 0: nothing matched; 1: something matched (block or review); "
-        "3: nothing matched but some file could not be screened; 2: bad lists or usage.",
+        "3: nothing matched but some file could not be screened; 2: bad lists (one that "
+        "loads no entries included) or usage.",
     )
-    match_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    # Not required here: with --lists first, argparse hands the FILEs to --lists
+    # (split_lists_and_files takes them back, and cmd_match reports what is missing).
+    match_parser.add_argument("files", nargs="*", type=Path, metavar="FILE")
     match_parser.add_argument(
         "--lists",
         nargs="+",
         type=Path,
         required=True,
         metavar="PATH",
-        help="list manifests (.json) or entry files (.csv, .jsonl)",
+        help="list manifests (.json) or entry files (.csv, .jsonl, .ndjson); when FILEs "
+        "follow, the lists end at the first path with another suffix",
     )
-    match_parser.set_defaults(handler=cmd_match)
+    match_parser.set_defaults(handler=cmd_match, usage_error=match_parser.error)
 
     hashlist = subparsers.add_parser(
         "hashlist", help="inspect hash-list files (and publish them to Kafka)"

@@ -1,8 +1,9 @@
-"""`pipeline match` never screens against a list it could not load.
+"""`pipeline match` never screens against a list it could not load, and takes both orders.
 
 A list file that loads no entry would match nothing, so every upload would come back "allow"
 as if it had been checked: that is a list error (exit 2, one line naming the file). Runs the
-real entry point in this process (tests/clirun.py).
+real entry point in this process (tests/clirun.py); only the two runs that hash go through a
+subprocess, like a user's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 from tests.imagegen import encode, synthetic_image
+from tests.unit.test_cli_offline import lines, run
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -115,3 +117,37 @@ def test_validate_names_files_with_no_entries_beside_every_bad_line(
         f"{empty}: empty_list: no entries loaded",
     ]
     assert stdout == "0 valid entries in 0 list(s); 1 bad line(s); 1 file(s) with no entries\n"
+
+
+def test_match_takes_the_lists_before_or_after_the_files(photo: Path, tmp_path: Path) -> None:
+    (tmp_path / "eokm.csv").write_text(HEADER + md5_row("eokm", photo))
+    lists = manifest(tmp_path, {"name": "eokm", "action": "block", "files": ["eokm.csv"]})
+    other = tmp_path / "other.csv"
+    other.write_text(HEADER + md5_row("other", photo))
+    files_first = run("match", str(photo), "--lists", str(lists), str(other), "-q")
+    lists_first = run("match", "-q", "--lists", str(lists), str(other), str(photo))
+    for result in (files_first, lists_first):
+        assert result.returncode == 1, result.stderr
+        (verdict,) = lines(result.stdout)
+        assert verdict["upload_id"] == str(photo)
+        assert verdict["action"] == "block"
+        assert {m["list"] for m in verdict["matches"]} == {"eokm", "other"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--lists", "{lists}"], "the following arguments are required: FILE"),
+        (["--lists", "{tmp}/hashes.txt", "{photo}"], "--lists names no hash-list file"),
+    ],
+    ids=["no-file", "no-list-before-the-files"],
+)
+def test_match_without_files_or_lists_is_one_usage_line(
+    args: list[str], says: str, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "eokm.csv").write_text(HEADER + md5_row("eokm", photo))
+    paths = {"lists": str(tmp_path / "eokm.csv"), "tmp": str(tmp_path), "photo": str(photo)}
+    code, _, stderr = run_cli(capsys, "match", *(arg.format(**paths) for arg in args))
+    assert code == 2
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"pipeline match: error: {says}"), line
