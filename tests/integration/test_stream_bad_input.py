@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.adapters.broker import free_port
+from pipeline.models import stand_in_upload_id
 from tests.imagegen import encode, png_declaring, synthetic_image
 from tests.integration.harness import KafkaIO, WorkerProcess
 
@@ -61,8 +62,12 @@ def image_server() -> Iterator[str]:
     server.server_close()
 
 
+def event_of(upload_id: str, content: dict[str, str]) -> dict[str, Any]:
+    return {"upload_id": upload_id, "content": content}
+
+
 def url_event(upload_id: str, url: str) -> dict[str, Any]:
-    return {"upload_id": upload_id, "content": {"kind": "url", "url": url}}
+    return event_of(upload_id, {"kind": "url", "url": url})
 
 
 def test_bad_input_becomes_error_verdicts_and_dead_letters(
@@ -103,6 +108,14 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
     kafka.upload_event(
         {"upload_id": "nul-path", "content": {"kind": "path", "path": "inside.jpg\0"}}
     )
+    # Ids: two over-long ones with one prefix, a repeated key, and records keyed by uploader.
+    inside = {"kind": "path", "path": "inside.jpg"}
+    long_ids = ["p" * 256 + "-1", "p" * 256 + "-2"]
+    for long_id in long_ids:
+        kafka.send("uploads", "uploader-7", json.dumps(event_of(long_id, inside)).encode())
+    repeated = b'{"upload_id": "dup-a", "content": %s, "upload_id": "dup-b"}'
+    kafka.send("uploads", "dup-key", repeated % json.dumps(inside).encode())
+    kafka.send("uploads", "uploader-7", json.dumps(event_of("good-by-uploader", inside)).encode())
     # ...and good uploads after all of that: the worker keeps going.
     kafka.upload_event(url_event("good-url", f"{image_server}/good.jpg"))
     kafka.upload_event(
@@ -124,8 +137,11 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
         "escape-root": ("fetch", "path_outside_root"),
         "deep-json": ("parse", "invalid_event"),
         "nul-path": ("fetch", "bad_path"),
+        stand_in_upload_id(long_ids[0].encode()): ("parse", "invalid_event"),
+        stand_in_upload_id(long_ids[1].encode()): ("parse", "invalid_event"),
+        "dup-key": ("parse", "invalid_event"),  # no usable body id: keyed by the record key
     }
-    good = {"good-url", "good-path", "good-inline"}
+    good = {"good-url", "good-path", "good-inline", "good-by-uploader"}
     # The malformed event has no upload id, so its verdict is keyed by the Kafka key.
     verdicts = kafka.verdicts_for({*expected, *good, "not-json"})
 
@@ -139,6 +155,9 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
             upload_id,
             verdict["error"],
         )
+
+    every_id = {verdict["upload_id"] for verdict in kafka.wait_for("verdicts", bool)}
+    assert not every_id & {"dup-a", "dup-b", "p" * 256, "uploader-7"}, "keyed by a wrong id"
 
     letters = kafka.wait_for("dead-letters", lambda rs: len(rs) >= len(expected) + 1)
     by_id = {letter["upload_id"]: letter for letter in letters}
@@ -161,5 +180,5 @@ def test_bad_input_becomes_error_verdicts_and_dead_letters(
     assert 'screening_dead_letters_total{reason="ssrf_blocked",stage="fetch"} 3.0' in metrics
     assert 'screening_guard_rejections_total{reason="decompression_bomb"} 1.0' in metrics
     assert 'screening_dead_letters_total{reason="bad_path",stage="fetch"} 1.0' in metrics
-    assert 'screening_events_processed_total{outcome="invalid"} 3.0' in metrics
+    assert 'screening_events_processed_total{outcome="invalid"} 6.0' in metrics
     assert worker.alive()
