@@ -15,6 +15,7 @@ Must not: touch image content (alerts carry hashes' explanations, never bytes).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,12 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.models import AlertRecord, DeadLetter, SourceRef, Stage
 
 log = logging.getLogger(__name__)
+
+
+class AlertReason(enum.StrEnum):
+    """Why an alert record could not be delivered, besides the sinks' own reasons."""
+
+    INVALID_ALERT = "invalid_alert"
 
 
 class AlertSink(Protocol):
@@ -171,7 +178,11 @@ class AlertDeliveryService:
         except ValueError as exc:
             await self._dead_letter(
                 self._letter(
-                    record, "invalid_alert", f"alert record failed validation: {exc}", None, 1
+                    record,
+                    AlertReason.INVALID_ALERT,
+                    f"alert record failed validation: {exc}",
+                    None,
+                    1,
                 )
             )
             return

@@ -10,6 +10,17 @@ This module must not import anything from the rest of the package.
 
 from __future__ import annotations
 
+import enum
+
+
+class ErrorReason(enum.StrEnum):
+    """Reasons any stage may report (bounded, like every reason: metric labels)."""
+
+    #: An unexpected error: a bug. The worker log has the traceback.
+    INTERNAL_ERROR = "internal_error"
+    #: A reason outside every known vocabulary (counted as this, never as itself).
+    OTHER = "other"
+
 
 class PipelineError(Exception):
     """Root of every error the pipeline raises deliberately."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import multiprocessing
 import signal
 import time
@@ -49,16 +50,23 @@ class HashJobResult:
 HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
 
 
+class HashReason(enum.StrEnum):
+    """Why hashing in the pool failed (bounded: a metric label and a dead-letter field)."""
+
+    WORKER_CRASHED = "hash_worker_crashed"
+    TIMEOUT = "hash_timeout"
+
+
 class HashWorkerCrashed(PermanentError):
     """The hashing process died on this input (or a neighbour's) and the pool was rebuilt."""
 
-    reason = "hash_worker_crashed"
+    reason = HashReason.WORKER_CRASHED
 
 
 class HashTimedOut(PermanentError):
     """Hashing did not finish in time; the pool was rebuilt (its processes killed)."""
 
-    reason = "hash_timeout"
+    reason = HashReason.TIMEOUT
 
 
 def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]) -> HashJobResult:

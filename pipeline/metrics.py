@@ -11,6 +11,7 @@ The README's metrics table documents each metric; a contract test keeps them in 
 
 from __future__ import annotations
 
+import enum
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,10 +19,15 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
+from pipeline.adapters.alerts import SinkReason
+from pipeline.adapters.fetch import FetchReason
+from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
 from pipeline.core.types import Algorithm
-from pipeline.models import Action, Stage
+from pipeline.errors import ErrorReason
+from pipeline.hashpool import HashReason
+from pipeline.models import Action, EmitReason, ParseReason, Stage
 
 PREFIX = "screening"
 
@@ -39,40 +45,20 @@ OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
 #: What was done with an output record the producer did not get accepted.
 OUTPUT_FAILURE_HANDLING: tuple[str, ...] = ("retried", "replaced", "dropped")
 
-#: Every reason a dead letter or a guard rejection may carry; anything else counts as "other".
+#: Every reason a dead letter or a guard rejection may carry, derived from the enums next to the
+#: errors that carry them; anything else counts as "other".
+REASON_VOCABULARIES: tuple[type[enum.StrEnum], ...] = (
+    ParseReason,
+    FetchReason,
+    GuardReason,
+    HashReason,
+    AlertReason,
+    SinkReason,
+    EmitReason,
+    ErrorReason,
+)
 DEAD_LETTER_REASONS: frozenset[str] = frozenset(
-    {r.value for r in GuardReason}
-    | {
-        # parse
-        "invalid_json",
-        "invalid_event",
-        # fetch
-        "timeout",
-        "connection_failed",
-        "dns_failed",
-        "http_5xx",
-        "http_429",
-        "http_4xx",
-        "ssrf_blocked",
-        "bad_url",
-        "too_many_redirects",
-        "bad_base64",
-        "file_root_unset",
-        "path_outside_root",
-        "not_found",
-        "io_error",
-        "not_a_file",
-        "bad_path",
-        # hash / alert / emit
-        "hash_worker_crashed",
-        "hash_timeout",
-        "invalid_alert",
-        "sink_rejected",
-        "emit_failed",
-        # any stage: an unexpected error (a bug; the worker log has the traceback)
-        "internal_error",
-        "other",
-    }
+    reason.value for vocabulary in REASON_VOCABULARIES for reason in vocabulary
 )
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

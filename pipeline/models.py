@@ -229,6 +229,19 @@ class Action(enum.StrEnum):
     ERROR = "error"
 
 
+class ParseReason(enum.StrEnum):
+    """Why an upload event was refused before anything was fetched."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+
+
+class EmitReason(enum.StrEnum):
+    """Why an output was written other than as screened (the broker refused it for good)."""
+
+    EMIT_FAILED = "emit_failed"
+
+
 class Stage(enum.StrEnum):
     """Where in the pipeline something happened (bounded: used as a metric label)."""
 

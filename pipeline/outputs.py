@@ -21,7 +21,7 @@ from aiokafka import errors as kafka_errors  # what Faust produces with
 
 from pipeline.backoff import backoff_seconds
 from pipeline.metrics import PipelineMetrics
-from pipeline.models import DeadLetter, Record, SourceRef, Stage
+from pipeline.models import DeadLetter, EmitReason, Record, SourceRef, Stage
 from pipeline.screening import ScreeningOutcome
 from pipeline.verdicts import slim_block, slim_dead_letter, slim_verdict
 
@@ -204,11 +204,11 @@ class OutputWriter:
             len(record.value),
             error,
         )
-        self._metrics.dead_letter(Stage.EMIT, "emit_failed")
+        self._metrics.dead_letter(Stage.EMIT, EmitReason.EMIT_FAILED)
         letter = DeadLetter(
             upload_id=record.upload_id,
             stage=Stage.EMIT,
-            reason="emit_failed",
+            reason=EmitReason.EMIT_FAILED,
             message=f"{record.output} record ({len(record.value)} bytes) refused by the broker "
             f"({error}); a slim copy was written instead",
             source=record.source,

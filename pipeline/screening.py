@@ -22,14 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.adapters.fetch import Fetcher, FetchFailed, FetchRefused, redact
+from pipeline.adapters.fetch import Fetcher, FetchFailed, FetchReason, FetchRefused, redact
 from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
 from pipeline.core.matching import Matcher
 from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
-from pipeline.errors import PipelineError
+from pipeline.errors import ErrorReason, PipelineError
 from pipeline.hashpool import HashJobResult, HashPool, HashWorkerCrashed
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
@@ -40,6 +40,7 @@ from pipeline.models import (
     ImageFacts,
     InlineContent,
     JsonObject,
+    ParseReason,
     PathContent,
     SourceRef,
     Stage,
@@ -57,9 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between fetch attempts, however many PIPELINE_FETCH_ATTEMPTS allows.
 MAX_FETCH_BACKOFF_SECONDS = 30.0
-#: The reason of an error nobody anticipated (a bug): reported against the stage that was
-#: running, so it is never mistaken for a failure of that stage's input or of the outputs.
-INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def refuse_unusable_path(content: InlineContent | UrlContent | PathContent) -> N
     ValueError rather than a refusal; it is refused here, before any fetch, instead.
     """
     if isinstance(content, PathContent) and "\x00" in content.path:
-        raise FetchRefused("path contains a NUL byte", reason="bad_path")
+        raise FetchRefused("path contains a NUL byte", reason=FetchReason.BAD_PATH)
 
 
 #: Known content kinds (anything else is recorded as None: an unknown "kind" may be content).
@@ -298,7 +296,9 @@ class Screener:
             return self._failure(
                 event.upload_id if event is not None else key_upload_id(key, source),
                 progress.stage,
-                INTERNAL_ERROR,
+                # A bug, reported against the stage that was running, so it is never mistaken
+                # for a failure of that stage's input or of the outputs.
+                ErrorReason.INTERNAL_ERROR,
                 f"internal error: {type(exc).__name__}",
                 source=source,
                 attempts=1,
@@ -478,12 +478,12 @@ class Screener:
         except RecursionError:
             # Deeper than Python's parser goes, so pydantic's lower nesting limit is what
             # refused it (a syntax error before that depth would have stopped both parsers).
-            reason = "invalid_event"
+            reason = ParseReason.INVALID_EVENT
             message = f"JSON nested too deeply to parse ({len(value or b'')} bytes)"
         except ValueError:
-            reason, message = "invalid_json", f"not JSON ({len(value or b'')} bytes)"
+            reason, message = ParseReason.INVALID_JSON, f"not JSON ({len(value or b'')} bytes)"
         else:
-            reason, message = "invalid_event", problem
+            reason, message = ParseReason.INVALID_EVENT, problem
         upload_id = body_upload_id(raw) if isinstance(raw, dict) else None
         event = invalid_event_reference(raw) if isinstance(raw, dict) else None
         return self._failure(

@@ -19,6 +19,7 @@ Alertmanager alert labels, not Prometheus metric labels.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
@@ -43,12 +44,23 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     return header is not None and hmac.compare_digest(sign(secret, body), header)
 
 
+class SinkReason(enum.StrEnum):
+    """Why delivering an alert to a sink failed (bounded: a metric label, a dead-letter field)."""
+
+    REJECTED = "sink_rejected"
+    UNAVAILABLE = "sink_unavailable"
+
+
 class SinkRejected(PermanentError):
-    reason = "sink_rejected"
+    """The sink answered that it will never take this alert (4xx other than 408/429)."""
+
+    reason = SinkReason.REJECTED
 
 
 class SinkUnavailable(RetryableError):
-    reason = "sink_unavailable"
+    """The sink is down, slow or overloaded; the alert waits in Kafka and is retried."""
+
+    reason = SinkReason.UNAVAILABLE
 
 
 async def _post(

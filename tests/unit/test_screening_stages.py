@@ -18,10 +18,11 @@ from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import Algorithm
+from pipeline.errors import ErrorReason
 from pipeline.hashpool import HashPool
 from pipeline.metrics import DEAD_LETTER_REASONS, PipelineMetrics
 from pipeline.models import InlineContent, PathContent, SourceRef, Stage, UrlContent
-from pipeline.screening import INTERNAL_ERROR, Screener, ScreeningOutcome
+from pipeline.screening import Screener, ScreeningOutcome
 from tests.imagegen import encode, synthetic_image
 
 IMAGE = encode(synthetic_image(3))
@@ -118,7 +119,7 @@ def test_an_unexpected_error_names_the_stage_that_was_running(
     broken: dict[str, Any], stage: Stage
 ) -> None:
     outcome = screen(inline_event("body-id"), **broken)
-    assert error_of(outcome) == (stage, INTERNAL_ERROR)
+    assert error_of(outcome) == (stage, ErrorReason.INTERNAL_ERROR)
     # Reported for the upload the body names (a producer may key records by uploader) and
     # with the event's references, as any other failure of a parsed event.
     assert outcome.verdict.upload_id == "body-id"
