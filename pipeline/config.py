@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         description="How long CLI commands (submit, hashlist publish/retract) wait for the "
         "broker to confirm every record they produced.",
     )
+    broker_connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long CLI commands (submit, hashlist publish/retract, demo-traffic) try "
+        "to reach the bootstrap servers before they give up with one line (exit 2).",
+    )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
     service_backoff_max_seconds: float = Field(

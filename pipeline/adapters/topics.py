@@ -1,10 +1,14 @@
-"""Creating the pipeline's topics with their partition counts.
+"""Creating the pipeline's topics, and short-lived Kafka clients for the CLI.
 
 Owns the topic specs derived from settings and their idempotent creation. Topics are created
 explicitly because brokers that auto-create use their own default partition count. The
 ``hashlists`` topic asks for log compaction (one record per key survives on Apache Kafka; the
 embedded broker ignores topic configs and keeps everything, which last-write-wins readers
 handle the same way).
+
+Short-lived clients here are bounded by a connect timeout and raise :class:`BrokerUnreachable`
+instead of retrying for kafka-python's default 30 s. kafka-python is imported where it is used:
+every ``pipeline`` command imports this module, and the client costs ~0.6 s to import.
 """
 
 from __future__ import annotations
@@ -12,14 +16,23 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from typing import Any
 
 from pipeline.config import Settings
+from pipeline.errors import RetryableError
 
 log = logging.getLogger(__name__)
+
+
+class BrokerUnreachable(RetryableError):
+    """The bootstrap servers did not answer within the connect timeout, or stopped answering."""
+
+    reason = "broker_unreachable"
+
+    @classmethod
+    def at(cls, bootstrap_servers: str, waited_seconds: float) -> BrokerUnreachable:
+        """The one wording of "could not connect", shared by every short-lived client."""
+        return cls(f"cannot connect to Kafka at {bootstrap_servers} within {waited_seconds:g}s")
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
     with contextlib.closing(admin):
         existing = set(admin.list_topics())
@@ -75,3 +92,22 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     if created:
         log.info("created topics: %s", ", ".join(created))
     return created
+
+
+def short_lived_consumer(bootstrap_servers: str, connect_timeout: float, **options: Any) -> Any:
+    """A kafka-python consumer outside any group that gives up connecting after
+    ``connect_timeout`` seconds (raises :class:`BrokerUnreachable`); ``options`` are passed on.
+    The caller closes it."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=int(connect_timeout * 1000),
+            **options,
+        )
+    except KafkaError:
+        raise BrokerUnreachable.at(bootstrap_servers, connect_timeout) from None

@@ -4,7 +4,10 @@ Owns argument handling, producing and consuming with kafka-python, progress bars
 and delivery checking: every record produced is confirmed by the broker (or reported as failed,
 with counts by error and the keys of the first few) after a flush bounded by
 PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver everything says so
-and exits 1; it never reports records as published that the broker did not take.
+and exits 1; it never reports records as published that the broker did not take. A broker that
+cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one line and exit 2; the
+client library's own connection chatter is kept off the terminal (see
+:func:`_quiet_kafka_client_logs`).
 ``worker`` hands over to :mod:`pipeline.worker`. ``demo`` starts an embedded broker and a
 worker process, publishes a demo hash list made from generated images, submits uploads that
 match and uploads that do not, prints their verdicts, and leaves the worker running.
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.adapters.topics import BrokerUnreachable, short_lived_consumer
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.errors import ConfigError, PipelineError
@@ -46,6 +50,28 @@ log = logging.getLogger(__name__)
 
 #: How many failed record keys a delivery report names (the rest are only counted).
 REPORTED_KEYS = 10
+
+
+def _quiet_kafka_client_logs() -> None:
+    """Keep kafka-python's own log lines off the terminal of a CLI command.
+
+    The client logs every failed connection attempt as a warning or error: about 20 lines
+    before it gives up on an unreachable broker. The commands report every outcome themselves
+    (delivery reports, :class:`BrokerUnreachable`), so those lines say nothing more; with
+    ``--log-level DEBUG`` they stay, for diagnosis.
+    """
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _unreachable(exc: BrokerUnreachable) -> int:
+    """Say that the broker cannot be reached, in one line; the exit code for it."""
+    print(
+        f"pipeline: {exc}; is it running, and is PIPELINE_BOOTSTRAP_SERVERS "
+        "(or --bootstrap-servers) right?",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _bootstrap(settings: Settings, override: str | None) -> str:
@@ -101,12 +127,6 @@ class DeliveryFailed(PipelineError):
     def __init__(self, report: DeliveryReport) -> None:
         super().__init__(report.summary())
         self.report = report
-
-
-class BrokerUnreachable(PipelineError):
-    """No connection to the bootstrap servers."""
-
-    reason = "broker_unreachable"
 
 
 class Delivery:
@@ -201,7 +221,7 @@ class Delivery:
         return report
 
 
-def _producer(bootstrap: str, flush_timeout: float) -> Any:
+def _producer(bootstrap: str, flush_timeout: float, connect_timeout: float) -> Any:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -212,20 +232,20 @@ def _producer(bootstrap: str, flush_timeout: float) -> Any:
             linger_ms=20,
             batch_size=256 * 1024,
             max_request_size=64 * 1024 * 1024,
-            # Bounded like the flush: send() waits for topic metadata at most this long, and
-            # an unreachable broker is reported after it (kafka-python would wait 60 s / 30 s).
+            # Bounded like the flush: send() waits for topic metadata at most this long
+            # (kafka-python would wait 60 s).
             max_block_ms=int(flush_timeout * 1000),
-            bootstrap_timeout_ms=int(min(flush_timeout, 30.0) * 1000),
+            # An unreachable broker is reported after this (kafka-python would try for 30 s).
+            bootstrap_timeout_ms=int(connect_timeout * 1000),
         )
-    except KafkaError as exc:
-        raise BrokerUnreachable(
-            f"cannot connect to Kafka at {bootstrap} ({type(exc).__name__})"
-        ) from None
+    except KafkaError:
+        raise BrokerUnreachable.at(bootstrap, connect_timeout) from None
 
 
 def _delivery(bootstrap: str, settings: Settings) -> Delivery:
     flush_timeout = settings.producer_flush_timeout_seconds
-    return Delivery(_producer(bootstrap, flush_timeout), flush_timeout)
+    producer = _producer(bootstrap, flush_timeout, settings.broker_connect_timeout_seconds)
+    return Delivery(producer, flush_timeout)
 
 
 # -- hashlist publish / retract ------------------------------------------------------------------
@@ -270,9 +290,10 @@ def publish_lists(
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     """Load list files (reporting bad lines) and publish them. Exit 1 on bad lines or records
-    the broker did not take."""
+    the broker did not take, 2 when it cannot be reached."""
     from pipeline.adapters.listfiles import load_paths
 
+    _quiet_kafka_client_logs()
     loaded = load_paths(args.paths, default_list=args.list)
     if args.list:
         thresholds = dict(t.split("=", 1) for t in args.threshold) if args.threshold else None
@@ -295,7 +316,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
             progress=not args.quiet,
             settings=settings,
         )
-    except (DeliveryFailed, BrokerUnreachable) as exc:
+    except BrokerUnreachable as exc:
+        return _unreachable(exc)
+    except DeliveryFailed as exc:
         print(f"pipeline: publishing failed: {exc}", file=sys.stderr)
         return 1
     print(
@@ -307,9 +330,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
     """Publish tombstones for entries (by id, or every entry of a file) or a whole list config.
-    Exit 1 when the broker did not take every tombstone."""
+    Exit 1 when the broker did not take every tombstone, 2 when it cannot be reached."""
     from pipeline.adapters.listfiles import load_paths
 
+    _quiet_kafka_client_logs()
     keys = [entry_key(args.list, entry_id) for entry_id in args.entry_ids]
     if args.file:
         keys += [
@@ -322,7 +346,9 @@ def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
         for key in keys:
             delivery.send(settings.topic_hashlists, key.encode(), None)
         delivery.finish_or_raise()
-    except (DeliveryFailed, BrokerUnreachable) as exc:
+    except BrokerUnreachable as exc:
+        return _unreachable(exc)
+    except DeliveryFailed as exc:
         print(f"pipeline: retracting failed: {exc}", file=sys.stderr)
         return 1
     print(f"retracted {len(keys):,} key(s)")
@@ -350,19 +376,11 @@ def submit_events(
     Raises :class:`DeliveryFailed` (naming the first upload ids) unless the broker confirmed
     every event, and :class:`BrokerUnreachable` when it cannot be reached.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    from kafka import TopicPartition
 
     consumer = None
     if wait > 0:
-        try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-            )
-        except KafkaError as exc:
-            raise BrokerUnreachable(
-                f"cannot connect to Kafka at {bootstrap} ({type(exc).__name__})"
-            ) from None
+        consumer = short_lived_consumer(bootstrap, settings.broker_connect_timeout_seconds)
         partitions = [
             TopicPartition(settings.topic_verdicts, p)
             for p in sorted(consumer.partitions_for_topic(settings.topic_verdicts) or [])
@@ -410,12 +428,16 @@ def _summary(verdict: dict[str, Any]) -> str:
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    """Submit files as inline uploads; with --wait print their verdicts."""
+    """Submit files as inline uploads; with --wait print their verdicts. Exit 2 when the broker
+    cannot be reached."""
+    _quiet_kafka_client_logs()
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
     events = [upload_event(path) for path in args.files]
     try:
         verdicts = submit_events(bootstrap, settings, events, args.wait)
-    except (DeliveryFailed, BrokerUnreachable) as exc:
+    except BrokerUnreachable as exc:
+        return _unreachable(exc)
+    except DeliveryFailed as exc:
         print(f"pipeline: submitting failed: {exc}", file=sys.stderr)
         return 1
     for event in events:
@@ -491,6 +513,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo.hashlist import demo_uploads
 
     _interrupt_on_sigterm()
+    _quiet_kafka_client_logs()
     with EmbeddedBroker(settings.embedded_port) as broker:
         bootstrap = broker.bootstrap_servers
         ensure_topics(bootstrap, topic_specs(settings))
@@ -543,10 +566,14 @@ def cmd_demo_traffic(args: argparse.Namespace, settings: Settings) -> int:
     """Publish the demo list, then produce demo uploads at a steady rate (compose's producer)."""
     from pipeline.demo.hashlist import demo_uploads
 
+    _quiet_kafka_client_logs()
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
-    publish_demo_list(bootstrap, settings)
+    try:
+        publish_demo_list(bootstrap, settings)
+        delivery = _delivery(bootstrap, settings)
+    except BrokerUnreachable as exc:
+        return _unreachable(exc)
     uploads = demo_uploads()
-    delivery = _delivery(bootstrap, settings)
     sent = 0
     started = time.monotonic()
     try:
