@@ -1,4 +1,4 @@
-"""Creating the pipeline's topics, and short-lived Kafka clients for the CLI.
+"""Creating the pipeline's topics, and reading a keyed topic's current state.
 
 Owns the topic specs derived from settings and their idempotent creation. Topics are created
 explicitly because brokers that auto-create use their own default partition count. The
@@ -6,6 +6,10 @@ explicitly because brokers that auto-create use their own default partition coun
 embedded broker ignores topic configs and keeps everything, which last-write-wins readers
 handle the same way).
 
+Also owns :func:`latest_values`, which answers "what does the topic hold for these keys now?"
+for the CLI (is this list entry published? what is this list's config?). It reads to the high
+watermark that Fetch responses carry, never to ListOffsets end offsets: the embedded broker
+reports those short (see shared/BROKER.md), and the watermark is right on Apache Kafka too.
 Short-lived clients here are bounded by a connect timeout and raise :class:`BrokerUnreachable`
 instead of retrying for kafka-python's default 30 s. kafka-python is imported where it is used:
 every ``pipeline`` command imports this module, and the client costs ~0.6 s to import.
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +28,10 @@ from pipeline.config import Settings
 from pipeline.errors import RetryableError
 
 log = logging.getLogger(__name__)
+
+#: How long :func:`latest_values` waits for a fetch to bring anything before it gives up on a
+#: broker that accepted the connection but stopped answering.
+READ_STALL_SECONDS = 30.0
 
 
 class BrokerUnreachable(RetryableError):
@@ -111,3 +121,65 @@ def short_lived_consumer(bootstrap_servers: str, connect_timeout: float, **optio
         )
     except KafkaError:
         raise BrokerUnreachable.at(bootstrap_servers, connect_timeout) from None
+
+
+def latest_values(
+    bootstrap_servers: str,
+    topic: str,
+    keys: Collection[bytes],
+    *,
+    connect_timeout: float,
+    stall_timeout: float = READ_STALL_SECONDS,
+) -> dict[bytes, bytes | None]:
+    """The newest value of each of ``keys`` on ``topic``: ``None`` for a key whose newest record
+    is a tombstone; keys never written (or a topic that does not exist) are absent.
+
+    Reads every partition from the start up to its high watermark, keeping only the wanted
+    keys, so memory stays bounded by ``keys`` however large the topic. Raises
+    :class:`BrokerUnreachable` when the broker cannot be reached within ``connect_timeout``
+    seconds or no fetch brings anything for ``stall_timeout`` seconds before the end.
+    """
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+
+    wanted = frozenset(keys)
+    # A metadata request naming a missing topic would create it on brokers that auto-create.
+    consumer = short_lived_consumer(
+        bootstrap_servers, connect_timeout, allow_auto_create_topics=False
+    )
+    with contextlib.closing(consumer):
+        try:
+            if topic not in consumer.topics():
+                return {}
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            latest: dict[bytes, bytes | None] = {}
+            last_progress = time.monotonic()
+            while not all(_read_to_high_watermark(consumer, tp) for tp in partitions):
+                batches = consumer.poll(timeout_ms=200)
+                if batches:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > stall_timeout:
+                    raise BrokerUnreachable(
+                        f"Kafka at {bootstrap_servers} stopped answering while topic {topic!r} "
+                        f"was read (nothing for {stall_timeout:g}s)"
+                    )
+                for records in batches.values():
+                    for record in records:
+                        if record.key in wanted:
+                            latest[record.key] = record.value
+            return latest
+        except KafkaError as exc:
+            raise BrokerUnreachable(
+                f"reading topic {topic!r} from Kafka at {bootstrap_servers} failed "
+                f"({type(exc).__name__})"
+            ) from None
+
+
+def _read_to_high_watermark(consumer: Any, tp: Any) -> bool:
+    # The high watermark is known only once a fetch response for the partition has arrived.
+    high = consumer.highwater(tp)
+    return high is not None and consumer.position(tp) >= high

@@ -7,7 +7,7 @@ PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver everyt
 and exits 1; it never reports records as published that the broker did not take. A broker that
 cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one line and exit 2; the
 client library's own connection chatter is kept off the terminal (see
-:func:`_quiet_kafka_client_logs`).
+:func:`_quiet_kafka_client_logs`). Retracting names the keys the topic does not hold.
 ``worker`` hands over to :mod:`pipeline.worker`. ``demo`` starts an embedded broker and a
 worker process, publishes a demo hash list made from generated images, submits uploads that
 match and uploads that do not, prints their verdicts, and leaves the worker running.
@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.adapters.topics import BrokerUnreachable, short_lived_consumer
+from pipeline.adapters.topics import BrokerUnreachable, latest_values, short_lived_consumer
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.errors import ConfigError, PipelineError
@@ -329,8 +329,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
-    """Publish tombstones for entries (by id, or every entry of a file) or a whole list config.
-    Exit 1 when the broker did not take every tombstone, 2 when it cannot be reached."""
+    """Publish tombstones for the given keys the topic holds: entries (by id, or every entry of
+    a file) and the list's config. Names the keys it does not hold and sends nothing for them.
+    Exit 2 for nothing to retract or an unreachable broker, 1 when a key was not on the topic or
+    the broker did not take every tombstone."""
     from pipeline.adapters.listfiles import load_paths
 
     _quiet_kafka_client_logs()
@@ -341,17 +343,48 @@ def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
         ]
     if args.list_config:
         keys.append(list_key(args.list))
+    keys = list(dict.fromkeys(keys))  # once each, in the order given
+    if not keys:
+        print(
+            "pipeline: nothing to retract: give ENTRY_IDs, --file FILE or --list-config",
+            file=sys.stderr,
+        )
+        return 2
+    bootstrap = _bootstrap(settings, args.bootstrap_servers)
+    topic = settings.topic_hashlists
     try:
-        delivery = _delivery(_bootstrap(settings, args.bootstrap_servers), settings)
-        for key in keys:
-            delivery.send(settings.topic_hashlists, key.encode(), None)
-        delivery.finish_or_raise()
+        # A tombstone for a key the topic does not hold retracts nothing; saying "retracted"
+        # for it would hide a typo in an id, or a list name, from the person retracting.
+        on_topic = latest_values(
+            bootstrap,
+            topic,
+            [key.encode() for key in keys],
+            connect_timeout=settings.broker_connect_timeout_seconds,
+        )
+        held = [key for key in keys if on_topic.get(key.encode()) is not None]
+        if held:
+            delivery = _delivery(bootstrap, settings)
+            for key in held:
+                delivery.send(topic, key.encode(), None)
+            delivery.finish_or_raise()
     except BrokerUnreachable as exc:
         return _unreachable(exc)
     except DeliveryFailed as exc:
         print(f"pipeline: retracting failed: {exc}", file=sys.stderr)
         return 1
-    print(f"retracted {len(keys):,} key(s)")
+    print(f"retracted {len(held):,} key(s)")
+    not_held = [key for key in keys if on_topic.get(key.encode()) is None]
+    if not_held:
+        more = (
+            f" and {len(not_held) - REPORTED_KEYS:,} more" if len(not_held) > REPORTED_KEYS else ""
+        )
+        print(
+            f"pipeline: {len(not_held):,} key(s) not on topic {topic!r} (never published, or "
+            f"already retracted), nothing sent for them: "
+            f"{', '.join(not_held[:REPORTED_KEYS])}{more}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -667,7 +700,10 @@ def register_hashlist_actions(actions: Any) -> None:
     publish.set_defaults(handler=cmd_publish)
 
     retract = actions.add_parser(
-        "retract", help="retract entries (or a list config) from the topic"
+        "retract",
+        help="retract entries (or a list config) from the topic",
+        description="Publishes a tombstone for each given key the topic holds. Keys it does not "
+        "hold (never published, or already retracted) are named, and get nothing: exit 1.",
     )
     retract.add_argument("--list", required=True)
     retract.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
