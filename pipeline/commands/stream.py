@@ -7,7 +7,9 @@ PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver everyt
 and exits 1; it never reports records as published that the broker did not take. A broker that
 cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one line and exit 2; the
 client library's own connection chatter is kept off the terminal (see
-:func:`_quiet_kafka_client_logs`). Retracting names the keys the topic does not hold.
+:func:`_quiet_kafka_client_logs`). Publishing entries never touches a list's config unless the
+user gave one (a manifest or a config flag), and retracting names the keys the topic does not
+hold.
 ``worker`` hands over to :mod:`pipeline.worker`. ``demo`` starts an embedded broker and a
 worker process, publishes a demo hash list made from generated images, submits uploads that
 match and uploads that do not, prints their verdicts, and leaves the worker running.
@@ -32,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.topics import BrokerUnreachable, latest_values, short_lived_consumer
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
@@ -44,12 +46,20 @@ from pipeline.models import (
     entry_key,
     entry_record,
     list_key,
+    parse_hashlist_record,
 )
+
+if TYPE_CHECKING:
+    from pipeline.adapters.listfiles import LoadedLists
 
 log = logging.getLogger(__name__)
 
 #: How many failed record keys a delivery report names (the rest are only counted).
 REPORTED_KEYS = 10
+
+#: The ``hashlist publish`` options that set a list's config. Without one of them (or a
+#: manifest), publishing sends entries only and leaves the list's config as it is.
+CONFIG_OPTIONS = ("kind", "action", "version", "threshold")
 
 
 def _quiet_kafka_client_logs() -> None:
@@ -288,30 +298,120 @@ def publish_lists(
     return delivery.finish_or_raise().delivered
 
 
-def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    """Load list files (reporting bad lines) and publish them. Exit 1 on bad lines or records
-    the broker did not take, 2 when it cannot be reached."""
-    from pipeline.adapters.listfiles import load_paths
+def _is_manifest(path: Path) -> bool:
+    """The rule :func:`pipeline.adapters.listfiles.load_paths` applies: ``.json`` is a manifest."""
+    return path.suffix.lower() == ".json"
 
+
+def _load_for_publish(
+    paths: list[Path], default_list: str | None
+) -> tuple[LoadedLists, dict[str, ListConfig]]:
+    """Every entry and bad line of ``paths``, and the list configs their manifests declare.
+
+    ``load_paths`` also gives each list named only by entry files a default config. Publishing
+    that default would overwrite the list's real config on the topic (the audit saw a block,
+    version v7, pHash-4 list turn review, version 1, pHash-8 after publishing a bare CSV), so
+    each path is loaded on its own and only manifests' configs are kept.
+    """
+    from pipeline.adapters.listfiles import LoadedLists, load_paths
+
+    loaded = LoadedLists()
+    declared: dict[str, ListConfig] = {}
+    for path in paths:
+        one = load_paths([path], default_list=default_list)
+        loaded.entries.extend(one.entries)
+        for name, errors in one.errors.items():
+            loaded.errors.setdefault(name, []).extend(errors)
+        if _is_manifest(path):
+            declared.update(one.configs)
+    return loaded, declared
+
+
+def _config_on_topic(bootstrap: str, settings: Settings, name: str) -> ListConfig | None:
+    """The config of list ``name`` on the hash-list topic now, if it has one.
+
+    Raises :class:`BrokerUnreachable`, or :class:`~pipeline.errors.InputRejected` when the
+    record there cannot be read (then only a manifest can replace it)."""
+    key = list_key(name).encode()
+    value = latest_values(
+        bootstrap,
+        settings.topic_hashlists,
+        [key],
+        connect_timeout=settings.broker_connect_timeout_seconds,
+    ).get(key)
+    if value is None:
+        return None
+    _, _, config = parse_hashlist_record(key, value)
+    return config if isinstance(config, ListConfig) else None
+
+
+def _with_options(base: ListConfig, args: argparse.Namespace) -> ListConfig:
+    """``base`` with the config options given on the command line put over it."""
+    thresholds: dict[str, int] = {str(alg): bits for alg, bits in base.thresholds.items()}
+    thresholds.update(dict(args.threshold or []))
+    return ListConfig.create(
+        base.name,
+        kind=args.kind or base.kind,
+        action=args.action or base.action,
+        thresholds=thresholds,
+        enabled=base.enabled,
+        version=args.version if args.version is not None else base.version,
+    )
+
+
+def _describe(config: ListConfig) -> str:
+    """A config in one phrase: kind, action, version, perceptual thresholds, enabled."""
+    thresholds = " ".join(
+        f"{alg}={bits}" for alg, bits in sorted(config.thresholds.items()) if alg.is_perceptual
+    )
+    return (
+        f"{config.kind}, action {config.action}, version {config.version}, "
+        f"thresholds {thresholds}{'' if config.enabled else ', disabled'}"
+    )
+
+
+def _threshold_option(text: str) -> tuple[str, int]:
+    """``--threshold ALG=BITS`` as (algorithm, bits); the algorithm is checked with the config."""
+    algorithm, equals, bits = text.partition("=")
+    if not equals or not bits.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected ALG=BITS such as phash=8, got {text!r}")
+    return algorithm.strip().lower(), int(bits)
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Load list files (reporting bad lines) and publish their entries, plus the list configs
+    the user gave: a manifest's, or ``--list`` with config options over the config on the topic.
+    Exit 1 on bad lines or records the broker did not take, 2 when it cannot be reached."""
     _quiet_kafka_client_logs()
-    loaded = load_paths(args.paths, default_list=args.list)
-    if args.list:
-        thresholds = dict(t.split("=", 1) for t in args.threshold) if args.threshold else None
-        loaded.configs[args.list] = ListConfig.create(
-            args.list,
-            kind=args.kind,
-            action=args.action,
-            version=args.version,
-            thresholds={k: int(v) for k, v in thresholds.items()} if thresholds else None,
+    options = [f"--{name}" for name in CONFIG_OPTIONS if getattr(args, name) is not None]
+    if options and not args.list:
+        print(
+            f"pipeline: {', '.join(options)} set a list's config: name the list with --list",
+            file=sys.stderr,
         )
+        return 2
+    bootstrap = _bootstrap(settings, args.bootstrap_servers)
+    loaded, declared = _load_for_publish(args.paths, args.list)
     for name, errors in loaded.errors.items():
         for error in errors[:20]:
             print(f"{name}:{error.line}: {error.reason}: {error.message}", file=sys.stderr)
+    #: Each config to publish, with where it came from (said in the output).
+    configs = {name: (config, "from the manifest") for name, config in declared.items()}
     try:
+        if options:
+            base = declared.get(args.list)
+            origin = "the manifest's config"
+            if base is None:
+                base = _config_on_topic(bootstrap, settings, args.list)
+                origin = "the config on the topic"
+            if base is None:
+                base = ListConfig.create(args.list)
+                origin = "the defaults (the list had no config)"
+            configs[args.list] = (_with_options(base, args), f"{', '.join(options)} over {origin}")
         written = publish_lists(
-            _bootstrap(settings, args.bootstrap_servers),
+            bootstrap,
             settings.topic_hashlists,
-            loaded.configs.values(),
+            [config for config, _ in configs.values()],
             loaded.entries,
             progress=not args.quiet,
             settings=settings,
@@ -323,8 +423,16 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(
         f"published {written:,} records ({len(loaded.entries):,} entries, "
-        f"{len(loaded.configs)} list config(s)); rejected {loaded.error_count:,} bad line(s)"
+        f"{len(configs)} list config(s)); rejected {loaded.error_count:,} bad line(s)"
     )
+    for name, (config, origin) in configs.items():
+        print(f"list {name!r}: config published: {_describe(config)} ({origin})")
+    for name in sorted({e.list_name for e in loaded.entries} - set(configs)):
+        print(
+            f"list {name!r}: entries only; its config is left as it is (the defaults while it "
+            f"has none; to set one: a manifest, or --list {name} with --action/--version/"
+            "--threshold/--kind)"
+        )
     return 1 if loaded.error_count else 0
 
 
@@ -681,19 +789,29 @@ def register(subparsers: Any) -> None:
 
 def register_hashlist_actions(actions: Any) -> None:
     """Add ``publish`` and ``retract`` to the ``hashlist`` command."""
-    publish = actions.add_parser("publish", help="publish list files to the hashlists topic")
+    publish = actions.add_parser(
+        "publish",
+        help="publish list files to the hashlists topic",
+        description="Publishes the entries of entry files and manifests. A list's config is "
+        "published only when given: by a manifest, or by --list with --kind/--action/--version/"
+        "--threshold, each put over the config the topic holds for the list (a new list starts "
+        "from deny, review, version 1, phash=8 dhash=10). Entries alone never change a config.",
+    )
     publish.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     publish.add_argument(
-        "--list", help="list name for entries without one; also publishes its config"
+        "--list",
+        help="list name for entries without one; with the options below, the list whose "
+        "config they set",
     )
-    publish.add_argument("--kind", default="deny", choices=["deny", "allow"])
-    publish.add_argument("--action", default="review", choices=["block", "review"])
-    publish.add_argument("--version", default="1", help="list version carried in matches")
+    publish.add_argument("--kind", choices=["deny", "allow"], help="set the list's kind")
+    publish.add_argument("--action", choices=["block", "review"], help="set the list's action")
+    publish.add_argument("--version", help="set the list's version (carried in matches)")
     publish.add_argument(
         "--threshold",
         action="append",
+        type=_threshold_option,
         metavar="ALG=BITS",
-        help="e.g. phash=8 (repeatable; default phash=8, dhash=10)",
+        help="set a threshold, e.g. phash=8 (repeatable); the list's others stay as they are",
     )
     publish.add_argument("--bootstrap-servers", help="override PIPELINE_BOOTSTRAP_SERVERS")
     publish.add_argument("-q", "--quiet", action="store_true")

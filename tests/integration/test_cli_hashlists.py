@@ -1,7 +1,10 @@
-"""`hashlist retract` as an operator uses it, on a real broker.
+"""`hashlist publish` and `hashlist retract` as an operator uses them, on a real broker.
 
-Retracting must say which keys the topic did not hold instead of claiming to have retracted
-them, and refuse a call with nothing to retract.
+Publishing entries must never change a list's config unless the operator gave one (a manifest,
+or --kind/--action/--version/--threshold), and the output says which config, if any, went out:
+the audit saw `hashlist publish more.csv` turn a block, version v7, pHash-4 list into review,
+version 1, pHash 8. Retracting must say which keys the topic did not hold instead of claiming to
+have retracted them, and refuse a call with nothing to retract.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from tests.integration.harness import REPO, KafkaIO, Topics
 from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration]
+
+CSV_HEADER = "list,entry_id,algorithm,hash,category,source,note\n"
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -60,6 +65,103 @@ def hashlist_records(topics: Topics) -> list[tuple[str, dict[str, Any] | None]]:
         raise AssertionError("could not read the hash-list topic to its high watermark")
     finally:
         consumer.close()
+
+
+def config_records(topics: Topics, name: str) -> list[dict[str, Any] | None]:
+    return [value for key, value in hashlist_records(topics) if key == f"list/{name}"]
+
+
+def write_csv(path: Path, list_name: str, *entry_ids: str) -> Path:
+    rows = "".join(
+        f"{list_name},{entry_id},phash,{i + 1:016x},csam,test,\n"
+        for i, entry_id in enumerate(entry_ids)
+    )
+    path.write_text(CSV_HEADER + rows)
+    return path
+
+
+@pytest.fixture
+def eokm_v7(topics: Topics, tmp_path: Path) -> str:
+    """List `eokm` published from a manifest: block, version v7, pHash threshold 4. Returns
+    what the publish printed."""
+    write_csv(tmp_path / "eokm.csv", "eokm", "e1", "e2")
+    manifest = tmp_path / "eokm.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "lists": [
+                    {
+                        "name": "eokm",
+                        "kind": "deny",
+                        "action": "block",
+                        "version": "v7",
+                        "thresholds": {"phash": 4},
+                        "files": ["eokm.csv"],
+                    }
+                ]
+            }
+        )
+    )
+    result = run_cli("hashlist", "publish", str(manifest), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_publishing_entries_alone_leaves_the_list_config_as_it_is(
+    topics: Topics, tmp_path: Path, eokm_v7: str
+) -> None:
+    more = write_csv(tmp_path / "more.csv", "eokm", "e3")
+    result = run_cli("hashlist", "publish", str(more), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    newest = config_records(topics, "eokm")[-1]
+    assert newest is not None
+    assert (newest["action"], newest["version"], newest["thresholds"]["phash"]) == (
+        "block",
+        "v7",
+        4,
+    )
+    assert len(config_records(topics, "eokm")) == 1  # only the manifest's was ever sent
+    # Each publish says which config went out, or that none did.
+    assert (
+        "list 'eokm': config published: deny, action block, version v7, "
+        "thresholds dhash=10 phash=4 (from the manifest)"
+    ) in eokm_v7
+    assert "published 1 records (1 entries, 0 list config(s))" in result.stdout
+    assert "list 'eokm': entries only; its config is left as it is" in result.stdout
+
+
+def test_a_config_option_changes_only_what_it_names(
+    topics: Topics, tmp_path: Path, eokm_v7: str
+) -> None:
+    more = write_csv(tmp_path / "more.csv", "eokm", "e3")
+    result = run_cli(
+        "hashlist", "publish", str(more), "--list", "eokm", "--threshold", "phash=6", "-q",
+        env=topics.env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    newest = config_records(topics, "eokm")[-1]
+    assert newest is not None
+    assert (newest["action"], newest["version"], newest["thresholds"]["phash"]) == (
+        "block",
+        "v7",
+        6,
+    )
+    assert (
+        "list 'eokm': config published: deny, action block, version v7, thresholds dhash=10 "
+        "phash=6 (--threshold over the config on the topic)"
+    ) in result.stdout
+
+    # A list with no config yet starts from the defaults, and the output says so.
+    fresh = write_csv(tmp_path / "fresh.csv", "fresh", "f1")
+    result = run_cli(
+        "hashlist", "publish", str(fresh), "--list", "fresh", "--action", "block", "-q",
+        env=topics.env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "list 'fresh': config published: deny, action block, version 1, thresholds dhash=10 "
+        "phash=8 (--action over the defaults (the list had no config))"
+    ) in result.stdout
 
 
 def test_retract_names_the_keys_the_topic_does_not_hold(topics: Topics, tmp_path: Path) -> None:
