@@ -16,12 +16,16 @@ import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.adapters.fetch import FetchLimits
+    from pipeline.core.guard import GuardLimits
 
 ENV_PREFIX = "PIPELINE_"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
@@ -277,6 +281,38 @@ class Settings(BaseSettings):
         empty directories here; one per user, so users never share (or block) each other's.
         """
         return Path(tempfile.gettempdir()) / f"upload-screening-faust-{os.getuid()}"
+
+    def guard_limits(self) -> GuardLimits:
+        """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads.
+
+        Imported here, not at the top: the guard loads Pillow, which ``pipeline --help`` and
+        the Kafka commands never need."""
+        from pipeline.core.guard import GuardLimits
+
+        return GuardLimits(
+            max_bytes=self.max_upload_bytes,
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+            allowed_formats=self.allowed_formats,
+            draft_size=self.draft_size,
+        )
+
+    def fetch_limits(self) -> FetchLimits:
+        """What fetching an upload may do: byte cap, timeouts (seconds), redirects, address
+        policy and the root of ``path`` uploads. Imported here: the fetcher loads aiohttp."""
+        from pipeline.adapters.fetch import FetchLimits
+
+        return FetchLimits(
+            max_bytes=self.max_upload_bytes,
+            connect_timeout=self.fetch_connect_timeout_seconds,
+            read_timeout=self.fetch_read_timeout_seconds,
+            max_redirects=self.fetch_max_redirects,
+            allow_private=self.fetch_allow_private,
+            allow_networks=tuple(
+                ipaddress.ip_network(n, strict=False) for n in sorted(self.fetch_allow_networks)
+            ),
+            file_root=self.fetch_file_root,
+        )
 
 
 #: How alike (difflib's ratio) an unknown variable and a setting's variable must be for the

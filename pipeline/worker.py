@@ -14,11 +14,10 @@ import faust
 
 from pipeline.adapters.alerts import AlertmanagerSink, WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker
-from pipeline.adapters.fetch import Fetcher, limits_from
+from pipeline.adapters.fetch import Fetcher
 from pipeline.adapters.topics import ensure_topics, topic_specs
 from pipeline.alerting import AlertSink
 from pipeline.app import create_app
-from pipeline.commands.offline import guard_limits
 from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm
@@ -70,7 +69,7 @@ def run_worker(settings: Settings) -> int:
     )
     try:
         ensure_topics(bootstrap, topic_specs(settings))
-        limits = guard_limits(settings)
+        limits = settings.guard_limits()
         pool.start()
         # A real decode and every hash in each process load Pillow's plugins and the lazily
         # imported DCT (~0.1-0.2 s), so no upload's time limit pays for start-up.
@@ -83,7 +82,7 @@ def run_worker(settings: Settings) -> int:
         screener = Screener(
             settings,
             matcher=matcher,
-            fetcher=Fetcher(limits_from(settings)),
+            fetcher=Fetcher(settings.fetch_limits()),
             pool=pool,
             metrics=metrics,
             limits=limits,

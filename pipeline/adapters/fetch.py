@@ -36,7 +36,7 @@ import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -507,18 +507,3 @@ def _redirect_target(current: URL, location: str) -> URL:
         raise FetchRefused(
             "redirect Location cannot be parsed", reason=FetchReason.BAD_URL
         ) from None
-
-
-def limits_from(settings: Any) -> FetchLimits:
-    """Fetch limits from :class:`pipeline.config.Settings`."""
-    return FetchLimits(
-        max_bytes=settings.max_upload_bytes,
-        connect_timeout=settings.fetch_connect_timeout_seconds,
-        read_timeout=settings.fetch_read_timeout_seconds,
-        max_redirects=settings.fetch_max_redirects,
-        allow_private=settings.fetch_allow_private,
-        allow_networks=tuple(
-            ipaddress.ip_network(n, strict=False) for n in sorted(settings.fetch_allow_networks)
-        ),
-        file_root=settings.fetch_file_root,
-    )

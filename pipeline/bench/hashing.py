@@ -143,19 +143,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from pipeline.bench.report import format_table, write_json
-    from pipeline.core.guard import GuardLimits, decode
+    from pipeline.core.guard import decode
     from pipeline.core.hashing import hash_image, perceptual_hashes
     from pipeline.core.types import Algorithm, hamming_distance
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    limits = GuardLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        allowed_formats=settings.allowed_formats,
-        draft_size=settings.draft_size,
-    )
+    limits = settings.guard_limits()
     draft = (settings.draft_size, settings.draft_size)
 
     def plain(data: bytes) -> object:

@@ -61,17 +61,6 @@ LIST_SUFFIXES = (".json", ".csv", ".jsonl", ".ndjson")
 T = TypeVar("T")
 
 
-def guard_limits(settings: Settings) -> GuardLimits:
-    """The guard's limits from settings (the one place this mapping is written)."""
-    return GuardLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        allowed_formats=settings.allowed_formats,
-        draft_size=settings.draft_size,
-    )
-
-
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -255,7 +244,7 @@ def _run_hashing(
 
 def cmd_hash(args: argparse.Namespace, settings: Settings) -> int:
     """Print each file's hashes as one JSON line."""
-    limits = guard_limits(settings)
+    limits = settings.guard_limits()
     refused = 0
 
     def handle(path: Path, result: Outcome) -> None:
@@ -343,7 +332,7 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
             f"--lists names no hash-list file ({', '.join(LIST_SUFFIXES)}) before the FILEs; "
             "write FILE... --lists PATH... for lists named otherwise"
         )
-    limits = guard_limits(settings)
+    limits = settings.guard_limits()
     matcher = build_matcher(args.lists, settings, args.quiet)
     matched = failed = 0
 

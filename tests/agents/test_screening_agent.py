@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters.fetch import Fetcher, limits_from
+from pipeline.adapters.fetch import Fetcher
 from pipeline.agents import ScreeningAgent
-from pipeline.commands.offline import guard_limits
 from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.hashpool import HashPool
@@ -126,10 +125,10 @@ def make_agent(
     screener = Screener(
         settings,
         matcher=Matcher(),
-        fetcher=Fetcher(limits_from(settings)),
+        fetcher=Fetcher(settings.fetch_limits()),
         pool=HashPool(0),
         metrics=metrics,
-        limits=guard_limits(settings),
+        limits=settings.guard_limits(),
     )
     health = WorkerHealth(lists_caught_up=True)
     return ScreeningAgent(
