@@ -9,7 +9,7 @@ cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one line and
 client library's own connection chatter is kept off the terminal (see
 :func:`_quiet_kafka_client_logs`). Publishing entries never touches a list's config unless the
 user gave one (a manifest or a config flag), and retracting names the keys the topic does not
-hold.
+hold. Verdict lines are flushed one by one, so ``pipeline demo | tee log`` shows them live.
 ``worker`` hands over to :mod:`pipeline.worker`. ``demo`` starts an embedded broker and a
 worker process, publishes a demo hash list made from generated images, submits uploads that
 match and uploads that do not, prints their verdicts, and leaves the worker running.
@@ -82,6 +82,12 @@ def _unreachable(exc: BrokerUnreachable) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+def _print_flushed(line: str = "") -> None:
+    """Print a line and flush it: on a pipe stdout is block-buffered, and a verdict that sits
+    in the buffer until the demo exits is no use to ``pipeline demo | tee log``."""
+    print(line, flush=True)
 
 
 def _bootstrap(settings: Settings, override: str | None) -> str:
@@ -584,7 +590,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     for event in events:
         print(f"submitted {event.upload_id}", file=sys.stderr)
     for verdict in verdicts:
-        print(json.dumps(verdict) if args.json else _summary(verdict))
+        _print_flushed(json.dumps(verdict) if args.json else _summary(verdict))
     if args.wait and len(verdicts) < len(events):
         print(
             f"{len(events) - len(verdicts)} verdict(s) not seen within {args.wait}s",
@@ -681,11 +687,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 for name, data in uploads
             ]
             verdicts = submit_events(bootstrap, settings, events, wait=60)
-            print("\nverdicts:")
+            _print_flushed("\nverdicts:")
             for verdict in verdicts:
-                print("  " + _summary(verdict))
-            print(f"\nmetrics: {base}/metrics   readiness: {base}/readyz   broker: {bootstrap}")
-            print(
+                _print_flushed("  " + _summary(verdict))
+            _print_flushed(
+                f"\nmetrics: {base}/metrics   readiness: {base}/readyz   broker: {bootstrap}"
+            )
+            _print_flushed(
                 "worker keeps running (Ctrl-C stops); submit more with "
                 f"PIPELINE_BOOTSTRAP_SERVERS={bootstrap} pipeline submit FILE --wait 10"
             )

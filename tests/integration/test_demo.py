@@ -1,5 +1,9 @@
 """The README's first line ends in `pipeline demo`: run it for real (embedded broker, worker
-process, demo list, demo uploads) and check the verdicts it prints and the metrics it serves."""
+process, demo list, demo uploads) and check the verdicts it prints and the metrics it serves.
+
+Its stdout is a pipe here, as in `pipeline demo | tee log`, and without PYTHONUNBUFFERED (which
+this environment sets, and which hid that verdict lines sat in the buffer until exit).
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,17 @@ from tests.integration.harness import KafkaIO, http_get, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def environment(**settings: str) -> dict[str, str]:
+    """This process's environment with ``settings``, minus PYTHONUNBUFFERED: a new user's
+    shell does not set it, so output must be flushed by the code, not by the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return {**env, **settings}
+
+
 @pytest.fixture
 def demo() -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
     port = free_port()
-    env = {**os.environ, "PIPELINE_WEB_PORT": str(port), "PIPELINE_HASH_PROCESSES": "1"}
+    env = environment(PIPELINE_WEB_PORT=str(port), PIPELINE_HASH_PROCESSES="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "demo"],
         env=env,
@@ -63,6 +74,7 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
 ) -> None:
     process, port, lines = demo
     names = [name for name, _ in demo_uploads()]
+    # Read from the pipe while the demo runs: lines flushed one by one, not at exit.
     wait_until(
         lambda: "worker keeps running" in "".join(lines) or process.poll() is not None,
         120,
