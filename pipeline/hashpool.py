@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from pipeline.core.guard import GuardLimits, decode
-from pipeline.core.hashing import exact_hashes, perceptual_hashes
+from pipeline.core.hashing import upload_hashes
 from pipeline.core.types import Algorithm
 from pipeline.errors import PermanentError
 
@@ -72,15 +72,15 @@ class HashTimedOut(PermanentError):
 def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]) -> HashJobResult:
     """Guard, decode and hash ``data``; raises ImageRejected for refused images.
 
-    Runs in a pool process. Decode time includes the guard checks; hash time covers the exact
-    digests of the original bytes and the perceptual hashes of the decoded image.
+    Runs in a pool process: the production path of every upload, worker and CLI alike, and the
+    one the golden-value tests pin. Decode time (seconds) includes the guard checks; hash time
+    covers the exact digests of the original bytes and the perceptual hashes of the decoded
+    image (:func:`~pipeline.core.hashing.upload_hashes`, in canonical algorithm order).
     """
     start = time.perf_counter()
     decoded = decode(data, limits)
     decoded_at = time.perf_counter()
-    exact = tuple(a for a in algorithms if not a.is_perceptual)
-    perceptual = tuple(a for a in algorithms if a.is_perceptual)
-    hashes = {**exact_hashes(data, exact), **perceptual_hashes(decoded, perceptual)}
+    hashes = upload_hashes(data, decoded, algorithms)
     done = time.perf_counter()
     return HashJobResult(
         hashes=hashes,

@@ -96,20 +96,30 @@ def perceptual_hashes(
     return {alg: _PERCEPTUAL[alg](decoded.image) for alg in algorithms if alg.is_perceptual}
 
 
+def upload_hashes(
+    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
+) -> dict[Algorithm, int]:
+    """``algorithms`` of one upload, in :data:`ALL_ALGORITHMS` order: exact digests of ``data``
+    (the original bytes) and perceptual hashes of ``decoded`` (their guarded decode).
+
+    The one place an upload's hashes are computed: the worker's and the CLI's hashing job
+    (:func:`pipeline.hashpool.hash_job`) and :func:`hash_image` both call it."""
+    wanted = tuple(algorithms)
+    hashes = {**exact_hashes(data, wanted), **perceptual_hashes(decoded, wanted)}
+    return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}
+
+
 def hash_image(
     data: bytes, limits: GuardLimits, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
 ) -> ImageHashes:
-    """Guard, decode once and compute ``algorithms``.
+    """Guard, decode once and compute ``algorithms`` (the hashing job without its timings).
 
     Raises :class:`pipeline.core.guard.ImageRejected` when the guard refuses the bytes. Exact
     digests are only computed for images the guard accepts, so a refusal costs no hashing.
     """
-    wanted = tuple(algorithms)
     decoded = decode(data, limits)
-    hashes = {**exact_hashes(data, wanted), **perceptual_hashes(decoded, wanted)}
-    ordered = {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}
     return ImageHashes(
-        hashes=MappingProxyType(ordered),
+        hashes=MappingProxyType(upload_hashes(data, decoded, algorithms)),
         format=decoded.format,
         width=decoded.width,
         height=decoded.height,

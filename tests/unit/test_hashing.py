@@ -1,4 +1,9 @@
-"""Hashes are pinned for committed fixtures and agree with plain imagehash."""
+"""Hashes are pinned for committed fixtures and agree with plain imagehash.
+
+The golden values pin :func:`pipeline.hashpool.hash_job`, the function the hashing processes run
+for every upload (worker and CLI); :func:`hash_image` (lists built in code: the demo's) must
+agree with it.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,18 @@ from PIL import Image
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, bits_to_int, hash_image
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
+from pipeline.hashpool import hash_job
 from tests.imagegen import encode, sample_photo, synthetic_image
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
 GOLDEN: dict[str, dict[str, str]] = json.loads((FIXTURES / "golden-hashes.json").read_text())
 LIMITS = GuardLimits()
+
+
+def production_hex(data: bytes) -> dict[str, str]:
+    """Every hash of ``data`` as canonical hex, hashed as production hashes uploads."""
+    result = hash_job(data, LIMITS, ALL_ALGORITHMS)
+    return {str(alg): HashValue(alg, value).hex for alg, value in result.hashes.items()}
 
 
 def test_golden_fixtures_are_all_checked() -> None:
@@ -31,7 +43,15 @@ def test_golden_fixtures_are_all_checked() -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_hash_values(name: str) -> None:
     # A library upgrade that shifts any hash of these fixed files must fail here.
-    assert hash_image((FIXTURES / name).read_bytes(), LIMITS).hex() == GOLDEN[name]
+    assert production_hex((FIXTURES / name).read_bytes()) == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_hash_image_agrees_with_the_production_job(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    assert hash_image(data, LIMITS).hex() == production_hex(data)
+    only = (Algorithm.SHA256, Algorithm.DHASH)
+    assert dict(hash_image(data, LIMITS, only).hashes) == hash_job(data, LIMITS, only).hashes
 
 
 def test_exif_orientation_is_applied_before_perceptual_hashing() -> None:
@@ -43,7 +63,7 @@ def test_exif_orientation_is_applied_before_perceptual_hashing() -> None:
 
 def test_exact_hashes_are_the_digests_of_the_bytes() -> None:
     data = (FIXTURES / "synthetic-a.jpg").read_bytes()
-    result = hash_image(data, LIMITS)
+    result = hash_job(data, LIMITS, ALL_ALGORITHMS)
     assert result.hashes[Algorithm.MD5] == int(hashlib.md5(data).hexdigest(), 16)
     assert result.hashes[Algorithm.SHA1] == int(hashlib.sha1(data).hexdigest(), 16)
     assert result.hashes[Algorithm.SHA256] == int(hashlib.sha256(data).hexdigest(), 16)
@@ -72,9 +92,9 @@ def test_reduced_jpeg_decode_stays_close_to_plain_imagehash(photo: str) -> None:
 
 def test_only_requested_algorithms_are_computed() -> None:
     data = (FIXTURES / "synthetic-a.jpg").read_bytes()
-    result = hash_image(data, LIMITS, [Algorithm.SHA256, Algorithm.PHASH])
-    assert list(result.hashes) == [Algorithm.SHA256, Algorithm.PHASH]
-    assert list(hash_image(data, LIMITS).hashes) == list(ALL_ALGORITHMS)
+    result = hash_job(data, LIMITS, (Algorithm.PHASH, Algorithm.SHA256))
+    assert list(result.hashes) == [Algorithm.SHA256, Algorithm.PHASH]  # canonical order
+    assert list(hash_job(data, LIMITS, ALL_ALGORITHMS).hashes) == list(ALL_ALGORITHMS)
 
 
 def test_bits_to_int_reads_like_imagehash_hex() -> None:
