@@ -563,20 +563,47 @@ def submit_events(
     return [verdicts[e.upload_id] for e in events if e.upload_id in verdicts]
 
 
-def _summary(verdict: dict[str, Any]) -> str:
-    matches = ", ".join(
-        f"{m['list']}/{m['entry_id']} {m['algorithm']} d={m['distance']}"
-        for m in verdict.get("matches", [])
+#: What a verdict summary line holds; printed before the lines.
+SUMMARY_LEGEND = (
+    "verdicts, one a line: ACTION  UPLOAD  LIST (the list's action): "
+    "ENTRY ALGORITHM DISTANCE/THRESHOLD (bits)"
+)
+
+
+def _upload_name(verdict: dict[str, Any]) -> str:
+    return str(verdict.get("metadata", {}).get("file", verdict["upload_id"]))
+
+
+def _match_phrase(match: dict[str, Any]) -> str:
+    """``known-1-phash phash 2/8``: the distance out of the threshold, so a reader sees how
+    close the match was; exact hashes match only when identical, which says it better."""
+    if match["threshold"] == 0 and match["distance"] == 0:
+        return f"{match['entry_id']} {match['algorithm']} identical"
+    return f"{match['entry_id']} {match['algorithm']} {match['distance']}/{match['threshold']}"
+
+
+def _summary(verdict: dict[str, Any], name_width: int = 0) -> str:
+    """One line for a person: the action, the upload, and why (see :data:`SUMMARY_LEGEND`)."""
+    by_list: dict[str, list[dict[str, Any]]] = {}
+    for match in verdict.get("matches", []):
+        by_list.setdefault(match["list"], []).append(match)
+    detail = "; ".join(
+        f"{name} ({matches[0]['list_action']}): {', '.join(_match_phrase(m) for m in matches)}"
+        for name, matches in by_list.items()
     )
+    if verdict.get("suppressed"):
+        detail += f"{'; ' if detail else ''}{len(verdict['suppressed'])} suppressed by allow lists"
+    if verdict.get("matches_omitted"):
+        detail += f"; {verdict['matches_omitted']} more not listed"
     error = verdict.get("error") or {}
-    detail = matches or (f"{error.get('stage')}: {error.get('reason')}" if error else "no match")
-    name = verdict.get("metadata", {}).get("file", verdict["upload_id"])
-    return f"{verdict['action']:>6}  {name}  ({detail})"
+    if error:
+        detail = f"{error.get('stage')}: {error.get('reason')}"
+    return f"{verdict['action']:>6}  {_upload_name(verdict):<{name_width}}  {detail or 'no match'}"
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    """Submit files as inline uploads; with --wait print their verdicts. Exit 2 when the broker
-    cannot be reached."""
+    """Submit files as inline uploads; with --wait print their verdicts (a summary line each,
+    or with --json the whole verdicts). Exit 2 when the broker cannot be reached."""
     _quiet_kafka_client_logs()
     bootstrap = _bootstrap(settings, args.bootstrap_servers)
     events = [upload_event(path) for path in args.files]
@@ -589,8 +616,11 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     for event in events:
         print(f"submitted {event.upload_id}", file=sys.stderr)
+    if verdicts and not args.json:
+        print(f"{SUMMARY_LEGEND}; the whole verdicts: add --json", file=sys.stderr)
+    width = max((len(_upload_name(v)) for v in verdicts), default=0)
     for verdict in verdicts:
-        _print_flushed(json.dumps(verdict) if args.json else _summary(verdict))
+        _print_flushed(json.dumps(verdict) if args.json else _summary(verdict, width))
     if args.wait and len(verdicts) < len(events):
         print(
             f"{len(events) - len(verdicts)} verdict(s) not seen within {args.wait}s",
@@ -687,15 +717,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 for name, data in uploads
             ]
             verdicts = submit_events(bootstrap, settings, events, wait=60)
-            _print_flushed("\nverdicts:")
+            _print_flushed(f"\n{SUMMARY_LEGEND}")
+            width = max((len(_upload_name(v)) for v in verdicts), default=0)
             for verdict in verdicts:
-                _print_flushed("  " + _summary(verdict))
+                _print_flushed("  " + _summary(verdict, width))
             _print_flushed(
                 f"\nmetrics: {base}/metrics   readiness: {base}/readyz   broker: {bootstrap}"
             )
             _print_flushed(
-                "worker keeps running (Ctrl-C stops); submit more with "
-                f"PIPELINE_BOOTSTRAP_SERVERS={bootstrap} pipeline submit FILE --wait 10"
+                "worker keeps running (Ctrl-C stops); submit more (--json prints whole verdicts):\n"
+                f"  PIPELINE_BOOTSTRAP_SERVERS={bootstrap} pipeline submit FILE --wait 10 --json"
             )
             if args.exit_after_verdicts:
                 return 0 if len(verdicts) == len(events) else 1

@@ -1,26 +1,30 @@
-"""`hashlist publish` and `hashlist retract` as an operator uses them, on a real broker.
+"""`hashlist publish`, `hashlist retract` and `submit` as an operator uses them, on a real broker.
 
 Publishing entries must never change a list's config unless the operator gave one (a manifest,
 or --kind/--action/--version/--threshold), and the output says which config, if any, went out:
 the audit saw `hashlist publish more.csv` turn a block, version v7, pHash-4 list into review,
 version 1, pHash 8. Retracting must say which keys the topic did not hold instead of claiming to
-have retracted them, and refuse a call with nothing to retract.
+have retracted them, and refuse a call with nothing to retract. `submit`'s verdict lines say how
+close a match was (distance/threshold) and what the list asks for.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.integration.harness import REPO, KafkaIO, Topics
+from tests.imagegen import encode, synthetic_image
+from tests.integration.harness import REPO, KafkaIO, Topics, WorkerProcess
 from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration]
@@ -202,3 +206,37 @@ def test_retract_with_nothing_to_retract_is_refused(topics: Topics) -> None:
     )
     assert "retracted" not in result.stdout
     assert hashlist_records(topics) == []
+
+
+@pytest.mark.slow
+def test_submit_lines_say_distance_of_threshold_and_the_lists_action(
+    kafka: KafkaIO, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    from pipeline.core.hashlist import ListConfig
+
+    kafka.publish(
+        ListConfig.create("known", action="block", thresholds={"phash": 8, "dhash": 10}),
+        entries_for("known", seed=1),
+    )
+    start_worker()
+    near_copy = tmp_path / "near-copy.jpg"
+    near_copy.write_bytes(encode(synthetic_image(1), quality=55))
+    stranger = tmp_path / "stranger.jpg"
+    stranger.write_bytes(encode(synthetic_image(77)))
+
+    result = run_cli("submit", str(near_copy), str(stranger), "--wait", "60", env=kafka.topics.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert re.fullmatch(
+        r"\s*block  near-copy\.jpg  known \(block\): "
+        r"1-(phash|dhash) \1 \d+/(8|10), 1-(phash|dhash) \3 \d+/(8|10)",
+        lines["near-copy.jpg"],
+    ), lines
+    assert re.fullmatch(r"\s*allow  stranger\.jpg\s+no match", lines["stranger.jpg"]), lines
+    assert "--json" in result.stderr  # where the whole verdict is
+
+    result = run_cli("submit", str(near_copy), "--wait", "60", "--json", env=kafka.topics.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["action"] == "block"
+    assert {m["threshold"] for m in verdict["matches"]} == {8, 10}

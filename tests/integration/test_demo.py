@@ -82,13 +82,22 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
     )
     output = "".join(lines)
     assert process.poll() is None, f"the demo exited early:\n{output}"
-    verdicts = {
-        line.split()[1]: line.split()[0]
+    verdict_lines = {
+        line.split()[1]: line
         for line in output.splitlines()
         if line.startswith("  ") and len(line.split()) >= 2 and line.split()[1] in names
     }
+    verdicts = {name: line.split()[0] for name, line in verdict_lines.items()}
     expected = {name: "block" if name.startswith("known-") else "allow" for name in names}
     assert verdicts == expected, output
+    # Each line explains itself: the list's action and distance of threshold per algorithm.
+    assert re.search(
+        r"known-1-resized\.jpg +demo-known \(block\): .*known-1-phash phash \d+/8",
+        verdict_lines["known-1-resized.jpg"],
+    ), output
+    assert "known-0-md5 md5 identical" in verdict_lines["known-0-identical.jpg"], output
+    assert verdict_lines["unrelated-100.jpg"].rstrip().endswith("no match"), output
+    assert "pipeline submit FILE --wait 10 --json" in output  # where the whole verdicts are
     assert "\x1b[" not in output, "terminal escapes in the demo's output (Faust's spinner)"
 
     status, body = http_get(f"http://127.0.0.1:{port}/metrics")
