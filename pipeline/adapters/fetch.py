@@ -392,6 +392,8 @@ class Fetcher:
             raise FetchRefused(
                 "path uploads are disabled (no file root)", reason=FetchReason.FILE_ROOT_UNSET
             )
+        if "\x00" in relative:  # the OS cannot name it; Path.resolve() raises ValueError
+            raise FetchRefused("path contains a NUL byte", reason=FetchReason.BAD_PATH)
         base = root.resolve()
         target = (base / relative).resolve()
         if not target.is_relative_to(base):

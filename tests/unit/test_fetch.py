@@ -96,7 +96,8 @@ def test_a_regular_file_under_the_root_is_read(root: Path) -> None:
 @pytest.mark.parametrize(("path", "reason"), [("pipe", "not_a_file"), ("sub", "not_a_file"),
                                                ("big.bin", "too_large_bytes"),
                                                ("missing.jpg", "not_found"),
-                                               ("../outside", "path_outside_root")])  # fmt: skip
+                                               ("../outside", "path_outside_root"),
+                                               ("image.jpg\x00.png", "bad_path")])  # fmt: skip
 def test_anything_but_a_small_regular_file_is_refused_promptly(
     root: Path, path: str, reason: str
 ) -> None:
