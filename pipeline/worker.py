@@ -69,6 +69,15 @@ def run_worker(settings: Settings) -> int:
     )
     try:
         ensure_topics(bootstrap, topic_specs(settings))
+        if broker is not None:
+            # The embedded broker's port is picked at start, and `pipeline submit` or
+            # `hashlist publish` in another shell cannot reach this worker without it: give
+            # the person a line to paste (on stdout and flushed, apart from the log).
+            print(
+                f"export PIPELINE_BOOTSTRAP_SERVERS={bootstrap}"
+                "  # paste into another shell to submit to this worker",
+                flush=True,
+            )
         limits = settings.guard_limits()
         pool.start()
         # A real decode and every hash in each process load Pillow's plugins and the lazily

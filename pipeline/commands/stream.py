@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -682,15 +683,37 @@ def publish_demo_list(bootstrap: str, settings: Settings) -> None:
     print(f"published demo list {DEMO_LIST.name!r}: {published} records", file=sys.stderr)
 
 
+def _refuse_taken_port(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` when something already listens on ``host:port``.
+
+    The demo judges its worker ready by ``/readyz`` on that port; with another demo or worker
+    there, it would take that one's answer for its own worker's and then wait a minute for
+    verdicts that never come. SO_REUSEADDR, as the worker's web server uses, so a port left
+    in TIME_WAIT by a demo that just stopped is not mistaken for a taken one.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise ConfigError(
+                f"{host}:{port} is in use (another pipeline demo or worker?): stop it, or set "
+                "PIPELINE_WEB_PORT to a free port"
+            ) from None
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Embedded broker + worker + demo list + a few uploads; leaves the worker running.
-    SIGTERM stops the worker and the broker, like Ctrl-C."""
+    SIGTERM stops the worker and the broker, like Ctrl-C. Raises :class:`ConfigError` (one
+    line, exit 2) at once when the web port is taken."""
     from pipeline.adapters.broker import EmbeddedBroker
     from pipeline.adapters.topics import ensure_topics, topic_specs
     from pipeline.demo.hashlist import demo_uploads
 
     _interrupt_on_sigterm()
     _quiet_kafka_client_logs()
+    if settings.web_port:
+        _refuse_taken_port(settings.web_host, settings.web_port)
     with EmbeddedBroker(settings.embedded_port) as broker:
         bootstrap = broker.bootstrap_servers
         ensure_topics(bootstrap, topic_specs(settings))

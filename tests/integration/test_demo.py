@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -116,6 +118,49 @@ def test_demo_prints_verdicts_serves_metrics_and_keeps_running(
         wait_until(lambda p=leftover: not listening(p), 15, what=f"port {leftover} released")
     time.sleep(0.5)  # the reader thread drains what shutdown printed
     assert "Traceback" not in "".join(lines), "".join(lines)
+
+
+def test_a_second_demo_on_a_taken_web_port_stops_at_once_in_one_line() -> None:
+    """A running demo answers /readyz on the port; a second demo must not take that answer for
+    its own worker's and then wait a minute for verdicts."""
+
+    class RunningDemosReadiness(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    first = ThreadingHTTPServer(("127.0.0.1", free_port()), RunningDemosReadiness)
+    threading.Thread(target=first.serve_forever, daemon=True).start()
+    port = first.server_address[1]
+    try:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "demo", "--exit-after-verdicts"],
+            env=environment(PIPELINE_WEB_PORT=str(port), PIPELINE_HASH_PROCESSES="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGTERM)  # the demo stops its worker and broker
+            second.communicate(timeout=30)
+            raise AssertionError("a second demo on a taken port did not stop at once") from None
+    finally:
+        first.shutdown()
+        first.server_close()
+    assert second.returncode == 2, stdout + stderr
+    assert stdout == ""
+    assert stderr.splitlines() == [
+        f"pipeline: 127.0.0.1:{port} is in use (another pipeline demo or worker?): stop it, or "
+        "set PIPELINE_WEB_PORT to a free port"
+    ]
 
 
 def listening(port: int) -> bool:
