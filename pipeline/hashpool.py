@@ -1,15 +1,17 @@
 """Hashing off the event loop: a process pool running the pure core on untrusted bytes.
 
 Owns: the top-level job sent to worker processes (:func:`hash_job`, a pure function over bytes
-plus stage timings), the pool's life cycle, its per-process memory cap, and recovery when a
-hostile image kills a worker process. Must not: hold image bytes beyond one call, or log them.
+plus stage timings), the pool's life cycle, its per-process memory cap, recovery when a
+hostile image kills a worker process, and the one retry policy the worker and the CLI share
+(:meth:`HashPool.hash`). Must not: hold image bytes beyond one call, or log them.
 
 Why processes: decode and DCT are CPU-bound and hold the GIL, so threads would stall the
 event loop and with it Kafka heartbeats. Each pool process also gets an address-space limit
 (``RLIMIT_AS``) so a decoder that misbehaves fails with MemoryError instead of taking the host
-down; a crashed process breaks the pool, which is rebuilt, and the upload is reported as an
-error rather than retried forever. Jobs wait for a free process outside the executor, so the
-per-job timeout counts running time only and a rebuild never cancels queued jobs.
+down; a crashed process breaks the pool, which is rebuilt, and the upload is run once more,
+alone, then reported as an error rather than retried forever. Jobs wait for a free process
+outside the executor, so the per-job timeout counts running time only and a rebuild never
+cancels queued jobs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import enum
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -29,7 +32,7 @@ from typing import Any
 from pipeline.core.guard import GuardLimits, decode
 from pipeline.core.hashing import upload_hashes
 from pipeline.core.types import Algorithm
-from pipeline.errors import PermanentError
+from pipeline.errors import PermanentError, PipelineError
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,41 @@ def _ping() -> None:
     """A no-op job: running it makes a fresh process import this module (and the core)."""
 
 
+class _Gate:
+    """Turns at the pool: shared, or alone (a suspect job's retry). A turn alone waits until no
+    shared turn runs and keeps new ones waiting until it ends."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._shared = 0
+        self._alone = False
+        self._wanted = 0  # turns alone waiting
+
+    @asynccontextmanager
+    async def turn(self, alone: bool) -> AsyncIterator[None]:
+        async with self._changed:
+            if alone:
+                self._wanted += 1
+                try:
+                    await self._changed.wait_for(lambda: not self._shared and not self._alone)
+                finally:
+                    self._wanted -= 1
+                    self._changed.notify_all()  # shared turns may go if this one gave up
+                self._alone = True
+            else:
+                await self._changed.wait_for(lambda: not self._alone and not self._wanted)
+                self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                if alone:
+                    self._alone = False
+                else:
+                    self._shared -= 1
+                self._changed.notify_all()
+
+
 class HashPool:
     """Runs :func:`hash_job` in ``processes`` worker processes (0 = in the calling thread).
 
@@ -129,9 +167,13 @@ class HashPool:
     (processes started, the :meth:`warm_up` jobs run) before it takes uploads, so start-up does
     not count against a job's timeout either.
 
-    ``waiting`` counts jobs waiting for a process, ``running`` jobs in a process. When the pool
-    cannot be restarted, ``broken_reason`` says why (and ``on_broken`` is told) until a later
-    start succeeds.
+    Uploads (worker and CLI) are hashed by :meth:`hash`: :meth:`run` plus the retry policy.
+    ``retry_timeouts`` is for the CLI, whose ``--timeout`` may be tight enough for a busy
+    machine to matter; the worker leaves it off: a hostile image costs one time limit, not two.
+
+    ``waiting`` counts jobs waiting (for a process or a turn alone), ``running`` jobs in a
+    process. When the pool cannot be restarted, ``broken_reason`` says why (and ``on_broken``
+    is told) until a later start succeeds.
     """
 
     def __init__(
@@ -142,8 +184,11 @@ class HashPool:
         timeout_seconds: float = 30.0,
         job: HashJob = hash_job,
         on_broken: Callable[[str | None], None] | None = None,
+        retry_timeouts: bool = False,
     ) -> None:
-        self._processes = processes
+        self.processes = processes
+        self._retry_timeouts = retry_timeouts
+        self._gate = _Gate()
         self._memory_limit = memory_limit_bytes
         self._timeout = timeout_seconds
         self._job = job
@@ -168,11 +213,11 @@ class HashPool:
 
         Raises OSError (or whatever multiprocessing raises) when processes cannot be started.
         """
-        if self._processes == 0 or self._executor is not None:
+        if self.processes == 0 or self._executor is not None:
             return
         context = multiprocessing.get_context("forkserver")
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self._processes,
+            max_workers=self.processes,
             mp_context=context,
             initializer=partial(_init_process, self._memory_limit),
         )
@@ -189,26 +234,61 @@ class HashPool:
         futures = [self._executor.submit(self._job, *job) for job in self._warm_jobs]
         concurrent.futures.wait(futures)
 
+    async def hash(
+        self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
+    ) -> HashJobResult:
+        """Hash one upload with the retry policy: :meth:`run`, then once more, alone, if the
+        failure may have been a neighbour's.
+
+        A process that dies (or is killed because a neighbour ran out of time) takes every job
+        running in the pool with it, most of them innocent: such a job (HashWorkerCrashed) runs
+        again with no other job beside it, so only an input that fails by itself is reported.
+        A timeout is the image's own (not retried) unless ``retry_timeouts`` is set and other
+        processes ran. Raises what :meth:`run` raises; the error's ``attempts`` is 1 or 2."""
+        retried: tuple[type[PipelineError], ...] = (HashWorkerCrashed,)
+        if self._retry_timeouts and self.processes > 1:
+            retried = (HashWorkerCrashed, HashTimedOut)
+        try:
+            return await self.run(data, limits, algorithms)
+        except retried:
+            pass
+        try:
+            return await self._attempt(data, limits, algorithms, alone=True)
+        except PipelineError as exc:
+            exc.attempts = 2
+            raise
+
     async def run(
         self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     ) -> HashJobResult:
-        """Hash one upload off the event loop. Raises what the job raises (ImageRejected),
+        """Hash one upload off the event loop, once. Raises what the job raises (ImageRejected),
         :class:`HashWorkerCrashed` when its process died or the pool was rebuilt under it (or
         cannot be started), or :class:`HashTimedOut` after ``timeout_seconds`` of running (the
         pool is rebuilt first in both cases). Cancelling the caller cancels the job's wait."""
+        return await self._attempt(data, limits, algorithms, alone=False)
+
+    async def _attempt(
+        self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...], *, alone: bool
+    ) -> HashJobResult:
+        """One run, waiting first for a process (and, ``alone``, for every other job to end)."""
+        queued = True
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            async with self._gate.turn(alone):
+                await self._slots.acquire()
+                queued = False
+                self.waiting -= 1
+                self.running += 1
+                try:
+                    if self.processes == 0:
+                        return self._job(data, limits, algorithms)
+                    return await self._run_in_process(data, limits, algorithms)
+                finally:
+                    self.running -= 1
+                    self._slots.release()
         finally:
-            self.waiting -= 1
-        self.running += 1
-        try:
-            if self._processes == 0:
-                return self._job(data, limits, algorithms)
-            return await self._run_in_process(data, limits, algorithms)
-        finally:
-            self.running -= 1
-            self._slots.release()
+            if queued:
+                self.waiting -= 1
 
     async def _run_in_process(
         self, data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
@@ -260,7 +340,7 @@ class HashPool:
             loop.run_in_executor(executor, self._job, *job) for job in self._warm_jobs
         ]
         if not calls:
-            calls = [loop.run_in_executor(executor, _ping) for _ in range(self._processes)]
+            calls = [loop.run_in_executor(executor, _ping) for _ in range(self.processes)]
         try:
             # Generous: this is process start-up and imports, not an upload's hashing.
             await asyncio.wait_for(asyncio.gather(*calls), max(60.0, 4 * self._timeout))

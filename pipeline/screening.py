@@ -3,10 +3,10 @@
 Owns the per-event orchestration and its error policy. :meth:`Screener.screen` never raises:
 every failure becomes an ``error`` verdict (plus the configured fail-closed action) and a dead
 letter naming the stage and a bounded reason, so the agent around it only has to emit what it
-returns. Retryable fetch failures are retried with backoff first; a hashing job whose process
-died is retried once (a crash, or a rebuild after another image's timeout, takes down every job
-running in the pool, most of them innocent); a timeout is not retried. The records
-produced carry hashes and references, never image bytes.
+returns. Retryable fetch failures are retried with backoff first; hashing follows the pool's
+retry policy, the CLI's too (:meth:`~pipeline.hashpool.HashPool.hash`: a job whose process died
+runs once more, alone; a timeout is not retried). The records produced carry hashes and
+references, never image bytes.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits, ImageRejected
 from pipeline.core.matching import Matcher
-from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
+from pipeline.core.types import Algorithm
 from pipeline.errors import ErrorReason, PipelineError
-from pipeline.hashpool import HashJobResult, HashPool, HashWorkerCrashed
+from pipeline.hashpool import HashJobResult, HashPool
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
     MAX_UPLOAD_ID_CHARS,
@@ -52,7 +52,14 @@ from pipeline.models import (
     repeated_key,
     stand_in_upload_id,
 )
-from pipeline.verdicts import alert_records, block_record, error_verdict, screened_verdict
+from pipeline.verdicts import (
+    alert_records,
+    block_record,
+    error_verdict,
+    hashing_failure_stage,
+    screened_verdict,
+    verdict_algorithms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -347,22 +354,12 @@ class Screener:
         progress.stage = Stage.HASH  # guard and decode run inside the hashing job
         try:
             result = await self._hash(data)
-        except ImageRejected as exc:
-            self._metrics.guard_rejected(exc.reason)
-            return self._failure(
-                event.upload_id,
-                Stage.GUARD,
-                exc.reason,
-                str(exc),
-                source=source,
-                attempts=1,
-                event=event,
-                stage_seconds=timings,
-            )
         except PipelineError as exc:
+            if isinstance(exc, ImageRejected):
+                self._metrics.guard_rejected(exc.reason)
             return self._failure(
                 event.upload_id,
-                Stage.HASH,
+                hashing_failure_stage(exc),
                 exc.reason,
                 str(exc),
                 source=source,
@@ -444,26 +441,14 @@ class Screener:
 
     def algorithms(self) -> tuple[Algorithm, ...]:
         """Perceptual hashes always (verdicts carry them); exact digests only when in use."""
-        in_use = self._matcher.algorithms_in_use()
-        return tuple(a for a in Algorithm if a in PERCEPTUAL_ALGORITHMS or a in in_use)
+        return verdict_algorithms(self._matcher.algorithms_in_use())
 
     async def _hash(self, data: bytes) -> HashJobResult:
-        """Hash in the pool. A crash is retried once: when a process dies, or the pool is
-        rebuilt because another image timed out, every job running in it fails with it, most
-        of them innocent. A timeout is not retried (the image itself ran too long). The
-        attempts made are the raised error's ``attempts``."""
-        algorithms = self.algorithms()
+        """Hash in the pool with its retry policy (:meth:`HashPool.hash`); the attempts made
+        are the raised error's ``attempts``."""
         self._metrics.pool_queue.inc()
         try:
-            try:
-                return await self._pool.run(data, self._limits, algorithms)
-            except HashWorkerCrashed:
-                pass
-            try:
-                return await self._pool.run(data, self._limits, algorithms)
-            except PipelineError as exc:
-                exc.attempts = 2
-                raise
+            return await self._pool.hash(data, self._limits, self.algorithms())
         finally:
             self._metrics.pool_queue.dec()
 

@@ -1,7 +1,8 @@
 """Building the wire records of an outcome: verdicts, blocks and alerts.
 
 Owns the mapping from core results (hashes, matches, decision) to records, so the offline CLI
-and the streaming worker emit identical verdicts, and keeps every record bounded in size: an
+and the streaming worker emit identical verdicts (with the same hashes computed for them and
+the same stage named for a failed hashing job), and keeps every record bounded in size: an
 image near many list entries lists at most ``MAX_MATCHES_PER_RECORD`` matches (the decisive ones
 first) and counts the rest, so no verdict can grow past what the broker accepts.
 Must not do I/O.
@@ -9,15 +10,17 @@ Must not do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from pipeline.config import ErrorAction
 from pipeline.core.decision import Decision
+from pipeline.core.guard import ImageRejected
 from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
 from pipeline.core.types import Algorithm, HashValue
+from pipeline.errors import PipelineError
 from pipeline.models import (
     MAX_MATCHES_PER_RECORD,
     Action,
@@ -30,6 +33,19 @@ from pipeline.models import (
     Stage,
     Verdict,
 )
+
+
+def verdict_algorithms(in_use: Iterable[Algorithm]) -> tuple[Algorithm, ...]:
+    """What to hash an upload with, worker and CLI alike: every perceptual algorithm (verdicts
+    carry them whatever the lists hold) and the exact digests that some list uses."""
+    used = set(in_use)
+    return tuple(alg for alg in Algorithm if alg.is_perceptual or alg in used)
+
+
+def hashing_failure_stage(error: PipelineError) -> Stage:
+    """The stage a failed hashing job is reported against: ``guard`` when the guard refused the
+    image, else ``hash`` (it timed out, or its process died)."""
+    return Stage.GUARD if isinstance(error, ImageRejected) else Stage.HASH
 
 
 def match_record(match: Match) -> MatchRecord:

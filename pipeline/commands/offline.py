@@ -27,8 +27,8 @@ import asyncio
 import json
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,15 +41,14 @@ from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import InputRejected, PipelineError
-from pipeline.hashpool import (
-    HASH_PROCESS_MEMORY_BYTES,
-    HashJobResult,
-    HashPool,
-    HashTimedOut,
-    HashWorkerCrashed,
-)
+from pipeline.hashpool import HASH_PROCESS_MEMORY_BYTES, HashJobResult, HashPool
 from pipeline.models import Action, ImageFacts, Stage
-from pipeline.verdicts import error_verdict, screened_verdict
+from pipeline.verdicts import (
+    error_verdict,
+    hashing_failure_stage,
+    screened_verdict,
+    verdict_algorithms,
+)
 
 #: A progress bar appears once the work has run this long (short runs stay quiet).
 PROGRESS_DELAY_SECONDS = 0.5
@@ -121,76 +120,26 @@ def _uploads(
 Outcome = HashJobResult | PipelineError
 
 
-class _Gate:
-    """Shared or exclusive use of the pool: exclusive waits until nothing else runs and keeps
-    everything else waiting while it runs (a suspect job's retry, alone)."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._exclusive_waiting = 0
-
-    @asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: not self._exclusive and not self._exclusive_waiting
-            )
-            self._shared += 1
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._shared -= 1
-                self._changed.notify_all()
-
-    @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        async with self._changed:
-            self._exclusive_waiting += 1
-            try:
-                await self._changed.wait_for(lambda: not self._exclusive and not self._shared)
-            finally:
-                self._exclusive_waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._exclusive = False
-                self._changed.notify_all()
-
-
 async def hash_uploads(
     pool: HashPool,
-    processes: int,
     uploads: Iterable[tuple[T, bytes | PipelineError]],
     limits: GuardLimits,
     algorithms: tuple[Algorithm, ...],
     handle: Callable[[T, Outcome], None],
 ) -> None:
-    """Hash each upload in ``pool`` (of ``processes`` processes) and call ``handle`` with its
-    result or refusal, in input order (an upload given as an error is handed through).
+    """Hash each upload in ``pool`` and call ``handle`` with its result or refusal, in input
+    order (an upload given as an error is handed through).
 
-    A process that dies, or is killed because a neighbour ran out of time, takes every job in
-    its pool with it, most of them innocent; so a job that fails that way (or times out while
-    others ran beside it) runs once more, alone. Only a file that crashes or times out by
-    itself is reported, never its neighbours. Uploads are taken at most twice the processes
-    ahead of the one being handed over (the CLI reads files lazily): memory stays bounded.
+    Hashing follows the pool's retry policy (:meth:`~pipeline.hashpool.HashPool.hash`, the
+    worker's too): a job killed with a neighbour's process runs once more, alone, so only a
+    file that crashes or times out by itself is reported, never its neighbours. Uploads are
+    taken at most twice the processes ahead of the one being handed over (the CLI reads files
+    lazily): memory stays bounded.
     """
-    gate = _Gate()
-    retry_after = (HashWorkerCrashed, HashTimedOut) if processes > 1 else (HashWorkerCrashed,)
 
     async def one(data: bytes) -> Outcome:
         try:
-            try:
-                async with gate.shared():
-                    return await pool.run(data, limits, algorithms)
-            except retry_after:
-                pass
-            async with gate.exclusive():
-                return await pool.run(data, limits, algorithms)
+            return await pool.hash(data, limits, algorithms)
         except PipelineError as exc:
             return exc
 
@@ -199,7 +148,7 @@ async def hash_uploads(
         for key, data in uploads:
             pending = data if isinstance(data, PipelineError) else asyncio.ensure_future(one(data))
             window.append((key, pending))
-            while len(window) > 2 * max(1, processes):
+            while len(window) > 2 * max(1, pool.processes):
                 await _hand_over(window.popleft(), handle)
         while window:
             await _hand_over(window.popleft(), handle)
@@ -228,6 +177,7 @@ def _run_hashing(
         processes,
         HASH_PROCESS_MEMORY_BYTES,
         timeout_seconds=args.timeout or settings.hash_timeout_seconds,
+        retry_timeouts=True,
     )
     uploads = _uploads(args.files, limits)
     try:
@@ -237,7 +187,7 @@ def _run_hashing(
         # the pool warms the processes it restarts with the same jobs.
         warm = (encode(synthetic_image(0, 64, 48)), limits, algorithms)
         pool.warm_up([warm] * processes)
-        asyncio.run(hash_uploads(pool, processes, uploads, limits, algorithms, handle))
+        asyncio.run(hash_uploads(pool, uploads, limits, algorithms, handle))
     finally:
         pool.close()
 
@@ -342,12 +292,9 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
         now = datetime.now(UTC)
         if isinstance(result, PipelineError):
             failed += 1
-            if isinstance(result, ImageRejected):
-                stage = Stage.GUARD
-            elif isinstance(result, InputRejected):
-                stage = Stage.FETCH  # the file could not be read
-            else:
-                stage = Stage.HASH  # timed out, or its hashing process died
+            # A file that could not be read failed where the worker fetches.
+            unread = isinstance(result, InputRejected) and not isinstance(result, ImageRejected)
+            stage = Stage.FETCH if unread else hashing_failure_stage(result)
             verdict = error_verdict(
                 upload_id=str(path), stage=stage, reason=result.reason, message=str(result),
                 on_error=settings.on_error, worker_id=settings.worker_id, decided_at=now,
@@ -366,7 +313,9 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
         _emit(verdict.model_dump(mode="json", exclude_defaults=False))
 
     with _bar("matching", len(args.files), "file", _show_progress(args.quiet)) as advance:
-        _run_hashing(args, settings, limits, matcher.algorithms_in_use(), handle)
+        _run_hashing(
+            args, settings, limits, verdict_algorithms(matcher.algorithms_in_use()), handle
+        )
     if matched:
         return 1
     return 3 if failed else 0

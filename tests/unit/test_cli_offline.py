@@ -191,7 +191,7 @@ def test_hashing_survives_crashes_and_the_memory_cap_in_order(job: object) -> No
 
     try:
         pool.start()
-        asyncio.run(hash_uploads(pool, 2, uploads, GuardLimits(), (Algorithm.PHASH,), handle))
+        asyncio.run(hash_uploads(pool, uploads, GuardLimits(), (Algorithm.PHASH,), handle))
     finally:
         pool.close()
     # In input order; the crash (or MemoryError) kills the pool with the files beside it: they

@@ -1,5 +1,6 @@
-"""The hashing pool with real worker processes: the timeout counts running time only, and one
-image that runs too long neither fails its neighbours nor lets a CancelledError escape.
+"""The hashing pool with real worker processes: the timeout counts running time only, one
+image that runs too long neither fails its neighbours nor lets a CancelledError escape, and the
+retry policy the worker and the CLI share reports only the culprit of a crash.
 
 The job here sleeps for the number of seconds its bytes spell, so timings are explicit; it is a
 top-level function, as the pool requires (it is pickled by reference into the processes).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 
 import pytest
@@ -34,6 +36,14 @@ def sleep_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) 
     )
 
 
+def crash_or_sleep_job(
+    data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]
+) -> HashJobResult:
+    if data == b"crash":
+        os._exit(1)
+    return sleep_job(data, limits, algorithms)
+
+
 _COLD = [True]  # per process: the first job in a fresh process pays for "imports"
 
 
@@ -46,8 +56,15 @@ def cold_start_job(
     return sleep_job(data, limits, algorithms)
 
 
-def warm_pool(processes: int, timeout: float) -> HashPool:
-    pool = HashPool(processes, timeout_seconds=timeout, job=sleep_job)
+def warm_pool(
+    processes: int, timeout: float, job: object = sleep_job, retry_timeouts: bool = False
+) -> HashPool:
+    pool = HashPool(
+        processes,
+        timeout_seconds=timeout,
+        job=job,  # type: ignore[arg-type]
+        retry_timeouts=retry_timeouts,
+    )
     pool.start()
     pool.warm_up([(b"0", LIMITS, ())] * processes)
     return pool
@@ -89,6 +106,43 @@ def test_a_timeout_rebuild_raises_only_pipeline_errors_in_other_jobs() -> None:
     assert pool.rebuilds == 1
     assert pool.in_flight == 0
     assert pool.broken_reason is None
+
+
+@pytest.mark.timeout(120)
+def test_a_crash_is_run_again_alone_so_only_its_culprit_fails() -> None:
+    # The crash kills the jobs running beside it; run again together, the culprit would kill
+    # them a second time. Each runs once more alone: only the culprit fails, after two runs.
+    pool = warm_pool(2, timeout=20.0, job=crash_or_sleep_job)
+    try:
+
+        async def main() -> list[object]:
+            jobs = [pool.hash(b"0.3", LIMITS, ()), pool.hash(b"crash", LIMITS, ())]
+            jobs += [pool.hash(b"0.3", LIMITS, ()) for _ in range(4)]
+            return await asyncio.gather(*jobs, return_exceptions=True)
+
+        results = asyncio.run(main())
+    finally:
+        pool.close()
+    crashed = results.pop(1)
+    assert isinstance(crashed, HashWorkerCrashed)
+    assert crashed.attempts == 2
+    assert all(isinstance(r, HashJobResult) for r in results), results
+    assert pool.in_flight == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("retry_timeouts", "attempts"), [(False, 1), (True, 2)])
+def test_a_timeout_is_run_again_only_where_timeouts_are_retried(
+    retry_timeouts: bool, attempts: int
+) -> None:
+    pool = warm_pool(2, timeout=1.0, retry_timeouts=retry_timeouts)
+    try:
+        with pytest.raises(HashTimedOut) as timed_out:
+            asyncio.run(pool.hash(b"30", LIMITS, ()))
+    finally:
+        pool.close()
+    assert timed_out.value.attempts == attempts
+    assert pool.rebuilds == attempts
 
 
 @pytest.mark.timeout(60)
