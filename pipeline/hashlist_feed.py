@@ -23,12 +23,12 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.adapters.hashlist_topic import parse_hashlist_record
 from pipeline.core.matching import Matcher
 from pipeline.core.matching import Operation as HashListOperation
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
-from pipeline.models import parse_hashlist_record
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 """Wire records: what crosses Kafka and the CLI as JSON, validated at the boundary.
 
 Owns the shape of every record the pipeline reads or writes (upload event, verdict, block,
-alert, dead letter, hash-list entry and list config) and the keys of the ``hashlists`` topic.
-Each record carries ``schema_version``; the JSON Schemas in ``schemas/`` are generated from
-these models (``python -m pipeline.models --write-schemas``) and a contract test fails when they
-drift. Records never carry image content: verdicts and dead letters hold hashes and references.
-The pure core never sees these models; :func:`to_core_entry` and friends convert at the edge.
+alert, dead letter, hash-list entry and list config). Each record carries ``schema_version``;
+the JSON Schemas in ``schemas/`` are generated from these models (``python -m pipeline.models
+--write-schemas``) and a contract test fails when they drift. Records never carry image
+content: verdicts and dead letters hold hashes and references. The pure core never sees these
+models; the ``hashlists`` topic's keys, and the conversion of its records to and from the
+core's entries and configs, are :mod:`pipeline.adapters.hashlist_topic`'s.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
-from pipeline.core.matching import Operation as HashListOperation
-from pipeline.core.types import Algorithm, HashValue
-from pipeline.errors import InputRejected
+from pipeline.core.hashlist import Category, ListAction, ListKind
+from pipeline.core.types import Algorithm
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAX_UPLOAD_ID_CHARS = 256
@@ -440,98 +439,6 @@ class HashListConfigRecord(Record):
     thresholds: dict[Algorithm, int] = Field(default_factory=dict)
     enabled: bool = True
     version: str = Field("1", max_length=64)
-
-
-def entry_key(list_name: str, entry_id: str) -> str:
-    """Topic key of a list entry."""
-    return f"entry/{list_name}/{entry_id}"
-
-
-def list_key(list_name: str) -> str:
-    """Topic key of a list's config."""
-    return f"list/{list_name}"
-
-
-def to_core_entry(record: HashListEntryRecord) -> HashListEntry:
-    """Validate the hash against its algorithm and convert to the core's frozen entry."""
-    return HashListEntry(
-        list_name=record.list,
-        entry_id=record.entry_id,
-        hash=HashValue.from_hex(record.algorithm, record.hash),
-        category=record.category,
-        source=record.source,
-        note=record.note,
-    )
-
-
-def to_core_config(record: HashListConfigRecord) -> ListConfig:
-    """Convert a list's config record to the core's frozen config (validates thresholds)."""
-    return ListConfig.create(
-        name=record.name,
-        kind=record.kind,
-        action=record.action,
-        thresholds=record.thresholds,
-        enabled=record.enabled,
-        version=record.version,
-    )
-
-
-def entry_record(entry: HashListEntry) -> HashListEntryRecord:
-    """The wire record of a core entry."""
-    return HashListEntryRecord(
-        list=entry.list_name,
-        entry_id=entry.entry_id,
-        algorithm=entry.hash.algorithm,
-        hash=entry.hash.hex,
-        category=entry.category,
-        source=entry.source,
-        note=entry.note,
-    )
-
-
-def config_record(config: ListConfig) -> HashListConfigRecord:
-    """The wire record of a core list config."""
-    return HashListConfigRecord(
-        name=config.name,
-        kind=config.kind,
-        action=config.action,
-        thresholds=dict(config.thresholds),
-        enabled=config.enabled,
-        version=config.version,
-    )
-
-
-def parse_hashlist_record(key: bytes | None, value: bytes | None) -> HashListOperation:
-    """Decode one ``hashlists`` topic record into an operation for the matcher.
-
-    Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record`` or ``bad_hash``) for a
-    record that cannot be applied; the caller counts and skips it.
-    """
-    text = (key or b"").decode("utf-8", errors="replace")
-    kind, _, rest = text.partition("/")
-    try:
-        if kind == "entry" and "/" in rest:
-            list_name, _, entry_id = rest.partition("/")
-            if value is None:
-                return ("entry", (list_name, entry_id), None)
-            entry = HashListEntryRecord.model_validate_json(value)
-            if (entry.list, entry.entry_id) != (list_name, entry_id):
-                raise InputRejected("record does not match its key", reason="bad_key")
-            return ("entry", (list_name, entry_id), to_core_entry(entry))
-        if kind == "list" and rest:
-            if value is None:
-                return ("list", rest, None)
-            config = HashListConfigRecord.model_validate_json(value)
-            if config.name != rest:
-                raise InputRejected("record does not match its key", reason="bad_key")
-            return ("list", rest, to_core_config(config))
-    except ValidationError as exc:
-        raise InputRejected(
-            f"invalid hash-list record: {exc.error_count()} problem(s), first: "
-            f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
-            reason="bad_record",
-        ) from None
-    raise InputRejected(f"unknown hash-list key {text[:80]!r}", reason="bad_key")
 
 
 # --- schemas -----------------------------------------------------------------------------------

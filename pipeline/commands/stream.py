@@ -37,18 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.adapters import hashlist_topic
+from pipeline.adapters.hashlist_topic import entry_key, list_key, parse_hashlist_record
 from pipeline.adapters.topics import BrokerUnreachable, latest_values, short_lived_consumer
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.models import (
-    UploadEvent,
-    config_record,
-    entry_key,
-    entry_record,
-    list_key,
-    parse_hashlist_record,
-)
+from pipeline.models import UploadEvent
 
 if TYPE_CHECKING:
     from pipeline.adapters.listfiles import LoadedLists
@@ -285,10 +280,6 @@ def publish_lists(
     from tqdm import tqdm
 
     delivery = _delivery(bootstrap, settings)
-    for config in configs:
-        delivery.send(
-            topic, list_key(config.name).encode(), config_record(config).model_dump_json().encode()
-        )
     bar = tqdm(
         entries,
         desc="publishing",
@@ -296,12 +287,7 @@ def publish_lists(
         file=sys.stderr,
         disable=not progress or not sys.stderr.isatty(),
     )
-    for entry in bar:
-        delivery.send(
-            topic,
-            entry_key(entry.list_name, entry.entry_id).encode(),
-            entry_record(entry).model_dump_json().encode(),
-        )
+    hashlist_topic.publish(delivery, topic, configs, bar)
     return delivery.finish_or_raise().delivered
 
 
@@ -479,8 +465,7 @@ def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
         held = [key for key in keys if on_topic.get(key.encode()) is not None]
         if held:
             delivery = _delivery(bootstrap, settings)
-            for key in held:
-                delivery.send(topic, key.encode(), None)
+            hashlist_topic.retract(delivery, topic, held)
             delivery.finish_or_raise()
     except BrokerUnreachable as exc:
         return _unreachable(exc)

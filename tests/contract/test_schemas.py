@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from pipeline.adapters.hashlist_topic import entry_key, list_key, parse_hashlist_record
 from pipeline.errors import InputRejected
 from pipeline.models import (
     SCHEMAS,
@@ -20,9 +21,6 @@ from pipeline.models import (
     SourceRef,
     Stage,
     UploadEvent,
-    entry_key,
-    list_key,
-    parse_hashlist_record,
     schema_text,
 )
 

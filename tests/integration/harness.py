@@ -31,11 +31,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from pipeline.adapters import hashlist_topic
 from pipeline.adapters.broker import free_port
 from pipeline.adapters.topics import ensure_topics, topic_specs
 from pipeline.config import Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
-from pipeline.models import config_record, entry_key, entry_record, list_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,23 +130,14 @@ class KafkaIO:
 
     def publish(self, config: ListConfig | None, entries: list[HashListEntry]) -> None:
         """Publish a list config and entries to the test's hash-list topic (then flush)."""
-        topic = self.topics.name("hashlists")
-        if config is not None:
-            self._producer.send(
-                topic,
-                key=list_key(config.name).encode(),
-                value=config_record(config).model_dump_json().encode(),
-            )
-        for entry in entries:
-            self._producer.send(
-                topic,
-                key=entry_key(entry.list_name, entry.entry_id).encode(),
-                value=entry_record(entry).model_dump_json().encode(),
-            )
+        configs = [] if config is None else [config]
+        hashlist_topic.publish(self._producer, self.topics.name("hashlists"), configs, entries)
         self._producer.flush(timeout=120)
 
     def retract(self, list_name: str, entry_id: str) -> None:
-        self.send("hashlists", entry_key(list_name, entry_id), None)
+        record = hashlist_topic.tombstone(hashlist_topic.entry_key(list_name, entry_id))
+        topic = self.topics.name("hashlists")
+        self._producer.send(topic, key=record.key, value=record.value).get(timeout=10)
 
     def read_all(self, kind: str, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Every record of a topic so far, decoded from JSON (tombstones skipped)."""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from pipeline.adapters import hashlist_topic
 from pipeline.adapters.alerts import WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker, free_port
 from pipeline.adapters.topics import TopicSpec, ensure_topics
@@ -29,14 +30,7 @@ from pipeline.core.matching import Operation as HashListOperation
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
-from pipeline.models import (
-    AlertRecord,
-    DeadLetter,
-    config_record,
-    entry_key,
-    entry_record,
-    list_key,
-)
+from pipeline.models import AlertRecord, DeadLetter
 from pipeline.supervision import supervise
 from tests.integration.harness import WebhookReceiver
 from tests.integration.lists import entries_for
@@ -77,11 +71,8 @@ def publish_list(bootstrap: str, topic: str, name: str, seed: int) -> int:
     """Publish a list config and its entries (blocking; run it in a thread)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     entries = entries_for(name, seed=seed)
-    records = [(list_key(name), config_record(ListConfig.create(name, action="block")))]
-    records += [(entry_key(e.list_name, e.entry_id), entry_record(e)) for e in entries]
     try:
-        for key, record in records:
-            producer.send(topic, key=key.encode(), value=record.model_dump_json().encode())
+        hashlist_topic.publish(producer, topic, [ListConfig.create(name, action="block")], entries)
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=5)
@@ -148,11 +139,11 @@ def test_a_record_the_matcher_fails_on_is_skipped_not_fatal(broker: EmbeddedBrok
     ensure_topics(broker.bootstrap_servers, [TopicSpec(topic, 1)])
     good = publish_list(broker.bootstrap_servers, topic, "fine", 22)
     poison = entries_for("fine", seed=23)[0]
-    poisoned = entry_record(poison).model_copy(update={"entry_id": "poison-1"})
+    poisoned = hashlist_topic.entry_record(poison).model_copy(update={"entry_id": "poison-1"})
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
     producer.send(
         topic,
-        key=entry_key("fine", "poison-1").encode(),
+        key=hashlist_topic.entry_key("fine", "poison-1").encode(),
         value=poisoned.model_dump_json().encode(),
     ).get(timeout=10)
     producer.close(timeout=5)

@@ -1,0 +1,193 @@
+"""The ``hashlists`` topic's codec: record keys, decoding, and encoding configs, entries and
+retractions as records.
+
+Owns the one mapping between the core's list entries and configs and what the topic holds:
+keys ``entry/<list>/<entry_id>`` (value: a :class:`~pipeline.models.HashListEntryRecord`) and
+``list/<name>`` (value: a :class:`~pipeline.models.HashListConfigRecord`); a null value
+(tombstone) retracts the entry or removes the list's config. The wire records themselves live in
+:mod:`pipeline.models`. Every reader (the worker's :mod:`pipeline.hashlist_feed`) and writer (the
+CLI's use cases, the benchmarks, the tests) goes through here, so the key layout and the record
+shapes cannot drift apart.
+
+Must not: open Kafka clients or choose delivery guarantees. :func:`publish` and :func:`retract`
+hand records to a :class:`RecordSink` (a kafka-python ``KafkaProducer`` is one, so is
+:class:`pipeline.adapters.delivery.Delivery`); flushing and checking delivery is the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from pipeline.core.hashlist import HashListEntry, ListConfig
+from pipeline.core.matching import Operation
+from pipeline.core.types import HashValue
+from pipeline.errors import InputRejected
+from pipeline.models import HashListConfigRecord, HashListEntryRecord
+
+
+class RecordSink(Protocol):
+    """Where encoded records go: ``send(topic, key=..., value=...)``, as kafka-python's
+    ``KafkaProducer`` spells it. What it returns (a future, say) is the sink's business."""
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None) -> object: ...
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One record for the topic, encoded: UTF-8 key, JSON value (``None`` for a tombstone)."""
+
+    key: bytes
+    value: bytes | None
+
+
+def entry_key(list_name: str, entry_id: str) -> str:
+    """Topic key of a list entry."""
+    return f"entry/{list_name}/{entry_id}"
+
+
+def list_key(list_name: str) -> str:
+    """Topic key of a list's config."""
+    return f"list/{list_name}"
+
+
+# -- core <-> wire records ------------------------------------------------------------------------
+
+
+def to_core_entry(record: HashListEntryRecord) -> HashListEntry:
+    """Validate the hash against its algorithm and convert to the core's frozen entry."""
+    return HashListEntry(
+        list_name=record.list,
+        entry_id=record.entry_id,
+        hash=HashValue.from_hex(record.algorithm, record.hash),
+        category=record.category,
+        source=record.source,
+        note=record.note,
+    )
+
+
+def to_core_config(record: HashListConfigRecord) -> ListConfig:
+    """Convert a list's config record to the core's frozen config (validates thresholds)."""
+    return ListConfig.create(
+        name=record.name,
+        kind=record.kind,
+        action=record.action,
+        thresholds=record.thresholds,
+        enabled=record.enabled,
+        version=record.version,
+    )
+
+
+def entry_record(entry: HashListEntry) -> HashListEntryRecord:
+    """The wire record of a core entry."""
+    return HashListEntryRecord(
+        list=entry.list_name,
+        entry_id=entry.entry_id,
+        algorithm=entry.hash.algorithm,
+        hash=entry.hash.hex,
+        category=entry.category,
+        source=entry.source,
+        note=entry.note,
+    )
+
+
+def config_record(config: ListConfig) -> HashListConfigRecord:
+    """The wire record of a core list config."""
+    return HashListConfigRecord(
+        name=config.name,
+        kind=config.kind,
+        action=config.action,
+        thresholds=dict(config.thresholds),
+        enabled=config.enabled,
+        version=config.version,
+    )
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def encode_entry(entry: HashListEntry) -> TopicRecord:
+    """The record that publishes (or replaces) ``entry``."""
+    return TopicRecord(
+        entry_key(entry.list_name, entry.entry_id).encode(),
+        entry_record(entry).model_dump_json().encode(),
+    )
+
+
+def encode_config(config: ListConfig) -> TopicRecord:
+    """The record that publishes (or replaces) a list's config."""
+    return TopicRecord(
+        list_key(config.name).encode(), config_record(config).model_dump_json().encode()
+    )
+
+
+def tombstone(key: str) -> TopicRecord:
+    """The record that retracts whatever the topic holds under ``key``."""
+    return TopicRecord(key.encode(), None)
+
+
+def publish(
+    sink: RecordSink, topic: str, configs: Iterable[ListConfig], entries: Iterable[HashListEntry]
+) -> int:
+    """Send ``configs``, then ``entries``, to ``topic``; returns the records handed to ``sink``.
+
+    Configs first, so a worker that reads the topic in order knows a list's policy before its
+    entries (it applies entries of a list without a config under the defaults either way)."""
+    sent = 0
+    for record in [encode_config(config) for config in configs]:
+        sink.send(topic, key=record.key, value=record.value)
+        sent += 1
+    for entry in entries:
+        record = encode_entry(entry)
+        sink.send(topic, key=record.key, value=record.value)
+        sent += 1
+    return sent
+
+
+def retract(sink: RecordSink, topic: str, keys: Iterable[str]) -> int:
+    """Send a tombstone for each of ``keys`` to ``topic``; returns how many were handed over."""
+    sent = 0
+    for key in keys:
+        record = tombstone(key)
+        sink.send(topic, key=record.key, value=record.value)
+        sent += 1
+    return sent
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def parse_hashlist_record(key: bytes | None, value: bytes | None) -> Operation:
+    """Decode one ``hashlists`` topic record into an operation for the matcher.
+
+    Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record`` or ``bad_hash``) for a
+    record that cannot be applied; the caller counts and skips it.
+    """
+    text = (key or b"").decode("utf-8", errors="replace")
+    kind, _, rest = text.partition("/")
+    try:
+        if kind == "entry" and "/" in rest:
+            list_name, _, entry_id = rest.partition("/")
+            if value is None:
+                return ("entry", (list_name, entry_id), None)
+            entry = HashListEntryRecord.model_validate_json(value)
+            if (entry.list, entry.entry_id) != (list_name, entry_id):
+                raise InputRejected("record does not match its key", reason="bad_key")
+            return ("entry", (list_name, entry_id), to_core_entry(entry))
+        if kind == "list" and rest:
+            if value is None:
+                return ("list", rest, None)
+            config = HashListConfigRecord.model_validate_json(value)
+            if config.name != rest:
+                raise InputRejected("record does not match its key", reason="bad_key")
+            return ("list", rest, to_core_config(config))
+    except ValidationError as exc:
+        raise InputRejected(
+            f"invalid hash-list record: {exc.error_count()} problem(s), first: "
+            f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
+            reason="bad_record",
+        ) from None
+    raise InputRejected(f"unknown hash-list key {text[:80]!r}", reason="bad_key")
