@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.adapters.fetch import FetchLimits
+    from pipeline.adapters.fetch_policy import FetchLimits
     from pipeline.core.guard import GuardLimits
 
 ENV_PREFIX = "PIPELINE_"
@@ -300,7 +300,7 @@ class Settings(BaseSettings):
     def fetch_limits(self) -> FetchLimits:
         """What fetching an upload may do: byte cap, timeouts (seconds), redirects, address
         policy and the root of ``path`` uploads. Imported here: the fetcher loads aiohttp."""
-        from pipeline.adapters.fetch import FetchLimits
+        from pipeline.adapters.fetch_policy import FetchLimits
 
         return FetchLimits(
             max_bytes=self.max_upload_bytes,

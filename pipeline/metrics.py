@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
-from pipeline.adapters.fetch import FetchReason
+from pipeline.adapters.fetch_policy import FetchReason
 from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.adapters.fetch import Fetcher, FetchFailed, FetchReason, FetchRefused, redact
+from pipeline.adapters.fetch import Fetcher, redact
+from pipeline.adapters.fetch_policy import FetchFailed, FetchReason, FetchRefused
 from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from pipeline.adapters.fetch import Fetcher, FetchFailed, FetchLimits, FetchRefused
+from pipeline.adapters.fetch import Fetcher
+from pipeline.adapters.fetch_policy import FetchFailed, FetchLimits, FetchRefused
 from pipeline.models import UrlContent
 
 PAYLOAD = b"bytes served on loopback"

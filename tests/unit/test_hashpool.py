@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from pipeline.adapters.fetch import Fetcher, FetchLimits
+from pipeline.adapters.fetch import Fetcher
+from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from pipeline.adapters.fetch import Fetcher, FetchLimits
+from pipeline.adapters.fetch import Fetcher
+from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits

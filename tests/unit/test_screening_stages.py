@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters.fetch import Fetcher, FetchLimits
+from pipeline.adapters.fetch import Fetcher
+from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Match, Matcher

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import models
-from pipeline.adapters.fetch import Fetcher, FetchLimits
+from pipeline.adapters.fetch import Fetcher
+from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher
