@@ -142,7 +142,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from pipeline.bench.report import format_table, write_json
+    from pipeline.application.tables import format_table
+    from pipeline.bench.report import write_json
     from pipeline.core.guard import decode
     from pipeline.core.hashing import hash_image, perceptual_hashes
     from pipeline.core.types import Algorithm, hamming_distance

@@ -209,7 +209,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from pipeline.bench.report import format_table, write_json
+    from pipeline.application.tables import format_table
+    from pipeline.bench.report import write_json
     from pipeline.core.index.exact import ExactHashSet
     from pipeline.core.index.select import INDEX_KINDS
     from pipeline.core.types import Algorithm

@@ -357,8 +357,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from pipeline.adapters.broker import EmbeddedBroker
+    from pipeline.application.tables import format_table
     from pipeline.bench.hashing import make_uploads
-    from pipeline.bench.report import format_table, write_json
+    from pipeline.bench.report import write_json
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     uploads = make_uploads(width, height, "JPEG")

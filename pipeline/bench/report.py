@@ -1,4 +1,5 @@
-"""Shared output of the benchmarks: an aligned text table on stdout and a JSON file.
+"""Shared output of the benchmarks: a JSON file of results with the environment they were
+measured on (their tables on stdout are :func:`pipeline.application.tables.format_table`'s).
 
 Owns presentation only; what is measured belongs to each benchmark module.
 """
@@ -6,10 +7,9 @@ Owns presentation only; what is measured belongs to each benchmark module.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,27 +17,6 @@ from typing import Any
 import numpy as np
 
 from pipeline import __version__
-
-
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Rows as an aligned plain-text table (floats to 3 significant figures where large)."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            if math.isnan(value):  # a measurement that was skipped
-                return "-"
-            if abs(value) >= 100:
-                return f"{value:,.0f}"
-            return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return "-" if value is None else str(value)
-
-    text = [[str(c) for c in columns], *[[cell(v) for v in row] for row in rows]]
-    widths = [max(len(r[i]) for r in text) for i in range(len(columns))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in text]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def environment() -> dict[str, Any]:

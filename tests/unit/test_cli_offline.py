@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from pipeline.adapters.listfiles import load_paths
-from pipeline.commands.offline import hash_uploads
+from pipeline.application.screen_files import hash_uploads
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import hash_image
 from pipeline.core.hashlist import parse_entries
