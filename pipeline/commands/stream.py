@@ -1,12 +1,12 @@
 """Kafka-facing commands: worker, submit, demo, and hashlist publish|retract.
 
-Owns argument handling, producing and consuming with kafka-python, progress bars and summaries,
-and delivery checking: every record produced is confirmed by the broker (or reported as failed,
-with counts by error and the keys of the first few) after a flush bounded by
-PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver everything says so
-and exits 1; it never reports records as published that the broker did not take. A broker that
-cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one line and exit 2; the
-client library's own connection chatter is kept off the terminal (see
+Owns argument handling, producing and consuming with kafka-python, progress bars and summaries.
+Every record produced goes through :class:`~pipeline.adapters.delivery.Delivery`: it is
+confirmed by the broker (or reported as failed, with counts by error and the keys of the first
+few) within PIPELINE_PRODUCER_FLUSH_TIMEOUT_SECONDS. A command that could not deliver
+everything says so and exits 1; it never reports records as published that the broker did not
+take. A broker that cannot be reached within PIPELINE_BROKER_CONNECT_TIMEOUT_SECONDS is one
+line and exit 2; the client library's own connection chatter is kept off the terminal (see
 :func:`_quiet_kafka_client_logs`). Publishing entries never touches a list's config unless the
 user gave one (a manifest or a config flag), and retracting names the keys the topic does not
 hold. Verdict lines are flushed one by one, so ``pipeline demo | tee log`` shows them live.
@@ -30,28 +30,24 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters import hashlist_topic
+from pipeline.adapters.delivery import REPORTED_KEYS, Delivery, DeliveryFailed
 from pipeline.adapters.hashlist_topic import entry_key, list_key, parse_hashlist_record
 from pipeline.adapters.topics import BrokerUnreachable, latest_values, short_lived_consumer
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_SECONDS, Settings
 from pipeline.core.hashlist import HashListEntry, ListConfig
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError
 from pipeline.models import UploadEvent
 
 if TYPE_CHECKING:
     from pipeline.adapters.listfiles import LoadedLists
 
 log = logging.getLogger(__name__)
-
-#: How many failed record keys a delivery report names (the rest are only counted).
-REPORTED_KEYS = 10
 
 #: The ``hashlist publish`` options that set a list's config. Without one of them (or a
 #: manifest), publishing sends entries only and leaves the list's config as it is.
@@ -96,168 +92,8 @@ def _bootstrap(settings: Settings, override: str | None) -> str:
     return servers
 
 
-@dataclass
-class DeliveryReport:
-    """What became of the records handed to a producer."""
-
-    sent: int = 0
-    delivered: int = 0
-    #: Records the client or broker refused, by error class name.
-    failed: Counter[str] = field(default_factory=Counter)
-    #: Keys of the first REPORTED_KEYS records refused (unconfirmed ones are only counted).
-    failed_keys: list[str] = field(default_factory=list)
-    flush_timeout: float = 0.0
-
-    @property
-    def unconfirmed(self) -> int:
-        """Records neither confirmed nor refused when the bounded flush gave up."""
-        return max(0, self.sent - self.delivered - sum(self.failed.values()))
-
-    @property
-    def ok(self) -> bool:
-        return self.delivered == self.sent
-
-    def summary(self) -> str:
-        """One line: how many of how many were not delivered, and why."""
-        causes = [f"{n:,} {name}" for name, n in self.failed.most_common()]
-        if self.unconfirmed:
-            causes.append(
-                f"{self.unconfirmed:,} not confirmed by the broker within {self.flush_timeout:g}s"
-            )
-        keys = f"; first: {', '.join(self.failed_keys)}" if self.failed_keys else ""
-        return (
-            f"{self.sent - self.delivered:,} of {self.sent:,} record(s) not delivered "
-            f"({'; '.join(causes)}){keys}"
-        )
-
-
-class DeliveryFailed(PipelineError):
-    """Some records were not delivered; ``report`` says how many and why."""
-
-    reason = "delivery_failed"
-
-    def __init__(self, report: DeliveryReport) -> None:
-        super().__init__(report.summary())
-        self.report = report
-
-
-class Delivery:
-    """Sends records with a kafka-python producer and tracks every send's outcome.
-
-    Outcomes are counted in callbacks rather than by keeping the futures, so publishing a
-    million list entries does not hold a million futures. Callbacks run on the producer's I/O
-    thread, hence the lock.
-    """
-
-    def __init__(self, producer: Any, flush_timeout: float) -> None:
-        self._producer = producer
-        self._lock = threading.Lock()
-        self.report = DeliveryReport(flush_timeout=flush_timeout)
-
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        from kafka.errors import KafkaError
-
-        with self._lock:
-            self.report.sent += 1
-        try:
-            future = self._producer.send(topic, key=key, value=value)
-        except (KafkaError, ValueError, AssertionError) as exc:  # refused before it left
-            self._failed(key, exc)
-            return
-        future.add_callback(self._delivered)
-        future.add_errback(lambda exc: self._failed(key, exc))
-
-    def _delivered(self, _metadata: Any) -> None:
-        with self._lock:
-            self.report.delivered += 1
-
-    def _failed(self, key: bytes | None, exc: BaseException) -> None:
-        with self._lock:
-            self.report.failed[type(exc).__name__] += 1
-            if len(self.report.failed_keys) < REPORTED_KEYS:
-                self.report.failed_keys.append((key or b"").decode("utf-8", "replace")[:256])
-
-    def finish(self) -> DeliveryReport:
-        """Flush (bounded), close the producer, and return the report. Never raises on a
-        timeout: what is not confirmed by then is reported as such."""
-        from kafka.errors import KafkaError
-
-        timeout = self.report.flush_timeout
-        flushed = False
-        try:
-            self._producer.flush(timeout=timeout)
-            flushed = True
-        except KafkaError as exc:  # KafkaTimeoutError: reported as unconfirmed below
-            log.debug("flush did not complete: %s", type(exc).__name__)
-        with self._lock:  # before closing: abandoned records count as unconfirmed, not failed
-            report = DeliveryReport(
-                sent=self.report.sent,
-                delivered=self.report.delivered,
-                failed=Counter(self.report.failed),
-                failed_keys=list(self.report.failed_keys),
-                flush_timeout=timeout,
-            )
-        try:
-            if flushed:
-                self._producer.close(timeout=min(5.0, timeout))
-                return report
-        except KafkaError as exc:
-            log.debug("close did not complete: %s", type(exc).__name__)
-        self._abandon()
-        return report
-
-    def _abandon(self) -> None:
-        """Close a producer that still holds unconfirmed records, without waiting for them.
-
-        kafka-python's close() flushes first and raises while records are pending (until their
-        delivery timeout, two minutes by default), and its finalizer would raise again later.
-        The only way to give up on them is the sender's force_close (not public API), after
-        which pending records fail and close() returns.
-        """
-        from kafka.errors import KafkaError
-
-        sender = getattr(self._producer, "_sender", None)
-        if sender is not None:
-            sender.force_close()
-            sender.join(5)
-        try:
-            self._producer.close(timeout=0)
-        except KafkaError as exc:
-            log.debug("close did not complete: %s", type(exc).__name__)
-
-    def finish_or_raise(self) -> DeliveryReport:
-        """:meth:`finish`, raising :class:`DeliveryFailed` unless everything was delivered."""
-        report = self.finish()
-        if not report.ok:
-            raise DeliveryFailed(report)
-        return report
-
-
-def _producer(bootstrap: str, flush_timeout: float, connect_timeout: float) -> Any:
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    try:
-        return KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            linger_ms=20,
-            batch_size=256 * 1024,
-            max_request_size=64 * 1024 * 1024,
-            # Bounded like the flush: send() waits for topic metadata at most this long
-            # (kafka-python would wait 60 s).
-            max_block_ms=int(flush_timeout * 1000),
-            # An unreachable broker is reported after this (kafka-python would try for 30 s).
-            bootstrap_timeout_ms=int(connect_timeout * 1000),
-        )
-    except KafkaError:
-        raise BrokerUnreachable.at(bootstrap, connect_timeout) from None
-
-
 def _delivery(bootstrap: str, settings: Settings) -> Delivery:
-    flush_timeout = settings.producer_flush_timeout_seconds
-    producer = _producer(bootstrap, flush_timeout, settings.broker_connect_timeout_seconds)
-    return Delivery(producer, flush_timeout)
+    return Delivery.from_settings(bootstrap, settings)
 
 
 # -- hashlist publish / retract ------------------------------------------------------------------
