@@ -81,6 +81,15 @@ class PipelineMetrics:
         r, p = self.registry, PREFIX
         self.build_info = Info(f"{p}_build", "Version of the running pipeline.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self._define_screening(r, p)
+        self._define_lists(r, p)
+        self._define_outputs_and_health(r, p)
+        self._newest_list_record = 0.0
+        self._lag_series: set[tuple[str, int]] = set()
+        self._create_known_series()
+
+    def _define_screening(self, r: CollectorRegistry, p: str) -> None:
+        """Uploads in, verdicts and matches out, and how long each stage took."""
         self.events_received = Counter(
             f"{p}_events_received_total", "Upload events consumed.", registry=r
         )
@@ -136,6 +145,21 @@ class PipelineMetrics:
         self.pool_queue = Gauge(
             f"{p}_hash_pool_queue_depth", "Hash jobs submitted and not yet finished.", registry=r
         )
+        self.consumer_lag = Gauge(
+            f"{p}_consumer_lag_messages",
+            "Uploads not yet consumed, per partition this worker owns (fetch high watermark - "
+            "position).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.last_event = Gauge(
+            f"{p}_last_event_timestamp_seconds",
+            "Unix time the last upload was screened.",
+            registry=r,
+        )
+
+    def _define_lists(self, r: CollectorRegistry, p: str) -> None:
+        """Hash lists loaded, updates applied, and how fresh they are."""
         self.index_entries = Gauge(
             f"{p}_index_entries",
             "Hash-list entries loaded, by list and algorithm.",
@@ -153,11 +177,9 @@ class PipelineMetrics:
             "Kafka timestamp of the newest hash-list record applied (list freshness).",
             registry=r,
         )
-        self.last_event = Gauge(
-            f"{p}_last_event_timestamp_seconds",
-            "Unix time the last upload was screened.",
-            registry=r,
-        )
+
+    def _define_outputs_and_health(self, r: CollectorRegistry, p: str) -> None:
+        """Alert delivery, output writes, supervised services and readiness."""
         self.alert_deliveries = Counter(
             f"{p}_alert_deliveries_total",
             "Alert delivery attempts, by sink and outcome.",
@@ -166,13 +188,6 @@ class PipelineMetrics:
         )
         self.alerts_waiting = Gauge(
             f"{p}_alerts_waiting", "Alerts in Kafka not yet delivered to every sink.", registry=r
-        )
-        self.consumer_lag = Gauge(
-            f"{p}_consumer_lag_messages",
-            "Uploads not yet consumed, per partition this worker owns (fetch high watermark - "
-            "position).",
-            ["topic", "partition"],
-            registry=r,
         )
         self.output_failures = Counter(
             f"{p}_output_failures_total",
@@ -193,9 +208,6 @@ class PipelineMetrics:
             "1 when /readyz would answer 200: hash lists caught up, screening, live.",
             registry=r,
         )
-        self._newest_list_record = 0.0
-        self._lag_series: set[tuple[str, int]] = set()
-        self._create_known_series()
 
     def _create_known_series(self) -> None:
         for outcome in OUTCOMES:

@@ -46,16 +46,8 @@ def build_sinks(settings: Settings) -> list[AlertSink]:
 
 def run_worker(settings: Settings) -> int:
     """Run one worker until interrupted; returns the exit code."""
-    broker: EmbeddedBroker | None = None
-    bootstrap = settings.bootstrap_servers or ""
-    if settings.embedded:
-        broker = EmbeddedBroker(settings.embedded_port).start()
-        bootstrap = broker.bootstrap_servers
-        log.warning(
-            "PIPELINE_BOOTSTRAP_SERVERS is unset: running on an embedded in-memory broker at %s "
-            "(loopback only; everything is lost when the worker stops)",
-            bootstrap,
-        )
+    broker = _start_embedded_broker(settings) if settings.embedded else None
+    bootstrap = broker.bootstrap_servers if broker else settings.bootstrap_servers or ""
     health = WorkerHealth(unhealthy_after_seconds=settings.service_unhealthy_after_seconds)
 
     def pool_broken(reason: str | None) -> None:
@@ -78,49 +70,74 @@ def run_worker(settings: Settings) -> int:
                 "  # paste into another shell to submit to this worker",
                 flush=True,
             )
-        limits = settings.guard_limits()
-        pool.start()
-        # A real decode and every hash in each process load Pillow's plugins and the lazily
-        # imported DCT (~0.1-0.2 s), so no upload's time limit pays for start-up.
-        pool.warm_up(
-            [(encode(synthetic_image(0, 64, 48)), limits, tuple(Algorithm))]
-            * max(1, settings.hash_processes)
-        )
-        metrics = PipelineMetrics()
-        matcher = Matcher(settings.index_kind.value)
-        screener = Screener(
-            settings,
-            matcher=matcher,
-            fetcher=Fetcher(settings.fetch_limits()),
-            pool=pool,
-            metrics=metrics,
-            limits=limits,
-        )
-        app = create_app(
-            settings,
-            bootstrap_servers=bootstrap,
-            screener=screener,
-            matcher=matcher,
-            metrics=metrics,
-            health=health,
-            sinks=build_sinks(settings),
-        )
+        _start_pool(pool, settings)
+        app = _build_app(settings, bootstrap, pool, health)
         log.info(
             "worker %s: web on http://%s:%d (/livez /readyz /metrics), %d hashing process(es)",
             settings.worker_id, settings.web_host, settings.web_port, settings.hash_processes,
         )  # fmt: skip
-        worker = faust.Worker(
-            app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False
-        )
-        # Faust's start-up spinner writes backspaces and a cursor escape into stdout even when
-        # quiet; in logs (and JSON log lines) that is garbage.
-        worker.spinner = None
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+        return _run_faust(app, settings)
     finally:
         pool.close()
         if broker is not None:
             broker.stop()
+
+
+def _start_embedded_broker(settings: Settings) -> EmbeddedBroker:
+    broker = EmbeddedBroker(settings.embedded_port).start()
+    log.warning(
+        "PIPELINE_BOOTSTRAP_SERVERS is unset: running on an embedded in-memory broker at %s "
+        "(loopback only; everything is lost when the worker stops)",
+        broker.bootstrap_servers,
+    )
+    return broker
+
+
+def _start_pool(pool: HashPool, settings: Settings) -> None:
+    """Start the hashing processes and warm each one: a real decode and every hash load
+    Pillow's plugins and the lazily imported DCT (~0.1-0.2 s), so no upload's time limit pays
+    for start-up."""
+    pool.start()
+    pool.warm_up(
+        [(encode(synthetic_image(0, 64, 48)), settings.guard_limits(), tuple(Algorithm))]
+        * max(1, settings.hash_processes)
+    )
+
+
+def _build_app(
+    settings: Settings, bootstrap: str, pool: HashPool, health: WorkerHealth
+) -> faust.App:
+    metrics = PipelineMetrics()
+    matcher = Matcher(settings.index_kind.value)
+    screener = Screener(
+        settings,
+        matcher=matcher,
+        fetcher=Fetcher(settings.fetch_limits()),
+        pool=pool,
+        metrics=metrics,
+        limits=settings.guard_limits(),
+    )
+    return create_app(
+        settings,
+        bootstrap_servers=bootstrap,
+        screener=screener,
+        matcher=matcher,
+        metrics=metrics,
+        health=health,
+        sinks=build_sinks(settings),
+    )
+
+
+def _run_faust(app: faust.App, settings: Settings) -> int:
+    """Run the Faust worker until SIGINT/SIGTERM; its exit code."""
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False
+    )
+    # Faust's start-up spinner writes backspaces and a cursor escape into stdout even when
+    # quiet; in logs (and JSON log lines) that is garbage.
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
