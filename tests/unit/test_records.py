@@ -19,6 +19,7 @@ from pipeline.core.guard import GuardLimits
 from pipeline.core.hashlist import Category, ListAction, ListKind
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import Algorithm
+from pipeline.event_references import invalid_event_reference
 from pipeline.hashpool import HashPool
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
@@ -30,7 +31,7 @@ from pipeline.models import (
     Stage,
     UploadEvent,
 )
-from pipeline.screening import Screener, invalid_event_reference
+from pipeline.screening import Screener
 from pipeline.verdicts import alert_records, block_record, screened_verdict
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
