@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.adapters.fetch import redact
+from pipeline.json_keys import JsonObject
 from pipeline.models import (
     MAX_UPLOAD_ID_CHARS,
-    JsonObject,
     SourceRef,
     metadata_problem,
     stand_in_upload_id,

@@ -39,6 +39,7 @@ from pipeline.event_references import (
     validation_summary,
 )
 from pipeline.hashpool import HashJobResult, HashPool
+from pipeline.json_keys import load_json_noting_repeats, repeated_key
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
     AlertRecord,
@@ -53,8 +54,6 @@ from pipeline.models import (
     UploadEvent,
     UrlContent,
     Verdict,
-    load_json_noting_repeats,
-    repeated_key,
 )
 from pipeline.verdicts import (
     alert_records,

@@ -12,20 +12,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import models
+from pipeline import json_keys
 from pipeline.adapters.fetch import Fetcher
 from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher
 from pipeline.hashpool import HashPool
+from pipeline.json_keys import repeated_key
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
     MAX_UPLOAD_ID_CHARS,
     SourceRef,
     Stage,
     UploadEvent,
-    repeated_key,
     stand_in_upload_id,
 )
 from pipeline.screening import Screener, ScreeningOutcome
@@ -200,7 +200,7 @@ def test_a_typical_inline_event_is_checked_without_a_second_parse(
     def no_parse(raw: bytes) -> Any:
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr(models, "load_json_noting_repeats", no_parse)
+    monkeypatch.setattr(json_keys, "load_json_noting_repeats", no_parse)
     event = {
         "schema_version": 1,
         "upload_id": "u-1",
