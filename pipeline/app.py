@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 
+from pipeline.adapters.broker import cap_faust_fetch_wait
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
 from pipeline.config import Settings
@@ -31,27 +32,6 @@ from pipeline.supervision import supervise
 from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
-
-
-def cap_faust_fetch_wait(max_wait_ms: int) -> None:
-    """Make Faust's consumer long-poll at most ``max_wait_ms`` (Faust hard-codes 1500 ms).
-
-    Only for brokers that hold a fetch for its whole wait (see Settings.fetch_max_wait_ms);
-    the worker process applies it once, before the app starts its consumer.
-    """
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "capped_ms", None) == max_wait_ms:
-        return
-
-    def create_capped(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
-        return consumer
-
-    create_capped.capped_ms = max_wait_ms  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create_capped  # type: ignore[method-assign]
 
 
 def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
