@@ -34,13 +34,15 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline.application.progress import Advance, no_progress
 from pipeline.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from pipeline.core.types import Algorithm, HashValue
 
@@ -103,6 +105,15 @@ def bare_hashing_rate(uploads: list[bytes], processes: int, seconds: float) -> f
         return done / (time.perf_counter() - started)
 
 
+@contextmanager
+def _bar(label: str, total: int, unit: str) -> Iterator[Advance]:
+    """A progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit=unit, file=sys.stderr) as bar:
+        yield bar.update
+
+
 def _event(upload_id: str, data: bytes) -> bytes:
     return json.dumps(
         {
@@ -143,7 +154,7 @@ class _Run:
     ) -> None:
         """A deny list of ``entries`` random hashes cycling through ``algorithms`` (random
         64-bit and digest values: uploads will not match them)."""
-        from pipeline.commands.stream import publish_lists
+        from pipeline.application.hashlists import publish_lists
         from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 
         rng = random.Random(name)  # noqa: S311 - random list entries
@@ -159,11 +170,10 @@ class _Run:
         ]
         publish_lists(
             self.bootstrap,
-            self.names["hashlists"],
+            self.settings,  # its hash-list topic is this run's
             [config],
             listed,
-            settings=self.settings,
-            progress=progress,
+            _bar if progress and sys.stderr.isatty() else no_progress,
         )
 
     def start_worker(self, cores: int, log_path: Path) -> float:

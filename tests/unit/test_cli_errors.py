@@ -142,3 +142,20 @@ def test_a_bad_threshold_option_is_one_usage_line(
 def test_threshold_options_parse_to_algorithm_and_bits() -> None:
     args = threshold_parser().parse_args(["--threshold", "phash=6", "--threshold", "DHASH=12"])
     assert dict(args.threshold) == {Algorithm.PHASH: 6, Algorithm.DHASH: 12}
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("foo", "expected ALG=BITS, e.g. phash=8, got 'foo'"), ("phash=abc", "whole number of bits")],
+)
+def test_hashlist_publish_reports_a_bad_threshold_in_one_usage_line(
+    text: str, says: str, entries: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused while the arguments are parsed: before any list file is read or broker asked.
+    code, stdout, stderr = clirun.run_cli(
+        capsys, "hashlist", "publish", str(entries), "--list", "demo", "--threshold", text
+    )
+    assert (code, stdout) == (2, "")
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("pipeline hashlist publish: error: argument --threshold: ")
+    assert says in stderr

@@ -1,0 +1,114 @@
+"""Submitting uploads to the ``uploads`` topic and waiting for their verdicts.
+
+Owns the upload events the CLI and the demo make (inline content, an id of the file's name plus
+a random suffix) and the submit-and-wait use case: the verdicts topic is read from its end
+*before* the uploads are produced, so a verdict that comes fast is not missed, and every
+upload is confirmed by the broker (:class:`~pipeline.adapters.delivery.Delivery`) before any
+wait begins.
+
+Must not print or choose exit codes: verdicts are returned (those seen in time, in the order
+of the uploads), failures raised (:class:`~pipeline.adapters.delivery.DeliveryFailed`,
+:class:`~pipeline.adapters.topics.BrokerUnreachable`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.adapters.delivery import Delivery
+from pipeline.adapters.topics import short_lived_consumer
+from pipeline.config import Settings
+from pipeline.models import UploadEvent
+
+#: A verdict as read from the verdicts topic (the JSON of a :class:`~pipeline.models.Verdict`).
+VerdictJson = dict[str, Any]
+
+
+def inline_event(upload_id: str, name: str, data: bytes) -> UploadEvent:
+    """An upload event carrying ``data`` inline, received now, named ``name`` in its metadata."""
+    return UploadEvent(
+        upload_id=upload_id,
+        content={"kind": "inline", "data_base64": base64.b64encode(data).decode()},
+        received_at=datetime.now(UTC),
+        metadata={"file": name},
+    )
+
+
+def upload_event(path: Path, upload_id: str | None = None) -> UploadEvent:
+    """An inline upload event for a local file. Raises :class:`OSError` when it cannot be read."""
+    return inline_event(
+        upload_id or f"{path.stem}-{uuid.uuid4().hex[:12]}", path.name, path.read_bytes()
+    )
+
+
+def send_events(delivery: Delivery, settings: Settings, events: Sequence[UploadEvent]) -> None:
+    """Hand ``events`` to ``delivery``, keyed by upload id, for the uploads topic."""
+    for event in events:
+        delivery.send(
+            settings.topic_uploads, event.upload_id.encode(), event.model_dump_json().encode()
+        )
+
+
+def submit_events(
+    bootstrap: str, settings: Settings, events: Sequence[UploadEvent], wait: float
+) -> list[VerdictJson]:
+    """Produce ``events``; with ``wait`` > 0, return their verdicts seen within ``wait`` seconds
+    of the last being confirmed (in the order of ``events``; missing ones left out).
+
+    Raises :class:`~pipeline.adapters.delivery.DeliveryFailed` (naming the first upload ids)
+    unless the broker confirmed every event, and
+    :class:`~pipeline.adapters.topics.BrokerUnreachable` when it cannot be reached.
+    """
+    consumer = _verdicts_from_now(bootstrap, settings) if wait > 0 else None
+    try:
+        delivery = Delivery.from_settings(bootstrap, settings)
+        send_events(delivery, settings, events)
+        delivery.finish_or_raise()
+        if consumer is None:
+            return []
+        return _await_verdicts(consumer, [e.upload_id for e in events], wait)
+    finally:
+        if consumer is not None:
+            consumer.close()
+
+
+def _verdicts_from_now(bootstrap: str, settings: Settings) -> Any:
+    """A consumer of every verdicts partition, positioned at its end now."""
+    from kafka import TopicPartition
+
+    consumer = short_lived_consumer(bootstrap, settings.broker_connect_timeout_seconds)
+    try:
+        topic = settings.topic_verdicts
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        consumer.assign(partitions)
+        # Starting a little early is harmless: verdicts are filtered by upload id.
+        consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            consumer.position(tp)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
+
+
+def _await_verdicts(consumer: Any, upload_ids: Sequence[str], wait: float) -> list[VerdictJson]:
+    """The verdicts of ``upload_ids`` that ``consumer`` brings within ``wait`` seconds."""
+    wanted = set(upload_ids)
+    verdicts: dict[str, VerdictJson] = {}
+    deadline = time.monotonic() + wait
+    while wanted - set(verdicts) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for record in records:
+                verdict = json.loads(record.value)
+                if verdict.get("upload_id") in wanted:
+                    verdicts[verdict["upload_id"]] = verdict
+    return [verdicts[upload_id] for upload_id in upload_ids if upload_id in verdicts]

@@ -1,0 +1,118 @@
+"""``submit``: image files as upload events, and their verdicts as lines a person reads.
+
+Owns submit's arguments, output and exit codes, and the verdict line that ``submit`` and
+``demo`` print (:func:`verdict_line`, explained by :data:`SUMMARY_LEGEND`); submitting and
+waiting is :mod:`pipeline.application.uploads`'. Verdict lines are flushed one by one, so
+``pipeline demo | tee log`` shows them live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.adapters.delivery import DeliveryFailed
+from pipeline.adapters.topics import BrokerUnreachable
+from pipeline.application.uploads import VerdictJson, submit_events, upload_event
+from pipeline.commands.connection import bootstrap_servers, quiet_kafka_client_logs, unreachable
+from pipeline.config import Settings
+
+#: What a verdict summary line holds; printed before the lines.
+SUMMARY_LEGEND = (
+    "verdicts, one a line: ACTION  UPLOAD  LIST (the list's action): "
+    "ENTRY ALGORITHM DISTANCE/THRESHOLD (bits)"
+)
+
+
+def print_flushed(line: str = "") -> None:
+    """Print a line and flush it: on a pipe stdout is block-buffered, and a verdict that sits
+    in the buffer until the demo exits is no use to ``pipeline demo | tee log``."""
+    print(line, flush=True)
+
+
+def upload_name(verdict: VerdictJson) -> str:
+    """The file a verdict's upload came from, else its upload id."""
+    return str(verdict.get("metadata", {}).get("file", verdict["upload_id"]))
+
+
+def _match_phrase(match: dict[str, Any]) -> str:
+    """``known-1-phash phash 2/8``: the distance out of the threshold, so a reader sees how
+    close the match was; exact hashes match only when identical, which says it better."""
+    if match["threshold"] == 0 and match["distance"] == 0:
+        return f"{match['entry_id']} {match['algorithm']} identical"
+    return f"{match['entry_id']} {match['algorithm']} {match['distance']}/{match['threshold']}"
+
+
+def verdict_line(verdict: VerdictJson, name_width: int = 0) -> str:
+    """One line for a person: the action, the upload, and why (see :data:`SUMMARY_LEGEND`)."""
+    by_list: dict[str, list[dict[str, Any]]] = {}
+    for match in verdict.get("matches", []):
+        by_list.setdefault(match["list"], []).append(match)
+    detail = "; ".join(
+        f"{name} ({matches[0]['list_action']}): {', '.join(_match_phrase(m) for m in matches)}"
+        for name, matches in by_list.items()
+    )
+    if verdict.get("suppressed"):
+        detail += f"{'; ' if detail else ''}{len(verdict['suppressed'])} suppressed by allow lists"
+    if verdict.get("matches_omitted"):
+        detail += f"; {verdict['matches_omitted']} more not listed"
+    error = verdict.get("error") or {}
+    if error:
+        detail = f"{error.get('stage')}: {error.get('reason')}"
+    return f"{verdict['action']:>6}  {upload_name(verdict):<{name_width}}  {detail or 'no match'}"
+
+
+def verdict_lines(verdicts: Sequence[VerdictJson]) -> list[str]:
+    """:func:`verdict_line` of each, upload names padded to one width."""
+    width = max((len(upload_name(v)) for v in verdicts), default=0)
+    return [verdict_line(verdict, width) for verdict in verdicts]
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    """Submit files as inline uploads; with --wait print their verdicts (a summary line each,
+    or with --json the whole verdicts). Exit 1 when a verdict did not come in time or the
+    broker did not take every upload, 2 when it cannot be reached."""
+    quiet_kafka_client_logs()
+    bootstrap = bootstrap_servers(settings, args.bootstrap_servers)
+    events = [upload_event(path) for path in args.files]
+    try:
+        verdicts = submit_events(bootstrap, settings, events, args.wait)
+    except BrokerUnreachable as exc:
+        return unreachable(exc)
+    except DeliveryFailed as exc:
+        print(f"pipeline: submitting failed: {exc}", file=sys.stderr)
+        return 1
+    for event in events:
+        print(f"submitted {event.upload_id}", file=sys.stderr)
+    if verdicts and not args.json:
+        print(f"{SUMMARY_LEGEND}; the whole verdicts: add --json", file=sys.stderr)
+    lines = [json.dumps(v) for v in verdicts] if args.json else verdict_lines(verdicts)
+    for line in lines:
+        print_flushed(line)
+    if args.wait and len(verdicts) < len(events):
+        print(
+            f"{len(events) - len(verdicts)} verdict(s) not seen within {args.wait}s",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``submit``."""
+    submit = subparsers.add_parser("submit", help="submit image files as upload events")
+    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    submit.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the verdicts and print them",
+    )
+    submit.add_argument("--json", action="store_true", help="print whole verdicts as JSON")
+    submit.add_argument("--bootstrap-servers", help="override PIPELINE_BOOTSTRAP_SERVERS")
+    submit.set_defaults(handler=cmd_submit)
