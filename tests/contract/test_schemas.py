@@ -9,7 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from pipeline.adapters import hashlist_topic
 from pipeline.adapters.hashlist_topic import entry_key, list_key, parse_hashlist_record
+from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.types import Algorithm, HashValue
 from pipeline.errors import InputRejected
 from pipeline.models import (
     SCHEMAS,
@@ -102,3 +105,34 @@ def test_hashlist_topic_records_decode_to_operations() -> None:
         with pytest.raises(InputRejected) as caught:
             parse_hashlist_record(key, value)
         assert caught.value.reason == reason
+
+
+class RecordingSink:
+    """A :class:`~pipeline.adapters.hashlist_topic.RecordSink` that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None) -> None:
+        self.sent.append((topic, key, value))
+
+
+def test_what_the_codec_publishes_decodes_to_what_was_published() -> None:
+    config = ListConfig.create("eokm", action="block", thresholds={"phash": 6}, version="v7")
+    entries = [
+        HashListEntry("eokm", f"e{i}", HashValue(algorithm, 0xABCDEF0123456789 + i), Category.CSAM)
+        for i, algorithm in enumerate([Algorithm.PHASH, Algorithm.DHASH])
+    ]
+    sink = RecordingSink()
+    assert hashlist_topic.publish(sink, "hashlists", [config], entries) == 3
+    assert hashlist_topic.retract(sink, "hashlists", [entry_key("eokm", "e0")]) == 1
+    assert {topic for topic, _, _ in sink.sent} == {"hashlists"}
+    decoded = [parse_hashlist_record(key, value) for _, key, value in sink.sent]
+    assert decoded == [  # the config first, so a reader knows a list's policy before its entries
+        ("list", "eokm", config),
+        ("entry", ("eokm", "e0"), entries[0]),
+        ("entry", ("eokm", "e1"), entries[1]),
+        ("entry", ("eokm", "e0"), None),
+    ]
+    schema = json.loads((SCHEMA_DIR / "hashlist-entry.json").read_text())
+    jsonschema.validate(json.loads(sink.sent[1][2] or b""), schema)
