@@ -12,6 +12,10 @@ down; a crashed process breaks the pool, which is rebuilt, and the upload is run
 alone, then reported as an error rather than retried forever. Jobs wait for a free process
 outside the executor, so the per-job timeout counts running time only and a rebuild never
 cancels queued jobs.
+
+A hung decoder cannot be cancelled, only killed, and ``concurrent.futures`` has no public way to
+reach an executor's processes: each process reports its own PID to its executor through a pipe
+(:class:`_ProcessIds`), and the pool signals those PIDs itself. Public APIs only.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import asyncio
 import concurrent.futures
 import enum
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 
 from pipeline.core.guard import GuardLimits, decode
 from pipeline.core.hashing import upload_hashes
@@ -95,14 +100,22 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     )
 
 
-def _init_process(max_bytes: int | None) -> None:
-    """Pool initializer: ignore Ctrl-C and cap this process's address space.
+def _init_process(max_bytes: int | None, report: Connection) -> None:
+    """Pool initializer: ignore Ctrl-C, report this process's PID and cap its address space.
 
     Ctrl-C reaches the whole process group; the worker shuts its pool down itself, so a hashing
-    process that raised KeyboardInterrupt would only print a traceback per process. The memory
-    cap applies on Linux and is skipped where rlimits are unsupported.
+    process that raised KeyboardInterrupt would only print a traceback per process. The PID goes
+    to the executor's :class:`_ProcessIds` (so a hung job can be killed) before the memory cap is
+    set, so the cap cannot fail the report. The memory cap applies on Linux and is skipped where
+    rlimits are unsupported.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report.send(os.getpid())  # one small message: a single atomic write, no thread, no lock
+    except OSError:
+        pass  # the pool was discarded while this process started; it is being stopped
+    finally:
+        report.close()
     if max_bytes is None:
         return
     try:
@@ -119,6 +132,72 @@ HashJob = Callable[[bytes, GuardLimits, tuple[Algorithm, ...]], HashJobResult]
 
 def _ping() -> None:
     """A no-op job: running it makes a fresh process import this module (and the core)."""
+
+
+class _ProcessIds:
+    """The PIDs of one executor's worker processes, as each reports its own from the initializer.
+
+    ``ProcessPoolExecutor`` keeps its processes private, and ``multiprocessing.active_children()``
+    lists every process this process started (other executors', a discarded pool's), so neither
+    says which processes to kill. Each process of this executor sends ``os.getpid()`` down a
+    one-way pipe of its own context instead (not a queue: ``Queue`` starts a feeder thread in
+    each process, under the memory cap, and both queues take a lock shared by the processes,
+    which one killed while holding it would keep from the others). Processes start on demand,
+    so the pipe is drained every time the PIDs are needed.
+
+    PID reuse: only PIDs that this executor's processes reported are signalled; one seen gone
+    (or owned by another user) is forgotten, never signalled again. Forkserver children are not
+    this process's children, so ``waitpid`` cannot wait for them: :meth:`wait_gone` polls.
+    Used from one thread at a time (the event loop, or the thread that closes the pool).
+    """
+
+    def __init__(self, context: BaseContext) -> None:
+        self._reader, self.report = context.Pipe(duplex=False)
+        self._pids: set[int] = set()
+
+    def alive(self) -> set[int]:
+        """PIDs reported so far whose processes still exist."""
+        try:
+            while self._reader.poll():
+                self._pids.add(self._reader.recv())
+        except (OSError, EOFError):  # pragma: no cover - closed: no process can report any more
+            pass
+        self._pids = {pid for pid in self._pids if _exists(pid)}
+        return set(self._pids)
+
+    def kill(self) -> None:
+        """SIGKILL every reported process that still exists (a hung decoder cannot be stopped
+        otherwise)."""
+        for pid in self.alive():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self._pids.discard(pid)
+
+    def wait_gone(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every reported process to be gone; False if some remain."""
+        deadline = time.monotonic() + seconds
+        pause = 0.002
+        while self.alive():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(2 * pause, 0.05)
+        return True
+
+    def close(self) -> None:
+        self._reader.close()
+        self.report.close()
+
+
+def _exists(pid: int) -> bool:
+    """Whether ``pid`` is a process this user may signal (a zombie counts until reaped)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False  # gone, or the PID now belongs to another user's process
+    return True
 
 
 class _Gate:
@@ -194,6 +273,8 @@ class HashPool:
         self._job = job
         self._on_broken = on_broken
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        #: The current executor's processes (None exactly when ``_executor`` is None).
+        self._process_ids: _ProcessIds | None = None
         self._slots = asyncio.Semaphore(max(1, processes))
         self._warm_jobs: list[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]] = []
         #: Warming the current executor, until done; None when it is warm.
@@ -216,11 +297,18 @@ class HashPool:
         if self.processes == 0 or self._executor is not None:
             return
         context = multiprocessing.get_context("forkserver")
-        self._executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=context,
-            initializer=partial(_init_process, self._memory_limit),
-        )
+        process_ids = _ProcessIds(context)
+        try:
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=context,
+                initializer=_init_process,
+                initargs=(self._memory_limit, process_ids.report),
+            )
+        except BaseException:
+            process_ids.close()
+            raise
+        self._process_ids = process_ids
 
     def warm_up(self, jobs: Iterable[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]]) -> None:
         """Run jobs once in every process so imports and JIT caches are loaded before traffic.
@@ -303,7 +391,8 @@ class HashPool:
             self._discard(executor)
             raise HashTimedOut(f"hashing took longer than {self._timeout}s") from None
         except (BrokenProcessPool, MemoryError) as exc:
-            self._discard(executor)
+            # A broken pool has already terminated its processes itself: none to kill here.
+            self._discard(executor, kill=isinstance(exc, MemoryError))
             raise HashWorkerCrashed(f"hashing process failed: {type(exc).__name__}") from None
         except asyncio.CancelledError:
             if _being_cancelled():
@@ -345,7 +434,7 @@ class HashPool:
             # Generous: this is process start-up and imports, not an upload's hashing.
             await asyncio.wait_for(asyncio.gather(*calls), max(60.0, 4 * self._timeout))
         except Exception as exc:
-            self._discard(executor)
+            self._discard(executor, kill=not isinstance(exc, BrokenProcessPool))
             self._set_broken(f"hashing processes fail to start: {type(exc).__name__}")
             raise HashWorkerCrashed("hashing pool failed to start") from None
         finally:
@@ -359,38 +448,44 @@ class HashPool:
             if self._on_broken is not None:
                 self._on_broken(reason)
 
-    def _discard(self, failed: concurrent.futures.ProcessPoolExecutor) -> None:
-        """Kill ``failed`` (unless another job already replaced it); the next job starts and
-        warms a fresh pool."""
+    def _discard(
+        self, failed: concurrent.futures.ProcessPoolExecutor, *, kill: bool = True
+    ) -> None:
+        """Kill ``failed``'s processes (unless another job already replaced it); the next job
+        starts and warms a fresh pool.
+
+        ``kill=False`` when the executor is broken: it terminates its processes itself, and one
+        that died on its own may have left its PID free for another process to reuse.
+        """
         if self._executor is not failed:
             return
-        self._executor = None
+        process_ids, self._executor, self._process_ids = self._process_ids, None, None
+        assert process_ids is not None
         # A hung decoder cannot be cancelled; its process is killed with the pool. Jobs running
-        # in the other processes fail with BrokenProcessPool and are retried by the caller.
-        for process in _processes_of(failed):
-            process.kill()
+        # in the other processes fail with BrokenProcessPool and are retried by the caller. Not
+        # waited for here (this runs on the event loop): SIGKILL cannot be ignored.
+        if kill:
+            process_ids.kill()
         failed.shutdown(wait=False, cancel_futures=True)
+        process_ids.close()
         self.rebuilds += 1
 
     def close(self, grace_seconds: float = 5.0) -> None:
         """Stop the worker processes: let running jobs finish for up to ``grace_seconds``, then
-        kill what is left (a hung decoder must not hang shutdown, e.g. Ctrl-C)."""
+        kill what is left (a hung decoder must not hang shutdown, e.g. Ctrl-C) and wait up to
+        2 s more for it to be gone. Blocking."""
         executor, self._executor = self._executor, None
+        process_ids, self._process_ids = self._process_ids, None
         if executor is None:
             return
-        processes = _processes_of(executor)
-        executor.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + grace_seconds
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
-
-
-def _processes_of(executor: concurrent.futures.ProcessPoolExecutor) -> list[Any]:
-    """The executor's worker processes (a private attribute: no public way to kill a hung one)."""
-    return list((getattr(executor, "_processes", None) or {}).values())
+        assert process_ids is not None
+        try:
+            executor.shutdown(wait=False, cancel_futures=True)
+            if not process_ids.wait_gone(grace_seconds):
+                process_ids.kill()
+                process_ids.wait_gone(2.0)
+        finally:
+            process_ids.close()
 
 
 def _being_cancelled() -> bool:

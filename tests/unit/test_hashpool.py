@@ -1,6 +1,8 @@
 """The hashing pool with real worker processes: the timeout counts running time only, one
 image that runs too long neither fails its neighbours nor lets a CancelledError escape, and the
-retry policy the worker and the CLI share reports only the culprit of a crash.
+retry policy the worker and the CLI share reports only the culprit of a crash. A hung job's
+process is really killed (its PID is gone), also in a process started on demand, using only
+public APIs of ``concurrent.futures`` and ``multiprocessing``.
 
 The job here sleeps for the number of seconds its bytes spell, so timings are explicit; it is a
 top-level function, as the pool requires (it is pickled by reference into the processes).
@@ -8,14 +10,18 @@ top-level function, as the pool requires (it is pickled by reference into the pr
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
+import inspect
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
+from pipeline import hashpool
 from pipeline.adapters.fetch import Fetcher
 from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
@@ -43,6 +49,36 @@ def crash_or_sleep_job(
     if data == b"crash":
         os._exit(1)
     return sleep_job(data, limits, algorithms)
+
+
+def pid_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) -> HashJobResult:
+    """``b"<seconds>"`` or ``b"<seconds>|<file>"``: first writes this process's PID to the file
+    (atomically), then sleeps; the result's width is the PID."""
+    seconds, _, path = data.decode().partition("|")
+    if path:
+        Path(path + ".tmp").write_text(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+    time.sleep(float(seconds))
+    return HashJobResult(
+        hashes={}, format="PNG", width=os.getpid(), height=1, decode_seconds=0.0, hash_seconds=0.0
+    )
+
+
+def exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while exists(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 _COLD = [True]  # per process: the first job in a fresh process pays for "imports"
@@ -227,3 +263,79 @@ def test_close_does_not_wait_for_a_hung_job() -> None:
     started = time.monotonic()
     pool.close(grace_seconds=0.5)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.timeout(60)
+def test_a_timed_out_job_s_process_is_killed(tmp_path: Path) -> None:
+    pool = warm_pool(1, timeout=1.0, job=pid_job)
+    pid_file = tmp_path / "hung.pid"
+    try:
+        with pytest.raises(HashTimedOut):
+            asyncio.run(pool.run(f"600|{pid_file}".encode(), LIMITS, ()))
+        pid = int(pid_file.read_text())
+        # Killed by the pool, not merely abandoned: the PID is gone (the pool does not wait for
+        # it on the event loop, so allow a moment for the kill to land).
+        assert gone_within(pid, 5.0), f"hung hashing process {pid} still runs"
+        assert pool.rebuilds == 1
+    finally:
+        pool.close()
+
+
+@pytest.mark.timeout(90)
+def test_close_kills_a_hung_job_in_a_process_started_on_demand(tmp_path: Path) -> None:
+    # Warmed with one job, a two-process pool has one process; the second starts only when two
+    # jobs run at once, after the pool started: its PID is learnt late and must be killed too.
+    pool = HashPool(2, timeout_seconds=120, job=pid_job)  # type: ignore[arg-type]
+    pool.start()
+    pool.warm_up([(b"0", LIMITS, ())])
+    pid_file = tmp_path / "hung.pid"
+
+    async def start_hung_job() -> int:
+        quick = asyncio.ensure_future(pool.run(b"1.0", LIMITS, ()))
+        hung = asyncio.ensure_future(pool.run(f"600|{pid_file}".encode(), LIMITS, ()))
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        hung.cancel()  # cancels the wait, not the process
+        return (await quick).width
+
+    try:
+        quick_pid = asyncio.run(start_hung_job())
+    finally:
+        started = time.monotonic()
+        pool.close(grace_seconds=0.5)
+        closed_in = time.monotonic() - started
+    hung_pid = int(pid_file.read_text())
+    assert hung_pid != quick_pid, "the hung job did not run in a process started on demand"
+    assert closed_in < 10
+    # close() waits for what it kills: both processes are gone when it returns.
+    assert not exists(hung_pid), f"hung hashing process {hung_pid} survived close()"
+    assert not exists(quick_pid)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_the_pool_uses_no_private_attribute_of_other_objects() -> None:
+    """The stdlib's private attributes (``ProcessPoolExecutor._processes``) change without
+    notice between Python versions: the module may touch ``self._x`` only, import no private
+    name from another module and look up no private name by string."""
+    tree = ast.parse(inspect.getsource(hashpool))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in {"getattr", "setattr", "hasattr", "delattr"}:
+                names = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
+                if not names or any(not isinstance(n, str) or _private(n) for n in names):
+                    found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if any(_private(part) for part in module.split(".")) or any(
+                _private(alias.name) for alias in node.names
+            ):
+                found.append(f"line {node.lineno}: from {module} import ...")
+    assert not found, found
