@@ -16,11 +16,12 @@ import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from pipeline.core.types import Action
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,14 +45,6 @@ class IndexKind(enum.StrEnum):
     BKTREE = "bktree"
     MIH = "mih"
     SCAN = "scan"
-
-
-class ErrorAction(enum.StrEnum):
-    """What an upload that cannot be screened is additionally marked as (besides ``error``)."""
-
-    NONE = "none"
-    REVIEW = "review"
-    BLOCK = "block"
 
 
 class LogLevel(enum.StrEnum):
@@ -91,8 +84,10 @@ class Settings(BaseSettings):
 
     # --- Matching ----------------------------------------------------------------------------
     index_kind: IndexKind = IndexKind.AUTO
-    on_error: ErrorAction = Field(
-        ErrorAction.NONE, description="Action added to the `error` verdict of unscreenable uploads."
+    on_error: Literal[Action.REVIEW, Action.BLOCK] | None = Field(
+        None,
+        description="Action added to the `error` verdict of unscreenable uploads (`none`, "
+        "`review` or `block`).",
     )
 
     # --- Kafka -------------------------------------------------------------------------------
@@ -215,6 +210,11 @@ class Settings(BaseSettings):
     # --- Logging -----------------------------------------------------------------------------
     log_level: LogLevel = LogLevel.INFO
     log_json: bool = False
+
+    @field_validator("on_error", mode="before")
+    @classmethod
+    def _none_is_no_action(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -24,10 +24,10 @@ from pipeline.adapters.fetch_policy import FetchReason
 from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
-from pipeline.core.types import Algorithm
+from pipeline.core.types import Action, Algorithm
 from pipeline.errors import ErrorReason
 from pipeline.hashpool import HashReason
-from pipeline.models import Action, EmitReason, ParseReason, Stage
+from pipeline.models import EmitReason, ParseReason, Stage
 
 PREFIX = "screening"
 

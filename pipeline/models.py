@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from pipeline.core.hashlist import Category, ListAction, ListKind
-from pipeline.core.types import Algorithm
+from pipeline.core.hashlist import Category, ListKind
+from pipeline.core.types import Action, Algorithm
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAX_UPLOAD_ID_CHARS = 256
@@ -104,19 +104,14 @@ Metadata = Annotated[
 ]
 
 
+#: A list's action on the wire: ``block`` or ``review`` (core.types.LIST_ACTIONS).
+ListActionName = Literal[Action.BLOCK, Action.REVIEW]
+
+
 class Record(BaseModel):
     """Base of every wire record: immutable, unknown fields refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
-
-
-class Action(enum.StrEnum):
-    """The outcome of screening one upload."""
-
-    BLOCK = "block"
-    REVIEW = "review"
-    ALLOW = "allow"
-    ERROR = "error"
 
 
 class ParseReason(enum.StrEnum):
@@ -191,7 +186,7 @@ class MatchRecord(Record):
     list: str
     list_version: str
     list_kind: ListKind
-    list_action: ListAction
+    list_action: ListActionName
     entry_id: str
     category: Category
     algorithm: Algorithm
@@ -326,7 +321,7 @@ class HashListConfigRecord(Record):
     schema_version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     kind: ListKind = ListKind.DENY
-    action: ListAction = ListAction.REVIEW
+    action: ListActionName = Action.REVIEW
     thresholds: dict[Algorithm, int] = Field(default_factory=dict)
     enabled: bool = True
     version: str = Field("1", max_length=64)

@@ -14,16 +14,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pipeline.config import ErrorAction
 from pipeline.core.decision import Decision
 from pipeline.core.guard import ImageRejected
 from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
-from pipeline.core.types import Algorithm, HashValue
+from pipeline.core.types import Action, Algorithm, HashValue
 from pipeline.errors import PipelineError
 from pipeline.models import (
     MAX_MATCHES_PER_RECORD,
-    Action,
     AlertRecord,
     BlockRecord,
     DeadLetter,
@@ -68,13 +66,12 @@ def hex_hashes(hashes: Mapping[Algorithm, int]) -> dict[Algorithm, str]:
     return {alg: HashValue(alg, value).hex for alg, value in hashes.items()}
 
 
-def _bounded(matches: list[Match], outcome: str) -> tuple[list[MatchRecord], int]:
+def _bounded(matches: list[Match], action: Action) -> tuple[list[MatchRecord], int]:
     """At most MAX_MATCHES_PER_RECORD records and how many were left out. Deny matches whose
-    list action is the outcome come first (they explain it), then the rest; each group keeps
-    the core's nearest-first order (the sort is stable)."""
+    list action is the verdict's action come first (they explain it), then the rest; each
+    group keeps the core's nearest-first order (the sort is stable)."""
     ranked = sorted(
-        matches,
-        key=lambda m: (m.list_kind is not ListKind.DENY, m.list_action.value != outcome),
+        matches, key=lambda m: (m.list_kind is not ListKind.DENY, m.list_action is not action)
     )
     kept = ranked[:MAX_MATCHES_PER_RECORD]
     return [match_record(m) for m in kept], len(ranked) - len(kept)
@@ -93,12 +90,12 @@ def screened_verdict(
     metadata: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """The verdict of an upload that was hashed and matched."""
-    outcome = decision.outcome.value
-    matches, omitted = _bounded([*decision.matches, *decision.allowed_by], outcome)
-    suppressed, omitted_suppressed = _bounded(list(decision.suppressed), outcome)
+    action = decision.action
+    matches, omitted = _bounded([*decision.matches, *decision.allowed_by], action)
+    suppressed, omitted_suppressed = _bounded(list(decision.suppressed), action)
     return Verdict(
         upload_id=upload_id,
-        action=Action(outcome),
+        action=action,
         matches=matches,
         suppressed=suppressed,
         matches_omitted=omitted + omitted_suppressed,
@@ -118,7 +115,7 @@ def error_verdict(
     stage: Stage,
     reason: str,
     message: str,
-    on_error: ErrorAction,
+    on_error: Action | None,
     worker_id: str,
     decided_at: datetime,
     stage_seconds: Mapping[Stage, float] | None = None,
@@ -129,7 +126,7 @@ def error_verdict(
     return Verdict(
         upload_id=upload_id,
         action=Action.ERROR,
-        error_action=None if on_error is ErrorAction.NONE else Action(on_error.value),
+        error_action=on_error,
         error=ErrorInfo(stage=stage, reason=reason, message=message[:1000]),
         stage_seconds=dict(stage_seconds or {}),
         worker_id=worker_id,

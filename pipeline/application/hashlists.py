@@ -28,8 +28,8 @@ from pipeline.adapters.listfiles import LoadedLists, load_paths
 from pipeline.adapters.topics import latest_values
 from pipeline.application.progress import Progress, counted, no_progress
 from pipeline.config import Settings
-from pipeline.core.hashlist import HashListEntry, ListAction, ListConfig, ListKind
-from pipeline.core.types import Algorithm
+from pipeline.core.hashlist import HashListEntry, ListConfig, ListKind
+from pipeline.core.types import Action, Algorithm
 
 # -- publish ----------------------------------------------------------------------------------
 
@@ -54,7 +54,7 @@ class ConfigChange:
 
     list_name: str
     kind: ListKind | None = None
-    action: ListAction | None = None
+    action: Action | None = None
     version: str | None = None
     thresholds: Mapping[Algorithm, int] = field(default_factory=dict)
 

@@ -40,7 +40,7 @@ from pipeline.verdicts import (
 T = TypeVar("T")
 
 #: What hashing one upload came to: its hashes, or why it has none.
-Outcome = HashJobResult | PipelineError
+HashOutcome = HashJobResult | PipelineError
 
 
 def read_upload(path: Path, limits: GuardLimits) -> bytes:
@@ -71,7 +71,7 @@ async def hash_uploads(
     uploads: Iterable[tuple[T, bytes | PipelineError]],
     limits: GuardLimits,
     algorithms: tuple[Algorithm, ...],
-    handle: Callable[[T, Outcome], None],
+    handle: Callable[[T, HashOutcome], None],
 ) -> None:
     """Hash each upload in ``pool`` and call ``handle`` with its result or refusal, in input
     order (an upload given as an error is handed through).
@@ -83,13 +83,13 @@ async def hash_uploads(
     lazily): memory stays bounded.
     """
 
-    async def one(data: bytes) -> Outcome:
+    async def one(data: bytes) -> HashOutcome:
         try:
             return await pool.hash(data, limits, algorithms)
         except PipelineError as exc:
             return exc
 
-    window: deque[tuple[T, asyncio.Future[Outcome] | PipelineError]] = deque()
+    window: deque[tuple[T, asyncio.Future[HashOutcome] | PipelineError]] = deque()
     try:
         for key, data in uploads:
             pending = data if isinstance(data, PipelineError) else asyncio.ensure_future(one(data))
@@ -105,7 +105,8 @@ async def hash_uploads(
 
 
 async def _hand_over(
-    item: tuple[T, asyncio.Future[Outcome] | PipelineError], handle: Callable[[T, Outcome], None]
+    item: tuple[T, asyncio.Future[HashOutcome] | PipelineError],
+    handle: Callable[[T, HashOutcome], None],
 ) -> None:
     key, pending = item
     handle(key, pending if isinstance(pending, PipelineError) else await pending)
@@ -115,7 +116,7 @@ def hash_files(
     paths: Sequence[Path],
     settings: Settings,
     algorithms: tuple[Algorithm, ...],
-    handle: Callable[[Path, Outcome], None],
+    handle: Callable[[Path, HashOutcome], None],
     *,
     timeout_seconds: float | None = None,
 ) -> None:
@@ -154,14 +155,14 @@ def screen_files(
     """Screen each file against ``matcher`` and call ``handle`` with its verdict (the upload
     id is the path), in input order. Blocking; hashing as :func:`hash_files`."""
 
-    def verdict_of(path: Path, outcome: Outcome) -> None:
+    def verdict_of(path: Path, outcome: HashOutcome) -> None:
         handle(path, file_verdict(path, outcome, matcher, settings))
 
     algorithms = verdict_algorithms(matcher.algorithms_in_use())
     hash_files(paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds)
 
 
-def file_verdict(path: Path, outcome: Outcome, matcher: Matcher, settings: Settings) -> Verdict:
+def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: Settings) -> Verdict:
     """The verdict of one file: matched and decided, or an ``error`` verdict naming the stage
     that failed (``fetch`` for a file that could not be read, where the worker fetches)."""
     now = datetime.now(UTC)

@@ -33,7 +33,8 @@ from pipeline.application.progress import Advance, Progress, no_progress
 from pipeline.commands.arguments import threshold
 from pipeline.commands.connection import bootstrap_servers, quiet_kafka_client_logs, unreachable
 from pipeline.config import Settings
-from pipeline.core.hashlist import ListAction, ListConfig, ListKind
+from pipeline.core.hashlist import ListConfig, ListKind
+from pipeline.core.types import Action
 
 #: The ``hashlist publish`` options that set a list's config. Without one of them (or a
 #: manifest), publishing sends entries only and leaves the list's config as it is.
@@ -64,7 +65,7 @@ def _config_change(args: argparse.Namespace) -> ConfigChange:
     return ConfigChange(
         args.list,
         kind=ListKind(args.kind) if args.kind else None,
-        action=ListAction(args.action) if args.action else None,
+        action=Action(args.action) if args.action else None,
         version=args.version,
         thresholds=dict(args.threshold or []),
     )

@@ -28,14 +28,14 @@ from typing import Any
 from pipeline.application.list_files import list_stats, validate_lists
 from pipeline.application.matchers import build_matcher
 from pipeline.application.progress import Advance, Progress, no_progress
-from pipeline.application.screen_files import Outcome, hash_files, screen_files
+from pipeline.application.screen_files import HashOutcome, hash_files, screen_files
 from pipeline.application.tables import format_table
 from pipeline.commands.arguments import positive_seconds
 from pipeline.config import Settings
 from pipeline.core.hashlist import LineError
-from pipeline.core.types import Algorithm
+from pipeline.core.types import Action, Algorithm
 from pipeline.errors import PipelineError
-from pipeline.models import Action, Verdict
+from pipeline.models import Verdict
 from pipeline.verdicts import hex_hashes
 
 #: A progress bar appears once the work has run this long (short runs stay quiet).
@@ -83,7 +83,7 @@ def cmd_hash(args: argparse.Namespace, settings: Settings) -> int:
     """Print each file's hashes as one JSON line."""
     refused = 0
 
-    def handle(path: Path, result: Outcome) -> None:
+    def handle(path: Path, result: HashOutcome) -> None:
         nonlocal refused
         advance(1)
         if isinstance(result, PipelineError):

@@ -2,34 +2,26 @@
 
 Owns the rules, expressed as data in :class:`DecisionPolicy`:
 - each deny match asks for its list's action (block or review), mapped through
-  ``outcome_by_list_action``;
+  ``action_by_list_action``;
 - allow-list matches suppress deny matches (known false positives), but only of the algorithm
   families named in ``suppresses`` for the allow match's family: by default an allow match on
   an exact digest suppresses everything, while a perceptual allow match suppresses perceptual
   deny matches only, so a near-duplicate on an allow list can never cancel a byte-identical
   hit on a deny list;
-- the most severe remaining outcome wins (``severity``, least to most);
-- an upload that cannot be screened gets ``error`` plus the configured fail-closed outcome.
+- the most severe remaining action wins (``severity``, least to most);
+- an upload that cannot be screened gets ``error`` plus the configured fail-closed action.
 Must not do I/O.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from pipeline.core.hashlist import ListAction, ListKind
+from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
-
-
-class Outcome(enum.StrEnum):
-    """What the platform should do with an upload that was screened."""
-
-    ALLOW = "allow"
-    REVIEW = "review"
-    BLOCK = "block"
+from pipeline.core.types import Action
 
 
 def _family(match: Match) -> str:
@@ -40,12 +32,12 @@ def _family(match: Match) -> str:
 class DecisionPolicy:
     """The decision table. Replace fields to change policy; no code changes needed."""
 
-    outcome_by_list_action: Mapping[ListAction, Outcome] = field(
+    action_by_list_action: Mapping[Action, Action] = field(
         default_factory=lambda: MappingProxyType(
-            {ListAction.BLOCK: Outcome.BLOCK, ListAction.REVIEW: Outcome.REVIEW}
+            {Action.BLOCK: Action.BLOCK, Action.REVIEW: Action.REVIEW}
         )
     )
-    severity: tuple[Outcome, ...] = (Outcome.ALLOW, Outcome.REVIEW, Outcome.BLOCK)
+    severity: tuple[Action, ...] = (Action.ALLOW, Action.REVIEW, Action.BLOCK)
     suppresses: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: MappingProxyType(
             {
@@ -61,9 +53,9 @@ DEFAULT_POLICY = DecisionPolicy()
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome, the deny matches behind it, and those an allow list suppressed."""
+    """The action, the deny matches behind it, and those an allow list suppressed."""
 
-    outcome: Outcome
+    action: Action
     matches: tuple[Match, ...]
     suppressed: tuple[Match, ...]
     allowed_by: tuple[Match, ...]
@@ -76,6 +68,6 @@ def decide(matches: Sequence[Match], policy: DecisionPolicy = DEFAULT_POLICY) ->
     suppressed_families = frozenset().union(*(policy.suppresses[_family(m)] for m in allow))
     effective = tuple(m for m in deny if _family(m) not in suppressed_families)
     suppressed = tuple(m for m in deny if _family(m) in suppressed_families)
-    outcomes = [policy.outcome_by_list_action[m.list_action] for m in effective]
-    outcome = max(outcomes, key=policy.severity.index, default=Outcome.ALLOW)
-    return Decision(outcome=outcome, matches=effective, suppressed=suppressed, allowed_by=allow)
+    asked = [policy.action_by_list_action[m.list_action] for m in effective]
+    action = max(asked, key=policy.severity.index, default=Action.ALLOW)
+    return Decision(action=action, matches=effective, suppressed=suppressed, allowed_by=allow)

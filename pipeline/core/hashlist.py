@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from pipeline.core.types import Algorithm, HashValue
+from pipeline.core.types import LIST_ACTIONS, Action, Algorithm, HashValue
 from pipeline.errors import InputRejected
 
 CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "note")
@@ -61,11 +61,13 @@ class ListKind(enum.StrEnum):
     ALLOW = "allow"
 
 
-class ListAction(enum.StrEnum):
-    """What a match on a deny list asks for."""
-
-    BLOCK = "block"
-    REVIEW = "review"
+def _list_action(value: Action | str) -> Action:
+    """A list's action: ``block`` or ``review`` (ValueError for anything else, ``allow`` and
+    ``error`` included: a deny list cannot ask for those)."""
+    action = Action(value)
+    if action not in LIST_ACTIONS:
+        raise ValueError(f"a list's action is block or review, not {action}")
+    return action
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class ListConfig:
 
     name: str
     kind: ListKind = ListKind.DENY
-    action: ListAction = ListAction.REVIEW
+    action: Action = Action.REVIEW
     thresholds: Mapping[Algorithm, int] = field(default_factory=lambda: DEFAULT_THRESHOLDS)
     enabled: bool = True
     version: str = "1"
@@ -104,7 +106,7 @@ class ListConfig:
         name: str,
         *,
         kind: ListKind | str = ListKind.DENY,
-        action: ListAction | str = ListAction.REVIEW,
+        action: Action | str = Action.REVIEW,
         thresholds: Mapping[Algorithm, int] | Mapping[str, int] | None = None,
         enabled: bool = True,
         version: str = "1",
@@ -128,7 +130,7 @@ class ListConfig:
             config = cls(
                 name=name,
                 kind=ListKind(kind),
-                action=ListAction(action),
+                action=_list_action(action),
                 thresholds=MappingProxyType(
                     {
                         **{a: EXACT_THRESHOLD for a in Algorithm if not a.is_perceptual},
@@ -373,7 +375,7 @@ def parse_manifest(text: str) -> tuple[ManifestList, ...]:
         config = ListConfig.create(
             str(item.get("name", "")),
             kind=item.get("kind", ListKind.DENY),
-            action=item.get("action", ListAction.REVIEW),
+            action=item.get("action", Action.REVIEW),
             thresholds=thresholds,
             enabled=item.get("enabled", True),
             version=str(item.get("version", "1")),

@@ -35,7 +35,6 @@ from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
     Category,
     HashListEntry,
-    ListAction,
     ListConfig,
     ListKind,
 )
@@ -43,7 +42,7 @@ from pipeline.core.index.base import HammingIndex
 from pipeline.core.index.exact import ExactHashSet
 from pipeline.core.index.mih import MultiIndexHash
 from pipeline.core.index.select import build_hamming_index, choose_index_kind, mih_ever
-from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Algorithm
+from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Action, Algorithm
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class Match:
     list_name: str
     list_version: str
     list_kind: ListKind
-    list_action: ListAction
+    list_action: Action
     entry_id: str
     category: Category
     algorithm: Algorithm

@@ -1,8 +1,9 @@
-"""Hash algorithms and hash values shared by every part of the core.
+"""Actions, hash algorithms and hash values shared by every part of the core.
 
-Owns the vocabulary: which algorithms exist, how wide each hash is, and how a hash is written as
-hex on the wire and in hash lists. Hashes are plain ``int`` values tagged with their algorithm;
-nothing in the pipeline keys dictionaries by imagehash objects.
+Owns the vocabulary: what may be done with an upload (:class:`Action`), which algorithms exist,
+how wide each hash is, and how a hash is written as hex on the wire and in hash lists. Hashes
+are plain ``int`` values tagged with their algorithm; nothing in the pipeline keys dictionaries
+by imagehash objects.
 """
 
 from __future__ import annotations
@@ -11,6 +12,20 @@ import enum
 from dataclasses import dataclass
 
 from pipeline.errors import InputRejected
+
+
+class Action(enum.StrEnum):
+    """What the platform should do with an upload: the one vocabulary of list configs,
+    decisions, verdicts and the fail-closed setting. ``error``: it could not be screened."""
+
+    ALLOW = "allow"
+    REVIEW = "review"
+    BLOCK = "block"
+    ERROR = "error"
+
+
+#: What a match on a deny list may ask for, and what an unscreenable upload may be marked as.
+LIST_ACTIONS: frozenset[Action] = frozenset({Action.REVIEW, Action.BLOCK})
 
 
 class Algorithm(enum.StrEnum):

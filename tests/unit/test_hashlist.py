@@ -10,7 +10,6 @@ import pytest
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
     Category,
-    ListAction,
     ListConfig,
     ListKind,
     ManifestError,
@@ -19,7 +18,7 @@ from pipeline.core.hashlist import (
     parse_jsonl,
     parse_manifest,
 )
-from pipeline.core.types import EXACT_ALGORITHMS, Algorithm
+from pipeline.core.types import EXACT_ALGORITHMS, Action, Algorithm
 from pipeline.errors import InputRejected
 
 HEADER = "list,entry_id,algorithm,hash,category,source,note\n"
@@ -129,7 +128,7 @@ def test_manifest_and_list_config_validation() -> None:
     }  # fmt: skip
     lists = parse_manifest(json.dumps(manifest))
     eokm = lists[0].config
-    assert (eokm.kind, eokm.action, eokm.version) == (ListKind.DENY, ListAction.BLOCK, "2026-11")
+    assert (eokm.kind, eokm.action, eokm.version) == (ListKind.DENY, Action.BLOCK, "2026-11")
     assert eokm.threshold(Algorithm.PHASH) == 6
     # Left out, dHash keeps its default rather than silently never matching.
     assert eokm.threshold(Algorithm.DHASH) == DEFAULT_THRESHOLDS[Algorithm.DHASH] == 10

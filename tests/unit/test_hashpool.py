@@ -267,7 +267,8 @@ def test_close_does_not_wait_for_a_hung_job() -> None:
 
 @pytest.mark.timeout(60)
 def test_a_timed_out_job_s_process_is_killed(tmp_path: Path) -> None:
-    pool = warm_pool(1, timeout=1.0, job=pid_job)
+    # 3 s: long enough for the job to record its PID first even on a loaded machine.
+    pool = warm_pool(1, timeout=3.0, job=pid_job)
     pid_file = tmp_path / "hung.pid"
     try:
         with pytest.raises(HashTimedOut):

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.hashlist import Category, HashListEntry, ListAction, ListConfig, ListKind
+from pipeline.core.hashlist import Category, HashListEntry, ListConfig, ListKind
 from pipeline.core.index.mih import MultiIndexHash, choose_chunks
 from pipeline.core.index.select import build_hamming_index
 from pipeline.core.matching import Match, Matcher
-from pipeline.core.types import Algorithm, HashValue, hamming_distance
+from pipeline.core.types import Action, Algorithm, HashValue, hamming_distance
 
 LISTS = {
     "eokm": ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10}),
@@ -93,10 +93,10 @@ def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataO
 def test_unconfigured_lists_use_defaults_until_their_config_arrives() -> None:
     matcher = Matcher()
     matcher.upsert([entry("late", "1", Algorithm.PHASH, 0)])
-    assert matcher.match({Algorithm.PHASH: 0b1111})[0].list_action is ListAction.REVIEW
+    assert matcher.match({Algorithm.PHASH: 0b1111})[0].list_action is Action.REVIEW
     matcher.set_list(ListConfig.create("late", action="block", thresholds={"phash": 2}))
     assert matcher.match({Algorithm.PHASH: 0b1111}) == []
-    assert matcher.match({Algorithm.PHASH: 0b11})[0].list_action is ListAction.BLOCK
+    assert matcher.match({Algorithm.PHASH: 0b11})[0].list_action is Action.BLOCK
 
 
 EXACT_DIGESTS = [(Algorithm.MD5, 1 << 100), (Algorithm.SHA1, 1 << 150), (Algorithm.SHA256, 7)]

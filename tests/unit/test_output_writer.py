@@ -25,7 +25,7 @@ from aiokafka.errors import (
 )
 from faust.exceptions import ProducerSendError
 
-from pipeline.config import ErrorAction
+from pipeline.core.types import Action
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records, refused_for_good
@@ -42,7 +42,7 @@ def outcome(upload_id: str, metadata: dict[str, Any] | None = None) -> Screening
         stage=Stage.FETCH,
         reason="timeout",
         message="timed out",
-        on_error=ErrorAction.BLOCK,
+        on_error=Action.BLOCK,
         worker_id="w1",
         decided_at=NOW,
         metadata=metadata,

@@ -16,9 +16,9 @@ from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
-from pipeline.core.hashlist import Category, ListAction, ListKind
+from pipeline.core.hashlist import Category, ListKind
 from pipeline.core.matching import Match, Matcher
-from pipeline.core.types import Algorithm
+from pipeline.core.types import Action, Algorithm
 from pipeline.event_references import invalid_event_reference
 from pipeline.hashpool import HashPool
 from pipeline.metrics import PipelineMetrics
@@ -202,7 +202,7 @@ def test_a_valid_event_that_fails_later_keeps_its_bounded_metadata() -> None:
     assert letter.original_event["content"] == {"kind": "path", "path": "a.png"}
 
 
-def _match(i: int, kind: ListKind = ListKind.DENY, action: ListAction = ListAction.REVIEW) -> Match:
+def _match(i: int, kind: ListKind = ListKind.DENY, action: Action = Action.REVIEW) -> Match:
     return Match(
         list_name="L" * 128,
         list_version="v" * 64,
@@ -219,7 +219,7 @@ def _match(i: int, kind: ListKind = ListKind.DENY, action: ListAction = ListActi
 def test_worst_case_records_stay_far_below_the_broker_limit() -> None:
     """Largest legal metadata and ids, and an image near thousands of list entries."""
     matches = [_match(i) for i in range(3000)]
-    matches.append(_match(9999, action=ListAction.BLOCK))  # decisive, and the farthest
+    matches.append(_match(9999, action=Action.BLOCK))  # decisive, and the farthest
     metadata = {f"k{i:03d}": "x" * 200 for i in range(63)}
     metadata["note"] = "é" * ((METADATA_MAX_BYTES - len(json.dumps(metadata)) - 20) // 2)
     metadata = UploadEvent(
