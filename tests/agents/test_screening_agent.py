@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +25,7 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.screening import Screener
 from tests.imagegen import encode, synthetic_image
+from tests.trickle import trickling_server
 
 #: Long enough that the slow upload is certainly still pending while the inline ones finish,
 #: even on a loaded machine; only the deadline test uses a short one.
@@ -51,34 +50,8 @@ class Event:
 @pytest.fixture(scope="module")
 def trickling_url() -> Iterator[str]:
     """A loopback URL whose body never ends: one byte every 0.1 s."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-            while not stop.wait(0.1):
-                try:
-                    conn.sendall(b"\xff")
-                except OSError:
-                    return
-
-    def serve() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.jpg"
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with trickling_server(0.1) as url:
+        yield url
 
 
 def event_bytes(upload_id: str, content: dict[str, str]) -> bytes:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from kafka.admin import KafkaAdminClient
 
 from tests.imagegen import encode, synthetic_image
 from tests.integration.harness import KafkaIO, WorkerProcess, wait_until
+from tests.trickle import trickling_server as serve_trickling
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,36 +30,9 @@ FETCH_DEADLINE_SECONDS = 12.0
 
 @pytest.fixture
 def trickling_server() -> Iterator[str]:
-    """A URL on loopback whose response never ends: headers, then one byte a second."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"
-                         b"Content-Length: 1000000\r\n\r\n")  # fmt: skip
-            while not stop.wait(1.0):
-                try:
-                    conn.sendall(b"\xff")
-                except OSError:
-                    return
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.jpg"
-    stop.set()
-    thread.join(5)
-    listener.close()
+    """A loopback URL whose body never ends: headers, then one byte a second."""
+    with serve_trickling(1.0) as url:
+        yield url
 
 
 def upload_event(upload_id: str, content: dict[str, str]) -> bytes:
