@@ -1,9 +1,9 @@
 """Hashing off the event loop: a process pool running the pure core on untrusted bytes.
 
-Owns: the top-level job sent to worker processes (:func:`hash_job`, a pure function over bytes
-plus stage timings), the pool's life cycle, its per-process memory cap, recovery when a
-hostile image kills a worker process, and the one retry policy the worker and the CLI share
-(:meth:`HashPool.hash`). Must not: hold image bytes beyond one call, or log them.
+Owns: the pool's life cycle (the job and the process side are :mod:`pipeline.hashprocess`),
+its per-process memory cap, recovery when a hostile image kills a worker process, and the one
+retry policy the worker and the CLI share (:meth:`HashPool.hash`). Must not: hold image bytes
+beyond one call, or log them.
 
 Why processes: decode and DCT are CPU-bound and hold the GIL, so threads would stall the
 event loop and with it Kafka heartbeats. Each pool process also gets an address-space limit
@@ -13,9 +13,9 @@ alone, then reported as an error rather than retried forever. Jobs wait for a fr
 outside the executor, so the per-job timeout counts running time only and a rebuild never
 cancels queued jobs.
 
-A hung decoder cannot be cancelled, only killed, and ``concurrent.futures`` has no public way to
-reach an executor's processes: each process reports its own PID to its executor through a pipe
-(:class:`_ProcessIds`), and the pool signals those PIDs itself. Public APIs only.
+A hung decoder cannot be cancelled, only killed: each process reports its own PID to its
+executor (:class:`~pipeline.hashprocess.ProcessIds`), and the pool signals those PIDs itself.
+Public APIs only.
 """
 
 from __future__ import annotations
@@ -24,38 +24,21 @@ import asyncio
 import concurrent.futures
 import enum
 import multiprocessing
-import os
-import signal
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
 
-from pipeline.core.guard import GuardLimits, decode
-from pipeline.core.hashing import upload_hashes
+from pipeline.core.guard import GuardLimits
 from pipeline.core.types import Algorithm
 from pipeline.errors import PermanentError, PipelineError
-
-
-@dataclass(frozen=True, slots=True)
-class HashJobResult:
-    """Hashes of one image with its decoded facts and where the time went (seconds)."""
-
-    hashes: dict[Algorithm, int]
-    format: str
-    width: int
-    height: int
-    decode_seconds: float
-    hash_seconds: float
-
-
-#: Address-space cap of each hashing process. The pixel cap bounds what a legitimate upload
-#: needs (64 MP of 8-bit grayscale plus Pillow's working buffers stays far below this); a decoder
-#: that misbehaves on hostile input fails with MemoryError instead of taking the host down.
-HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
+from pipeline.hashprocess import (
+    HashJob,
+    HashJobResult,
+    ProcessIds,
+    hash_job,
+    init_process,
+    ping,
+)
 
 
 class HashReason(enum.StrEnum):
@@ -75,129 +58,6 @@ class HashTimedOut(PermanentError):
     """Hashing did not finish in time; the pool was rebuilt (its processes killed)."""
 
     reason = HashReason.TIMEOUT
-
-
-def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]) -> HashJobResult:
-    """Guard, decode and hash ``data``; raises ImageRejected for refused images.
-
-    Runs in a pool process: the production path of every upload, worker and CLI alike, and the
-    one the golden-value tests pin. Decode time (seconds) includes the guard checks; hash time
-    covers the exact digests of the original bytes and the perceptual hashes of the decoded
-    image (:func:`~pipeline.core.hashing.upload_hashes`, in canonical algorithm order).
-    """
-    start = time.perf_counter()
-    decoded = decode(data, limits)
-    decoded_at = time.perf_counter()
-    hashes = upload_hashes(data, decoded, algorithms)
-    done = time.perf_counter()
-    return HashJobResult(
-        hashes=hashes,
-        format=decoded.format,
-        width=decoded.width,
-        height=decoded.height,
-        decode_seconds=decoded_at - start,
-        hash_seconds=done - decoded_at,
-    )
-
-
-def _init_process(max_bytes: int | None, report: Connection) -> None:
-    """Pool initializer: ignore Ctrl-C, report this process's PID and cap its address space.
-
-    Ctrl-C reaches the whole process group; the worker shuts its pool down itself, so a hashing
-    process that raised KeyboardInterrupt would only print a traceback per process. The PID goes
-    to the executor's :class:`_ProcessIds` (so a hung job can be killed) before the memory cap is
-    set, so the cap cannot fail the report. The memory cap applies on Linux and is skipped where
-    rlimits are unsupported.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        report.send(os.getpid())  # one small message: a single atomic write, no thread, no lock
-    except OSError:
-        pass  # the pool was discarded while this process started; it is being stopped
-    finally:
-        report.close()
-    if max_bytes is None:
-        return
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - platform without rlimits
-        pass
-
-
-#: The job a pool runs; :func:`hash_job` in production (tests pass other top-level functions).
-HashJob = Callable[[bytes, GuardLimits, tuple[Algorithm, ...]], HashJobResult]
-
-
-def _ping() -> None:
-    """A no-op job: running it makes a fresh process import this module (and the core)."""
-
-
-class _ProcessIds:
-    """The PIDs of one executor's worker processes, as each reports its own from the initializer.
-
-    ``ProcessPoolExecutor`` keeps its processes private, and ``multiprocessing.active_children()``
-    lists every process this process started (other executors', a discarded pool's), so neither
-    says which processes to kill. Each process of this executor sends ``os.getpid()`` down a
-    one-way pipe of its own context instead (not a queue: ``Queue`` starts a feeder thread in
-    each process, under the memory cap, and both queues take a lock shared by the processes,
-    which one killed while holding it would keep from the others). Processes start on demand,
-    so the pipe is drained every time the PIDs are needed.
-
-    PID reuse: only PIDs that this executor's processes reported are signalled; one seen gone
-    (or owned by another user) is forgotten, never signalled again. Forkserver children are not
-    this process's children, so ``waitpid`` cannot wait for them: :meth:`wait_gone` polls.
-    Used from one thread at a time (the event loop, or the thread that closes the pool).
-    """
-
-    def __init__(self, context: BaseContext) -> None:
-        self._reader, self.report = context.Pipe(duplex=False)
-        self._pids: set[int] = set()
-
-    def alive(self) -> set[int]:
-        """PIDs reported so far whose processes still exist."""
-        try:
-            while self._reader.poll():
-                self._pids.add(self._reader.recv())
-        except (OSError, EOFError):  # pragma: no cover - closed: no process can report any more
-            pass
-        self._pids = {pid for pid in self._pids if _exists(pid)}
-        return set(self._pids)
-
-    def kill(self) -> None:
-        """SIGKILL every reported process that still exists (a hung decoder cannot be stopped
-        otherwise)."""
-        for pid in self.alive():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self._pids.discard(pid)
-
-    def wait_gone(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for every reported process to be gone; False if some remain."""
-        deadline = time.monotonic() + seconds
-        pause = 0.002
-        while self.alive():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(pause, remaining))
-            pause = min(2 * pause, 0.05)
-        return True
-
-    def close(self) -> None:
-        self._reader.close()
-        self.report.close()
-
-
-def _exists(pid: int) -> bool:
-    """Whether ``pid`` is a process this user may signal (a zombie counts until reaped)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False  # gone, or the PID now belongs to another user's process
-    return True
 
 
 class _Gate:
@@ -274,7 +134,7 @@ class HashPool:
         self._on_broken = on_broken
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         #: The current executor's processes (None exactly when ``_executor`` is None).
-        self._process_ids: _ProcessIds | None = None
+        self._process_ids: ProcessIds | None = None
         self._slots = asyncio.Semaphore(max(1, processes))
         self._warm_jobs: list[tuple[bytes, GuardLimits, tuple[Algorithm, ...]]] = []
         #: Warming the current executor, until done; None when it is warm.
@@ -297,12 +157,12 @@ class HashPool:
         if self.processes == 0 or self._executor is not None:
             return
         context = multiprocessing.get_context("forkserver")
-        process_ids = _ProcessIds(context)
+        process_ids = ProcessIds(context)
         try:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.processes,
                 mp_context=context,
-                initializer=_init_process,
+                initializer=init_process,
                 initargs=(self._memory_limit, process_ids.report),
             )
         except BaseException:
@@ -429,7 +289,7 @@ class HashPool:
             loop.run_in_executor(executor, self._job, *job) for job in self._warm_jobs
         ]
         if not calls:
-            calls = [loop.run_in_executor(executor, _ping) for _ in range(self.processes)]
+            calls = [loop.run_in_executor(executor, ping) for _ in range(self.processes)]
         try:
             # Generous: this is process start-up and imports, not an upload's hashing.
             await asyncio.wait_for(asyncio.gather(*calls), max(60.0, 4 * self._timeout))

@@ -82,6 +82,7 @@ class PipelineMetrics:
         self.build_info = Info(f"{p}_build", "Version of the running pipeline.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self._define_screening(r, p)
+        self._define_flow(r, p)
         self._define_lists(r, p)
         self._define_outputs_and_health(r, p)
         self._newest_list_record = 0.0
@@ -139,6 +140,9 @@ class PipelineMetrics:
             buckets=BYTES_BUCKETS,
             registry=r,
         )
+
+    def _define_flow(self, r: CollectorRegistry, p: str) -> None:
+        """What is in flight and how far behind the worker is."""
         self.in_flight = Gauge(
             f"{p}_events_in_flight", "Uploads being screened right now.", registry=r
         )

@@ -38,7 +38,8 @@ from pipeline.event_references import (
     reference_only,
     validation_summary,
 )
-from pipeline.hashpool import HashJobResult, HashPool
+from pipeline.hashpool import HashPool
+from pipeline.hashprocess import HashJobResult
 from pipeline.json_keys import load_json_noting_repeats, repeated_key
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (

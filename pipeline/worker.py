@@ -23,7 +23,8 @@ from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm
 from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import ConfigError
-from pipeline.hashpool import HASH_PROCESS_MEMORY_BYTES, HashPool
+from pipeline.hashpool import HashPool
+from pipeline.hashprocess import HASH_PROCESS_MEMORY_BYTES
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.screening import Screener

@@ -4,10 +4,10 @@ Owns reading the files (the byte cap checked before a file is read), the hashing
 for a batch of files, handing each outcome over in input order with bounded read-ahead, and
 each file's verdict. Must not print: outcomes and verdicts go to the caller's ``handle``.
 
-Files are hashed as uploads are: :func:`pipeline.hashpool.hash_job` in a
+Files are hashed as uploads are: :func:`pipeline.hashprocess.hash_job` in a
 :class:`~pipeline.hashpool.HashPool` with the worker's retry policy
 (:meth:`~pipeline.hashpool.HashPool.hash`), in processes capped in address space
-(:data:`~pipeline.hashpool.HASH_PROCESS_MEMORY_BYTES`), each file with a time limit, so a
+(:data:`~pipeline.hashprocess.HASH_PROCESS_MEMORY_BYTES`), each file with a time limit, so a
 hostile file costs a refusal, not the machine or a hung command. Verdicts are built by the
 worker's functions (:mod:`pipeline.verdicts`), with the same hashes and stages.
 """
@@ -28,7 +28,8 @@ from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm
 from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import InputRejected, PipelineError
-from pipeline.hashpool import HASH_PROCESS_MEMORY_BYTES, HashJobResult, HashPool
+from pipeline.hashpool import HashPool
+from pipeline.hashprocess import HASH_PROCESS_MEMORY_BYTES, HashJobResult
 from pipeline.models import ImageFacts, Stage, Verdict
 from pipeline.verdicts import (
     error_verdict,

@@ -2,7 +2,7 @@
 
 Owns the end-to-end benchmark, all in one run on this machine:
 
-1. **Bare hashing** (the baseline): :func:`pipeline.hashpool.hash_job` over the same JPEGs in
+1. **Bare hashing** (the baseline): :func:`pipeline.hashprocess.hash_job` over the same JPEGs in
    a pool of N processes pinned to the same cores the worker will get; no Kafka, no JSON. It
    computes all five hashes, as the worker does here.
 2. **Pipeline throughput**: N uploads (inline base64) are produced to an embedded tansu broker
@@ -90,7 +90,7 @@ def _cpus(count: int) -> frozenset[int]:
 def bare_hashing_rate(uploads: list[bytes], processes: int, seconds: float) -> float:
     """Images/s of hash_job over ``uploads`` in ``processes`` pinned processes."""
     from pipeline.core.guard import GuardLimits
-    from pipeline.hashpool import hash_job
+    from pipeline.hashprocess import hash_job
 
     limits = GuardLimits()
     algorithms = tuple(Algorithm)

@@ -103,7 +103,7 @@ def upload_hashes(
     (the original bytes) and perceptual hashes of ``decoded`` (their guarded decode).
 
     The one place an upload's hashes are computed: the worker's and the CLI's hashing job
-    (:func:`pipeline.hashpool.hash_job`) and :func:`hash_image` both call it."""
+    (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it."""
     wanted = tuple(algorithms)
     hashes = {**exact_hashes(data, wanted), **perceptual_hashes(decoded, wanted)}
     return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}

@@ -23,7 +23,8 @@ from pipeline.core.hashing import hash_image
 from pipeline.core.hashlist import parse_entries
 from pipeline.core.types import Algorithm
 from pipeline.errors import PipelineError
-from pipeline.hashpool import HashJobResult, HashPool, hash_job
+from pipeline.hashpool import HashPool
+from pipeline.hashprocess import HashJobResult, hash_job
 from tests.imagegen import encode, synthetic_image
 
 

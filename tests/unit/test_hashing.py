@@ -1,6 +1,6 @@
 """Hashes are pinned for committed fixtures and agree with plain imagehash.
 
-The golden values pin :func:`pipeline.hashpool.hash_job`, the function the hashing processes run
+The golden values pin :func:`pipeline.hashprocess.hash_job`, the function the hashing processes run
 for every upload (worker and CLI); :func:`hash_image` (lists built in code: the demo's) must
 agree with it.
 """
@@ -20,7 +20,7 @@ from PIL import Image
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, bits_to_int, hash_image
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
-from pipeline.hashpool import hash_job
+from pipeline.hashprocess import hash_job
 from tests.imagegen import encode, sample_photo, synthetic_image
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "images"

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import hashpool
+from pipeline import hashpool, hashprocess
 from pipeline.adapters.fetch import Fetcher
 from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher
-from pipeline.hashpool import HashJobResult, HashPool, HashTimedOut, HashWorkerCrashed
+from pipeline.hashpool import HashPool, HashTimedOut, HashWorkerCrashed
+from pipeline.hashprocess import HashJobResult
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import SourceRef
 from pipeline.screening import Screener
@@ -322,21 +323,27 @@ def test_the_pool_uses_no_private_attribute_of_other_objects() -> None:
     """The stdlib's private attributes (``ProcessPoolExecutor._processes``) change without
     notice between Python versions: the module may touch ``self._x`` only, import no private
     name from another module and look up no private name by string."""
-    tree = ast.parse(inspect.getsource(hashpool))
+    found: list[str] = []
+    for module in (hashpool, hashprocess):
+        found += _private_uses(ast.parse(inspect.getsource(module)), module.__name__)
+    assert not found, found
+
+
+def _private_uses(tree: ast.Module, module: str) -> list[str]:
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
             if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+                found.append(f"{module} line {node.lineno}: {ast.unparse(node)}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in {"getattr", "setattr", "hasattr", "delattr"}:
                 names = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
                 if not names or any(not isinstance(n, str) or _private(n) for n in names):
-                    found.append(f"line {node.lineno}: {ast.unparse(node)}")
+                    found.append(f"{module} line {node.lineno}: {ast.unparse(node)}")
         elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if any(_private(part) for part in module.split(".")) or any(
+            imported = node.module or ""
+            if any(_private(part) for part in imported.split(".")) or any(
                 _private(alias.name) for alias in node.names
             ):
-                found.append(f"line {node.lineno}: from {module} import ...")
-    assert not found, found
+                found.append(f"{module} line {node.lineno}: from {imported} import ...")
+    return found

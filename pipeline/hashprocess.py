@@ -1,0 +1,166 @@
+"""What runs inside a hashing process, and how the pool learns which processes are its own.
+
+Owns the job sent to worker processes (:func:`hash_job`: one guarded decode, every hash, stage
+timings; a pure function over bytes), the process initializer (Ctrl-C ignored, PID reported,
+address space capped) and :class:`ProcessIds`, the pool's side of that PID report.
+Must not: hold image bytes beyond one call, or log them.
+
+``concurrent.futures`` has no public way to reach an executor's processes, and a hung decoder
+cannot be cancelled, only killed: each process reports its own PID through a pipe, and the pool
+signals those PIDs itself. Public APIs only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+
+from pipeline.core.guard import GuardLimits, decode
+from pipeline.core.hashing import upload_hashes
+from pipeline.core.types import Algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class HashJobResult:
+    """Hashes of one image with its decoded facts and where the time went (seconds)."""
+
+    hashes: dict[Algorithm, int]
+    format: str
+    width: int
+    height: int
+    decode_seconds: float
+    hash_seconds: float
+
+
+#: Address-space cap of each hashing process. The pixel cap bounds what a legitimate upload
+#: needs (64 MP of 8-bit grayscale plus Pillow's working buffers stays far below this); a decoder
+#: that misbehaves on hostile input fails with MemoryError instead of taking the host down.
+HASH_PROCESS_MEMORY_BYTES = 4 * 1024**3
+
+
+def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]) -> HashJobResult:
+    """Guard, decode and hash ``data``; raises ImageRejected for refused images.
+
+    Runs in a pool process: the production path of every upload, worker and CLI alike, and the
+    one the golden-value tests pin. Decode time (seconds) includes the guard checks; hash time
+    covers the exact digests of the original bytes and the perceptual hashes of the decoded
+    image (:func:`~pipeline.core.hashing.upload_hashes`, in canonical algorithm order).
+    """
+    start = time.perf_counter()
+    decoded = decode(data, limits)
+    decoded_at = time.perf_counter()
+    hashes = upload_hashes(data, decoded, algorithms)
+    done = time.perf_counter()
+    return HashJobResult(
+        hashes=hashes,
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        decode_seconds=decoded_at - start,
+        hash_seconds=done - decoded_at,
+    )
+
+
+def init_process(max_bytes: int | None, report: Connection) -> None:
+    """Pool initializer: ignore Ctrl-C, report this process's PID and cap its address space.
+
+    Ctrl-C reaches the whole process group; the worker shuts its pool down itself, so a hashing
+    process that raised KeyboardInterrupt would only print a traceback per process. The PID goes
+    to the executor's :class:`ProcessIds` (so a hung job can be killed) before the memory cap is
+    set, so the cap cannot fail the report. The memory cap applies on Linux and is skipped where
+    rlimits are unsupported.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report.send(os.getpid())  # one small message: a single atomic write, no thread, no lock
+    except OSError:
+        pass  # the pool was discarded while this process started; it is being stopped
+    finally:
+        report.close()
+    if max_bytes is None:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform without rlimits
+        pass
+
+
+#: The job a pool runs; :func:`hash_job` in production (tests pass other top-level functions).
+HashJob = Callable[[bytes, GuardLimits, tuple[Algorithm, ...]], HashJobResult]
+
+
+def ping() -> None:
+    """A no-op job: running it makes a fresh process import this module (and the core)."""
+
+
+class ProcessIds:
+    """The PIDs of one executor's worker processes, as each reports its own from the initializer.
+
+    ``ProcessPoolExecutor`` keeps its processes private, and ``multiprocessing.active_children()``
+    lists every process this process started (other executors', a discarded pool's), so neither
+    says which processes to kill. Each process of this executor sends ``os.getpid()`` down a
+    one-way pipe of its own context instead (not a queue: ``Queue`` starts a feeder thread in
+    each process, under the memory cap, and both queues take a lock shared by the processes,
+    which one killed while holding it would keep from the others). Processes start on demand,
+    so the pipe is drained every time the PIDs are needed.
+
+    PID reuse: only PIDs that this executor's processes reported are signalled; one seen gone
+    (or owned by another user) is forgotten, never signalled again. Forkserver children are not
+    this process's children, so ``waitpid`` cannot wait for them: :meth:`wait_gone` polls.
+    Used from one thread at a time (the event loop, or the thread that closes the pool).
+    """
+
+    def __init__(self, context: BaseContext) -> None:
+        self._reader, self.report = context.Pipe(duplex=False)
+        self._pids: set[int] = set()
+
+    def alive(self) -> set[int]:
+        """PIDs reported so far whose processes still exist."""
+        try:
+            while self._reader.poll():
+                self._pids.add(self._reader.recv())
+        except (OSError, EOFError):  # pragma: no cover - closed: no process can report any more
+            pass
+        self._pids = {pid for pid in self._pids if process_exists(pid)}
+        return set(self._pids)
+
+    def kill(self) -> None:
+        """SIGKILL every reported process that still exists (a hung decoder cannot be stopped
+        otherwise)."""
+        for pid in self.alive():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self._pids.discard(pid)
+
+    def wait_gone(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every reported process to be gone; False if some remain."""
+        deadline = time.monotonic() + seconds
+        pause = 0.002
+        while self.alive():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(2 * pause, 0.05)
+        return True
+
+    def close(self) -> None:
+        self._reader.close()
+        self.report.close()
+
+
+def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a process this user may signal (a zombie counts until reaped)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False  # gone, or the PID now belongs to another user's process
+    return True
