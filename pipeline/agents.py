@@ -26,8 +26,6 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol
 
-from aiokafka.errors import KafkaError
-
 from pipeline.backoff import backoff_seconds
 from pipeline.health import WorkerHealth
 from pipeline.inflight import InFlight, Ticket
@@ -68,17 +66,19 @@ async def report_upload_lag(consumer: Any, topic: str, metrics: PipelineMetrics)
     """Set ``screening_consumer_lag_messages`` for the partitions of ``topic`` that
     ``consumer`` (Faust's) owns now, from its public high watermark and position."""
     lags: dict[tuple[str, int], int] = {}
-    for tp in consumer.assignment():
-        if tp.topic != topic:
-            continue
+    owned = [tp for tp in consumer.assignment() if tp.topic == topic]
+    for tp in owned:
+        # The client runs in Faust's consumer thread: a rebalance can revoke ``tp`` between
+        # these calls (aiokafka asserts ownership), and a timer that raises crashes the worker.
         try:  # position() waits while the client resets an unknown offset: bound it
             position = await asyncio.wait_for(consumer.position(tp), 2.0)
-        except (TimeoutError, KafkaError, AssertionError):
-            continue  # revoked or not fetched yet: no figure rather than a wrong one
-        lag = consumer_lag(consumer.highwater(tp), position)
+            lag = consumer_lag(consumer.highwater(tp), position)
+        except Exception as exc:  # revoked or not fetched yet: no new figure, not a wrong one
+            log.debug("no lag figure for %s[%d] (%s)", tp.topic, tp.partition, type(exc).__name__)
+            continue
         if lag is not None:
             lags[(tp.topic, tp.partition)] = lag
-    metrics.set_consumer_lag(lags)
+    metrics.set_consumer_lag(lags, owned=[(tp.topic, tp.partition) for tp in owned])
 
 
 class ScreeningAgent:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from pipeline.core.types import Action
+from pipeline.core.types import LIST_ACTIONS, Action
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -214,7 +214,14 @@ class Settings(BaseSettings):
     @field_validator("on_error", mode="before")
     @classmethod
     def _none_is_no_action(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+        if not isinstance(value, str):
+            return value
+        value = value.strip().lower()  # in any case, as PIPELINE_LOG_LEVEL
+        if value == "none":
+            return None
+        if value not in LIST_ACTIONS:
+            raise ValueError(f"expected none, review or block, got {value!r}")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

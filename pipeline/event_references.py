@@ -74,7 +74,12 @@ def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
     reference of this kind, so nothing says it is not content."""
     repeated = _repeated(content)
     kind = content.get("kind")
-    kind = kind if kind in _CONTENT_KINDS and "kind" not in repeated else None
+    # isinstance first: a list or object as "kind" is unhashable, and must not crash the check.
+    kind = (
+        kind
+        if isinstance(kind, str) and kind in _CONTENT_KINDS and "kind" not in repeated
+        else None
+    )
     kept: dict[str, Any] = {"kind": kind}
     omitted: list[str] = []
     for key, value in content.items():

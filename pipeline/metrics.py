@@ -293,15 +293,22 @@ class PipelineMetrics:
         disagree with /readyz (a value set once at start-up would never fall back to 0)."""
         self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
 
-    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
-        """Publish lag per (topic, partition) this worker owns now, and remove the series of
-        partitions it no longer owns: after a rebalance their last value would otherwise stay
-        and show a phantom backlog in ``sum()`` (and page)."""
-        for topic, partition in self._lag_series - lags.keys():
+    def set_consumer_lag(
+        self,
+        lags: Mapping[tuple[str, int], int],
+        owned: Iterable[tuple[str, int]] | None = None,
+    ) -> None:
+        """Publish lag per (topic, partition), and remove the series of partitions this worker
+        no longer owns: after a rebalance their last value would otherwise stay and show a
+        phantom backlog in ``sum()`` (and page). ``owned`` (default: the keys of ``lags``)
+        keeps the last value of an owned partition whose figure is missing this time, so a
+        slow client does not make the series flap."""
+        kept = set(lags) | set(owned or ())
+        for topic, partition in self._lag_series - kept:
             self.consumer_lag.remove(topic, str(partition))
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(lag)
-        self._lag_series = set(lags)
+        self._lag_series = (self._lag_series & kept) | set(lags)
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

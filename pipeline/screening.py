@@ -263,21 +263,24 @@ class Screener:
         """
         attempts = self._settings.fetch_attempts
         attempt = 0
+        deadline = asyncio.get_running_loop().time() + self._settings.fetch_deadline_seconds
         try:
-            async with asyncio.timeout(self._settings.fetch_deadline_seconds):
+            async with asyncio.timeout_at(deadline):
                 while True:
                     attempt += 1
                     try:
                         return await self._fetcher.fetch(event.content), attempt
-                    except FetchFailed as exc:
-                        if attempt == attempts:
-                            exc.attempts = attempt
+                    except PipelineError as exc:
+                        exc.attempts = attempt
+                        if not isinstance(exc, FetchFailed) or attempt == attempts:
                             raise
                         delay = backoff_seconds(
                             attempt - 1,
                             self._settings.fetch_backoff_seconds,
                             MAX_FETCH_BACKOFF_SECONDS,
                         )
+                        if asyncio.get_running_loop().time() + delay >= deadline:
+                            raise  # no time for another attempt: the real cause, not "timeout"
                         log.info(
                             "fetch %s for %s failed (%s); retry %d in %.2fs",
                             self._where(event),
@@ -287,7 +290,7 @@ class Screener:
                             delay,
                         )
                         await self._sleep(delay)
-        except TimeoutError:
+        except TimeoutError:  # the deadline passed during an attempt
             raise FetchFailed(
                 f"fetch deadline of {self._settings.fetch_deadline_seconds:g}s passed "
                 f"during attempt {attempt} {self._where(event)}".rstrip(),
