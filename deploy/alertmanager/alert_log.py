@@ -15,11 +15,15 @@ import json
 import os
 import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: Alertmanager's webhook bodies are small; refuse anything absurd instead of reading it.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Requests are served on threads: one writer at a time, each line in one write, so two
+#: notifications arriving together never share a line (print() writes the newline apart).
+_OUTPUT = threading.Lock()
 
 
 def alert_lines(receiver: str, notification: dict[str, Any]) -> list[str]:
@@ -54,8 +58,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(400, "body is not JSON")
             return
         receiver = self.path.strip("/") or "default"
-        for line in alert_lines(receiver, notification):
-            print(line, flush=True)
+        lines = "".join(f"{line}\n" for line in alert_lines(receiver, notification))
+        with _OUTPUT:
+            sys.stdout.write(lines)
+            sys.stdout.flush()
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()

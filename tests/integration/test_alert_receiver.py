@@ -7,6 +7,7 @@ an operational alert and a KnownContentMatch to the shipped logging receiver
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -148,3 +149,23 @@ def test_shipped_alertmanager_config_delivers_alerts_to_the_log_receiver(
     assert match["labels"]["list"] == "eokm"
     assert match["labels"]["upload_id"] == "u1"
     assert match["summary"].startswith("Upload u1 matched eokm/e1")
+
+
+def test_notifications_arriving_together_never_share_a_line(alert_log: AlertLog) -> None:
+    """The receiver serves requests on threads; each alert must stay one JSON line (print()
+    wrote the newline apart, and two notifications at once once produced one line of two)."""
+
+    def post(i: int) -> None:
+        body = json.dumps(
+            {"alerts": [{"status": "firing", "labels": {"alertname": f"A{i}"}, "annotations": {}}]}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{alert_log.port}/on-call", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # within the listen backlog (5)
+        list(pool.map(post, range(200)))
+    lines = wait_until(lambda: len(alert_log.lines()) >= 200 and alert_log.lines(), 20)
+    assert sorted(line["alertname"] for line in lines) == sorted(f"A{i}" for i in range(200))
