@@ -25,8 +25,8 @@ from pipeline.core.types import LIST_ACTIONS, Action
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.adapters.fetch_policy import FetchLimits
     from pipeline.core.guard import GuardLimits
+    from pipeline.fetch_policy import FetchLimits
 
 ENV_PREFIX = "PIPELINE_"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
@@ -307,7 +307,7 @@ class Settings(BaseSettings):
     def fetch_limits(self) -> FetchLimits:
         """What fetching an upload may do: byte cap, timeouts (seconds), redirects, address
         policy and the root of ``path`` uploads. Imported here: the fetcher loads aiohttp."""
-        from pipeline.adapters.fetch_policy import FetchLimits
+        from pipeline.fetch_policy import FetchLimits
 
         return FetchLimits(
             max_bytes=self.max_upload_bytes,

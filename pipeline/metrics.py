@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
-from pipeline.adapters.fetch_policy import FetchReason
 from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
 from pipeline.core.types import Action, Algorithm
 from pipeline.errors import ErrorReason
+from pipeline.fetch_policy import FetchReason
 from pipeline.hashpool import HashReason
 from pipeline.models import EmitReason, ParseReason, Stage
 

@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.adapters.fetch import Fetcher, redact
-from pipeline.adapters.fetch_policy import FetchFailed, FetchReason, FetchRefused
 from pipeline.backoff import backoff_seconds
 from pipeline.config import Settings
 from pipeline.core.decision import decide
@@ -38,6 +37,7 @@ from pipeline.event_references import (
     reference_only,
     validation_summary,
 )
+from pipeline.fetch_policy import FetchFailed, FetchReason, FetchRefused
 from pipeline.hashpool import HashPool
 from pipeline.hashprocess import HashJobResult
 from pipeline.json_keys import load_json_noting_repeats, repeated_key

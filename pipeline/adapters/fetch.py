@@ -1,7 +1,7 @@
 """Fetching upload content: inline base64, http(s) URLs, or files under a configured root.
 
 Owns the I/O of reading untrusted references, under the rules of
-:mod:`pipeline.adapters.fetch_policy` (limits, SSRF policy, error vocabulary):
+:mod:`pipeline.fetch_policy` (limits, SSRF policy, error vocabulary):
 - byte caps everywhere (checked from the base64 length before decoding, from Content-Length
   and again while streaming, from the file size before reading);
 - SSRF: every hop (the first and each redirect) goes through ``checked_url`` and the exact
@@ -33,7 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from pipeline.adapters.fetch_policy import (
+from pipeline.fetch_policy import (
     FetchFailed,
     FetchLimits,
     FetchReason,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.fetch import REDACTED_URL_MAX_CHARS, Fetcher, redact
-from pipeline.adapters.fetch_policy import FetchLimits, FetchRefused
 from pipeline.config import Settings
+from pipeline.fetch_policy import FetchLimits, FetchRefused
 from pipeline.models import InlineContent, PathContent, UrlContent
 
 

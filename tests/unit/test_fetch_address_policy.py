@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from pipeline.adapters.fetch_policy import (
+from pipeline.fetch_policy import (
     FetchLimits,
     FetchRefused,
     address_allowed,

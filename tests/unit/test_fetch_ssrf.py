@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.fetch_policy import FetchFailed, FetchLimits, FetchRefused
+from pipeline.fetch_policy import FetchFailed, FetchLimits, FetchRefused
 from pipeline.models import UrlContent
 
 PAYLOAD = b"bytes served on loopback"

@@ -23,10 +23,10 @@ import pytest
 
 from pipeline import hashpool, hashprocess
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher
+from pipeline.fetch_policy import FetchLimits
 from pipeline.hashpool import HashPool, HashTimedOut, HashWorkerCrashed
 from pipeline.hashprocess import HashJobResult
 from pipeline.metrics import PipelineMetrics

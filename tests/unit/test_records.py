@@ -12,7 +12,6 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
@@ -20,6 +19,7 @@ from pipeline.core.hashlist import Category, ListKind
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import Action, Algorithm
 from pipeline.event_references import invalid_event_reference
+from pipeline.fetch_policy import FetchLimits
 from pipeline.hashpool import HashPool
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (

@@ -55,6 +55,18 @@ class RevokedMidway:
         return 15
 
 
+def screener_for(settings: Settings) -> Screener:
+    """A real screener: in-process hashing, a real fetcher under the settings' limits."""
+    return Screener(
+        settings,
+        matcher=Matcher(),
+        fetcher=Fetcher(settings.fetch_limits()),
+        pool=HashPool(0),
+        metrics=PipelineMetrics(),
+        limits=settings.guard_limits(),
+    )
+
+
 def lag_samples(metrics: PipelineMetrics) -> dict[str, float]:
     lines = generate_latest(metrics.registry).decode().splitlines()
     return {
@@ -102,14 +114,7 @@ def test_a_fetch_with_no_time_left_for_a_retry_reports_its_real_cause(always_503
         fetch_backoff_seconds=5.0,
         fetch_deadline_seconds=2.0,
     )
-    screener = Screener(
-        settings,
-        matcher=Matcher(),
-        fetcher=Fetcher(settings.fetch_limits()),
-        pool=HashPool(0),
-        metrics=PipelineMetrics(),
-        limits=settings.guard_limits(),
-    )
+    screener = screener_for(settings)
     event = {
         "schema_version": 1,
         "upload_id": "u-503",
@@ -128,14 +133,7 @@ def test_a_fetch_with_no_time_left_for_a_retry_reports_its_real_cause(always_503
 
 def test_an_unhashable_content_kind_is_an_invalid_event_keyed_by_its_body() -> None:
     settings = Settings(bootstrap_servers="unused:9092", worker_id="w1")
-    screener = Screener(
-        settings,
-        matcher=Matcher(),
-        fetcher=Fetcher(settings.fetch_limits()),
-        pool=HashPool(0),
-        metrics=PipelineMetrics(),
-        limits=settings.guard_limits(),
-    )
+    screener = screener_for(settings)
     raw = b'{"schema_version": 1, "upload_id": "x-1", "content": {"kind": [1]}}'
     outcome = asyncio.run(screener.screen(raw, b"some-key", SOURCE))
     letter = outcome.dead_letter

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import Algorithm
 from pipeline.errors import ErrorReason
+from pipeline.fetch_policy import FetchLimits
 from pipeline.hashpool import HashPool
 from pipeline.metrics import DEAD_LETTER_REASONS, PipelineMetrics
 from pipeline.models import InlineContent, PathContent, SourceRef, Stage, UrlContent

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from pipeline import json_keys
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.fetch_policy import FetchLimits
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
 from pipeline.core.matching import Matcher
+from pipeline.fetch_policy import FetchLimits
 from pipeline.hashpool import HashPool
 from pipeline.json_keys import repeated_key
 from pipeline.metrics import PipelineMetrics
