@@ -234,10 +234,12 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        decision = decide(self._matcher.match(result.hashes))
+        decision = decide(self._matcher.match(result.hashes, result.views))
         timings[Stage.MATCH] = time.perf_counter() - started
         for match in (*decision.matches, *decision.allowed_by):
             self._metrics.match(match.list_name, match.category.value, match.algorithm.value)
+            if match.region is not None:
+                self._metrics.variant_match(match.orientation, match.region.kind)
         verdict = screened_verdict(
             upload_id=event.upload_id,
             hashes=result.hashes,
