@@ -21,7 +21,9 @@ import faust
 from pipeline.adapters.broker import cap_faust_fetch_wait
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
+from pipeline.broker_watch import BrokerWatch
 from pipeline.config import Settings
+from pipeline.connectivity import BrokerConnectivity
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
@@ -94,11 +96,13 @@ def create_app(
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
     app = build_faust_app(settings, bootstrap_servers)
+    broker = watch_broker(app, settings, bootstrap_servers, metrics, health)
     writer = OutputWriter(
         output_sender(app, settings),
         metrics,
         worker_id=settings.worker_id,
         backoff_max_seconds=settings.emit_backoff_max_seconds,
+        on_acknowledged=broker.produced,
     )
     agent = ScreeningAgent(
         screener=screener,
@@ -124,7 +128,7 @@ def create_app(
     async def report_lag() -> None:
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
 
-    add_services(app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer)
+    add_services(app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, broker)
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:
@@ -141,6 +145,25 @@ def create_app(
     return app
 
 
+def watch_broker(
+    app: faust.App,
+    settings: Settings,
+    bootstrap_servers: str,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+) -> BrokerWatch:
+    """Track the broker's reachability (/readyz, metrics, one log line per change)."""
+    if health.broker is None:
+        health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
+    watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def check_broker() -> None:
+        watch.check()
+
+    return watch
+
+
 def add_services(
     app: faust.App,
     settings: Settings,
@@ -150,8 +173,10 @@ def add_services(
     health: WorkerHealth,
     sinks: list[AlertSink],
     writer: OutputWriter,
+    broker: BrokerWatch | None = None,
 ) -> None:
-    """Run the hash-list feed and the alert delivery as supervised Faust tasks."""
+    """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed's
+    fetch responses tell ``broker`` that the broker answers."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -160,6 +185,7 @@ def add_services(
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),
+        on_fetch_response=None if broker is None else broker.fetched,
     )
     delivery = AlertDeliveryService(
         bootstrap_servers=bootstrap_servers,

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
         description="How long CLI commands (submit, hashlist publish/retract, demo-traffic) try "
         "to reach the bootstrap servers before they give up with one line (exit 2).",
     )
+    broker_unreachable_after_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="/readyz answers 503 (and the log says so once) when no request of the "
+        "worker to the broker succeeded for this long: no fetch response (empty ones count), "
+        "no produce acknowledgement.",
+    )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
     service_backoff_max_seconds: float = Field(
