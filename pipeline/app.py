@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from pipeline.adapters.broker import cap_faust_fetch_wait
+from pipeline.adapters.topics import topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
 from pipeline.broker_watch import BrokerWatch
@@ -30,6 +31,7 @@ from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.screening import Screener
+from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.web import register_views
 
@@ -152,10 +154,18 @@ def watch_broker(
     metrics: PipelineMetrics,
     health: WorkerHealth,
 ) -> BrokerWatch:
-    """Track the broker's reachability (/readyz, metrics, one log line per change)."""
+    """Track the broker's reachability (/readyz, metrics, one log line per change), and start
+    the web server before waiting for the broker (and creating the topics) at start."""
     if health.broker is None:
         health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
     watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
+    gate = BrokerGate(
+        bootstrap_servers,
+        topic_specs(settings),
+        health.broker,
+        connect_timeout_seconds=settings.broker_connect_timeout_seconds,
+    )
+    app.boot_strategy = WebFirst(app, gate)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def check_broker() -> None:

@@ -159,7 +159,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How long CLI commands (submit, hashlist publish/retract, demo-traffic) try "
-        "to reach the bootstrap servers before they give up with one line (exit 2).",
+        "to reach the bootstrap servers before they give up with one line (exit 2); also each "
+        "attempt of a starting worker (which keeps trying).",
     )
     broker_unreachable_after_seconds: float = Field(
         15.0,
