@@ -61,6 +61,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         topic_disable_leader=True,
         producer_acks=-1,
         producer_max_request_size=settings.producer_max_request_bytes,
+        # Faust's default (1200 s) holds a batch for 20 minutes on a stalled broker before it
+        # fails and OutputWriter's retries (and their log lines) start.
+        producer_request_timeout=settings.producer_request_timeout_seconds,
         datadir=settings.faust_data_dir,  # not the working directory (see Settings)
     )
 
