@@ -13,7 +13,7 @@ blocked. Owns the rule that catches such an entry and what that does to its matc
   share makes the rule independent of traffic, so it holds per worker (each worker sees its own
   share of the uploads).
 - **Sticky.** A quarantined entry stays quarantined when its share falls again, until an
-  operator lifts it: a bad entry that stops matching for a while is still bad.
+  operator lifts it or the entry is retracted: a bad entry that pauses is still bad.
 - **Lifting exempts.** A lifted entry is exempt from quarantine until an operator re-arms it.
   Lifting says "this entry is genuine" (say a known image really is being spread by a spam
   campaign): it must keep blocking through the whole campaign, not be quarantined again after
@@ -141,6 +141,11 @@ class FloodQuarantine:
         """Lift ``key``'s quarantine, if any, and exempt it until :meth:`rearm`. Returns the
         quarantine lifted (None: it was not quarantined here, but it is exempt from now on)."""
         self._exempt.add(key)
+        return self._quarantined.pop(key, None)
+
+    def release(self, key: EntryKey) -> Quarantine | None:
+        """The entry is gone (retracted from its list): end its quarantine, if any, without
+        exempting it; re-published, it is watched like any entry."""
         return self._quarantined.pop(key, None)
 
     def rearm(self, key: EntryKey) -> None:

@@ -105,6 +105,15 @@ def test_a_lifted_entry_is_exempt_until_rearmed() -> None:
     assert [q.key for q in quarantine.observe([match()])] == [BLANK]
 
 
+def test_a_retracted_entry_is_released_without_an_exemption() -> None:
+    quarantine = FloodQuarantine()
+    feed(quarantine, 1000, every=10)
+    assert quarantine.release(BLANK) is not None
+    assert not quarantine.is_quarantined(BLANK)
+    assert quarantine.exempt == frozenset()
+    assert [q.key for q in quarantine.observe([match()])] == [BLANK]  # re-published, floods
+
+
 def test_lifting_an_entry_not_quarantined_here_still_exempts_it() -> None:
     quarantine = FloodQuarantine()
     assert quarantine.lift(BLANK) is None
