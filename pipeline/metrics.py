@@ -24,6 +24,8 @@ from pipeline.adapters.alerts import SinkReason
 from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
+from pipeline.core.orientation import Orientation
+from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
 from pipeline.errors import ErrorReason
 from pipeline.fetch_policy import FetchReason
@@ -118,6 +120,13 @@ class PipelineMetrics:
             f"{p}_matches_total",
             "List entries matched, by list, category and algorithm.",
             ["list", "category", "algorithm"],
+            registry=r,
+        )
+        self.variant_matches = Counter(
+            f"{p}_variant_matches_total",
+            "Perceptual matches by how the upload differs from the listed picture: its"
+            " orientation and the kind of region that matched.",
+            ["orientation", "region"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -257,6 +266,9 @@ class PipelineMetrics:
             self.stage_seconds.labels(stage)
         for reason in GuardReason:
             self.guard_rejections.labels(reason.value)
+        for orientation in Orientation:
+            for kind in RegionKind:
+                self.variant_matches.labels(orientation.value, kind.value)
         for sink in SINKS:
             for outcome in DELIVERY_OUTCOMES:
                 self.alert_deliveries.labels(sink, outcome)
@@ -291,6 +303,9 @@ class PipelineMetrics:
 
     def match(self, list_name: str, category: str, algorithm: str) -> None:
         self.matches.labels(list_name, category, algorithm).inc()
+
+    def variant_match(self, orientation: Orientation, region: RegionKind) -> None:
+        self.variant_matches.labels(orientation.value, region.value).inc()
 
     def dead_letter(self, stage: Stage | str, reason: str) -> None:
         self.dead_letters.labels(

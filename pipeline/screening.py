@@ -237,7 +237,7 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        matches = self._matcher.match(result.hashes)
+        matches = self._matcher.match(result.hashes, result.views)
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review
@@ -246,6 +246,8 @@ class Screener:
         timings[Stage.MATCH] = time.perf_counter() - started
         for match in (*decision.matches, *decision.allowed_by):
             self._metrics.match(match.list_name, match.category.value, match.algorithm.value)
+            if match.region is not None:
+                self._metrics.variant_match(match.orientation, match.region.kind)
         verdict = screened_verdict(
             upload_id=event.upload_id,
             hashes=result.hashes,

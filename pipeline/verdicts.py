@@ -28,6 +28,7 @@ from pipeline.models import (
     ErrorInfo,
     ImageFacts,
     MatchRecord,
+    RegionRecord,
     Stage,
     Verdict,
 )
@@ -58,6 +59,16 @@ def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
         algorithm=match.algorithm,
         distance=match.distance,
         threshold=match.threshold,
+        orientation=match.orientation,
+        region=None
+        if match.region is None
+        else RegionRecord(
+            x=match.region.x,
+            y=match.region.y,
+            width=match.region.width,
+            height=match.region.height,
+            kind=match.region.kind,
+        ),
         quarantined=quarantined,
     )
 
