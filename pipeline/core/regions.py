@@ -147,7 +147,11 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
     candidates: list[tuple[_Box, RegionKind]] = []
     if trimmed is not None and trimmed != whole:
         candidates.append((trimmed, RegionKind.TRIMMED))
-    embedded = _embedded_picture(pixels, trimmed or whole) if trimmed is not None else None
+    embedded = None
+    if trimmed is not None and (
+        _may_frame_a_picture(pixels, whole) or _may_frame_a_picture(pixels, trimmed)
+    ):
+        embedded = _embedded_picture(pixels, trimmed)
     if embedded is not None:
         candidates.append((embedded, RegionKind.EMBEDDED))
 
@@ -325,6 +329,20 @@ class _DetailMap:
         rows, columns = (bottom - top) // block, (right - left) // block
         corners = corners[: rows + 1, : columns + 1]
         return corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+
+
+def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
+    """Whether two opposite edges of ``within`` are mostly one colour each, as UI around an
+    embedded picture makes them (status and input bars, chat wallpaper, meme bars). Most
+    photos fail this at once, and the search costs them nothing more."""
+    left, top, right, bottom = within
+
+    def mostly_flat(line: _Pixels) -> bool:
+        return _flat_line(line, _EDGE_UI_SHARE)
+
+    return (
+        mostly_flat(pixels[top, left:right]) and mostly_flat(pixels[bottom - 1, left:right])
+    ) or (mostly_flat(pixels[top:bottom, left]) and mostly_flat(pixels[top:bottom, right - 1]))
 
 
 def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
