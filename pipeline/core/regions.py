@@ -15,7 +15,8 @@ How, on the decode (box-reduced to at most 320 px a side; the guard's JPEG decod
   its edges are settled to pixel lines, then grown over whatever carries the picture on
   (smooth sky, skin, blur: no detail, but no UI either) up to the first flat line of the
   surroundings' colour, less a bubble's 1-2 line margin. It is kept only if flat UI lies
-  just outside it on two opposite sides and on every side not at the image's edge.
+  just outside it on two opposite sides and on every side not at the image's edge, and the
+  search only runs when two opposite edges of the image are mostly one colour.
 
 Limits (measured with scikit-image's photos, see tests/unit/test_regions.py): a low-detail or
 low-contrast photo (the moon, a clock on a plain wall) inside a chat frame carries less detail
@@ -541,6 +542,14 @@ def _flat_line(line: _Pixels, share: float = 0.0) -> bool:
     return bool(np.count_nonzero(close) >= (share or _SURROUND_SHARE) * len(line))
 
 
+def _ui_line(line: _Pixels) -> bool:
+    """A line of flat UI just outside a picture: on :data:`_SURROUND_SHARE` of it (the rest:
+    rounded corners, a bubble's edge) one colour, changing by at most a level from pixel to
+    pixel (a wallpaper's gradient passes; a photo's smooth shadows, noisier, do not)."""
+    steady = np.abs(np.diff(line)) <= 1
+    return _flat_line(line) and bool(np.count_nonzero(steady) >= _SURROUND_SHARE * (len(line) - 1))
+
+
 def _surrounded_by_flat_ui(pixels: _Pixels, box: _Box, within: _Box) -> bool:
     """Whether flat UI lies just outside ``box`` on two opposite sides (top and bottom, or
     left and right), and on every side that is not on ``within``'s edge."""
@@ -558,7 +567,7 @@ def _surrounded_by_flat_ui(pixels: _Pixels, box: _Box, within: _Box) -> bool:
     flat: dict[str, bool] = {}
     for side, lines in outside.items():
         if lines:  # on the search area's edge there is nothing outside to judge
-            flat[side] = any(_flat_line(line) for line in lines)
+            flat[side] = any(_ui_line(line) for line in lines)
             if not flat[side]:
                 return False
     return (flat.get("top", False) and flat.get("bottom", False)) or (
