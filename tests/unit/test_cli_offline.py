@@ -134,7 +134,8 @@ def test_help_lists_every_command_by_name() -> None:
     top = run("--help")
     assert top.returncode == 0
     assert subcommands(top.stdout) == [
-        "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "bench",
+        "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "quarantine",
+        "bench",
     ]  # fmt: skip
     hashlist = run("hashlist", "--help")
     assert subcommands(hashlist.stdout) == ["validate", "stats", "publish", "retract"]

@@ -8,6 +8,7 @@ the upload is turned relative to the listed picture, the inverse of the query's.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import imagehash
@@ -27,6 +28,7 @@ from pipeline.core.regions import Region, RegionKind
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
 from pipeline.models import ImageFacts
 from pipeline.verdicts import screened_verdict
+from tests.framing import BLACK, WHITE, Framed, chat_screenshot, letterbox, meme, pad
 from tests.imagegen import encode, sample_photo
 
 LIST = ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10})
@@ -160,3 +162,37 @@ def test_the_verdict_names_the_orientation_and_region_and_its_line_says_so() -> 
     assert matched["region"] == {"x": 300, "y": 200, "width": 400, "height": 300,
                                  "kind": "embedded"}  # fmt: skip
     assert "p phash 3/8 rotate_90, embedded 400x300 at 300,200" in verdict_line(record)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        lambda photo: pad(photo, 0.2, BLACK),
+        lambda photo: pad(photo, 0.2, WHITE),
+        lambda photo: letterbox(photo.resize((900, 900))),
+        meme,
+        chat_screenshot,
+    ],
+    ids=["pad-black", "pad-white", "letterbox", "meme", "chat"],
+)
+def test_a_framed_copy_matches_through_its_content_region_in_upload_pixels(
+    framing: Callable[[Image.Image], Framed],
+) -> None:
+    original = sample_photo("coffee")
+    listed = Image.open(io.BytesIO(encode(original)))
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    listed_hash = HashValue(Algorithm.PHASH, bits_to_int(imagehash.phash(listed).hash))
+    matcher.upsert([HashListEntry("eokm", "p", listed_hash, Category.CSAM)])
+    framed = framing(original)
+    upload = hash_image(jpeg(framed.image), GuardLimits())
+    assert matcher.match(upload.hashes) == [], "the framed whole matched: nothing to show"
+    (match,) = matcher.match(upload.hashes, upload.views)
+    found = match.region
+    assert found is not None
+    assert found.kind is not RegionKind.WHOLE
+    # Where the photo is, in the upload's own pixels, to within the reduced decode's grain.
+    grain = max(framed.image.size) / 40
+    x, y, width, height = framed.photo
+    assert max(abs(found.x - x), abs(found.y - y)) <= grain
+    assert max(abs(found.width - width), abs(found.height - height)) <= 2 * grain
