@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -243,12 +243,24 @@ def survey(corpus: str, max_side: int, seed: int) -> Survey:
     return found
 
 
-def choose(candidates: list[Candidate], count: int, seed: int) -> list[Candidate]:
-    """``count`` of the candidates (all when there are fewer), the same ones for one seed."""
-    if count >= len(candidates):
-        return list(candidates)
-    chosen = random.Random(seed).sample(range(len(candidates)), count)  # noqa: S311
-    return [candidates[i] for i in sorted(chosen)]
+def shuffled(candidates: list[Candidate], seed: int) -> list[Candidate]:
+    """The candidates in an order fixed by the seed: the first ``n`` that load are the sample."""
+    order = list(candidates)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible sample
+    return order
+
+
+#: A picture whose 64x64 greyscale thumbnail varies less than this (standard deviation, of
+#: 255) has no picture of its own: a transparent overlay the desktop colours (MATE's Silk,
+#: Waves, ...), a tiny tile, a blank. Such pictures are left out of the photo corpus on both
+#: sides; the low-information set measures them on purpose.
+BLANK_STD = 2.0
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Whether ``image`` has no detail of its own (see :data:`BLANK_STD`)."""
+    thumbnail = image.convert("L").resize((64, 64), Image.Resampling.BOX)
+    return float(np.asarray(thumbnail, dtype=np.float64).std()) < BLANK_STD
 
 
 def encode_original(image: Image.Image, max_side: int) -> tuple[bytes, int, int]:
@@ -261,11 +273,24 @@ def encode_original(image: Image.Image, max_side: int) -> tuple[bytes, int, int]
     return buffer.getvalue(), image.width, image.height
 
 
-def load(candidates: list[Candidate], max_side: int) -> Iterator[Picture]:
-    """Decode and normalise each candidate, one at a time (only the JPEG bytes are kept)."""
+def load(
+    candidates: Iterable[Candidate], count: int, max_side: int, skipped: list[str] | None = None
+) -> Iterator[Picture]:
+    """Decode and normalise candidates in order until ``count`` pictures were yielded, one at a
+    time (only the JPEG bytes are kept). Blank pictures (:func:`is_blank`) are passed over and
+    their labels appended to ``skipped``."""
+    yielded = 0
     for candidate in candidates:
-        original, width, height = encode_original(candidate.load(), max_side)
+        if yielded >= count:
+            return
+        image = candidate.load()
+        if is_blank(image):
+            if skipped is not None:
+                skipped.append(f"{candidate.source}:{candidate.name}")
+            continue
+        original, width, height = encode_original(image, max_side)
         yield Picture(candidate.source, candidate.name, original, width, height)
+        yielded += 1
 
 
 # -- low-information pictures ------------------------------------------------------------------

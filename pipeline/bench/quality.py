@@ -420,16 +420,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    member_candidates = corpus.choose(found.members, args.members, args.seed)
-    non_member_candidates = corpus.choose(found.non_members, args.non_members, args.seed + 1)
+    member_candidates = corpus.shuffled(found.members, args.seed)
+    non_member_candidates = corpus.shuffled(found.non_members, args.seed + 1)
+    blank: list[str] = []
     with_pdq = pdq_available()
 
     # The hotline's list: plain hashes of each original file.
     members: list[corpus.Picture] = []
     member_hashes: dict[str, dict[str, str]] = {}
     for picture in tqdm(
-        corpus.load(member_candidates, args.max_side),
-        total=len(member_candidates),
+        corpus.load(member_candidates, args.members, args.max_side, blank),
+        total=min(args.members, len(member_candidates)),
         desc="list members",
         unit="photo",
         leave=False,
@@ -481,12 +482,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     non_member_count = 0
     by_source: Counter[str] = Counter()
     with tqdm(
-        total=len(non_member_candidates) * len(non_member_transforms),
+        total=min(args.non_members, len(non_member_candidates)) * len(non_member_transforms),
         desc="non-members",
         unit="query",
         leave=False,
     ) as bar:
-        for picture in corpus.load(non_member_candidates, args.max_side):
+        for picture in corpus.load(non_member_candidates, args.non_members, args.max_side, blank):
             non_member_count += 1
             by_source[picture.source] += 1
             image = picture.image()
@@ -545,6 +546,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for algorithm in algorithms:
         print(f"  {algorithm:<8} {false_counts[algorithm]}")
     print(f"  {'decision':<8} {len(false.decided)}  (target 0 over >= {MIN_PAIRS:,} pairs)")
+    if blank:
+        print(
+            f"  ({len(blank)} pictures without detail of their own were left out of the photo "
+            f"corpus: {', '.join(blank)})"
+        )
+    if len(members) < args.members or non_member_count < args.non_members:
+        print(
+            f"  note: the corpus has {len(members)} member and {non_member_count} non-member "
+            f"photos of the {args.members} and {args.non_members} asked for"
+        )
     if pairs < MIN_PAIRS:
         print(f"  note: {pairs:,} pairs is fewer than the target's {MIN_PAIRS:,}")
     for example in sorted(false.examples, key=lambda e: e["distance"])[:12]:
@@ -611,6 +622,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "members": [p.label for p in members],
         "non_member_sources": dict(by_source),
         "missing_packages": found.missing,
+        "blank_pictures_skipped": blank,
         "recall": {
             name: {
                 "group": groups[name],
