@@ -23,12 +23,14 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
 from pipeline.adapters.hashlist_topic import parse_hashlist_record
 from pipeline.core.matching import Matcher
-from pipeline.core.matching import Operation as HashListOperation
+from pipeline.core.matching import Operation as MatcherOperation
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.quarantines import WorkerQuarantine
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +202,33 @@ class HashListFeed:
 
 
 class MatcherTarget:
-    """Applies hash-list operations to the matcher and keeps the index metrics current."""
+    """Applies hash-list operations to the matcher and keeps the index metrics current; with a
+    ``quarantine``, hands it operators' lifts and re-arms, and the entries retracted."""
 
-    def __init__(self, matcher: Matcher, metrics: PipelineMetrics) -> None:
+    def __init__(
+        self,
+        matcher: Matcher,
+        metrics: PipelineMetrics,
+        quarantine: WorkerQuarantine | None = None,
+    ) -> None:
         self._matcher = matcher
         self._metrics = metrics
+        self._quarantine = quarantine
         self._known_lists: set[str] = set()
 
     def apply(self, operations: list[Any]) -> None:
-        self._matcher.apply(operations)
+        matcher_operations: list[MatcherOperation] = []
+        for operation in operations:
+            if operation[0] == "quarantine":
+                if self._quarantine is not None:
+                    self._quarantine.apply(operation[1], operation[2])
+                continue
+            matcher_operations.append(operation)
+        self._matcher.apply(matcher_operations)
+        if self._quarantine is not None:
+            for _, key, value in matcher_operations:
+                if value is None and isinstance(key, tuple):  # an entry's retraction
+                    self._quarantine.retracted(key)
         lists = set(self._matcher.lists)
         for name in lists - self._known_lists:
             self._metrics.register_list(name)
