@@ -172,7 +172,7 @@ def pattern_distances(algorithm: Algorithm, values: Sequence[int]) -> npt.NDArra
 
 
 def low_information_hashes(algorithm: Algorithm, values: Sequence[int]) -> npt.NDArray[np.bool_]:
-    """:func:`low_information_hash` of many values at once (a list load: ~8 us per value on one loaded core)."""
+    """:func:`low_information_hash` of many values at once (a list load: ~8 us per value)."""
     if not algorithm.is_perceptual or not values:
         return np.zeros(len(values), dtype=np.bool_)
     bits = algorithm.bits

@@ -10,12 +10,20 @@ picture is flagged; a photo's pHash never is. Thresholds and their measured marg
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from pipeline.application.list_files import (
+    list_stats,
+    low_information_entries,
+    validate_lists,
+)
 from pipeline.bench.detail import (
     PATTERN_DRAWINGS,
     SKIMAGE_PICTURES,
@@ -33,9 +41,13 @@ from pipeline.core.detail import (
     low_information_hashes,
     thumbnail_dct,
 )
+from pipeline.core.hashlist import Category, HashListEntry
+from pipeline.core.matching import Matcher
 from pipeline.core.orientation import oriented_perceptual_hashes
-from pipeline.core.types import Algorithm
+from pipeline.core.types import Algorithm, HashValue
 from pipeline.demo.images import synthetic_image
+from pipeline.hashlist_feed import MatcherTarget
+from pipeline.metrics import PipelineMetrics
 
 #: The families the gate covers whole (square stripes only when axis-aligned: oblique sharp
 #: stripes spread their edges over many frequencies, as drawings do; see the bench).
@@ -202,3 +214,80 @@ def test_one_value_and_many_agree() -> None:
         many = low_information_hashes(algorithm, values)
         assert list(many) == [low_information_hash(algorithm, v) for v in values]
         assert many[-3:].all()
+
+
+# -- load-time flagging -------------------------------------------------------------------------
+
+
+def _entry(entry_id: str, algorithm: Algorithm, hex_value: str) -> HashListEntry:
+    return HashListEntry(
+        list_name="hotline",
+        entry_id=entry_id,
+        hash=HashValue.from_hex(algorithm, hex_value),
+        category=Category.CSAM,
+    )
+
+
+def _flagged_gauge(metrics: PipelineMetrics, algorithm: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "screening_hashlist_low_information_entries", {"list": "hotline", "algorithm": algorithm}
+    )
+
+
+def test_the_feed_flags_low_information_entries_with_a_warning_and_the_gauge(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = PipelineMetrics()
+    target = MatcherTarget(Matcher(), metrics)
+    photo = oriented_perceptual_hashes(synthetic_image(1))
+    vignette = _entry("vignette-1", Algorithm.DHASH, "f0f0f0f0f0f0f0f0")
+    with caplog.at_level(logging.WARNING, logger="pipeline.hashlist_feed"):
+        target.apply(
+            [
+                ("entry", vignette.key, vignette),
+                ("entry", ("hotline", "blank"), _entry("blank", Algorithm.PHASH, "8" + "0" * 15)),
+                ("entry", ("hotline", "photo"), _entry("photo", Algorithm.DHASH,
+                                                       f"{photo[Algorithm.DHASH].identity:016x}")),
+            ]
+        )  # fmt: skip
+    assert target.low_information_entries == {("hotline", "vignette-1"), ("hotline", "blank")}
+    assert _flagged_gauge(metrics, "dhash") == 1
+    assert _flagged_gauge(metrics, "phash") == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'hotline'" in m and "'vignette-1'" in m for m in warned)
+    assert not any("'photo'" in m for m in warned)
+
+    # Retracted, or replaced by an ordinary hash: no longer counted.
+    replacement = _entry("blank", Algorithm.PHASH, f"{photo[Algorithm.PHASH].identity:016x}")
+    target.apply([("entry", vignette.key, None), ("entry", replacement.key, replacement)])
+    assert target.low_information_entries == set()
+    assert _flagged_gauge(metrics, "dhash") == 0
+    assert _flagged_gauge(metrics, "phash") == 0
+
+
+def test_a_flood_of_flagged_entries_logs_a_bounded_number_of_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target = MatcherTarget(Matcher(), PipelineMetrics())
+    blank = [_entry(f"blank-{i}", Algorithm.DHASH, "0" * 16) for i in range(500)]
+    with caplog.at_level(logging.WARNING, logger="pipeline.hashlist_feed"):
+        target.apply([("entry", e.key, e) for e in blank])
+    assert len(target.low_information_entries) == 500
+    assert len(caplog.records) == MatcherTarget.LOG_LIMIT + 1
+
+
+def test_list_stats_and_validate_name_the_low_information_entries(tmp_path: Path) -> None:
+    photo = oriented_perceptual_hashes(synthetic_image(2))[Algorithm.PHASH].identity
+    lines = [
+        "list,entry_id,algorithm,hash,category,source,note",
+        "hotline,v1,dhash,f0f0f0f0f0f0f0f0,csam,,",
+        "hotline,u1,phash,8000000000000000,csam,,",
+        f"hotline,p1,phash,{photo:016x},csam,,",
+        "hotline,s1,sha256," + "0" * 64 + ",csam,,",
+    ]
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    stats = list_stats([path])
+    assert stats.low_information == {("hotline", "dhash"): 1, ("hotline", "phash"): 1}
+    flagged = low_information_entries(validate_lists([path]).entries)
+    assert [e.entry_id for e in flagged] == ["v1", "u1"]
