@@ -24,15 +24,17 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
 from pipeline.adapters.hashlist_topic import parse_hashlist_record
 from pipeline.core.detail import low_information_hashes
 from pipeline.core.hashlist import HashListEntry
 from pipeline.core.matching import Matcher
-from pipeline.core.matching import Operation as HashListOperation
+from pipeline.core.matching import Operation as MatcherOperation
 from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.quarantines import WorkerQuarantine
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +206,8 @@ class HashListFeed:
 
 
 class MatcherTarget:
-    """Applies hash-list operations to the matcher and keeps the index metrics current.
+    """Applies hash-list operations to the matcher and keeps the index metrics current; with a
+    ``quarantine``, hands it operators' lifts and re-arms, and the entries retracted.
 
     Also flags, as they are applied, the entries whose perceptual hash is the hash of a
     low-information picture (:func:`pipeline.core.detail.low_information_hashes`: blank,
@@ -218,16 +221,33 @@ class MatcherTarget:
     #: list of a million blank hashes must not flood the log).
     LOG_LIMIT = 20
 
-    def __init__(self, matcher: Matcher, metrics: PipelineMetrics) -> None:
+    def __init__(
+        self,
+        matcher: Matcher,
+        metrics: PipelineMetrics,
+        quarantine: WorkerQuarantine | None = None,
+    ) -> None:
         self._matcher = matcher
         self._metrics = metrics
+        self._quarantine = quarantine
         self._known_lists: set[str] = set()
         #: (list, entry id) -> algorithm of every loaded entry flagged low-information.
         self._low_information: dict[tuple[str, str], Algorithm] = {}
 
     def apply(self, operations: list[Any]) -> None:
-        self._matcher.apply(operations)
-        self._flag_low_information(operations)
+        matcher_operations: list[MatcherOperation] = []
+        for operation in operations:
+            if operation[0] == "quarantine":
+                if self._quarantine is not None:
+                    self._quarantine.apply(operation[1], operation[2])
+                continue
+            matcher_operations.append(operation)
+        self._matcher.apply(matcher_operations)
+        if self._quarantine is not None:
+            for _, key, value in matcher_operations:
+                if value is None and isinstance(key, tuple):  # an entry's retraction
+                    self._quarantine.retracted(key)
+        self._flag_low_information(matcher_operations)
         lists = set(self._matcher.lists)
         for name in lists - self._known_lists:
             self._metrics.register_list(name)
@@ -238,12 +258,12 @@ class MatcherTarget:
             self._known_lists,
         )
 
-    def _flag_low_information(self, operations: list[Any]) -> None:
+    def _flag_low_information(self, operations: list[MatcherOperation]) -> None:
         """Track the flagged entries among ``operations`` (applied in order) and log new ones."""
         latest: dict[tuple[str, str], HashListEntry | None] = {}
-        for kind, key, value in operations:
-            if kind == "entry":
-                latest[key] = value
+        for operation in operations:
+            if operation[0] == "entry":
+                latest[operation[1]] = operation[2]
         by_algorithm: dict[Algorithm, list[HashListEntry]] = {}
         for key, entry in latest.items():
             self._low_information.pop(key, None)

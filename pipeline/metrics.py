@@ -11,6 +11,7 @@ The README's metrics table documents each metric; a contract test keeps them in 
 
 from __future__ import annotations
 
+import collections
 import enum
 import platform
 import time
@@ -23,6 +24,8 @@ from pipeline.adapters.alerts import SinkReason
 from pipeline.alerting import AlertReason
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
+from pipeline.core.orientation import Orientation
+from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
 from pipeline.errors import ErrorReason
 from pipeline.fetch_policy import FetchReason
@@ -61,6 +64,13 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(
     reason.value for vocabulary in REASON_VOCABULARIES for reason in vocabulary
 )
 
+#: Most quarantined entries a worker names in ``screening_entry_quarantined_timestamp_seconds``,
+#: the one metric with an ``entry_id`` label. Entries are quarantined only when they match a
+#: large share of uploads, so a few at a time is the expected worst case; the cap keeps a broken
+#: list from turning into thousands of series. The per-list count and the worker's log name
+#: every one, past the cap too.
+MAX_NAMED_QUARANTINES = 50
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
 
@@ -85,8 +95,11 @@ class PipelineMetrics:
         self._define_flow(r, p)
         self._define_lists(r, p)
         self._define_outputs_and_health(r, p)
+        self._define_quarantine(r, p)
         self._newest_list_record = 0.0
         self._lag_series: set[tuple[str, int]] = set()
+        self._named_quarantines: set[tuple[str, str]] = set()
+        self._quarantine_lists: set[str] = set()
         self._create_known_series()
 
     def _define_screening(self, r: CollectorRegistry, p: str) -> None:
@@ -107,6 +120,13 @@ class PipelineMetrics:
             f"{p}_matches_total",
             "List entries matched, by list, category and algorithm.",
             ["list", "category", "algorithm"],
+            registry=r,
+        )
+        self.variant_matches = Counter(
+            f"{p}_variant_matches_total",
+            "Perceptual matches by how the upload differs from the listed picture: its"
+            " orientation and the kind of region that matched.",
+            ["orientation", "region"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -189,6 +209,30 @@ class PipelineMetrics:
             registry=r,
         )
 
+    def _define_quarantine(self, r: CollectorRegistry, p: str) -> None:
+        """Entries quarantined for flooding, and the matches that asked for less because of it."""
+        self.quarantined_entries = Gauge(
+            f"{p}_quarantined_entries",
+            "Entries of the list quarantined on this worker (matched too large a share of its "
+            "uploads; their matches ask for review until lifted).",
+            ["list"],
+            registry=r,
+        )
+        self.entry_quarantined = Gauge(
+            f"{p}_entry_quarantined_timestamp_seconds",
+            "Unix time this worker quarantined the entry; a series exists only while the entry "
+            f"is quarantined, at most {MAX_NAMED_QUARANTINES} per worker.",
+            ["list", "entry_id"],
+            registry=r,
+        )
+        self.quarantine_demotions = Counter(
+            f"{p}_quarantine_demoted_matches_total",
+            "Deny matches that asked for review instead of block because their entry is "
+            "quarantined.",
+            ["list"],
+            registry=r,
+        )
+
     def _define_outputs_and_health(self, r: CollectorRegistry, p: str) -> None:
         """Alert delivery, output writes, supervised services and readiness."""
         self.alert_deliveries = Counter(
@@ -229,6 +273,9 @@ class PipelineMetrics:
             self.stage_seconds.labels(stage)
         for reason in GuardReason:
             self.guard_rejections.labels(reason.value)
+        for orientation in Orientation:
+            for kind in RegionKind:
+                self.variant_matches.labels(orientation.value, kind.value)
         for sink in SINKS:
             for outcome in DELIVERY_OUTCOMES:
                 self.alert_deliveries.labels(sink, outcome)
@@ -252,6 +299,9 @@ class PipelineMetrics:
             self.index_entries.labels(name, algorithm.value)
             if algorithm.is_perceptual:
                 self.low_information_entries.labels(name, algorithm.value)
+        self.quarantined_entries.labels(name)
+        self.quarantine_demotions.labels(name)
+        self._quarantine_lists.add(name)
 
     def observe_stage(self, stage: Stage | str, seconds: float) -> None:
         self.stage_seconds.labels(str(stage)).observe(seconds)
@@ -262,6 +312,9 @@ class PipelineMetrics:
 
     def match(self, list_name: str, category: str, algorithm: str) -> None:
         self.matches.labels(list_name, category, algorithm).inc()
+
+    def variant_match(self, orientation: Orientation, region: RegionKind) -> None:
+        self.variant_matches.labels(orientation.value, region.value).inc()
 
     def dead_letter(self, stage: Stage | str, reason: str) -> None:
         self.dead_letters.labels(
@@ -340,3 +393,21 @@ class PipelineMetrics:
                 self.index_entries.labels(name, algorithm.value).set(
                     counts.get((name, algorithm), 0)
                 )
+
+    def quarantine_demoted(self, list_name: str) -> None:
+        self.quarantine_demotions.labels(list_name).inc()
+
+    def set_quarantined(self, since: Mapping[tuple[str, str], float]) -> None:
+        """Publish the entries quarantined now, each with the Unix time it was quarantined:
+        the count per list (every known list, zero included), and one series per entry for
+        the first :data:`MAX_NAMED_QUARANTINES` by time (series of lifted entries removed)."""
+        counts = collections.Counter(name for name, _ in since)
+        self._quarantine_lists |= set(counts)
+        for name in self._quarantine_lists:
+            self.quarantined_entries.labels(name).set(counts.get(name, 0))
+        named = set(sorted(since, key=lambda key: (since[key], key))[:MAX_NAMED_QUARANTINES])
+        for list_name, entry_id in self._named_quarantines - named:
+            self.entry_quarantined.remove(list_name, entry_id)
+        for key in named:
+            self.entry_quarantined.labels(*key).set(since[key])
+        self._named_quarantines = named

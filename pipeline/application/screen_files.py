@@ -182,7 +182,7 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
         upload_id=str(path),
         hashes=outcome.hashes,
         image=ImageFacts(format=outcome.format, width=outcome.width, height=outcome.height),
-        decision=decide(matcher.match(outcome.hashes)),
+        decision=decide(matcher.match(outcome.hashes, outcome.views)),
         worker_id=settings.worker_id,
         decided_at=now,
     )

@@ -1,11 +1,16 @@
 """One decode, all hashes: exact digests of the bytes and perceptual hashes of the picture.
 
-Owns how each algorithm's value is computed and how it is laid out as an int. Perceptual hashes
-are imagehash's own functions applied to the guarded, reduced, upright grayscale image, and the
-int is read exactly as imagehash's hex string reads (first array bit = most significant bit), so
-``HashValue(alg, value).hex == str(imagehash.phash(img))`` and lists made with plain imagehash
-match. For JPEGs the reduced-scale decode shifts pHash by a bit or two at most (measured by
-``pipeline bench hashing``); other formats are hashed from the full image and agree exactly.
+Owns how each algorithm's value is computed and how it is laid out as an int, and the
+:class:`View`: the perceptual hashes of one region of the upload (the whole picture first) in
+every orientation (:mod:`pipeline.core.orientation`), all from the one reduced decode.
+
+The upright perceptual hashes equal imagehash's own functions applied to the guarded, reduced,
+grayscale image bit for bit (the orientation module derives all eight from imagehash's steps,
+pinned by golden tests), and the int is read exactly as imagehash's hex string reads (first
+array bit = most significant bit), so ``HashValue(alg, value).hex == str(imagehash.phash(img))``
+and lists made with plain imagehash match. For JPEGs the reduced-scale decode shifts pHash by a
+bit or two at most (measured by ``pipeline bench hashing``); other formats are hashed from the
+full image and agree exactly.
 
 Must not: read files, log, or keep the bytes after returning.
 """
@@ -23,6 +28,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
+from pipeline.core.orientation import OrientationHashes, oriented_perceptual_hashes
+from pipeline.core.regions import Region
 from pipeline.core.types import (
     EXACT_ALGORITHMS,
     PERCEPTUAL_ALGORITHMS,
@@ -61,6 +68,20 @@ _PERCEPTUAL: dict[Algorithm, Callable[[Image.Image], int]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class View:
+    """The perceptual hashes of one region of an upload, in every orientation.
+
+    ``region`` is in the upload's pixels (the whole picture for the first view of an upload).
+    ``hashes`` maps each perceptual algorithm computed to its eight orientations; the identity
+    values of the whole-picture view are the upload's perceptual hashes. Plain dicts, so a view
+    pickles across the hashing process pool.
+    """
+
+    region: Region
+    hashes: Mapping[Algorithm, OrientationHashes]
+
+
+@dataclass(frozen=True, slots=True)
 class ImageHashes:
     """Every hash computed for one upload, with the decoded image's facts."""
 
@@ -68,6 +89,7 @@ class ImageHashes:
     format: str
     width: int
     height: int
+    views: tuple[View, ...] = ()
 
     def values(self) -> tuple[HashValue, ...]:
         """The hashes as tagged values, in algorithm order."""
@@ -96,17 +118,39 @@ def perceptual_hashes(
     return {alg: _PERCEPTUAL[alg](decoded.image) for alg in algorithms if alg.is_perceptual}
 
 
+def upload_views(
+    decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
+) -> tuple[View, ...]:
+    """The views of one decoded upload: the whole picture in every orientation.
+
+    Empty when ``algorithms`` holds no perceptual algorithm (nothing to search by distance).
+    """
+    wanted = [alg for alg in algorithms if alg.is_perceptual]
+    if not wanted:
+        return ()
+    whole = View(
+        region=Region.whole(decoded.width, decoded.height),
+        hashes=oriented_perceptual_hashes(decoded.image, wanted),
+    )
+    return (whole,)
+
+
 def upload_hashes(
     data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
-) -> dict[Algorithm, int]:
-    """``algorithms`` of one upload, in :data:`ALL_ALGORITHMS` order: exact digests of ``data``
-    (the original bytes) and perceptual hashes of ``decoded`` (their guarded decode).
+) -> tuple[dict[Algorithm, int], tuple[View, ...]]:
+    """``algorithms`` of one upload: exact digests of ``data`` (the original bytes) and the
+    perceptual hashes of ``decoded`` (their guarded decode), in :data:`ALL_ALGORITHMS` order,
+    with the views they come from (see :func:`upload_views`).
 
     The one place an upload's hashes are computed: the worker's and the CLI's hashing job
-    (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it."""
+    (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it. The upload's
+    perceptual hashes are the whole-picture view's identity values, so they are computed once.
+    """
     wanted = tuple(algorithms)
-    hashes = {**exact_hashes(data, wanted), **perceptual_hashes(decoded, wanted)}
-    return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}
+    views = upload_views(decoded, wanted)
+    upright = {alg: oriented.identity for alg, oriented in views[0].hashes.items()} if views else {}
+    hashes = {**exact_hashes(data, wanted), **upright}
+    return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}, views
 
 
 def hash_image(
@@ -118,9 +162,11 @@ def hash_image(
     digests are only computed for images the guard accepts, so a refusal costs no hashing.
     """
     decoded = decode(data, limits)
+    hashes, views = upload_hashes(data, decoded, algorithms)
     return ImageHashes(
-        hashes=MappingProxyType(upload_hashes(data, decoded, algorithms)),
+        hashes=MappingProxyType(hashes),
         format=decoded.format,
         width=decoded.width,
         height=decoded.height,
+        views=views,
     )
