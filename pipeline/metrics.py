@@ -196,6 +196,13 @@ class PipelineMetrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.low_information_entries = Gauge(
+            f"{p}_hashlist_low_information_entries",
+            "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
+            "picture (blank, gradient, vignette, stripes): flagged for the list's owner.",
+            ["list", "algorithm"],
+            registry=r,
+        )
         self.last_list_update = Gauge(
             f"{p}_hashlist_last_update_timestamp_seconds",
             "Kafka timestamp of the newest hash-list record applied (list freshness).",
@@ -290,6 +297,8 @@ class PipelineMetrics:
                 self.matches.labels(name, category.value, algorithm.value)
         for algorithm in algorithms:
             self.index_entries.labels(name, algorithm.value)
+            if algorithm.is_perceptual:
+                self.low_information_entries.labels(name, algorithm.value)
         self.quarantined_entries.labels(name)
         self.quarantine_demotions.labels(name)
         self._quarantine_lists.add(name)
@@ -362,6 +371,18 @@ class PipelineMetrics:
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(lag)
         self._lag_series = (self._lag_series & kept) | set(lags)
+
+    def set_low_information_entries(
+        self, counts: Mapping[tuple[str, Algorithm], int], lists: Iterable[str]
+    ) -> None:
+        """Publish flagged entry counts per (list, perceptual algorithm); zero, not removed,
+        when a list has none (left)."""
+        for name in lists:
+            for algorithm in Algorithm:
+                if algorithm.is_perceptual:
+                    self.low_information_entries.labels(name, algorithm.value).set(
+                        counts.get((name, algorithm), 0)
+                    )
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

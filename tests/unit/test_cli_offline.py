@@ -140,7 +140,7 @@ def test_help_lists_every_command_by_name() -> None:
     hashlist = run("hashlist", "--help")
     assert subcommands(hashlist.stdout) == ["validate", "stats", "publish", "retract"]
     bench = run("bench", "--help")
-    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline", "quality"]
+    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline", "quality", "detail"]
 
 
 def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) -> None:
