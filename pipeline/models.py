@@ -227,6 +227,12 @@ class ImageFacts(Record):
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    low_information: bool = Field(
+        False,
+        description="Too little detail (near-uniform, gradient, vignette, stripes) for a"
+        " perceptual match to mean anything: the whole picture was not searched by perceptual"
+        " hash (exact digests and detailed regions still were).",
+    )
 
 
 class ErrorInfo(Record):

@@ -46,7 +46,6 @@ from pipeline.models import (
     AlertRecord,
     BlockRecord,
     DeadLetter,
-    ImageFacts,
     InlineContent,
     ParseReason,
     PathContent,
@@ -62,6 +61,7 @@ from pipeline.verdicts import (
     block_record,
     error_verdict,
     hashing_failure_stage,
+    image_facts,
     screened_verdict,
     verdict_algorithms,
 )
@@ -251,7 +251,7 @@ class Screener:
         verdict = screened_verdict(
             upload_id=event.upload_id,
             hashes=result.hashes,
-            image=ImageFacts(format=result.format, width=result.width, height=result.height),
+            image=image_facts(result),
             decision=decision,
             worker_id=self._settings.worker_id,
             decided_at=_now(),

@@ -20,6 +20,7 @@ from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
 from pipeline.core.types import Action, Algorithm, HashValue
 from pipeline.errors import PipelineError
+from pipeline.hashprocess import HashJobResult
 from pipeline.models import (
     MAX_MATCHES_PER_RECORD,
     AlertRecord,
@@ -70,6 +71,16 @@ def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
             kind=match.region.kind,
         ),
         quarantined=quarantined,
+    )
+
+
+def image_facts(result: HashJobResult) -> ImageFacts:
+    """What a verdict says about the decoded picture of a hashing job's result."""
+    return ImageFacts(
+        format=result.format,
+        width=result.width,
+        height=result.height,
+        low_information=bool(result.views) and result.views[0].low_information,
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -28,8 +28,13 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from pipeline.core.detail import is_low_information_dct, thumbnail_dct
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
-from pipeline.core.orientation import OrientationHashes, oriented_perceptual_hashes
+from pipeline.core.orientation import (
+    OrientationHashes,
+    dhash_orientations,
+    phash_orientations_of,
+)
 from pipeline.core.regions import Region, content_regions
 from pipeline.core.types import (
     EXACT_ALGORITHMS,
@@ -80,6 +85,9 @@ class View:
 
     region: Region
     hashes: Mapping[Algorithm, OrientationHashes]
+    low_information: bool = False
+    """Too little detail for a perceptual match to mean anything
+    (:func:`pipeline.core.detail.is_low_information`): the matcher does not search it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +142,7 @@ def upload_views(
         return ()
     image = decoded.image
     width, height = upright_size(decoded)
-    views = [View(Region.whole(width, height), oriented_perceptual_hashes(image, wanted))]
+    views = [_view(Region.whole(width, height), image, wanted)]
     scale_x, scale_y = width / image.width, height / image.height
     for found in content_regions(image):
         box = (found.x, found.y, found.x + found.width, found.y + found.height)
@@ -145,8 +153,21 @@ def upload_views(
             height=max(1, round(found.height * scale_y)),
             kind=found.kind,
         )
-        views.append(View(region, oriented_perceptual_hashes(image.crop(box), wanted)))
+        views.append(_view(region, image.crop(box), wanted))
     return tuple(views)
+
+
+def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
+    """One view: ``image`` (the region's pixels of the reduced decode, grayscale) hashed in
+    every orientation, and the low-information gate judged on pHash's own thumbnail DCT (one
+    resize and one DCT serve both)."""
+    coefficients = thumbnail_dct(image)
+    hashes: dict[Algorithm, OrientationHashes] = {}
+    if Algorithm.PHASH in algorithms:
+        hashes[Algorithm.PHASH] = phash_orientations_of(coefficients)
+    if Algorithm.DHASH in algorithms:
+        hashes[Algorithm.DHASH] = dhash_orientations(image)
+    return View(region, hashes, low_information=is_low_information_dct(coefficients))
 
 
 def upright_size(decoded: DecodedImage) -> tuple[int, int]:

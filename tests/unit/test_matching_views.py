@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import imagehash
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,14 +21,15 @@ from PIL import Image
 from pipeline.commands.uploads import verdict_line
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
-from pipeline.core.hashing import View, bits_to_int, hash_image
+from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
 from pipeline.core.regions import Region, RegionKind
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
+from pipeline.hashprocess import hash_job
 from pipeline.models import ImageFacts
-from pipeline.verdicts import screened_verdict
+from pipeline.verdicts import image_facts, screened_verdict
 from tests.framing import BLACK, WHITE, Framed, chat_screenshot, letterbox, meme, pad
 from tests.imagegen import encode, sample_photo
 
@@ -107,6 +109,42 @@ def test_an_upright_match_is_reported_upright_and_whole_when_variants_tie() -> N
     matcher.upsert([HashListEntry("eokm", "e", HashValue(Algorithm.PHASH, 0x0F0F), Category.CSAM)])
     (match,) = matcher.match({Algorithm.PHASH: 0x0F0F}, views)
     assert (match.orientation, match.region) == (Orientation.IDENTITY, REGIONS[0])
+
+
+def test_a_low_information_view_is_not_searched_but_exact_digests_still_are() -> None:
+    plain = OrientationHashes((0xF0F0F0F0F0F0F0F0,) * len(ORIENTATIONS))
+    views = [View(REGIONS[0], {Algorithm.DHASH: plain}, low_information=True)]
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        [
+            HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, plain.identity), Category.CSAM),
+            HashListEntry("eokm", "m", HashValue(Algorithm.MD5, 7), Category.CSAM),
+        ]
+    )
+    hashes = {Algorithm.DHASH: plain.identity, Algorithm.MD5: 7}
+    assert [m.entry_id for m in matcher.match(hashes, views)] == ["m"]
+    detailed = [View(REGIONS[0], {Algorithm.DHASH: plain})]
+    assert [m.entry_id for m in matcher.match(hashes, detailed)] == ["d", "m"]
+
+
+def test_a_vignette_upload_matches_nothing_and_its_verdict_says_why() -> None:
+    size = 256
+    yy, xx = np.mgrid[0:size, 0:size]
+    radius = np.hypot(xx - size / 2, yy - size / 2) / (size / 2)
+    vignette = Image.fromarray(np.clip(255 * (1 - radius), 0, 255).astype(np.uint8), "L")
+    upload = hash_job(jpeg(vignette.convert("RGB")), GuardLimits(), ALL_ALGORITHMS)
+    # A list entry sitting exactly on the vignette's own hashes: the worst case.
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        HashListEntry("eokm", str(alg), HashValue(alg, value), Category.CSAM)
+        for alg, value in upload.hashes.items()
+        if alg.is_perceptual
+    )
+    assert matcher.match(upload.hashes) != [], "the entry does sit on the vignette's hashes"
+    assert matcher.match(upload.hashes, upload.views) == []
+    assert image_facts(upload).low_information
 
 
 def test_without_views_the_upload_hashes_are_searched_upright() -> None:
