@@ -268,11 +268,15 @@ def _trim_uniform_borders(pixels: _Pixels) -> _Box | None:
         if top_pad >= bottom - top:
             return None
         top, bottom = top + top_pad, bottom - _pad_lines(rows[::-1])
+        if bottom <= top:
+            return None  # flat from both ends (a two-tone split): no picture inside
         columns = pixels[top:bottom, left:right].T
         left_pad = _pad_lines(columns)
         if left_pad >= right - left:
             return None
         left, right = left + left_pad, right - _pad_lines(columns[::-1])
+        if right <= left:
+            return None
     return left, top, right, bottom
 
 

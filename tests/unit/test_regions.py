@@ -217,3 +217,25 @@ def test_random_pads_are_trimmed(
     if min(kept_width, kept_height) > 0.98:
         # ...and one of 2% or less is the whole image, already hashed.
         assert regions == ()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    width=st.integers(1, 80),
+    height=st.integers(1, 80),
+    levels=st.lists(st.integers(0, 255), min_size=1, max_size=4),
+    vertical=st.booleans(),
+)
+def test_any_blocky_or_tiny_picture_gets_an_answer_never_an_error(
+    width: int, height: int, levels: list[int], vertical: bool
+) -> None:
+    # Flat bands from edge to edge (a two-tone split was peeled from both ends to nothing and
+    # crashed the search), down to one pixel wide.
+    bands = Image.new("L", (width, height))
+    for index, level in enumerate(levels):
+        start = index * (height if vertical else width) // len(levels)
+        box = (0, start, width, height) if vertical else (start, 0, width, height)
+        bands.paste(level, box)
+    for region in content_regions(bands):
+        assert region.x + region.width <= width
+        assert region.y + region.height <= height
