@@ -30,6 +30,7 @@ from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
+from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
@@ -98,6 +99,7 @@ def create_app(
     metrics: PipelineMetrics,
     health: WorkerHealth,
     sinks: list[AlertSink],
+    quarantine: WorkerQuarantine | None = None,
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
     app = build_faust_app(settings, bootstrap_servers)
@@ -133,7 +135,10 @@ def create_app(
     async def report_lag() -> None:
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
 
-    add_services(app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, broker)
+    add_services(
+        app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
+        broker=broker,
+    )  # fmt: skip
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:
@@ -186,15 +191,17 @@ def add_services(
     health: WorkerHealth,
     sinks: list[AlertSink],
     writer: OutputWriter,
+    quarantine: WorkerQuarantine | None = None,
     broker: BrokerWatch | None = None,
 ) -> None:
-    """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed's
-    fetch responses tell ``broker`` that the broker answers."""
+    """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed also
+    hands ``quarantine`` operators' lifts and re-arms, and its fetch responses tell ``broker``
+    that the broker answers."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         topic=settings.topic_hashlists,
-        target=MatcherTarget(matcher, metrics),
+        target=MatcherTarget(matcher, metrics, quarantine),
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),

@@ -26,6 +26,7 @@ from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.core.guard import GuardLimits
+    from pipeline.core.quarantine import FloodRule
     from pipeline.fetch_policy import FetchLimits
 
 ENV_PREFIX = "PIPELINE_"
@@ -88,6 +89,27 @@ class Settings(BaseSettings):
         None,
         description="Action added to the `error` verdict of unscreenable uploads (`none`, "
         "`review` or `block`).",
+    )
+
+    quarantine_enabled: bool = Field(
+        True,
+        description="Quarantine an entry that matches a large share of uploads (see "
+        "pipeline/core/quarantine.py): its matches ask for review until an operator lifts it.",
+    )
+    quarantine_window_uploads: int = Field(
+        1000, gt=0, description="Flood quarantine: the last this many uploads are counted."
+    )
+    quarantine_min_uploads: int = Field(
+        500,
+        gt=0,
+        description="Flood quarantine judges nothing until the window holds this many uploads.",
+    )
+    quarantine_share: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="Flood quarantine: an entry matching more than this share of the window's "
+        "uploads is quarantined.",
     )
 
     # --- Kafka -------------------------------------------------------------------------------
@@ -265,6 +287,12 @@ class Settings(BaseSettings):
             raise ValueError("max_uncommitted must be >= max_in_flight")
         return self
 
+    @model_validator(mode="after")
+    def _quarantine_window_holds_its_minimum(self) -> Settings:
+        if self.quarantine_min_uploads > self.quarantine_window_uploads:
+            raise ValueError("quarantine_min_uploads must be <= quarantine_window_uploads")
+        return self
+
     @property
     def embedded(self) -> bool:
         """True when the worker must start its own loopback broker."""
@@ -317,6 +345,17 @@ class Settings(BaseSettings):
             max_frames=self.max_frames,
             allowed_formats=self.allowed_formats,
             draft_size=self.draft_size,
+        )
+
+    def flood_rule(self) -> FloodRule:
+        """The flood-quarantine rule (window, minimum uploads, share). Imported here: the core's
+        matching loads numpy, which ``pipeline --help`` never needs."""
+        from pipeline.core.quarantine import FloodRule
+
+        return FloodRule(
+            window_uploads=self.quarantine_window_uploads,
+            min_uploads=self.quarantine_min_uploads,
+            share=self.quarantine_share,
         )
 
     def fetch_limits(self) -> FetchLimits:

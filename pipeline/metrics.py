@@ -11,6 +11,7 @@ The README's metrics table documents each metric; a contract test keeps them in 
 
 from __future__ import annotations
 
+import collections
 import enum
 import platform
 import time
@@ -63,6 +64,13 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(
     reason.value for vocabulary in REASON_VOCABULARIES for reason in vocabulary
 )
 
+#: Most quarantined entries a worker names in ``screening_entry_quarantined_timestamp_seconds``,
+#: the one metric with an ``entry_id`` label. Entries are quarantined only when they match a
+#: large share of uploads, so a few at a time is the expected worst case; the cap keeps a broken
+#: list from turning into thousands of series. The per-list count and the worker's log name
+#: every one, past the cap too.
+MAX_NAMED_QUARANTINES = 50
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
 
@@ -88,8 +96,11 @@ class PipelineMetrics:
         self._define_broker(r, p)
         self._define_lists(r, p)
         self._define_outputs_and_health(r, p)
+        self._define_quarantine(r, p)
         self._newest_list_record = 0.0
         self._lag_series: set[tuple[str, int]] = set()
+        self._named_quarantines: set[tuple[str, str]] = set()
+        self._quarantine_lists: set[str] = set()
         self._create_known_series()
 
     def _define_screening(self, r: CollectorRegistry, p: str) -> None:
@@ -208,9 +219,40 @@ class PipelineMetrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.low_information_entries = Gauge(
+            f"{p}_hashlist_low_information_entries",
+            "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
+            "picture (blank, gradient, vignette, stripes): flagged for the list's owner.",
+            ["list", "algorithm"],
+            registry=r,
+        )
         self.last_list_update = Gauge(
             f"{p}_hashlist_last_update_timestamp_seconds",
             "Kafka timestamp of the newest hash-list record applied (list freshness).",
+            registry=r,
+        )
+
+    def _define_quarantine(self, r: CollectorRegistry, p: str) -> None:
+        """Entries quarantined for flooding, and the matches that asked for less because of it."""
+        self.quarantined_entries = Gauge(
+            f"{p}_quarantined_entries",
+            "Entries of the list quarantined on this worker (matched too large a share of its "
+            "uploads; their matches ask for review until lifted).",
+            ["list"],
+            registry=r,
+        )
+        self.entry_quarantined = Gauge(
+            f"{p}_entry_quarantined_timestamp_seconds",
+            "Unix time this worker quarantined the entry; a series exists only while the entry "
+            f"is quarantined, at most {MAX_NAMED_QUARANTINES} per worker.",
+            ["list", "entry_id"],
+            registry=r,
+        )
+        self.quarantine_demotions = Counter(
+            f"{p}_quarantine_demoted_matches_total",
+            "Deny matches that asked for review instead of block because their entry is "
+            "quarantined.",
+            ["list"],
             registry=r,
         )
 
@@ -278,6 +320,11 @@ class PipelineMetrics:
                 self.matches.labels(name, category.value, algorithm.value)
         for algorithm in algorithms:
             self.index_entries.labels(name, algorithm.value)
+            if algorithm.is_perceptual:
+                self.low_information_entries.labels(name, algorithm.value)
+        self.quarantined_entries.labels(name)
+        self.quarantine_demotions.labels(name)
+        self._quarantine_lists.add(name)
 
     def observe_stage(self, stage: Stage | str, seconds: float) -> None:
         self.stage_seconds.labels(str(stage)).observe(seconds)
@@ -358,6 +405,18 @@ class PipelineMetrics:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
         self._lag_series = (self._lag_series & kept) | set(lags)
 
+    def set_low_information_entries(
+        self, counts: Mapping[tuple[str, Algorithm], int], lists: Iterable[str]
+    ) -> None:
+        """Publish flagged entry counts per (list, perceptual algorithm); zero, not removed,
+        when a list has none (left)."""
+        for name in lists:
+            for algorithm in Algorithm:
+                if algorithm.is_perceptual:
+                    self.low_information_entries.labels(name, algorithm.value).set(
+                        counts.get((name, algorithm), 0)
+                    )
+
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]
     ) -> None:
@@ -367,3 +426,21 @@ class PipelineMetrics:
                 self.index_entries.labels(name, algorithm.value).set(
                     counts.get((name, algorithm), 0)
                 )
+
+    def quarantine_demoted(self, list_name: str) -> None:
+        self.quarantine_demotions.labels(list_name).inc()
+
+    def set_quarantined(self, since: Mapping[tuple[str, str], float]) -> None:
+        """Publish the entries quarantined now, each with the Unix time it was quarantined:
+        the count per list (every known list, zero included), and one series per entry for
+        the first :data:`MAX_NAMED_QUARANTINES` by time (series of lifted entries removed)."""
+        counts = collections.Counter(name for name, _ in since)
+        self._quarantine_lists |= set(counts)
+        for name in self._quarantine_lists:
+            self.quarantined_entries.labels(name).set(counts.get(name, 0))
+        named = set(sorted(since, key=lambda key: (since[key], key))[:MAX_NAMED_QUARANTINES])
+        for list_name, entry_id in self._named_quarantines - named:
+            self.entry_quarantined.remove(list_name, entry_id)
+        for key in named:
+            self.entry_quarantined.labels(*key).set(since[key])
+        self._named_quarantines = named

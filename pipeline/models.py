@@ -216,12 +216,23 @@ class MatchRecord(Record):
         description="Which part of the upload matched, in its pixels; absent for exact digests"
         " and for matches of given hashes (no picture).",
     )
+    quarantined: bool = Field(
+        False,
+        description="The entry is quarantined on this worker (it matched too large a share of "
+        "uploads): this match asks for review, whatever list_action says.",
+    )
 
 
 class ImageFacts(Record):
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    low_information: bool = Field(
+        False,
+        description="Too little detail (near-uniform, gradient, vignette, stripes) for a"
+        " perceptual match to mean anything: the whole picture was not searched by perceptual"
+        " hash (exact digests and detailed regions still were).",
+    )
 
 
 class ErrorInfo(Record):
@@ -351,6 +362,19 @@ class HashListConfigRecord(Record):
     version: str = Field("1", max_length=64)
 
 
+class QuarantineLiftRecord(Record):
+    """An operator lifted an entry's flood quarantine and exempted it until re-armed (topic
+    ``hashlists``, key ``quarantine/<list>/<entry_id>``; null re-arms)."""
+
+    schema_version: Literal[1] = 1
+    list: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entry_id: str = Field(min_length=1, max_length=256)
+    lifted_at: datetime
+    reason: str | None = Field(
+        None, max_length=1000, description="Why, in the operator's words (a ticket, a finding)."
+    )
+
+
 # --- schemas -----------------------------------------------------------------------------------
 
 #: Every wire record and the schema file it is published as.
@@ -362,6 +386,7 @@ SCHEMAS: Mapping[str, type[Record]] = {
     "dead-letter.json": DeadLetter,
     "hashlist-entry.json": HashListEntryRecord,
     "hashlist-config.json": HashListConfigRecord,
+    "quarantine-lift.json": QuarantineLiftRecord,
 }
 
 

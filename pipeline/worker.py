@@ -27,6 +27,7 @@ from pipeline.hashpool import HashPool
 from pipeline.hashprocess import HASH_PROCESS_MEMORY_BYTES
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ def _build_app(
 ) -> faust.App:
     metrics = PipelineMetrics()
     matcher = Matcher(settings.index_kind.value)
+    quarantine = WorkerQuarantine(
+        settings.flood_rule(), metrics, enabled=settings.quarantine_enabled
+    )
     screener = Screener(
         settings,
         matcher=matcher,
@@ -116,6 +120,7 @@ def _build_app(
         pool=pool,
         metrics=metrics,
         limits=settings.guard_limits(),
+        quarantine=quarantine,
     )
     return create_app(
         settings,
@@ -125,6 +130,7 @@ def _build_app(
         metrics=metrics,
         health=health,
         sinks=build_sinks(settings),
+        quarantine=quarantine,
     )
 
 

@@ -18,7 +18,8 @@ Must not: read files, log, or keep the bytes after returning.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -27,9 +28,14 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from pipeline.core.detail import is_low_information_dct, thumbnail_dct
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
-from pipeline.core.orientation import OrientationHashes, oriented_perceptual_hashes
-from pipeline.core.regions import Region
+from pipeline.core.orientation import (
+    OrientationHashes,
+    dhash_orientations,
+    phash_orientations_of,
+)
+from pipeline.core.regions import Region, content_regions
 from pipeline.core.types import (
     EXACT_ALGORITHMS,
     PERCEPTUAL_ALGORITHMS,
@@ -79,6 +85,9 @@ class View:
 
     region: Region
     hashes: Mapping[Algorithm, OrientationHashes]
+    low_information: bool = False
+    """Too little detail for a perceptual match to mean anything
+    (:func:`pipeline.core.detail.is_low_information`): the matcher does not search it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +130,55 @@ def perceptual_hashes(
 def upload_views(
     decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
 ) -> tuple[View, ...]:
-    """The views of one decoded upload: the whole picture in every orientation.
+    """The views of one decoded upload: the whole picture, then each content region
+    (:func:`pipeline.core.regions.content_regions`: without uniform borders, or the picture
+    inside a screenshot or meme), each in every orientation, all from the one reduced decode.
 
-    Empty when ``algorithms`` holds no perceptual algorithm (nothing to search by distance).
+    Regions are reported in the upright upload's pixels. Empty when ``algorithms`` holds no
+    perceptual algorithm (nothing to search by distance).
     """
     wanted = [alg for alg in algorithms if alg.is_perceptual]
     if not wanted:
         return ()
-    whole = View(
-        region=Region.whole(decoded.width, decoded.height),
-        hashes=oriented_perceptual_hashes(decoded.image, wanted),
-    )
-    return (whole,)
+    image = decoded.image
+    width, height = upright_size(decoded)
+    views = [_view(Region.whole(width, height), image, wanted)]
+    scale_x, scale_y = width / image.width, height / image.height
+    for found in content_regions(image):
+        box = (found.x, found.y, found.x + found.width, found.y + found.height)
+        region = Region(
+            x=round(found.x * scale_x),
+            y=round(found.y * scale_y),
+            width=max(1, round(found.width * scale_x)),
+            height=max(1, round(found.height * scale_y)),
+            kind=found.kind,
+        )
+        views.append(_view(region, image.crop(box), wanted))
+    return tuple(views)
+
+
+def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
+    """One view: ``image`` (the region's pixels of the reduced decode, grayscale) hashed in
+    every orientation, and the low-information gate judged on pHash's own thumbnail DCT (one
+    resize and one DCT serve both)."""
+    coefficients = thumbnail_dct(image)
+    hashes: dict[Algorithm, OrientationHashes] = {}
+    if Algorithm.PHASH in algorithms:
+        hashes[Algorithm.PHASH] = phash_orientations_of(coefficients)
+    if Algorithm.DHASH in algorithms:
+        hashes[Algorithm.DHASH] = dhash_orientations(image)
+    return View(region, hashes, low_information=is_low_information_dct(coefficients))
+
+
+def upright_size(decoded: DecodedImage) -> tuple[int, int]:
+    """The upload's size in pixels as it is seen upright (after its EXIF orientation).
+
+    ``decoded.width``/``height`` are the stored size; a quarter-turn EXIF orientation swaps
+    them. Whether it did is read off the decoded (upright, maybe reduced) picture's shape."""
+    stored = decoded.width / decoded.height
+    shown = decoded.image.width / decoded.image.height
+    swapped = abs(math.log(shown * stored)) < abs(math.log(shown / stored))
+    return (decoded.height, decoded.width) if swapped else (decoded.width, decoded.height)
 
 
 def upload_hashes(

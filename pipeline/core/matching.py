@@ -20,7 +20,8 @@ An upload is searched as views (:class:`pipeline.core.hashing.View`): each regio
 whole picture first) in each of the eight orientations, every distinct value once. An entry is
 reported once, by its nearest hit; ties go to the earlier view, then the earlier orientation,
 so an upright whole-picture match is always reported as such. Variants are exact searches of
-the same index at the same radius, never an approximation.
+the same index at the same radius, never an approximation. A view too plain to mean anything
+(``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all.
 
 Entries whose list has no config yet (list configs and entries can arrive in any order from
 different partitions) use :class:`ListConfig` defaults until the config arrives. Exact digests
@@ -287,6 +288,8 @@ class Matcher:
                     queries[algorithm] = [(value, Orientation.IDENTITY, 0, None)]
             return queries
         for position, view in enumerate(views):
+            if view.low_information:
+                continue  # near-uniform, gradient, vignette, stripes: near everything and nothing
             for algorithm, oriented in view.hashes.items():
                 queries.setdefault(algorithm, []).extend(
                     (value, orientation, position, view.region)

@@ -8,9 +8,11 @@ the upload is turned relative to the listed picture, the inverse of the query's.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import imagehash
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,14 +21,16 @@ from PIL import Image
 from pipeline.commands.uploads import verdict_line
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
-from pipeline.core.hashing import View, bits_to_int, hash_image
+from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
 from pipeline.core.regions import Region, RegionKind
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
+from pipeline.hashprocess import hash_job
 from pipeline.models import ImageFacts
-from pipeline.verdicts import screened_verdict
+from pipeline.verdicts import image_facts, screened_verdict
+from tests.framing import BLACK, WHITE, Framed, chat_screenshot, letterbox, meme, pad
 from tests.imagegen import encode, sample_photo
 
 LIST = ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10})
@@ -107,6 +111,42 @@ def test_an_upright_match_is_reported_upright_and_whole_when_variants_tie() -> N
     assert (match.orientation, match.region) == (Orientation.IDENTITY, REGIONS[0])
 
 
+def test_a_low_information_view_is_not_searched_but_exact_digests_still_are() -> None:
+    plain = OrientationHashes((0xF0F0F0F0F0F0F0F0,) * len(ORIENTATIONS))
+    views = [View(REGIONS[0], {Algorithm.DHASH: plain}, low_information=True)]
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        [
+            HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, plain.identity), Category.CSAM),
+            HashListEntry("eokm", "m", HashValue(Algorithm.MD5, 7), Category.CSAM),
+        ]
+    )
+    hashes = {Algorithm.DHASH: plain.identity, Algorithm.MD5: 7}
+    assert [m.entry_id for m in matcher.match(hashes, views)] == ["m"]
+    detailed = [View(REGIONS[0], {Algorithm.DHASH: plain})]
+    assert [m.entry_id for m in matcher.match(hashes, detailed)] == ["d", "m"]
+
+
+def test_a_vignette_upload_matches_nothing_and_its_verdict_says_why() -> None:
+    size = 256
+    yy, xx = np.mgrid[0:size, 0:size]
+    radius = np.hypot(xx - size / 2, yy - size / 2) / (size / 2)
+    vignette = Image.fromarray(np.clip(255 * (1 - radius), 0, 255).astype(np.uint8), "L")
+    upload = hash_job(jpeg(vignette.convert("RGB")), GuardLimits(), ALL_ALGORITHMS)
+    # A list entry sitting exactly on the vignette's own hashes: the worst case.
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        HashListEntry("eokm", str(alg), HashValue(alg, value), Category.CSAM)
+        for alg, value in upload.hashes.items()
+        if alg.is_perceptual
+    )
+    assert matcher.match(upload.hashes) != [], "the entry does sit on the vignette's hashes"
+    assert matcher.match(upload.hashes, upload.views) == []
+    assert image_facts(upload).low_information
+
+
 def test_without_views_the_upload_hashes_are_searched_upright() -> None:
     matcher = Matcher()
     matcher.set_list(LIST)
@@ -160,3 +200,37 @@ def test_the_verdict_names_the_orientation_and_region_and_its_line_says_so() -> 
     assert matched["region"] == {"x": 300, "y": 200, "width": 400, "height": 300,
                                  "kind": "embedded"}  # fmt: skip
     assert "p phash 3/8 rotate_90, embedded 400x300 at 300,200" in verdict_line(record)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        lambda photo: pad(photo, 0.2, BLACK),
+        lambda photo: pad(photo, 0.2, WHITE),
+        lambda photo: letterbox(photo.resize((900, 900))),
+        meme,
+        chat_screenshot,
+    ],
+    ids=["pad-black", "pad-white", "letterbox", "meme", "chat"],
+)
+def test_a_framed_copy_matches_through_its_content_region_in_upload_pixels(
+    framing: Callable[[Image.Image], Framed],
+) -> None:
+    original = sample_photo("coffee")
+    listed = Image.open(io.BytesIO(encode(original)))
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    listed_hash = HashValue(Algorithm.PHASH, bits_to_int(imagehash.phash(listed).hash))
+    matcher.upsert([HashListEntry("eokm", "p", listed_hash, Category.CSAM)])
+    framed = framing(original)
+    upload = hash_image(jpeg(framed.image), GuardLimits())
+    assert matcher.match(upload.hashes) == [], "the framed whole matched: nothing to show"
+    (match,) = matcher.match(upload.hashes, upload.views)
+    found = match.region
+    assert found is not None
+    assert found.kind is not RegionKind.WHOLE
+    # Where the photo is, in the upload's own pixels, to within the reduced decode's grain.
+    grain = max(framed.image.size) / 40
+    x, y, width, height = framed.photo
+    assert max(abs(found.x - x), abs(found.y - y)) <= grain
+    assert max(abs(found.width - width), abs(found.height - height)) <= 2 * grain
