@@ -19,9 +19,12 @@ from typing import Any
 import faust
 
 from pipeline.adapters.broker import cap_faust_fetch_wait
+from pipeline.adapters.topics import topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
+from pipeline.broker_watch import BrokerWatch
 from pipeline.config import Settings
+from pipeline.connectivity import BrokerConnectivity
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
@@ -29,6 +32,7 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
+from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.web import register_views
 
@@ -58,6 +62,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         topic_disable_leader=True,
         producer_acks=-1,
         producer_max_request_size=settings.producer_max_request_bytes,
+        # Faust's default (1200 s) holds a batch for 20 minutes on a stalled broker before it
+        # fails and OutputWriter's retries (and their log lines) start.
+        producer_request_timeout=settings.producer_request_timeout_seconds,
         datadir=settings.faust_data_dir,  # not the working directory (see Settings)
     )
 
@@ -96,11 +103,13 @@ def create_app(
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
     app = build_faust_app(settings, bootstrap_servers)
+    broker = watch_broker(app, settings, bootstrap_servers, metrics, health)
     writer = OutputWriter(
         output_sender(app, settings),
         metrics,
         worker_id=settings.worker_id,
         backoff_max_seconds=settings.emit_backoff_max_seconds,
+        on_acknowledged=broker.produced,
     )
     agent = ScreeningAgent(
         screener=screener,
@@ -127,8 +136,9 @@ def create_app(
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
 
     add_services(
-        app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine
-    )
+        app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
+        broker=broker,
+    )  # fmt: skip
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:
@@ -145,6 +155,33 @@ def create_app(
     return app
 
 
+def watch_broker(
+    app: faust.App,
+    settings: Settings,
+    bootstrap_servers: str,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+) -> BrokerWatch:
+    """Track the broker's reachability (/readyz, metrics, one log line per change), and start
+    the web server before waiting for the broker (and creating the topics) at start."""
+    if health.broker is None:
+        health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
+    watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
+    gate = BrokerGate(
+        bootstrap_servers,
+        topic_specs(settings),
+        health.broker,
+        connect_timeout_seconds=settings.broker_connect_timeout_seconds,
+    )
+    app.boot_strategy = WebFirst(app, gate)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def check_broker() -> None:
+        watch.check()
+
+    return watch
+
+
 def add_services(
     app: faust.App,
     settings: Settings,
@@ -155,9 +192,11 @@ def add_services(
     sinks: list[AlertSink],
     writer: OutputWriter,
     quarantine: WorkerQuarantine | None = None,
+    broker: BrokerWatch | None = None,
 ) -> None:
     """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed also
-    hands ``quarantine`` operators' lifts and re-arms."""
+    hands ``quarantine`` operators' lifts and re-arms, and its fetch responses tell ``broker``
+    that the broker answers."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -166,6 +205,7 @@ def add_services(
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),
+        on_fetch_response=None if broker is None else broker.fetched,
     )
     delivery = AlertDeliveryService(
         bootstrap_servers=bootstrap_servers,

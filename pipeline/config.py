@@ -181,7 +181,22 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How long CLI commands (submit, hashlist publish/retract, demo-traffic) try "
-        "to reach the bootstrap servers before they give up with one line (exit 2).",
+        "to reach the bootstrap servers before they give up with one line (exit 2); also each "
+        "attempt of a starting worker (which keeps trying).",
+    )
+    producer_request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long the worker's producer tries to get a batch of outputs to the "
+        "broker before it fails them, and the worker's own retry (with backoff) takes over. "
+        "Faust's default is 1200 s: a stalled broker would hold a batch for 20 minutes.",
+    )
+    broker_unreachable_after_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="/readyz answers 503 (and the log says so once) when no request of the "
+        "worker to the broker succeeded for this long: no fetch response (empty ones count), "
+        "no produce acknowledgement.",
     )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------

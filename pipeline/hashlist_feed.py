@@ -67,6 +67,7 @@ class HashListFeed:
         on_running: Callable[[], None] | None = None,
         fetch_max_wait_ms: int | None = None,
         topic_wait_seconds: float = 10.0,
+        on_fetch_response: Callable[[float], None] | None = None,
     ) -> None:
         self._topic = topic
         self._target = target
@@ -78,6 +79,9 @@ class HashListFeed:
         self._fetch_max_wait_ms = fetch_max_wait_ms or 500  # aiokafka's default
         self._on_running = on_running
         self._topic_wait_seconds = topic_wait_seconds
+        #: Called with the Unix time of each newer fetch response (broker connectivity).
+        self._on_fetch_response = on_fetch_response
+        self._newest_fetch_response_ms = 0
         self._consumer: AIOKafkaConsumer
         self._stopping = asyncio.Event()
         #: Next offset to apply per partition, kept across runs so a restart resumes there.
@@ -112,6 +116,7 @@ class HashListFeed:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
                 if self._on_running is not None:
                     self._on_running()
+                self._report_fetch_responses(partitions)
                 operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]] = []
                 newest_ms = 0
                 for records in batches.values():
@@ -134,6 +139,19 @@ class HashListFeed:
                 await asyncio.sleep(0)  # let heartbeats and web requests run between chunks
         finally:
             await self._consumer.stop()
+
+    def _report_fetch_responses(self, partitions: list[TopicPartition]) -> None:
+        """Hand on the time of the newest fetch response, if newer than the last one handed on.
+
+        aiokafka's public ``last_poll_timestamp`` is set by every fetch response without error,
+        empty ones included, so this advances on an idle topic while the broker answers and
+        stops while it does not (``getmany`` returns empty either way)."""
+        if self._on_fetch_response is None:
+            return
+        newest = max((self._consumer.last_poll_timestamp(tp) or 0 for tp in partitions), default=0)
+        if newest > self._newest_fetch_response_ms:
+            self._newest_fetch_response_ms = newest
+            self._on_fetch_response(newest / 1000)
 
     def _apply(
         self, operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]]

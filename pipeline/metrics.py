@@ -93,6 +93,7 @@ class PipelineMetrics:
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self._define_screening(r, p)
         self._define_flow(r, p)
+        self._define_broker(r, p)
         self._define_lists(r, p)
         self._define_outputs_and_health(r, p)
         self._define_quarantine(r, p)
@@ -179,6 +180,28 @@ class PipelineMetrics:
         self.last_event = Gauge(
             f"{p}_last_event_timestamp_seconds",
             "Unix time the last upload was screened.",
+            registry=r,
+        )
+
+    def _define_broker(self, r: CollectorRegistry, p: str) -> None:
+        """Whether this worker reaches its broker (see pipeline.connectivity)."""
+        self.broker_last_fetch = Gauge(
+            f"{p}_broker_last_fetch_timestamp_seconds",
+            "Unix time of the last fetch response from the broker (empty ones count: the "
+            "hash-list feed fetches every fetch wait even when nothing arrives); 0 before the "
+            "first.",
+            registry=r,
+        )
+        self.broker_last_produce = Gauge(
+            f"{p}_broker_last_produce_timestamp_seconds",
+            "Unix time the broker last acknowledged an output record of this worker; 0 before "
+            "the first (advances only while outputs are written).",
+            registry=r,
+        )
+        self.broker_reachable = Gauge(
+            f"{p}_broker_reachable",
+            "1 while some request to the broker succeeded within "
+            "PIPELINE_BROKER_UNREACHABLE_AFTER_SECONDS, computed at each scrape.",
             registry=r,
         )
 
@@ -354,6 +377,16 @@ class PipelineMetrics:
         """Make ``screening_ready`` read ``is_ready()`` at every scrape, so the gauge cannot
         disagree with /readyz (a value set once at start-up would never fall back to 0)."""
         self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def broker_fetched(self, unix_seconds: float) -> None:
+        self.broker_last_fetch.set(unix_seconds)
+
+    def broker_produced(self, unix_seconds: float) -> None:
+        self.broker_last_produce.set(unix_seconds)
+
+    def report_broker_reachable(self, is_reachable: Callable[[], bool]) -> None:
+        """Make ``screening_broker_reachable`` read ``is_reachable()`` at every scrape."""
+        self.broker_reachable.set_function(lambda: 1.0 if is_reachable() else 0.0)
 
     def set_consumer_lag(
         self,

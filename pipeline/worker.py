@@ -1,9 +1,10 @@
 """The worker's composition root: builds every collaborator from settings and runs Faust.
 
 Owns start-up order and shutdown: embedded broker (only when no bootstrap servers are set),
-topics, hashing pool (warmed so the first upload does not pay imports and JIT loading),
-fetcher, sinks, matcher, the Faust app; then the Faust worker until SIGINT/SIGTERM; then the
-pool and the embedded broker are stopped.
+hashing pool (warmed so the first upload does not pay imports and JIT loading), fetcher, sinks,
+matcher, the Faust app; then the Faust worker until SIGINT/SIGTERM (it starts its web server,
+then waits for the broker and creates the topics: see pipeline.startup); then the pool and the
+embedded broker are stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import faust
 from pipeline.adapters.alerts import AlertmanagerSink, WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.topics import ensure_topics, topic_specs
 from pipeline.alerting import AlertSink
 from pipeline.app import create_app
 from pipeline.config import Settings
@@ -62,7 +62,6 @@ def run_worker(settings: Settings) -> int:
         on_broken=pool_broken,
     )
     try:
-        ensure_topics(bootstrap, topic_specs(settings))
         if broker is not None:
             # The embedded broker's port is picked at start, and `pipeline submit` or
             # `hashlist publish` in another shell cannot reach this worker without it: give

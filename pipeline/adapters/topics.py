@@ -76,13 +76,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+def ensure_topics(
+    bootstrap_servers: str, specs: list[TopicSpec], *, connect_timeout_seconds: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Raises a kafka
+    error when the broker cannot be reached within ``connect_timeout_seconds``."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=10_000,
+        bootstrap_timeout_ms=int(connect_timeout_seconds * 1000),
+    )
     with contextlib.closing(admin):
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
