@@ -23,7 +23,7 @@ from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
-from pipeline.core.matching import Match, Matcher
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
 from pipeline.core.regions import Region, RegionKind
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
@@ -62,6 +62,19 @@ def reference(
             out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
                              e.category, algorithm, distance, threshold,
                              orientation.inverse, view.region))  # fmt: skip
+    # Corroboration (see test_matching.corroborated): any pHash of any searched view counts.
+    near = CORROBORATION[Algorithm.PHASH]
+    corroborated = any(
+        e.hash.algorithm is Algorithm.PHASH and hamming_distance(value, e.hash.value) <= near
+        for e in entries
+        for view in views
+        if not view.low_information
+        for value in view.hashes.get(Algorithm.PHASH, {}).values()
+    )
+    out = [
+        m for m in out
+        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE or corroborated
+    ]  # fmt: skip
     return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
 
 
