@@ -203,13 +203,13 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
         bootstrap_servers=bootstrap,
         topic="alerts",
         group_id="screening-alerts",
-        sinks=[WebhookSink(receiver.url, b"secret")],
+        sink=WebhookSink(receiver.url, b"secret"),
         metrics=metrics,
         dead_letter=dead_letter,
         session_timeout_seconds=6,
         heartbeat_interval_seconds=1,
         fetch_max_wait_ms=50,
-        on_running=lambda: health.service_running("alert_delivery"),
+        on_running=lambda: health.service_running("alert_delivery_webhook"),
     )
     alert = AlertRecord(
         alert_id="u1:eokm:e1", upload_id="u1", list="eokm", list_version="1", entry_id="e1",
@@ -227,20 +227,21 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
 
     async def main() -> None:
         task = asyncio.create_task(
-            quickly_restarted("alert_delivery", service.run, health, metrics)
+            quickly_restarted("alert_delivery_webhook", service.run, health, metrics)
         )
         try:
-            await eventually(lambda: restarts(metrics, "alert_delivery") >= 2, 20, "restarts")
-            state = health.report()["services"]["alert_delivery"]  # type: ignore[index]
+            await eventually(
+                lambda: restarts(metrics, "alert_delivery_webhook") >= 2, 20, "restarts"
+            )
+            state = health.report()["services"]["alert_delivery_webhook"]  # type: ignore[index]
             assert state["state"] == "failing"
             await asyncio.to_thread(start_broker_with_an_alert)
             await eventually(receiver.bodies, 30, "the alert at the webhook")
-            assert health.report()["services"]["alert_delivery"]["state"] == "running"  # type: ignore[index]
+            assert health.report()["services"]["alert_delivery_webhook"]["state"] == "running"  # type: ignore[index]
         finally:
             await service.stop()
             await asyncio.wait_for(task, 15)
-            for sink in service._sinks:
-                await sink.close()
+            await service.sink.close()
 
     try:
         asyncio.run(main())
