@@ -123,7 +123,11 @@ class AlertDeliveryService:
         reassert_seconds: float = 60.0,
         active_max: int = 10_000,
         clock: Callable[[], float] = time.time,
+        start_from_group: str | None = None,
     ) -> None:
+        """``start_from_group``: a consumer group whose committed offsets a partition starts
+        from when this group has none for it (the one group all sinks shared before each had
+        its own), so an upgrade does not deliver every retained alert again."""
         self._worker_id = worker_id
         self._on_running = on_running
         self._sink = sink
@@ -154,6 +158,7 @@ class AlertDeliveryService:
         self._dropped_unlogged = 0
         self._reassert_failing = False
         self._expired: list[float] = []
+        self._start_from_group = start_from_group
         self._stopping = asyncio.Event()
 
     @property
@@ -164,6 +169,8 @@ class AlertDeliveryService:
         """Deliver until :meth:`stop` is called. Raises on Kafka trouble; calling it again
         resumes from the committed offsets."""
         self._undelivered = {}
+        self._earlier = await self._earlier_positions()
+        self._floors: dict[TopicPartition, int | None] = {}
         self._consumer = AIOKafkaConsumer(self._topic, **self._consumer_options)
         loop = asyncio.get_running_loop()
         next_reassert = loop.time() + self._reassert_seconds
@@ -179,9 +186,13 @@ class AlertDeliveryService:
                 if self._on_running is not None:
                     self._on_running()
                 for tp, records in batches.items():
+                    floor = await self._floor(tp)
                     for record in records:
                         if self._stopping.is_set():
                             return
+                        if floor is not None and record.offset < floor:
+                            await self._skip_to(tp, floor)
+                            break
                         self._undelivered[tp] = record.offset
                         self._report_waiting()
                         await self._deliver_record(record)
@@ -194,6 +205,48 @@ class AlertDeliveryService:
                     next_reassert = loop.time() + self._reassert_seconds
         finally:
             await self._consumer.stop()
+
+    async def _earlier_positions(self) -> dict[TopicPartition, int]:
+        """The offsets ``start_from_group`` committed on the topic (empty without it)."""
+        if self._start_from_group is None:
+            return {}
+        options = {k: v for k, v in self._consumer_options.items() if k != "group_id"}
+        earlier = AIOKafkaConsumer(**{**options, "group_id": self._start_from_group})
+        await earlier.start()
+        try:
+            await earlier.topics()  # metadata, for partitions_for_topic
+            positions = {}
+            for partition in sorted(earlier.partitions_for_topic(self._topic) or ()):
+                tp = TopicPartition(self._topic, partition)
+                offset = await earlier.committed(tp)
+                if offset is not None:
+                    positions[tp] = offset
+            return positions
+        finally:
+            await earlier.stop()
+
+    async def _floor(self, tp: TopicPartition) -> int | None:
+        """Where ``tp`` starts if this group never committed it but the earlier group did
+        (records below were delivered by the earlier version), else None; asked once a run."""
+        if tp not in self._floors:
+            start = self._earlier.get(tp)
+            if start is not None and await self._consumer.committed(tp) is not None:
+                start = None
+            self._floors[tp] = start
+        return self._floors[tp]
+
+    async def _skip_to(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(tp, offset)
+        await self._consumer.commit({tp: offset})
+        self._floors[tp] = None
+        log.info(
+            "alerts to %s: %s[%d] starts at offset %d, where group %s left off",
+            self._sink.name,
+            tp.topic,
+            tp.partition,
+            offset,
+            self._start_from_group,
+        )
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish after the alert in hand (its offset stays uncommitted)."""
@@ -347,3 +400,4 @@ class AlertDeliveryService:
         if self._reassert_failing:
             log.info("re-asserting active alerts to %s works again", sink.name)
             self._reassert_failing = False
+

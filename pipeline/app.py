@@ -225,6 +225,7 @@ def add_services(
             on_running=_running(health, f"alert_delivery_{sink.name}"),
             reassert_seconds=settings.alertmanager_reassert_seconds,
             active_max=settings.alertmanager_active_max,
+            start_from_group=f"{settings.app_id}-alerts",  # all sinks shared it before
         )
         runs[f"alert_delivery_{sink.name}"] = delivery.run
     if not sinks:

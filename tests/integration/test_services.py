@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
 from pipeline.adapters import hashlist_topic
@@ -250,3 +251,50 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
             late.stop()
     assert [body["alert_id"] for body in receiver.bodies()] == ["u1:eokm:e1"]
     assert letters == []
+
+
+def test_a_sink_group_starts_where_the_shared_group_of_earlier_versions_left_off(
+    receiver: WebhookReceiver, broker: EmbeddedBroker
+) -> None:
+    """Upgrading to one consumer group per sink must not deliver every retained alert again."""
+    topic = f"alerts-upgrade-{uuid.uuid4().hex[:8]}"
+    shared = f"screening-{uuid.uuid4().hex[:8]}-alerts"
+    bootstrap = broker.bootstrap_servers
+    ensure_topics(bootstrap, [TopicSpec(topic, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(3):
+        alert = AlertRecord(
+            alert_id=f"u{i}:eokm:e1", upload_id=f"u{i}", list="eokm", list_version="1",
+            entry_id="e1", category="csam", algorithm="phash", distance=2, action="block",
+            decided_at=datetime.now(UTC), worker_id="w1",
+        )  # fmt: skip
+        producer.send(topic, key=b"k", value=alert.model_dump_json().encode()).get(10)
+    producer.close(timeout=5)
+    metrics = PipelineMetrics()
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        raise AssertionError(letter)
+
+    async def main() -> None:
+        # The shared group of the earlier version delivered the first two alerts.
+        earlier = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=shared)
+        earlier.assign([TopicPartition(topic, 0)])
+        await earlier.start()
+        await earlier.commit({TopicPartition(topic, 0): 2})
+        await earlier.stop()
+        service = AlertDeliveryService(
+            bootstrap_servers=bootstrap, topic=topic, group_id=f"{shared}-webhook",
+            sink=WebhookSink(receiver.url, b"secret"), metrics=metrics, dead_letter=dead_letter,
+            session_timeout_seconds=6, fetch_max_wait_ms=50, start_from_group=shared,
+        )  # fmt: skip
+        task = asyncio.create_task(service.run())
+        try:
+            await eventually(receiver.bodies, 30, "an alert at the webhook")
+            await asyncio.sleep(1)
+        finally:
+            await service.stop()
+            await asyncio.wait_for(task, 15)
+            await service.sink.close()
+
+    asyncio.run(main())
+    assert [body["alert_id"] for body in receiver.bodies()] == ["u2:eokm:e1"]
