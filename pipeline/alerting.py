@@ -400,4 +400,3 @@ class AlertDeliveryService:
         if self._reassert_failing:
             log.info("re-asserting active alerts to %s works again", sink.name)
             self._reassert_failing = False
-
