@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
-from pipeline.alerting import AlertReason
+from pipeline.alerting import AlertReason, Outcome, ReassertOutcome
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
 from pipeline.core.orientation import Orientation
@@ -38,11 +38,14 @@ PREFIX = "screening"
 TIMED_STAGES: tuple[str, ...] = ("fetch", "decode", "hash", "match", "emit")
 OUTCOMES: tuple[str, ...] = ("screened", "error", "invalid")
 SINKS: tuple[str, ...] = ("webhook", "alertmanager")
-DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
+DELIVERY_OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
+#: Sinks that forget alerts and get the active ones re-asserted.
+REASSERTING_SINKS: tuple[str, ...] = ("alertmanager",)
 LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
 LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
 #: Background services the worker supervises (restarted with backoff when they fail).
-SERVICES: tuple[str, ...] = ("hashlist_feed", "alert_delivery")
+#: One alert delivery per sink, so one sink's outage never delays another's alerts.
+SERVICES: tuple[str, ...] = ("hashlist_feed", *(f"alert_delivery_{sink}" for sink in SINKS))
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
 #: What was done with an output record the producer did not get accepted.
@@ -265,7 +268,28 @@ class PipelineMetrics:
             registry=r,
         )
         self.alerts_waiting = Gauge(
-            f"{p}_alerts_waiting", "Alerts in Kafka not yet delivered to every sink.", registry=r
+            f"{p}_alerts_waiting",
+            "Alerts in Kafka not yet delivered to the sink (each sink has its own position).",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_active = Gauge(
+            f"{p}_alerts_active",
+            "Match alerts this worker re-asserts to a sink that forgets them until they end.",
+            ["sink"],
+            registry=r,
+        )
+        self.alert_reasserts = Counter(
+            f"{p}_alert_reasserts_total",
+            "Active alerts sent again to a sink that forgets them, by outcome.",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.active_alerts_dropped = Counter(
+            f"{p}_alerts_dropped_from_active_total",
+            "Active alerts no longer re-asserted because more than the cap were active.",
+            ["sink"],
+            registry=r,
         )
         self.output_failures = Counter(
             f"{p}_output_failures_total",
@@ -277,7 +301,8 @@ class PipelineMetrics:
         )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
-            "Restarts of a background service after it failed (hashlist_feed, alert_delivery).",
+            "Restarts of a background service after it failed (hashlist_feed, "
+            "alert_delivery_<sink>).",
             ["service"],
             registry=r,
         )
@@ -302,6 +327,12 @@ class PipelineMetrics:
         for sink in SINKS:
             for outcome in DELIVERY_OUTCOMES:
                 self.alert_deliveries.labels(sink, outcome)
+            self.alerts_waiting.labels(sink)
+        for sink in REASSERTING_SINKS:
+            self.alerts_active.labels(sink)
+            self.active_alerts_dropped.labels(sink)
+            for reassert in ReassertOutcome:
+                self.alert_reasserts.labels(sink, reassert.value)
         for operation in LIST_OPERATIONS:
             for outcome in LIST_UPDATE_OUTCOMES:
                 self.list_updates.labels(operation, outcome)
@@ -360,8 +391,17 @@ class PipelineMetrics:
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
 
-    def set_alerts_waiting(self, count: int) -> None:
-        self.alerts_waiting.set(count)
+    def set_alerts_waiting(self, sink: str, count: int) -> None:
+        self.alerts_waiting.labels(sink).set(count)
+
+    def alerts_reasserted(self, sink: str, outcome: str, count: int) -> None:
+        self.alert_reasserts.labels(sink, outcome).inc(count)
+
+    def set_alerts_active(self, sink: str, count: int) -> None:
+        self.alerts_active.labels(sink).set(count)
+
+    def alerts_dropped_from_active(self, sink: str, count: int) -> None:
+        self.active_alerts_dropped.labels(sink).inc(count)
 
     def list_update(self, operation: str, outcome: str) -> None:
         op = operation if operation in LIST_OPERATIONS else "unknown"
