@@ -6,6 +6,8 @@ int is read exactly as imagehash's hex string reads (first array bit = most sign
 ``HashValue(alg, value).hex == str(imagehash.phash(img))`` and lists made with plain imagehash
 match. For JPEGs the reduced-scale decode shifts pHash by a bit or two at most (measured by
 ``pipeline bench hashing``); other formats are hashed from the full image and agree exactly.
+PDQ (:mod:`pipeline.core.pdq`) is read as ThreatExchange's hex reads; it is not in the default
+set (:data:`DEFAULT_ALGORITHMS`): callers ask for it when a list uses it.
 
 Must not: read files, log, or keep the bytes after returning.
 """
@@ -20,17 +22,21 @@ from types import MappingProxyType
 import imagehash
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
+from pipeline.core.pdq import PdqHashes, pdq_hashes, upright_full_size
 from pipeline.core.types import (
+    BASELINE_PERCEPTUAL,
     EXACT_ALGORITHMS,
     PERCEPTUAL_ALGORITHMS,
     Algorithm,
     HashValue,
 )
 
+#: Every algorithm, in the canonical order hashes are reported in.
 ALL_ALGORITHMS: tuple[Algorithm, ...] = EXACT_ALGORITHMS + PERCEPTUAL_ALGORITHMS
+#: What is computed when a caller names nothing: all but PDQ (see :data:`BASELINE_PERCEPTUAL`).
+DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = EXACT_ALGORITHMS + BASELINE_PERCEPTUAL
 
 _DIGESTS: dict[Algorithm, Callable[[bytes], hashlib._Hash]] = {
     Algorithm.MD5: lambda data: hashlib.md5(data, usedforsecurity=False),
@@ -46,17 +52,29 @@ def bits_to_int(bits: npt.NDArray[np.bool_]) -> int:
     return int.from_bytes(np.packbits(padded).tobytes(), "big")
 
 
-def _phash(image: Image.Image) -> int:
-    return bits_to_int(imagehash.phash(image).hash)
+def _phash(decoded: DecodedImage) -> int:
+    return bits_to_int(imagehash.phash(decoded.image).hash)
 
 
-def _dhash(image: Image.Image) -> int:
-    return bits_to_int(imagehash.dhash(image).hash)
+def _dhash(decoded: DecodedImage) -> int:
+    return bits_to_int(imagehash.dhash(decoded.image).hash)
 
 
-_PERCEPTUAL: dict[Algorithm, Callable[[Image.Image], int]] = {
+def decoded_pdq(decoded: DecodedImage) -> PdqHashes:
+    """PDQ of a guarded decode: every orientation and the quality, computed as if from the
+    full-size picture (the JPEG draft is carried over; see :mod:`pipeline.core.pdq`)."""
+    image = decoded.image
+    return pdq_hashes(image, upright_full_size(image.size, (decoded.width, decoded.height)))
+
+
+def _pdq(decoded: DecodedImage) -> int:
+    return decoded_pdq(decoded).identity
+
+
+_PERCEPTUAL: dict[Algorithm, Callable[[DecodedImage], int]] = {
     Algorithm.PHASH: _phash,
     Algorithm.DHASH: _dhash,
+    Algorithm.PDQ: _pdq,
 }
 
 
@@ -90,14 +108,14 @@ def exact_hashes(
 
 
 def perceptual_hashes(
-    decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
+    decoded: DecodedImage, algorithms: Iterable[Algorithm] = BASELINE_PERCEPTUAL
 ) -> dict[Algorithm, int]:
-    """64-bit perceptual hashes of the decoded image as ints."""
-    return {alg: _PERCEPTUAL[alg](decoded.image) for alg in algorithms if alg.is_perceptual}
+    """Perceptual hashes (pHash, dHash: 64 bits; PDQ: 256) of the decoded image as ints."""
+    return {alg: _PERCEPTUAL[alg](decoded) for alg in algorithms if alg.is_perceptual}
 
 
 def upload_hashes(
-    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
+    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
 ) -> dict[Algorithm, int]:
     """``algorithms`` of one upload, in :data:`ALL_ALGORITHMS` order: exact digests of ``data``
     (the original bytes) and perceptual hashes of ``decoded`` (their guarded decode).
@@ -110,7 +128,7 @@ def upload_hashes(
 
 
 def hash_image(
-    data: bytes, limits: GuardLimits, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
+    data: bytes, limits: GuardLimits, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
 ) -> ImageHashes:
     """Guard, decode once and compute ``algorithms`` (the hashing job without its timings).
 
