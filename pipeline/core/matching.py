@@ -41,7 +41,13 @@ from pipeline.core.hashlist import (
 from pipeline.core.index.base import HammingIndex
 from pipeline.core.index.exact import ExactHashSet
 from pipeline.core.index.mih import MultiIndexHash
-from pipeline.core.index.select import build_hamming_index, choose_index_kind, mih_ever
+from pipeline.core.index.mih256 import MultiIndexHash256
+from pipeline.core.index.select import (
+    build_hamming_index,
+    choose_index_kind,
+    kind_for_width,
+    mih_ever,
+)
 from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Action, Algorithm
 
 
@@ -79,7 +85,9 @@ class Matcher:
         self._next_id = 0
         self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
         self._hamming: dict[Algorithm, HammingIndex] = {
-            alg: build_hamming_index(index_kind, expected_size, DEFAULT_THRESHOLDS[alg])
+            alg: build_hamming_index(
+                index_kind, expected_size, DEFAULT_THRESHOLDS[alg], bits=alg.bits
+            )
             for alg in PERCEPTUAL_ALGORITHMS
         }
         self._counts: Counter[tuple[str, Algorithm]] = Counter()
@@ -137,9 +145,8 @@ class Matcher:
                 # Planned for the size it is about to reach, so a bulk load goes straight
                 # into the index that will serve it.
                 self._plan(algorithm, extra=len(ids))
-                self._hamming[algorithm].add(
-                    np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64)
-                )
+                # Values go as ints: each index lays them out for its width (PDQ: 256 bits).
+                self._hamming[algorithm].add(np.array(ids, dtype=np.int64), values)
             else:
                 self._exact[algorithm].add_many(ids, values)
         for algorithm in PERCEPTUAL_ALGORITHMS:
@@ -179,18 +186,19 @@ class Matcher:
             return  # nothing searches this index now: keep it until something does
         index = self._hamming[algorithm]
         size = len(index) + extra
-        kind = self._index_kind
+        bits = algorithm.bits
+        kind = kind_for_width(self._index_kind, bits)
         if kind == "auto":
-            kind = choose_index_kind(size, radius)
-            if kind == "scan" and index.name == "mih" and mih_ever(radius):
+            kind = choose_index_kind(size, radius, bits)
+            if kind == "scan" and index.name == "mih" and mih_ever(radius, bits):
                 kind = "mih"  # shrank below the threshold: stay (no flapping)
         if kind != index.name:
             ids, values = index.entries()
-            replacement = build_hamming_index(kind, size, radius)
+            replacement = build_hamming_index(kind, size, radius, bits)
             if ids.size:
                 replacement.add(ids, values)
             self._hamming[algorithm] = replacement
-        elif isinstance(index, MultiIndexHash):
+        elif isinstance(index, MultiIndexHash | MultiIndexHash256):
             index.replan(radius)
 
     def apply(self, operations: Iterable[Operation]) -> None:
