@@ -233,6 +233,13 @@ class ImageFacts(Record):
         " perceptual match to mean anything: the whole picture was not searched by perceptual"
         " hash (exact digests and detailed regions still were).",
     )
+    pdq_quality: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="PDQ's quality score of the whole picture, when a PDQ list is loaded;"
+        " below 50 the picture is not matched by PDQ.",
+    )
 
 
 class ErrorInfo(Record):

@@ -180,7 +180,8 @@ def register_actions(actions: Any) -> None:
         description="Publishes the entries of entry files and manifests. A list's config is "
         "published only when given: by a manifest, or by --list with --kind/--action/--version/"
         "--threshold, each put over the config the topic holds for the list (a new list starts "
-        "from deny, review, version 1, phash=8 dhash=10). Entries alone never change a config.",
+        "from deny, review, version 1, phash=8 dhash=10 pdq=31). Entries alone never change a "
+        "config.",
     )
     publish.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     publish.add_argument(

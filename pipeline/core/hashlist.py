@@ -3,9 +3,12 @@
 Owns the normalisation rules. An entry is (list, entry id, algorithm + hash, category, source,
 note); a list has a kind (deny or allow), an action (block or review), a Hamming threshold per
 perceptual algorithm, a version and an enabled flag. A perceptual algorithm a list's
-thresholds leave out gets the default (pHash 8, dHash 10), exactly as when a list names no
+thresholds leave out gets the default (pHash 8, dHash 10, PDQ 31), exactly as when a list names no
 thresholds at all: entries of that algorithm on the list match at the default rather than
-never. Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
+never. PDQ entries are 64 hex digits (256 bits), default threshold 31 (the convention of HMA
+and ThreatExchange), at most :data:`PDQ_MAX_THRESHOLD`; PDQ hashes of quality below
+:data:`PDQ_MIN_QUALITY` are never matched.
+Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
 integers): a typo is a reported error, never a silently different policy. Parsers take text
 and return every good entry plus every bad line with its line number and reason: one bad line
 never stops a load. A file a manifest loads into a list belongs to that list: a row naming
@@ -39,10 +42,32 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: switch it off (a list whose config was never published must still match its digests).
 EXACT_THRESHOLD = 0
 
-#: Thresholds a list gets when its file says nothing (bits of Hamming distance, 64-bit hashes).
+#: Thresholds a list gets when its file says nothing (bits of Hamming distance; pHash and dHash
+#: have 64 bits, PDQ 256: 31 is the threshold HMA, ThreatExchange and StopNCII use for PDQ).
 DEFAULT_THRESHOLDS: Mapping[Algorithm, int] = MappingProxyType(
-    {Algorithm.PHASH: 8, Algorithm.DHASH: 10}
+    {Algorithm.PHASH: 8, Algorithm.DHASH: 10, Algorithm.PDQ: 31}
 )
+
+#: The largest PDQ threshold a list may set. Unrelated pictures' PDQ hashes sit ~128 bits apart
+#: (each bit is above or below a median: close to a coin flip for unrelated content, so ~8 bits
+#: of spread), and ThreatExchange recommends 31. 63, a quarter of the bits, leaves a list room
+#: to trade false matches for recall while refusing a typo such as 128 (half of all bits, where
+#: about half of all unrelated uploads would match). Search stays exact at any allowed radius,
+#: only slower (the index falls back to a scan where multi-index hashing stops paying).
+PDQ_MAX_THRESHOLD = 63
+
+#: PDQ's own quality score (0-100, from the picture's gradients) below which an upload's PDQ
+#: hash is never matched: flat or nearly flat pictures get hashes made of noise that match
+#: arbitrary entries. 50 is the floor HMA and ThreatExchange apply.
+PDQ_MIN_QUALITY = 50
+
+
+def max_threshold(algorithm: Algorithm) -> int:
+    """The largest threshold a list may set for ``algorithm`` (:data:`EXACT_THRESHOLD` for a
+    digest, all 64 bits for pHash and dHash, :data:`PDQ_MAX_THRESHOLD` for PDQ)."""
+    if not algorithm.is_perceptual:
+        return EXACT_THRESHOLD
+    return PDQ_MAX_THRESHOLD if algorithm is Algorithm.PDQ else algorithm.bits
 
 
 class Category(enum.StrEnum):
@@ -144,7 +169,7 @@ class ListConfig:
         except ValueError as exc:
             raise InputRejected(f"list {name!r}: {exc}", reason="bad_list") from None
         for alg, bits in config.thresholds.items():
-            limit = alg.bits if alg.is_perceptual else EXACT_THRESHOLD
+            limit = max_threshold(alg)
             if not 0 <= bits <= limit:
                 raise InputRejected(
                     f"list {name!r}: {alg} threshold must be in [0, {limit}], got {bits}",

@@ -23,7 +23,8 @@ so an upright whole-picture match is always reported as such. Variants are exact
 the same index at the same radius, never an approximation. A view too plain to mean anything
 (``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all. A dHash
 match farther than :data:`DHASH_ALONE` bits counts only when corroborated by a pHash entry of
-its list near the upload (:data:`CORROBORATION`).
+its list near the upload (:data:`CORROBORATION`). A view's PDQ below
+:data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
 
 Entries whose list has no config yet (list configs and entries can arrive in any order from
 different partitions) use :class:`ListConfig` defaults until the config arrives. Exact digests
@@ -44,6 +45,7 @@ import numpy as np
 from pipeline.core.hashing import View
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
+    PDQ_MIN_QUALITY,
     Category,
     HashListEntry,
     ListConfig,
@@ -52,7 +54,13 @@ from pipeline.core.hashlist import (
 from pipeline.core.index.base import HammingIndex
 from pipeline.core.index.exact import ExactHashSet
 from pipeline.core.index.mih import MultiIndexHash
-from pipeline.core.index.select import build_hamming_index, choose_index_kind, mih_ever
+from pipeline.core.index.mih256 import MultiIndexHash256
+from pipeline.core.index.select import (
+    build_hamming_index,
+    choose_index_kind,
+    kind_for_width,
+    mih_ever,
+)
 from pipeline.core.orientation import ORIENTATIONS, Orientation
 from pipeline.core.regions import Region
 from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Action, Algorithm
@@ -118,7 +126,9 @@ class Matcher:
         self._next_id = 0
         self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
         self._hamming: dict[Algorithm, HammingIndex] = {
-            alg: build_hamming_index(index_kind, expected_size, DEFAULT_THRESHOLDS[alg])
+            alg: build_hamming_index(
+                index_kind, expected_size, DEFAULT_THRESHOLDS[alg], bits=alg.bits
+            )
             for alg in PERCEPTUAL_ALGORITHMS
         }
         self._counts: Counter[tuple[str, Algorithm]] = Counter()
@@ -176,9 +186,8 @@ class Matcher:
                 # Planned for the size it is about to reach, so a bulk load goes straight
                 # into the index that will serve it.
                 self._plan(algorithm, extra=len(ids))
-                self._hamming[algorithm].add(
-                    np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64)
-                )
+                # Values go as ints: each index lays them out for its width (PDQ: 256 bits).
+                self._hamming[algorithm].add(np.array(ids, dtype=np.int64), values)
             else:
                 self._exact[algorithm].add_many(ids, values)
         for algorithm in PERCEPTUAL_ALGORITHMS:
@@ -218,18 +227,19 @@ class Matcher:
             return  # nothing searches this index now: keep it until something does
         index = self._hamming[algorithm]
         size = len(index) + extra
-        kind = self._index_kind
+        bits = algorithm.bits
+        kind = kind_for_width(self._index_kind, bits)
         if kind == "auto":
-            kind = choose_index_kind(size, radius)
-            if kind == "scan" and index.name == "mih" and mih_ever(radius):
+            kind = choose_index_kind(size, radius, bits)
+            if kind == "scan" and index.name == "mih" and mih_ever(radius, bits):
                 kind = "mih"  # shrank below the threshold: stay (no flapping)
         if kind != index.name:
             ids, values = index.entries()
-            replacement = build_hamming_index(kind, size, radius)
+            replacement = build_hamming_index(kind, size, radius, bits)
             if ids.size:
                 replacement.add(ids, values)
             self._hamming[algorithm] = replacement
-        elif isinstance(index, MultiIndexHash):
+        elif isinstance(index, MultiIndexHash | MultiIndexHash256):
             index.replan(radius)
 
     def apply(self, operations: Iterable[Operation]) -> None:
@@ -296,9 +306,7 @@ class Matcher:
         found = [match for _, match in best.values()]
         if any(_needs_corroboration(m) for m in found):
             corroborated = self._corroborated_lists(queries_by_algorithm)
-            found = [
-                m for m in found if not _needs_corroboration(m) or m.list_name in corroborated
-            ]
+            found = [m for m in found if not _needs_corroboration(m) or m.list_name in corroborated]
         found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
         return found
 
@@ -329,6 +337,8 @@ class Matcher:
             if view.low_information:
                 continue  # near-uniform, gradient, vignette, stripes: near everything and nothing
             for algorithm, oriented in view.hashes.items():
+                if algorithm is Algorithm.PDQ and (view.pdq_quality or 0) < PDQ_MIN_QUALITY:
+                    continue  # PDQ's own rule: too little for its hash to be trusted
                 queries.setdefault(algorithm, []).extend(
                     (value, orientation, position, view.region)
                     for value, orientation in oriented.distinct().items()
