@@ -55,7 +55,7 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     start = time.perf_counter()
     decoded = decode(data, limits)
     decoded_at = time.perf_counter()
-    hashes, views = upload_hashes(data, decoded, algorithms, limits)
+    hashes, views = upload_hashes(data, decoded, algorithms)
     done = time.perf_counter()
     return HashJobResult(
         hashes=hashes,

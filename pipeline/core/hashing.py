@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import imagehash
@@ -150,29 +150,15 @@ def perceptual_hashes(
     return {alg: _PERCEPTUAL[alg](decoded) for alg in algorithms if alg.is_perceptual}
 
 
-#: A region narrower than this (pixels, its shorter side) in the reduced decode is hashed from a
-#: finer decode of the upload when the format has one (a JPEG's larger DCT scale): the photo in
-#: a phone chat screenshot is ~100 px wide at the scale that keeps the whole screen >= 128 px,
-#: too blurred for its pHash to land near the listed original.
-FINE_REGION_SIDE = 128
-
-#: A finer decode of the same upload: called with the draft size (pixels a side) to decode at.
-FinerDecode = Callable[[int], DecodedImage]
-
-
 def upload_views(
-    decoded: DecodedImage,
-    algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS,
-    finer: FinerDecode | None = None,
+    decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
 ) -> tuple[View, ...]:
     """The views of one decoded upload: the whole picture, then each content region
     (:func:`pipeline.core.regions.content_regions`: without uniform borders, or the picture
-    inside a screenshot or meme), each in every orientation.
+    inside a screenshot or meme), each in every orientation, all from the one reduced decode.
 
-    Everything comes from the one reduced decode, except a region smaller than
-    :data:`FINE_REGION_SIDE` there: when ``finer`` is given, it is cut from one finer decode
-    (made at most once per upload) instead. Regions are reported in the upright upload's
-    pixels. Empty when ``algorithms`` holds no perceptual algorithm.
+    Regions are reported in the upright upload's pixels. Empty when ``algorithms`` holds no
+    perceptual algorithm (nothing to search by distance).
     """
     wanted = [alg for alg in algorithms if alg.is_perceptual]
     if not wanted:
@@ -180,36 +166,18 @@ def upload_views(
     image = decoded.image
     width, height = upright_size(decoded)
     views = [_view(Region.whole(width, height), image, wanted)]
-    fine: Image.Image | None = None
+    scale_x, scale_y = width / image.width, height / image.height
     for found in content_regions(image):
-        region = _scaled(found, width / image.width, height / image.height)
-        source = image
-        if finer is not None and min(found.width, found.height) < FINE_REGION_SIDE:
-            if fine is None:
-                # Large enough that the region's shorter side reaches FINE_REGION_SIDE.
-                side = min(image.size) * FINE_REGION_SIDE // min(found.width, found.height) + 1
-                fine = finer(side).image
-            source = fine
-        scale_x, scale_y = source.width / width, source.height / height
-        box = (
-            round(region.x * scale_x),
-            round(region.y * scale_y),
-            round((region.x + region.width) * scale_x),
-            round((region.y + region.height) * scale_y),
+        box = (found.x, found.y, found.x + found.width, found.y + found.height)
+        region = Region(
+            x=round(found.x * scale_x),
+            y=round(found.y * scale_y),
+            width=max(1, round(found.width * scale_x)),
+            height=max(1, round(found.height * scale_y)),
+            kind=found.kind,
         )
-        views.append(_view(region, source.crop(box), wanted))
+        views.append(_view(region, image.crop(box), wanted))
     return tuple(views)
-
-
-def _scaled(found: Region, scale_x: float, scale_y: float) -> Region:
-    """A region of the reduced decode in the upright upload's pixels."""
-    return Region(
-        x=round(found.x * scale_x),
-        y=round(found.y * scale_y),
-        width=max(1, round(found.width * scale_x)),
-        height=max(1, round(found.height * scale_y)),
-        kind=found.kind,
-    )
 
 
 def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
@@ -247,10 +215,7 @@ def upright_size(decoded: DecodedImage) -> tuple[int, int]:
 
 
 def upload_hashes(
-    data: bytes,
-    decoded: DecodedImage,
-    algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS,
-    limits: GuardLimits | None = None,
+    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
 ) -> tuple[dict[Algorithm, int], tuple[View, ...]]:
     """``algorithms`` of one upload: exact digests of ``data`` (the original bytes) and the
     perceptual hashes of ``decoded`` (their guarded decode), in :data:`ALL_ALGORITHMS` order,
@@ -259,16 +224,9 @@ def upload_hashes(
     The one place an upload's hashes are computed: the worker's and the CLI's hashing job
     (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it. The upload's
     perceptual hashes are the whole-picture view's identity values, so they are computed once.
-    ``limits``: the guard's, when a small region may be cut from a finer decode (see
-    :func:`upload_views`); without them every view comes from ``decoded``.
     """
     wanted = tuple(algorithms)
-    finer = None
-    if limits is not None and min(decoded.image.size) < min(decoded.width, decoded.height):
-        # A reduced decode: a small region may be re-decoded finer, under the same guard.
-        guarded = limits
-        finer = lambda side: decode(data, replace(guarded, draft_size=side))  # noqa: E731
-    views = upload_views(decoded, wanted, finer)
+    views = upload_views(decoded, wanted)
     upright = {alg: oriented.identity for alg, oriented in views[0].hashes.items()} if views else {}
     hashes = {**exact_hashes(data, wanted), **upright}
     return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}, views
@@ -283,7 +241,7 @@ def hash_image(
     digests are only computed for images the guard accepts, so a refusal costs no hashing.
     """
     decoded = decode(data, limits)
-    hashes, views = upload_hashes(data, decoded, algorithms, limits)
+    hashes, views = upload_hashes(data, decoded, algorithms)
     return ImageHashes(
         hashes=MappingProxyType(hashes),
         format=decoded.format,
