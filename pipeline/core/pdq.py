@@ -159,12 +159,20 @@ def _axis_operator(full: int, reduced: int) -> npt.NDArray[np.float32]:
     count = (hi - lo + 1).astype(np.float64)
     # Decimation picks these positions of the twice-blurred line.
     picked = (((np.arange(PDQ_SIDE) + 0.5) * full) / PDQ_SIDE).astype(np.int64)
-    weights = np.zeros((PDQ_SIDE, full + 1), dtype=np.float64)
-    for out, at in enumerate(picked.tolist()):
-        firsts = np.arange(lo[at], hi[at] + 1)
-        share = 1.0 / (count[at] * count[firsts])
-        np.add.at(weights[out], lo[firsts], share)
-        np.add.at(weights[out], hi[firsts] + 1, -share)
+    # Output o averages the first-pass outputs lo[at]..hi[at] (at = picked[o]), each of which
+    # averages inputs [lo, hi]: a difference array per row, every (o, first) pair at once (a
+    # region's size is new for most uploads, so this runs per view, not once).
+    spans = hi[picked] - lo[picked] + 1
+    rows = np.repeat(np.arange(PDQ_SIDE), spans)
+    firsts = np.repeat(lo[picked], spans) + (
+        np.arange(int(spans.sum())) - np.repeat(np.cumsum(spans) - spans, spans)
+    )
+    share = 1.0 / (np.repeat(count[picked], spans) * count[firsts])
+    width = full + 1
+    slots = np.concatenate([rows * width + lo[firsts], rows * width + hi[firsts] + 1])
+    weights = np.bincount(
+        slots, weights=np.concatenate([share, -share]), minlength=PDQ_SIDE * width
+    ).reshape(PDQ_SIDE, width)
     # Two nested averages: PDQ's two box passes per axis (PDQ_NUM_JAROSZ_XY_PASSES).
     per_full = np.cumsum(weights, axis=1)[:, :full]
     return np.ascontiguousarray(
