@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
-from pipeline.adapters.hashlist_topic import parse_hashlist_record
+from pipeline.adapters.hashlist_topic import parse_hashlist_record, record_kind
 from pipeline.core.detail import low_information_hashes
 from pipeline.core.hashlist import HashListEntry
 from pipeline.core.matching import Matcher
@@ -211,8 +211,7 @@ class HashListFeed:
         try:
             return parse_hashlist_record(record.key, record.value)
         except (InputRejected, ValueError) as exc:
-            reason = getattr(exc, "reason", "invalid_record")
-            self._metrics.list_update("unknown", f"rejected_{reason}")
+            self._metrics.list_update(record_kind(record.key), "rejected")
             log.warning(
                 "skipping bad hash-list record at %s[%d]@%d: %s",
                 record.topic,

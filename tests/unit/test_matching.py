@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig, ListKind
+from pipeline.core.hashlist import MAX_THRESHOLD_64, Category, HashListEntry, ListConfig, ListKind
 from pipeline.core.index.mih import MultiIndexHash, choose_chunks
-from pipeline.core.index.select import build_hamming_index
+from pipeline.core.index.select import build_hamming_index, choose_index_kind
 from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
 from pipeline.core.types import Action, Algorithm, HashValue, hamming_distance
 
@@ -99,8 +99,8 @@ def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataO
             # A policy change moves the search radius: the index is re-planned under it.
             name = data.draw(st.sampled_from(["eokm", "iwf", "off"]))
             thresholds = {
-                "phash": data.draw(st.integers(0, 64)),
-                "dhash": data.draw(st.integers(0, 64)),
+                "phash": data.draw(st.integers(0, MAX_THRESHOLD_64)),
+                "dhash": data.draw(st.integers(0, MAX_THRESHOLD_64)),
             }
             lists[name] = ListConfig.create(
                 name, action="block", thresholds=thresholds, enabled=data.draw(st.booleans())
@@ -211,13 +211,16 @@ def test_index_is_planned_for_the_largest_enabled_threshold() -> None:
     matcher.set_list(ListConfig.create("wide", thresholds={"phash": 12}, enabled=False))
     assert (index.radius, index.chunks) == (8, choose_chunks(1 << 16, 8))
 
-    # Past radius 16 the rule says scan; back at 8 it is MIH again, with the same results.
+    # At the cap a list this size would start as a scan, but MIH serves that radius too, so the
+    # index stays MIH (no flapping) re-planned for it; back at 8, the same results.
     near = entries[42].hash.value ^ 0b111
-    matcher.set_list(ListConfig.create("big", thresholds={"phash": 20}))
-    assert matcher.hamming_index(Algorithm.PHASH).name == "scan"
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": MAX_THRESHOLD_64}))
+    assert choose_index_kind(len(entries), MAX_THRESHOLD_64) == "scan"
+    assert matcher.hamming_index(Algorithm.PHASH) is index
+    assert index.radius == MAX_THRESHOLD_64
     wide_hits = matcher.match({Algorithm.PHASH: near})
     matcher.set_list(ListConfig.create("big", thresholds={"phash": 8}))
-    assert matcher.hamming_index(Algorithm.PHASH).name == "mih"
+    assert matcher.hamming_index(Algorithm.PHASH) is index
     narrow_hits = matcher.match({Algorithm.PHASH: near})
     assert [(m.entry_id, m.distance) for m in narrow_hits] == [("42", 3)]
     assert [(m.entry_id, m.distance) for m in wide_hits if m.distance <= 8] == [("42", 3)]
