@@ -57,6 +57,9 @@ class WorkerHealth:
     services: dict[str, ServiceState] = field(default_factory=dict)
     #: The broker's reachability; None: not tracked (tests of other parts).
     broker: BrokerConnectivity | None = None
+    #: Entries held per list (the list has no config on the topic, so they match nothing).
+    #: Shown, not a reason to be unready: the other lists screen as configured.
+    held_entries: dict[str, int] = field(default_factory=dict)
 
     def register_service(self, name: str) -> None:
         """Make a service known (reported from the start, before anything happened to it)."""
@@ -122,5 +125,6 @@ class WorkerHealth:
                 for name, state in sorted(self.services.items())
             },
             **({} if self.broker is None else {"broker": self.broker.report()}),
+            "held_entries": dict(sorted(self.held_entries.items())),
             **self.details,
         }

@@ -234,6 +234,13 @@ class PipelineMetrics:
             ["list", "algorithm"],
             registry=r,
         )
+        self.held_entries = Gauge(
+            f"{p}_hashlist_held_entries",
+            "Entries of the list held, not matched: the hashlists topic has no config for the "
+            "list (yet, or no longer). They match once its config arrives.",
+            ["list"],
+            registry=r,
+        )
         self.last_list_update = Gauge(
             f"{p}_hashlist_last_update_timestamp_seconds",
             "Kafka timestamp of the newest hash-list record applied (list freshness).",
@@ -358,6 +365,7 @@ class PipelineMetrics:
             self.index_entries.labels(name, algorithm.value)
             if algorithm.is_perceptual:
                 self.low_information_entries.labels(name, algorithm.value)
+        self.held_entries.labels(name)
         self.quarantined_entries.labels(name)
         self.quarantine_demotions.labels(name)
         self._quarantine_lists.add(name)
@@ -464,6 +472,11 @@ class PipelineMetrics:
                     self.low_information_entries.labels(name, algorithm.value).set(
                         counts.get((name, algorithm), 0)
                     )
+
+    def set_held_entries(self, counts: Mapping[str, int], lists: Iterable[str]) -> None:
+        """Publish held entries per list; zero, not removed, once a list's config arrives."""
+        for name in lists:
+            self.held_entries.labels(name).set(counts.get(name, 0))
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

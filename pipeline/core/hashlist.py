@@ -41,8 +41,10 @@ CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "no
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 #: The only distance at which an exact digest (MD5, SHA-1, SHA-256) matches, on every list.
-#: A digest names byte-identical content; a list's config, or the lack of one, cannot loosen or
-#: switch it off (a list whose config was never published must still match its digests).
+#: A digest names byte-identical content; a list's config cannot loosen or switch it off (one
+#: whose thresholds name no digest, like a bare file's default, still matches its digests).
+#: A list with no config at all matches nothing, digests included: the matcher holds its
+#: entries until a config says what kind of list it is and what a match asks for.
 EXACT_THRESHOLD = 0
 
 #: Thresholds a list gets when its file says nothing (bits of Hamming distance; pHash and dHash

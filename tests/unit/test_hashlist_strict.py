@@ -1,9 +1,12 @@
 """A list's policy is validated as strictly on the ``hashlists`` topic as in a manifest, with
-thresholds capped, and every refused record is counted against what it was about."""
+thresholds capped; every refused record is counted against what it was about; and entries of
+a list with no config are held, visibly, until it arrives."""
 
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
@@ -15,15 +18,22 @@ from pipeline.adapters.hashlist_topic import (
     quarantine_key,
     record_kind,
 )
+from pipeline.adapters.listfiles import load_paths
 from pipeline.core.hashlist import (
     MAX_THRESHOLD_64,
     PDQ_MAX_THRESHOLD,
+    Category,
+    HashListEntry,
     ListConfig,
     max_threshold,
     parse_manifest,
 )
-from pipeline.core.types import Algorithm
+from pipeline.core.matching import Matcher
+from pipeline.core.matching import Operation as MatcherOperation
+from pipeline.core.types import Action, Algorithm, HashValue
 from pipeline.errors import InputRejected
+from pipeline.hashlist_feed import MatcherTarget
+from pipeline.health import WorkerHealth
 from pipeline.metrics import LIST_OPERATIONS, LIST_UPDATE_OUTCOMES, PipelineMetrics
 
 
@@ -178,3 +188,72 @@ def test_rejections_are_counted_per_operation_with_bounded_labels() -> None:
     assert count("entry", "rejected") == 1
     assert count("unknown", "rejected") == 2
     assert count("quarantine", "held") == 0  # every combination exists from the start
+
+
+# -- entries of a list without a config are held ------------------------------------------------
+
+
+def held_gauge(metrics: PipelineMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value("screening_hashlist_held_entries", {"list": name})
+
+
+def test_the_worker_holds_entries_of_a_list_without_a_config_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics, health = PipelineMetrics(), WorkerHealth()
+    matcher = Matcher()
+    target = MatcherTarget(matcher, metrics, health=health)
+    first = HashListEntry("late", "1", HashValue(Algorithm.PHASH, 0), Category.CSAM)
+    digest = HashListEntry("late", "2", HashValue(Algorithm.MD5, 7), Category.CSAM)
+    operations: list[MatcherOperation] = [
+        ("entry", first.key, first),
+        ("entry", digest.key, digest),
+    ]
+    with caplog.at_level(logging.INFO, logger="pipeline.hashlist_feed"):
+        target.apply(list(operations))
+    assert [target.outcome(op) for op in operations] == ["held", "held"]
+    assert matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7}) == []
+    assert held_gauge(metrics, "late") == 2
+    assert health.report()["held_entries"] == {"late": 2}
+    (warning,) = [r for r in caplog.records if "held" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "'late': 2 entries held, not matched" in warning.getMessage()
+
+    caplog.clear()
+    config = ListConfig.create("late", action="block")
+    with caplog.at_level(logging.INFO, logger="pipeline.hashlist_feed"):
+        target.apply([("list", "late", config)])
+    assert target.outcome(("list", "late", config)) == "applied"
+    assert [target.outcome(op) for op in operations] == ["applied", "applied"]
+    assert {m.entry_id for m in matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7})} == {"1", "2"}
+    assert held_gauge(metrics, "late") == 0
+    assert health.report()["held_entries"] == {}
+    assert any("config arrived" in r.getMessage() for r in caplog.records)
+
+    # Retracting the config holds them again; retracting the entries empties the count.
+    target.apply([("list", "late", None)])
+    assert held_gauge(metrics, "late") == 2
+    target.apply([("entry", first.key, None), ("entry", digest.key, None)])
+    assert held_gauge(metrics, "late") == 0
+
+
+def test_offline_bare_files_keep_an_explicit_default_config(tmp_path: Path) -> None:
+    # `pipeline match --lists bare.csv`: no config anywhere, so the loader gives one, stated.
+    bare = tmp_path / "bare.csv"
+    bare.write_text(
+        "list,entry_id,algorithm,hash,category,source,note\n"
+        f"bare,1,phash,{0:016x},csam,,\n"
+        f"bare,2,md5,{7:032x},csam,,\n"
+    )
+    loaded = load_paths([bare])
+    assert loaded.configs == {"bare": ListConfig(name="bare")}
+    matcher = Matcher()
+    for config in loaded.configs.values():
+        matcher.set_list(config)
+    matcher.upsert(loaded.entries)
+    assert matcher.held_counts() == {}
+    hits = matcher.match({Algorithm.PHASH: 0b11, Algorithm.MD5: 7})
+    assert [(m.entry_id, m.list_action) for m in hits] == [
+        ("2", Action.REVIEW),
+        ("1", Action.REVIEW),
+    ]
