@@ -20,7 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 from pydantic_core import to_json
 
 from pipeline.core.hashlist import (
@@ -28,6 +36,7 @@ from pipeline.core.hashlist import (
     PDQ_MAX_THRESHOLD,
     Category,
     ListKind,
+    max_threshold,
 )
 from pipeline.core.orientation import Orientation
 from pipeline.core.regions import RegionKind
@@ -368,7 +377,6 @@ Threshold = Annotated[
     StrictInt,
     Field(
         ge=0,
-        le=PDQ_MAX_THRESHOLD,
         description=f"Bits of Hamming distance: at most {MAX_THRESHOLD_64} for phash and "
         f"dhash, {PDQ_MAX_THRESHOLD} for pdq, 0 for md5, sha1 and sha256 (digests always match "
         "at 0).",
@@ -389,6 +397,16 @@ class HashListConfigRecord(Record):
     thresholds: dict[Algorithm, Threshold] = Field(default_factory=dict)
     enabled: StrictBool = True
     version: str = Field("1", max_length=64)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _capped(cls, thresholds: dict[Algorithm, int]) -> dict[Algorithm, int]:
+        """Each threshold within its algorithm's cap (the schema can only describe these)."""
+        for algorithm, bits in thresholds.items():
+            cap = max_threshold(algorithm)
+            if bits > cap:
+                raise ValueError(f"{algorithm} threshold must be in [0, {cap}], got {bits}")
+        return thresholds
 
 
 class QuarantineLiftRecord(Record):

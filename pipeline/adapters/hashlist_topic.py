@@ -199,10 +199,12 @@ def _problem(exc: ValidationError) -> str:
     short: a value is a policy field or a hash, never content)."""
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"] if part != "[key]") or "record"
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    if first["type"] == "value_error":  # our own validator's message names the value already
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
     got = first.get("input")
     shown = repr(got)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     return f"{where}: {first['msg']}, got {type(got).__name__} {shown}{more}"
 
 
