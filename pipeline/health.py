@@ -51,15 +51,15 @@ class WorkerHealth:
     screening_started: bool = False
     pool_broken_reason: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+    #: Entries held per list (the list has no config on the topic, so they match nothing).
+    #: Shown, not a reason to be unready: the other lists screen as configured.
+    held_entries: dict[str, int] = field(default_factory=dict)
     #: A service failing continuously for longer than this makes the worker not live.
     unhealthy_after_seconds: float = 300.0
     clock: Callable[[], float] = time.monotonic
     services: dict[str, ServiceState] = field(default_factory=dict)
     #: The broker's reachability; None: not tracked (tests of other parts).
     broker: BrokerConnectivity | None = None
-    #: Entries held per list (the list has no config on the topic, so they match nothing).
-    #: Shown, not a reason to be unready: the other lists screen as configured.
-    held_entries: dict[str, int] = field(default_factory=dict)
 
     def register_service(self, name: str) -> None:
         """Make a service known (reported from the start, before anything happened to it)."""
@@ -125,6 +125,6 @@ class WorkerHealth:
                 for name, state in sorted(self.services.items())
             },
             **({} if self.broker is None else {"broker": self.broker.report()}),
-            "held_entries": dict(sorted(self.held_entries.items())),
             **self.details,
+            "held_entries": dict(sorted(self.held_entries.items())),
         }
