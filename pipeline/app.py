@@ -202,7 +202,7 @@ def add_services(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         topic=settings.topic_hashlists,
-        target=MatcherTarget(matcher, metrics, quarantine),
+        target=MatcherTarget(matcher, metrics, quarantine, health),
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),

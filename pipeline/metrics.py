@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
+from pipeline.adapters.hashlist_topic import RECORD_KINDS
 from pipeline.alerting import AlertReason, Outcome, ReassertOutcome
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
@@ -41,8 +42,10 @@ SINKS: tuple[str, ...] = ("webhook", "alertmanager")
 DELIVERY_OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
 #: Sinks that forget alerts and get the active ones re-asserted.
 REASSERTING_SINKS: tuple[str, ...] = ("alertmanager",)
-LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
-LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
+#: What a hash-list record was about, by its key (``unknown``: a key of no known shape).
+LIST_OPERATIONS: tuple[str, ...] = RECORD_KINDS
+#: applied; held (an entry stored but not matched: its list has no config yet); rejected.
+LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "held", "rejected")
 #: Background services the worker supervises (restarted with backoff when they fail).
 #: One alert delivery per sink, so one sink's outage never delays another's alerts.
 SERVICES: tuple[str, ...] = ("hashlist_feed", *(f"alert_delivery_{sink}" for sink in SINKS))
@@ -218,7 +221,9 @@ class PipelineMetrics:
         )
         self.list_updates = Counter(
             f"{p}_hashlist_updates_total",
-            "Hash-list records applied or rejected.",
+            "Hash-list records by what they were about (entry, list, quarantine, unknown) and "
+            "outcome: applied, held (an entry of a list without a config: stored, not matched) "
+            "or rejected (invalid; logged with its offset and skipped).",
             ["operation", "outcome"],
             registry=r,
         )
@@ -227,6 +232,13 @@ class PipelineMetrics:
             "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
             "picture (blank, gradient, vignette, stripes): flagged for the list's owner.",
             ["list", "algorithm"],
+            registry=r,
+        )
+        self.held_entries = Gauge(
+            f"{p}_hashlist_held_entries",
+            "Entries of the list held, not matched: the hashlists topic has no config for the "
+            "list (yet, or no longer). They match once its config arrives.",
+            ["list"],
             registry=r,
         )
         self.last_list_update = Gauge(
@@ -353,6 +365,7 @@ class PipelineMetrics:
             self.index_entries.labels(name, algorithm.value)
             if algorithm.is_perceptual:
                 self.low_information_entries.labels(name, algorithm.value)
+        self.held_entries.labels(name)
         self.quarantined_entries.labels(name)
         self.quarantine_demotions.labels(name)
         self._quarantine_lists.add(name)
@@ -404,8 +417,11 @@ class PipelineMetrics:
         self.active_alerts_dropped.labels(sink).inc(count)
 
     def list_update(self, operation: str, outcome: str) -> None:
+        """Count a hash-list record; an operation or outcome outside the vocabularies counts
+        as ``unknown`` or ``rejected``."""
         op = operation if operation in LIST_OPERATIONS else "unknown"
-        self.list_updates.labels(op, "applied" if outcome == "applied" else "rejected").inc()
+        known = outcome if outcome in LIST_UPDATE_OUTCOMES else "rejected"
+        self.list_updates.labels(op, known).inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""
@@ -456,6 +472,11 @@ class PipelineMetrics:
                     self.low_information_entries.labels(name, algorithm.value).set(
                         counts.get((name, algorithm), 0)
                     )
+
+    def set_held_entries(self, counts: Mapping[str, int], lists: Iterable[str]) -> None:
+        """Publish held entries per list; zero, not removed, once a list's config arrives."""
+        for name in lists:
+            self.held_entries.labels(name).set(counts.get(name, 0))
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

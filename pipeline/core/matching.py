@@ -26,9 +26,13 @@ match farther than :data:`DHASH_ALONE` bits counts only when corroborated by a p
 its list near the upload (:data:`CORROBORATION`). A view's PDQ below
 :data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
 
-Entries whose list has no config yet (list configs and entries can arrive in any order from
-different partitions) use :class:`ListConfig` defaults until the config arrives. Exact digests
-match at distance 0 on every list, configured or not (:meth:`ListConfig.threshold`).
+An entry whose list has no config is *held*: stored and indexed, but never matched, until
+its list's config arrives (list configs and entries can arrive in any order from different
+partitions, and a config can be retracted). Matching it under a default policy would guess the
+list's kind, action and thresholds: an allow list's entries would produce deny matches, a
+block list's only reviews. :meth:`Matcher.held_counts` says what is held; a caller that has
+no configs to give (a bare list file offline) sets an explicit default with :meth:`set_list`.
+Exact digests match at distance 0 on every configured list (:meth:`ListConfig.threshold`).
 Must not do I/O.
 """
 
@@ -145,14 +149,23 @@ class Matcher:
             self._plan(algorithm)
 
     def remove_list(self, name: str) -> None:
-        """Forget a list's policy; its entries fall back to defaults until retracted."""
+        """Forget a list's policy; its entries are held (match nothing) until a config arrives
+        again or they are retracted."""
         self._configs.pop(name, None)
         for algorithm in PERCEPTUAL_ALGORITHMS:
             self._plan(algorithm)
 
-    def config(self, name: str) -> ListConfig:
-        """The policy in force for list ``name``."""
-        return self._configs.get(name) or ListConfig(name=name)
+    def config(self, name: str) -> ListConfig | None:
+        """The policy in force for list ``name``; None when it has none (its entries are held)."""
+        return self._configs.get(name)
+
+    def held_counts(self) -> dict[str, int]:
+        """Entries held per list: lists with entries and no config (see the module docstring)."""
+        held: Counter[str] = Counter()
+        for (name, _), count in self._counts.items():
+            if name not in self._configs:
+                held[name] += count
+        return dict(held)
 
     @property
     def lists(self) -> tuple[str, ...]:
@@ -360,7 +373,9 @@ class Matcher:
         if kept is not None and kept[0] <= rank:
             return
         entry = self._by_id[internal]
-        config = self.config(entry.list_name)
+        config = self._configs.get(entry.list_name)
+        if config is None:
+            return  # held: no policy to match it under
         threshold = config.threshold(algorithm)
         if not config.enabled or threshold is None or distance > threshold:
             return
@@ -384,12 +399,15 @@ class Matcher:
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
-        """The largest threshold of an enabled list with entries of ``algorithm``, or None."""
+        """The largest threshold of an enabled, configured list with entries of ``algorithm``,
+        or None (held entries are not searched for)."""
         lists = {name for name, alg in self._counts if alg is algorithm}
         radii = [
             t
             for name in lists
-            if (c := self.config(name)).enabled and (t := c.threshold(algorithm)) is not None
+            if (c := self._configs.get(name)) is not None
+            and c.enabled
+            and (t := c.threshold(algorithm)) is not None
         ]
         return max(radii) if radii else None
 

@@ -168,6 +168,19 @@ def test_a_config_option_changes_only_what_it_names(
     ) in result.stdout
 
 
+def test_publishing_entries_of_a_list_without_a_config_says_they_are_held(
+    topics: Topics, tmp_path: Path
+) -> None:
+    bare = write_csv(tmp_path / "new.csv", "brand-new", "e1")
+    result = run_cli("hashlist", "publish", str(bare), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "list 'brand-new': entries only, and the topic has no config for it: workers hold its "
+        "entries (they match nothing) until one is published"
+    ) in result.stdout
+    assert config_records(topics, "brand-new") == []  # no default config published for it
+
+
 def test_retract_names_the_keys_the_topic_does_not_hold(topics: Topics, tmp_path: Path) -> None:
     kafka = KafkaIO(topics)
     try:

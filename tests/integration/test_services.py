@@ -93,6 +93,9 @@ class PoisonedTarget:
                 raise RuntimeError("matcher bug")
         self._target.apply(operations)
 
+    def outcome(self, operation: HashListOperation) -> str:
+        return self._target.outcome(operation)
+
 
 def test_the_hashlist_feed_restarts_until_its_topic_exists(broker: EmbeddedBroker) -> None:
     topic = f"hashlists-late-{uuid.uuid4().hex[:8]}"

@@ -200,7 +200,7 @@ def test_missing_perceptual_thresholds_use_the_defaults() -> None:
         (None, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
         ({}, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
         ({"dhash": 4}, {Algorithm.PHASH: 8, Algorithm.DHASH: 4}),
-        ({"phash": 0, "dhash": 64}, {Algorithm.PHASH: 0, Algorithm.DHASH: 64}),
+        ({"phash": 0, "dhash": 16}, {Algorithm.PHASH: 0, Algorithm.DHASH: 16}),
     ]:
         config = ListConfig.create("x", thresholds=given_)
         assert {a: config.threshold(a) for a in expected} == expected

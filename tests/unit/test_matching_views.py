@@ -255,6 +255,7 @@ def test_a_mirrored_copy_matches_a_pdq_list_and_a_featureless_one_is_not_searche
     original = sample_photo("chelsea")
     listed, _quality = pdq_hash(original)  # the full-size picture, as a hotline hashes it
     matcher = Matcher()
+    matcher.set_list(ListConfig.create("eokm"))  # the default policy, stated (PDQ at 31)
     matcher.upsert([HashListEntry("eokm", "q", HashValue(Algorithm.PDQ, listed), Category.CSAM)])
     algorithms = (Algorithm.PDQ,)
     upload = hash_image(jpeg(orient(original, Orientation.MIRROR)), GuardLimits(), algorithms)
