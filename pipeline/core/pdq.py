@@ -126,10 +126,21 @@ def pdq_luma_64(
     width, height = gray.size
     full_width, full_height = full_size or (width, height)
     pixels = np.asarray(gray, dtype=np.float32)
-    rows = _axis_operator(full_height, height)
-    columns = _axis_operator(full_width, width)
-    luma = rows @ pixels @ columns.T
+    down = _reduce_axis(_axis_operator(full_height, height), pixels)
+    luma = _reduce_axis(_axis_operator(full_width, width), down.T).T
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+def _reduce_axis(operator: _Operator, pixels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``weights @ pixels`` over each output's band of rows. Elementwise numpy, not a matrix
+    product: BLAS threads itself, and with the hashing pool's processes on every core the
+    product measured 47-62 ms instead of 1.9 ms for a 500x375 draft."""
+    weights, starts, stops = operator
+    out = np.empty((PDQ_SIDE, pixels.shape[1]), dtype=np.float32)
+    for i in range(PDQ_SIDE):
+        start, stop = int(starts[i]), int(stops[i])
+        out[i] = (weights[i, start:stop, np.newaxis] * pixels[start:stop]).sum(axis=0)
+    return out
 
 
 def upright_full_size(reduced: tuple[int, int], original: tuple[int, int]) -> tuple[int, int]:
@@ -145,10 +156,15 @@ def upright_full_size(reduced: tuple[int, int], original: tuple[int, int]) -> tu
     return (big_h, big_w) if swapped < kept else (big_w, big_h)
 
 
+#: (64, reduced) weights, and each output's first and past-last nonzero input.
+_Operator = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
 @lru_cache(maxsize=256)
-def _axis_operator(full: int, reduced: int) -> npt.NDArray[np.float32]:
+def _axis_operator(full: int, reduced: int) -> _Operator:
     """(64, reduced) weights: PDQ's blur + decimation along an axis of ``full`` pixels, applied
-    to the ``reduced`` pixels that stand for them. The identity of PDQ's own when equal."""
+    to the ``reduced`` pixels that stand for them (exactly PDQ's own when equal), with the band
+    of inputs each output reads."""
     window = (full + 2 * PDQ_SIDE - 1) // (2 * PDQ_SIDE)
     half = (window + 2) // 2
     position = np.arange(full)
@@ -159,17 +175,28 @@ def _axis_operator(full: int, reduced: int) -> npt.NDArray[np.float32]:
     count = (hi - lo + 1).astype(np.float64)
     # Decimation picks these positions of the twice-blurred line.
     picked = (((np.arange(PDQ_SIDE) + 0.5) * full) / PDQ_SIDE).astype(np.int64)
-    weights = np.zeros((PDQ_SIDE, full + 1), dtype=np.float64)
-    for out, at in enumerate(picked.tolist()):
-        firsts = np.arange(lo[at], hi[at] + 1)
-        share = 1.0 / (count[at] * count[firsts])
-        np.add.at(weights[out], lo[firsts], share)
-        np.add.at(weights[out], hi[firsts] + 1, -share)
+    # The second pass averages first-pass outputs ``firsts`` around each picked position; as a
+    # difference array over the input, each adds +share at its window start, -share past its end.
+    spans = hi[picked] - lo[picked] + 1
+    out = np.repeat(np.arange(PDQ_SIDE), spans)
+    offsets = np.arange(out.size) - np.repeat(np.cumsum(spans) - spans, spans)
+    firsts = lo[picked][out] + offsets
+    share = 1.0 / (count[picked][out] * count[firsts])
+    row = out * (full + 1)
+    length = PDQ_SIDE * (full + 1)
+    weights = np.bincount(row + lo[firsts], share, length) - np.bincount(
+        row + hi[firsts] + 1, share, length
+    )
+    weights = weights.reshape(PDQ_SIDE, full + 1)
     # Two nested averages: PDQ's two box passes per axis (PDQ_NUM_JAROSZ_XY_PASSES).
     per_full = np.cumsum(weights, axis=1)[:, :full]
-    return np.ascontiguousarray(
+    on_reduced = np.ascontiguousarray(
         np.add.reduceat(per_full, _block_starts(full, reduced), axis=1), dtype=np.float32
     )
+    nonzero = np.abs(on_reduced) > 1e-12
+    starts = nonzero.argmax(axis=1).astype(np.int64)
+    stops = (reduced - nonzero[:, ::-1].argmax(axis=1)).astype(np.int64)
+    return on_reduced, starts, stops
 
 
 def _block_starts(full: int, reduced: int) -> npt.NDArray[np.int64]:
