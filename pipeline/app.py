@@ -5,8 +5,9 @@ the web server serves. The agent's flow is :mod:`pipeline.agents`, writing outpu
 :mod:`pipeline.outputs`, the restart policy of services :mod:`pipeline.supervision`, the views
 :mod:`pipeline.web`. Hashing runs in a process pool, so the event loop stays free for heartbeats.
 
-Services beside the agent: the hash-list feed (every worker reads every list entry) and the
-alert delivery (its own consumer group, so a dead sink cannot stall screening), each supervised.
+Services beside the agent: the hash-list feed (every worker reads every list entry) and one alert
+delivery per sink (each its own consumer group, so a dead sink stalls neither screening nor the
+other sink), each supervised.
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ from typing import Any
 import faust
 
 from pipeline.adapters.broker import cap_faust_fetch_wait
+from pipeline.adapters.topics import topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
+from pipeline.broker_watch import BrokerWatch
 from pipeline.config import Settings
+from pipeline.connectivity import BrokerConnectivity
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
+from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
+from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.web import register_views
 
@@ -57,6 +63,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         topic_disable_leader=True,
         producer_acks=-1,
         producer_max_request_size=settings.producer_max_request_bytes,
+        # Faust's default (1200 s) holds a batch for 20 minutes on a stalled broker before it
+        # fails and OutputWriter's retries (and their log lines) start.
+        producer_request_timeout=settings.producer_request_timeout_seconds,
         datadir=settings.faust_data_dir,  # not the working directory (see Settings)
     )
 
@@ -91,14 +100,17 @@ def create_app(
     metrics: PipelineMetrics,
     health: WorkerHealth,
     sinks: list[AlertSink],
+    quarantine: WorkerQuarantine | None = None,
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
     app = build_faust_app(settings, bootstrap_servers)
+    broker = watch_broker(app, settings, bootstrap_servers, metrics, health)
     writer = OutputWriter(
         output_sender(app, settings),
         metrics,
         worker_id=settings.worker_id,
         backoff_max_seconds=settings.emit_backoff_max_seconds,
+        on_acknowledged=broker.produced,
     )
     agent = ScreeningAgent(
         screener=screener,
@@ -124,7 +136,10 @@ def create_app(
     async def report_lag() -> None:
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
 
-    add_services(app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer)
+    add_services(
+        app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
+        broker=broker,
+    )  # fmt: skip
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:
@@ -141,6 +156,33 @@ def create_app(
     return app
 
 
+def watch_broker(
+    app: faust.App,
+    settings: Settings,
+    bootstrap_servers: str,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+) -> BrokerWatch:
+    """Track the broker's reachability (/readyz, metrics, one log line per change), and start
+    the web server before waiting for the broker (and creating the topics) at start."""
+    if health.broker is None:
+        health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
+    watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
+    gate = BrokerGate(
+        bootstrap_servers,
+        topic_specs(settings),
+        health.broker,
+        connect_timeout_seconds=settings.broker_connect_timeout_seconds,
+    )
+    app.boot_strategy = WebFirst(app, gate)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def check_broker() -> None:
+        watch.check()
+
+    return watch
+
+
 def add_services(
     app: faust.App,
     settings: Settings,
@@ -150,35 +192,51 @@ def add_services(
     health: WorkerHealth,
     sinks: list[AlertSink],
     writer: OutputWriter,
+    quarantine: WorkerQuarantine | None = None,
+    broker: BrokerWatch | None = None,
 ) -> None:
-    """Run the hash-list feed and the alert delivery as supervised Faust tasks."""
+    """Run the hash-list feed and one alert delivery per sink as supervised Faust tasks; the feed
+    also hands ``quarantine`` operators' lifts and re-arms, and its fetch responses tell ``broker``
+    that the broker answers."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         topic=settings.topic_hashlists,
-        target=MatcherTarget(matcher, metrics),
+        target=MatcherTarget(matcher, metrics, quarantine),
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),
+        on_fetch_response=None if broker is None else broker.fetched,
     )
-    delivery = AlertDeliveryService(
-        bootstrap_servers=bootstrap_servers,
-        topic=settings.topic_alerts,
-        group_id=f"{settings.app_id}-alerts",
-        sinks=sinks,
-        metrics=metrics,
-        dead_letter=writer.write_dead_letter,
-        backoff_max_seconds=settings.alert_backoff_max_seconds,
-        session_timeout_seconds=settings.broker_session_timeout_seconds,
-        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-        worker_id=settings.worker_id,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        on_running=lambda: health.service_running("alert_delivery"),
-    )
-    runs = {"hashlist_feed": feed.run, "alert_delivery": delivery.run}  # = metrics.SERVICES
+    runs = {"hashlist_feed": feed.run}  # and one per sink: metrics.SERVICES
+    for sink in sinks:
+        delivery = AlertDeliveryService(
+            bootstrap_servers=bootstrap_servers,
+            topic=settings.topic_alerts,
+            group_id=f"{settings.app_id}-alerts-{sink.name}",
+            sink=sink,
+            metrics=metrics,
+            dead_letter=writer.write_dead_letter,
+            backoff_max_seconds=settings.alert_backoff_max_seconds,
+            session_timeout_seconds=settings.broker_session_timeout_seconds,
+            heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
+            worker_id=settings.worker_id,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            on_running=_running(health, f"alert_delivery_{sink.name}"),
+            reassert_seconds=settings.alertmanager_reassert_seconds,
+            active_max=settings.alertmanager_active_max,
+            start_from_group=f"{settings.app_id}-alerts",  # all sinks shared it before
+        )
+        runs[f"alert_delivery_{sink.name}"] = delivery.run
+    if not sinks:
+        log.info("no alert sinks configured; alerts stay in topic %r", settings.topic_alerts)
     for name, run in runs.items():
         health.register_service(name)
         app.task(_supervised(name, run, settings, health, metrics))
+
+
+def _running(health: WorkerHealth, name: str) -> Callable[[], None]:
+    return lambda: health.service_running(name)
 
 
 def _supervised(

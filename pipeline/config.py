@@ -26,6 +26,7 @@ from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.core.guard import GuardLimits
+    from pipeline.core.quarantine import FloodRule
     from pipeline.fetch_policy import FetchLimits
 
 ENV_PREFIX = "PIPELINE_"
@@ -88,6 +89,27 @@ class Settings(BaseSettings):
         None,
         description="Action added to the `error` verdict of unscreenable uploads (`none`, "
         "`review` or `block`).",
+    )
+
+    quarantine_enabled: bool = Field(
+        True,
+        description="Quarantine an entry that matches a large share of uploads (see "
+        "pipeline/core/quarantine.py): its matches ask for review until an operator lifts it.",
+    )
+    quarantine_window_uploads: int = Field(
+        1000, gt=0, description="Flood quarantine: the last this many uploads are counted."
+    )
+    quarantine_min_uploads: int = Field(
+        500,
+        gt=0,
+        description="Flood quarantine judges nothing until the window holds this many uploads.",
+    )
+    quarantine_share: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="Flood quarantine: an entry matching more than this share of the window's "
+        "uploads is quarantined.",
     )
 
     # --- Kafka -------------------------------------------------------------------------------
@@ -159,7 +181,22 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How long CLI commands (submit, hashlist publish/retract, demo-traffic) try "
-        "to reach the bootstrap servers before they give up with one line (exit 2).",
+        "to reach the bootstrap servers before they give up with one line (exit 2); also each "
+        "attempt of a starting worker (which keeps trying).",
+    )
+    producer_request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long the worker's producer tries to get a batch of outputs to the "
+        "broker before it fails them, and the worker's own retry (with backoff) takes over. "
+        "Faust's default is 1200 s: a stalled broker would hold a batch for 20 minutes.",
+    )
+    broker_unreachable_after_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="/readyz answers 503 (and the log says so once) when no request of the "
+        "worker to the broker succeeded for this long: no fetch response (empty ones count), "
+        "no produce acknowledgement.",
     )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
@@ -206,6 +243,25 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = None
     alert_timeout_seconds: float = Field(5.0, gt=0)
     alert_backoff_max_seconds: float = Field(30.0, gt=0)
+    alertmanager_resolve_after_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a match alert stays active in Alertmanager after its decision "
+        "(its endsAt). An alert that could not be delivered before then is not sent (counted "
+        "as expired).",
+    )
+    alertmanager_reassert_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the active match alerts are sent to Alertmanager again, so a "
+        "restarted Alertmanager (it keeps alerts in memory only) has them back.",
+    )
+    alertmanager_active_max: int = Field(
+        10_000,
+        ge=1,
+        description="Most active match alerts a worker re-asserts (about 2 KB each); beyond it "
+        "the ones ending soonest are dropped from re-assertion (counted, logged).",
+    )
 
     # --- Logging -----------------------------------------------------------------------------
     log_level: LogLevel = LogLevel.INFO
@@ -248,6 +304,12 @@ class Settings(BaseSettings):
     def _window_holds_what_is_in_flight(self) -> Settings:
         if self.max_uncommitted < self.max_in_flight:
             raise ValueError("max_uncommitted must be >= max_in_flight")
+        return self
+
+    @model_validator(mode="after")
+    def _quarantine_window_holds_its_minimum(self) -> Settings:
+        if self.quarantine_min_uploads > self.quarantine_window_uploads:
+            raise ValueError("quarantine_min_uploads must be <= quarantine_window_uploads")
         return self
 
     @property
@@ -302,6 +364,17 @@ class Settings(BaseSettings):
             max_frames=self.max_frames,
             allowed_formats=self.allowed_formats,
             draft_size=self.draft_size,
+        )
+
+    def flood_rule(self) -> FloodRule:
+        """The flood-quarantine rule (window, minimum uploads, share). Imported here: the core's
+        matching loads numpy, which ``pipeline --help`` never needs."""
+        from pipeline.core.quarantine import FloodRule
+
+        return FloodRule(
+            window_uploads=self.quarantine_window_uploads,
+            min_uploads=self.quarantine_min_uploads,
+            share=self.quarantine_share,
         )
 
     def fetch_limits(self) -> FetchLimits:

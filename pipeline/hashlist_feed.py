@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
 from pipeline.adapters.hashlist_topic import parse_hashlist_record
+from pipeline.core.detail import low_information_hashes
+from pipeline.core.hashlist import HashListEntry
 from pipeline.core.matching import Matcher
-from pipeline.core.matching import Operation as HashListOperation
+from pipeline.core.matching import Operation as MatcherOperation
+from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.quarantines import WorkerQuarantine
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class HashListFeed:
         on_running: Callable[[], None] | None = None,
         fetch_max_wait_ms: int | None = None,
         topic_wait_seconds: float = 10.0,
+        on_fetch_response: Callable[[float], None] | None = None,
     ) -> None:
         self._topic = topic
         self._target = target
@@ -72,6 +79,9 @@ class HashListFeed:
         self._fetch_max_wait_ms = fetch_max_wait_ms or 500  # aiokafka's default
         self._on_running = on_running
         self._topic_wait_seconds = topic_wait_seconds
+        #: Called with the Unix time of each newer fetch response (broker connectivity).
+        self._on_fetch_response = on_fetch_response
+        self._newest_fetch_response_ms = 0
         self._consumer: AIOKafkaConsumer
         self._stopping = asyncio.Event()
         #: Next offset to apply per partition, kept across runs so a restart resumes there.
@@ -106,6 +116,7 @@ class HashListFeed:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
                 if self._on_running is not None:
                     self._on_running()
+                self._report_fetch_responses(partitions)
                 operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]] = []
                 newest_ms = 0
                 for records in batches.values():
@@ -128,6 +139,19 @@ class HashListFeed:
                 await asyncio.sleep(0)  # let heartbeats and web requests run between chunks
         finally:
             await self._consumer.stop()
+
+    def _report_fetch_responses(self, partitions: list[TopicPartition]) -> None:
+        """Hand on the time of the newest fetch response, if newer than the last one handed on.
+
+        aiokafka's public ``last_poll_timestamp`` is set by every fetch response without error,
+        empty ones included, so this advances on an idle topic while the broker answers and
+        stops while it does not (``getmany`` returns empty either way)."""
+        if self._on_fetch_response is None:
+            return
+        newest = max((self._consumer.last_poll_timestamp(tp) or 0 for tp in partitions), default=0)
+        if newest > self._newest_fetch_response_ms:
+            self._newest_fetch_response_ms = newest
+            self._on_fetch_response(newest / 1000)
 
     def _apply(
         self, operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]]
@@ -200,17 +224,98 @@ class HashListFeed:
 
 
 class MatcherTarget:
-    """Applies hash-list operations to the matcher and keeps the index metrics current."""
+    """Applies hash-list operations to the matcher and keeps the index metrics current; with a
+    ``quarantine``, hands it operators' lifts and re-arms, and the entries retracted.
 
-    def __init__(self, matcher: Matcher, metrics: PipelineMetrics) -> None:
+    Also flags, as they are applied, the entries whose perceptual hash is the hash of a
+    low-information picture (:func:`pipeline.core.detail.low_information_hashes`: blank,
+    gradient, vignette, stripes): each is logged once as a warning naming its list and entry id,
+    and ``screening_hashlist_low_information_entries`` counts those loaded now. Flagged entries
+    are still applied and still match (the README's "Low-information pictures" says why); an
+    upload that is itself low-information is refused perceptual matching by the hashing side.
+    """
+
+    #: Warnings logged per applied chunk; past it, one line says how many more were flagged (a
+    #: list of a million blank hashes must not flood the log).
+    LOG_LIMIT = 20
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        metrics: PipelineMetrics,
+        quarantine: WorkerQuarantine | None = None,
+    ) -> None:
         self._matcher = matcher
         self._metrics = metrics
+        self._quarantine = quarantine
         self._known_lists: set[str] = set()
+        #: (list, entry id) -> algorithm of every loaded entry flagged low-information.
+        self._low_information: dict[tuple[str, str], Algorithm] = {}
 
     def apply(self, operations: list[Any]) -> None:
-        self._matcher.apply(operations)
+        matcher_operations: list[MatcherOperation] = []
+        for operation in operations:
+            if operation[0] == "quarantine":
+                if self._quarantine is not None:
+                    self._quarantine.apply(operation[1], operation[2])
+                continue
+            matcher_operations.append(operation)
+        self._matcher.apply(matcher_operations)
+        if self._quarantine is not None:
+            for _, key, value in matcher_operations:
+                if value is None and isinstance(key, tuple):  # an entry's retraction
+                    self._quarantine.retracted(key)
+        self._flag_low_information(matcher_operations)
         lists = set(self._matcher.lists)
         for name in lists - self._known_lists:
             self._metrics.register_list(name)
         self._known_lists |= lists
         self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_low_information_entries(
+            Counter((name, alg) for (name, _), alg in self._low_information.items()),
+            self._known_lists,
+        )
+
+    def _flag_low_information(self, operations: list[MatcherOperation]) -> None:
+        """Track the flagged entries among ``operations`` (applied in order) and log new ones."""
+        latest: dict[tuple[str, str], HashListEntry | None] = {}
+        for operation in operations:
+            if operation[0] == "entry":
+                latest[operation[1]] = operation[2]
+        by_algorithm: dict[Algorithm, list[HashListEntry]] = {}
+        for key, entry in latest.items():
+            self._low_information.pop(key, None)
+            if entry is not None and entry.hash.algorithm.is_perceptual:
+                by_algorithm.setdefault(entry.hash.algorithm, []).append(entry)
+        flagged = [
+            entry
+            for algorithm, entries in by_algorithm.items()
+            for entry, low in zip(
+                entries,
+                low_information_hashes(algorithm, [e.hash.value for e in entries]),
+                strict=True,
+            )
+            if low
+        ]
+        for entry in flagged[: self.LOG_LIMIT]:
+            log.warning(
+                "hash list %r entry %r: its %s hash %s is the hash of a low-information picture "
+                "(blank, gradient, vignette or stripes); uploads like that are not matched "
+                "perceptually, so check the entry with the list's owner",
+                entry.list_name,
+                entry.entry_id,
+                entry.hash.algorithm,
+                entry.hash.hex,
+            )
+        if len(flagged) > self.LOG_LIMIT:
+            log.warning(
+                "%d more low-information hash-list entries in this update (not logged one by one)",
+                len(flagged) - self.LOG_LIMIT,
+            )
+        for entry in flagged:
+            self._low_information[entry.key] = entry.hash.algorithm
+
+    @property
+    def low_information_entries(self) -> frozenset[tuple[str, str]]:
+        """(list, entry id) of the loaded entries flagged low-information."""
+        return frozenset(self._low_information)

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
 from pipeline.core.guard import GuardLimits, decode
-from pipeline.core.hashing import upload_hashes
+from pipeline.core.hashing import View, upload_hashes
 from pipeline.core.types import Algorithm
 
 
@@ -30,6 +30,7 @@ class HashJobResult:
     """Hashes of one image with its decoded facts and where the time went (seconds)."""
 
     hashes: dict[Algorithm, int]
+    views: tuple[View, ...]
     format: str
     width: int
     height: int
@@ -54,10 +55,11 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     start = time.perf_counter()
     decoded = decode(data, limits)
     decoded_at = time.perf_counter()
-    hashes = upload_hashes(data, decoded, algorithms)
+    hashes, views = upload_hashes(data, decoded, algorithms)
     done = time.perf_counter()
     return HashJobResult(
         hashes=hashes,
+        views=views,
         format=decoded.format,
         width=decoded.width,
         height=decoded.height,

@@ -6,7 +6,9 @@ continuously for longer than ``unhealthy_after_seconds``; a supervisor restarts 
 with backoff, so a short broker outage is not a reason to restart the worker, a long one is. It
 is *ready* only when every hash list has been read up to the high watermark seen at start and
 the screening agent is running, so a load balancer or orchestrator never routes traffic to a
-worker that would under-match. Must not do I/O; the services that know set the flags.
+worker that would under-match, and while it can reach its broker (see
+:mod:`pipeline.connectivity`; an outage makes a worker not ready, never not live). Must not do
+I/O; the services that know set the flags.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from pipeline.connectivity import BrokerConnectivity
 
 
 @dataclass
@@ -51,6 +55,8 @@ class WorkerHealth:
     unhealthy_after_seconds: float = 300.0
     clock: Callable[[], float] = time.monotonic
     services: dict[str, ServiceState] = field(default_factory=dict)
+    #: The broker's reachability; None: not tracked (tests of other parts).
+    broker: BrokerConnectivity | None = None
 
     def register_service(self, name: str) -> None:
         """Make a service known (reported from the start, before anything happened to it)."""
@@ -91,7 +97,8 @@ class WorkerHealth:
     @property
     def ready(self) -> bool:
         """True when uploads routed here would be screened against complete lists."""
-        return self.live and self.lists_caught_up and self.screening_started
+        broker_reachable = self.broker is None or self.broker.reachable
+        return self.live and self.lists_caught_up and self.screening_started and broker_reachable
 
     def report(self) -> dict[str, object]:
         """A JSON-able summary for /readyz and /livez bodies."""
@@ -114,5 +121,6 @@ class WorkerHealth:
                 }
                 for name, state in sorted(self.services.items())
             },
+            **({} if self.broker is None else {"broker": self.broker.report()}),
             **self.details,
         }

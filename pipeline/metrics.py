@@ -11,6 +11,7 @@ The README's metrics table documents each metric; a contract test keeps them in 
 
 from __future__ import annotations
 
+import collections
 import enum
 import platform
 import time
@@ -20,9 +21,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
-from pipeline.alerting import AlertReason
+from pipeline.alerting import AlertReason, Outcome, ReassertOutcome
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
+from pipeline.core.orientation import Orientation
+from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
 from pipeline.errors import ErrorReason
 from pipeline.fetch_policy import FetchReason
@@ -35,11 +38,14 @@ PREFIX = "screening"
 TIMED_STAGES: tuple[str, ...] = ("fetch", "decode", "hash", "match", "emit")
 OUTCOMES: tuple[str, ...] = ("screened", "error", "invalid")
 SINKS: tuple[str, ...] = ("webhook", "alertmanager")
-DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
+DELIVERY_OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
+#: Sinks that forget alerts and get the active ones re-asserted.
+REASSERTING_SINKS: tuple[str, ...] = ("alertmanager",)
 LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
 LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
 #: Background services the worker supervises (restarted with backoff when they fail).
-SERVICES: tuple[str, ...] = ("hashlist_feed", "alert_delivery")
+#: One alert delivery per sink, so one sink's outage never delays another's alerts.
+SERVICES: tuple[str, ...] = ("hashlist_feed", *(f"alert_delivery_{sink}" for sink in SINKS))
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
 #: What was done with an output record the producer did not get accepted.
@@ -60,6 +66,13 @@ REASON_VOCABULARIES: tuple[type[enum.StrEnum], ...] = (
 DEAD_LETTER_REASONS: frozenset[str] = frozenset(
     reason.value for vocabulary in REASON_VOCABULARIES for reason in vocabulary
 )
+
+#: Most quarantined entries a worker names in ``screening_entry_quarantined_timestamp_seconds``,
+#: the one metric with an ``entry_id`` label. Entries are quarantined only when they match a
+#: large share of uploads, so a few at a time is the expected worst case; the cap keeps a broken
+#: list from turning into thousands of series. The per-list count and the worker's log name
+#: every one, past the cap too.
+MAX_NAMED_QUARANTINES = 50
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
@@ -83,10 +96,14 @@ class PipelineMetrics:
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self._define_screening(r, p)
         self._define_flow(r, p)
+        self._define_broker(r, p)
         self._define_lists(r, p)
         self._define_outputs_and_health(r, p)
+        self._define_quarantine(r, p)
         self._newest_list_record = 0.0
         self._lag_series: set[tuple[str, int]] = set()
+        self._named_quarantines: set[tuple[str, str]] = set()
+        self._quarantine_lists: set[str] = set()
         self._create_known_series()
 
     def _define_screening(self, r: CollectorRegistry, p: str) -> None:
@@ -107,6 +124,13 @@ class PipelineMetrics:
             f"{p}_matches_total",
             "List entries matched, by list, category and algorithm.",
             ["list", "category", "algorithm"],
+            registry=r,
+        )
+        self.variant_matches = Counter(
+            f"{p}_variant_matches_total",
+            "Perceptual matches by how the upload differs from the listed picture: its"
+            " orientation and the kind of region that matched.",
+            ["orientation", "region"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -162,6 +186,28 @@ class PipelineMetrics:
             registry=r,
         )
 
+    def _define_broker(self, r: CollectorRegistry, p: str) -> None:
+        """Whether this worker reaches its broker (see pipeline.connectivity)."""
+        self.broker_last_fetch = Gauge(
+            f"{p}_broker_last_fetch_timestamp_seconds",
+            "Unix time of the last fetch response from the broker (empty ones count: the "
+            "hash-list feed fetches every fetch wait even when nothing arrives); 0 before the "
+            "first.",
+            registry=r,
+        )
+        self.broker_last_produce = Gauge(
+            f"{p}_broker_last_produce_timestamp_seconds",
+            "Unix time the broker last acknowledged an output record of this worker; 0 before "
+            "the first (advances only while outputs are written).",
+            registry=r,
+        )
+        self.broker_reachable = Gauge(
+            f"{p}_broker_reachable",
+            "1 while some request to the broker succeeded within "
+            "PIPELINE_BROKER_UNREACHABLE_AFTER_SECONDS, computed at each scrape.",
+            registry=r,
+        )
+
     def _define_lists(self, r: CollectorRegistry, p: str) -> None:
         """Hash lists loaded, updates applied, and how fresh they are."""
         self.index_entries = Gauge(
@@ -176,9 +222,40 @@ class PipelineMetrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.low_information_entries = Gauge(
+            f"{p}_hashlist_low_information_entries",
+            "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
+            "picture (blank, gradient, vignette, stripes): flagged for the list's owner.",
+            ["list", "algorithm"],
+            registry=r,
+        )
         self.last_list_update = Gauge(
             f"{p}_hashlist_last_update_timestamp_seconds",
             "Kafka timestamp of the newest hash-list record applied (list freshness).",
+            registry=r,
+        )
+
+    def _define_quarantine(self, r: CollectorRegistry, p: str) -> None:
+        """Entries quarantined for flooding, and the matches that asked for less because of it."""
+        self.quarantined_entries = Gauge(
+            f"{p}_quarantined_entries",
+            "Entries of the list quarantined on this worker (matched too large a share of its "
+            "uploads; their matches ask for review until lifted).",
+            ["list"],
+            registry=r,
+        )
+        self.entry_quarantined = Gauge(
+            f"{p}_entry_quarantined_timestamp_seconds",
+            "Unix time this worker quarantined the entry; a series exists only while the entry "
+            f"is quarantined, at most {MAX_NAMED_QUARANTINES} per worker.",
+            ["list", "entry_id"],
+            registry=r,
+        )
+        self.quarantine_demotions = Counter(
+            f"{p}_quarantine_demoted_matches_total",
+            "Deny matches that asked for review instead of block because their entry is "
+            "quarantined.",
+            ["list"],
             registry=r,
         )
 
@@ -191,7 +268,28 @@ class PipelineMetrics:
             registry=r,
         )
         self.alerts_waiting = Gauge(
-            f"{p}_alerts_waiting", "Alerts in Kafka not yet delivered to every sink.", registry=r
+            f"{p}_alerts_waiting",
+            "Alerts in Kafka not yet delivered to the sink (each sink has its own position).",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_active = Gauge(
+            f"{p}_alerts_active",
+            "Match alerts this worker re-asserts to a sink that forgets them until they end.",
+            ["sink"],
+            registry=r,
+        )
+        self.alert_reasserts = Counter(
+            f"{p}_alert_reasserts_total",
+            "Active alerts sent again to a sink that forgets them, by outcome.",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.active_alerts_dropped = Counter(
+            f"{p}_alerts_dropped_from_active_total",
+            "Active alerts no longer re-asserted because more than the cap were active.",
+            ["sink"],
+            registry=r,
         )
         self.output_failures = Counter(
             f"{p}_output_failures_total",
@@ -203,7 +301,8 @@ class PipelineMetrics:
         )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
-            "Restarts of a background service after it failed (hashlist_feed, alert_delivery).",
+            "Restarts of a background service after it failed (hashlist_feed, "
+            "alert_delivery_<sink>).",
             ["service"],
             registry=r,
         )
@@ -222,9 +321,18 @@ class PipelineMetrics:
             self.stage_seconds.labels(stage)
         for reason in GuardReason:
             self.guard_rejections.labels(reason.value)
+        for orientation in Orientation:
+            for kind in RegionKind:
+                self.variant_matches.labels(orientation.value, kind.value)
         for sink in SINKS:
             for outcome in DELIVERY_OUTCOMES:
                 self.alert_deliveries.labels(sink, outcome)
+            self.alerts_waiting.labels(sink)
+        for sink in REASSERTING_SINKS:
+            self.alerts_active.labels(sink)
+            self.active_alerts_dropped.labels(sink)
+            for reassert in ReassertOutcome:
+                self.alert_reasserts.labels(sink, reassert.value)
         for operation in LIST_OPERATIONS:
             for outcome in LIST_UPDATE_OUTCOMES:
                 self.list_updates.labels(operation, outcome)
@@ -243,6 +351,11 @@ class PipelineMetrics:
                 self.matches.labels(name, category.value, algorithm.value)
         for algorithm in algorithms:
             self.index_entries.labels(name, algorithm.value)
+            if algorithm.is_perceptual:
+                self.low_information_entries.labels(name, algorithm.value)
+        self.quarantined_entries.labels(name)
+        self.quarantine_demotions.labels(name)
+        self._quarantine_lists.add(name)
 
     def observe_stage(self, stage: Stage | str, seconds: float) -> None:
         self.stage_seconds.labels(str(stage)).observe(seconds)
@@ -253,6 +366,9 @@ class PipelineMetrics:
 
     def match(self, list_name: str, category: str, algorithm: str) -> None:
         self.matches.labels(list_name, category, algorithm).inc()
+
+    def variant_match(self, orientation: Orientation, region: RegionKind) -> None:
+        self.variant_matches.labels(orientation.value, region.value).inc()
 
     def dead_letter(self, stage: Stage | str, reason: str) -> None:
         self.dead_letters.labels(
@@ -275,8 +391,17 @@ class PipelineMetrics:
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
 
-    def set_alerts_waiting(self, count: int) -> None:
-        self.alerts_waiting.set(count)
+    def set_alerts_waiting(self, sink: str, count: int) -> None:
+        self.alerts_waiting.labels(sink).set(count)
+
+    def alerts_reasserted(self, sink: str, outcome: str, count: int) -> None:
+        self.alert_reasserts.labels(sink, outcome).inc(count)
+
+    def set_alerts_active(self, sink: str, count: int) -> None:
+        self.alerts_active.labels(sink).set(count)
+
+    def alerts_dropped_from_active(self, sink: str, count: int) -> None:
+        self.active_alerts_dropped.labels(sink).inc(count)
 
     def list_update(self, operation: str, outcome: str) -> None:
         op = operation if operation in LIST_OPERATIONS else "unknown"
@@ -292,6 +417,16 @@ class PipelineMetrics:
         """Make ``screening_ready`` read ``is_ready()`` at every scrape, so the gauge cannot
         disagree with /readyz (a value set once at start-up would never fall back to 0)."""
         self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def broker_fetched(self, unix_seconds: float) -> None:
+        self.broker_last_fetch.set(unix_seconds)
+
+    def broker_produced(self, unix_seconds: float) -> None:
+        self.broker_last_produce.set(unix_seconds)
+
+    def report_broker_reachable(self, is_reachable: Callable[[], bool]) -> None:
+        """Make ``screening_broker_reachable`` read ``is_reachable()`` at every scrape."""
+        self.broker_reachable.set_function(lambda: 1.0 if is_reachable() else 0.0)
 
     def set_consumer_lag(
         self,
@@ -310,6 +445,18 @@ class PipelineMetrics:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
         self._lag_series = (self._lag_series & kept) | set(lags)
 
+    def set_low_information_entries(
+        self, counts: Mapping[tuple[str, Algorithm], int], lists: Iterable[str]
+    ) -> None:
+        """Publish flagged entry counts per (list, perceptual algorithm); zero, not removed,
+        when a list has none (left)."""
+        for name in lists:
+            for algorithm in Algorithm:
+                if algorithm.is_perceptual:
+                    self.low_information_entries.labels(name, algorithm.value).set(
+                        counts.get((name, algorithm), 0)
+                    )
+
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]
     ) -> None:
@@ -319,3 +466,21 @@ class PipelineMetrics:
                 self.index_entries.labels(name, algorithm.value).set(
                     counts.get((name, algorithm), 0)
                 )
+
+    def quarantine_demoted(self, list_name: str) -> None:
+        self.quarantine_demotions.labels(list_name).inc()
+
+    def set_quarantined(self, since: Mapping[tuple[str, str], float]) -> None:
+        """Publish the entries quarantined now, each with the Unix time it was quarantined:
+        the count per list (every known list, zero included), and one series per entry for
+        the first :data:`MAX_NAMED_QUARANTINES` by time (series of lifted entries removed)."""
+        counts = collections.Counter(name for name, _ in since)
+        self._quarantine_lists |= set(counts)
+        for name in self._quarantine_lists:
+            self.quarantined_entries.labels(name).set(counts.get(name, 0))
+        named = set(sorted(since, key=lambda key: (since[key], key))[:MAX_NAMED_QUARANTINES])
+        for list_name, entry_id in self._named_quarantines - named:
+            self.entry_quarantined.remove(list_name, entry_id)
+        for key in named:
+            self.entry_quarantined.labels(*key).set(since[key])
+        self._named_quarantines = named

@@ -24,6 +24,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from pipeline.core.hashlist import Category, ListKind
+from pipeline.core.orientation import Orientation
+from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -180,6 +182,19 @@ class UploadEvent(Record):
 # --- verdicts and what follows from them -------------------------------------------------------
 
 
+class RegionRecord(Record):
+    """The part of an upload that matched, in the upload's pixels."""
+
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    kind: RegionKind = Field(
+        description="whole: the whole upload; trimmed: without uniform borders (pad,"
+        " letterbox); embedded: a picture inside a screenshot, chat frame or meme."
+    )
+
+
 class MatchRecord(Record):
     """Why an upload matched: enough for an engineer to explain the decision."""
 
@@ -192,12 +207,39 @@ class MatchRecord(Record):
     algorithm: Algorithm
     distance: int = Field(ge=0)
     threshold: int = Field(ge=0)
+    orientation: Orientation = Field(
+        Orientation.IDENTITY,
+        description="How the upload is turned or flipped relative to the listed picture.",
+    )
+    region: RegionRecord | None = Field(
+        None,
+        description="Which part of the upload matched, in its pixels; absent for exact digests"
+        " and for matches of given hashes (no picture).",
+    )
+    quarantined: bool = Field(
+        False,
+        description="The entry is quarantined on this worker (it matched too large a share of "
+        "uploads): this match asks for review, whatever list_action says.",
+    )
 
 
 class ImageFacts(Record):
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    low_information: bool = Field(
+        False,
+        description="Too little detail (near-uniform, gradient, vignette, stripes) for a"
+        " perceptual match to mean anything: the whole picture was not searched by perceptual"
+        " hash (exact digests and detailed regions still were).",
+    )
+    pdq_quality: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="PDQ's quality score of the whole picture, when a PDQ list is loaded;"
+        " below 50 the picture is not matched by PDQ.",
+    )
 
 
 class ErrorInfo(Record):
@@ -327,6 +369,19 @@ class HashListConfigRecord(Record):
     version: str = Field("1", max_length=64)
 
 
+class QuarantineLiftRecord(Record):
+    """An operator lifted an entry's flood quarantine and exempted it until re-armed (topic
+    ``hashlists``, key ``quarantine/<list>/<entry_id>``; null re-arms)."""
+
+    schema_version: Literal[1] = 1
+    list: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entry_id: str = Field(min_length=1, max_length=256)
+    lifted_at: datetime
+    reason: str | None = Field(
+        None, max_length=1000, description="Why, in the operator's words (a ticket, a finding)."
+    )
+
+
 # --- schemas -----------------------------------------------------------------------------------
 
 #: Every wire record and the schema file it is published as.
@@ -338,6 +393,7 @@ SCHEMAS: Mapping[str, type[Record]] = {
     "dead-letter.json": DeadLetter,
     "hashlist-entry.json": HashListEntryRecord,
     "hashlist-config.json": HashListConfigRecord,
+    "quarantine-lift.json": QuarantineLiftRecord,
 }
 
 

@@ -111,8 +111,11 @@ class OutputWriter:
         backoff_max_seconds: float = 10.0,
         backoff_base_seconds: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_acknowledged: Callable[[], None] | None = None,
     ) -> None:
         self._send = send
+        #: Called whenever the broker acknowledged at least one record (broker connectivity).
+        self._on_acknowledged = on_acknowledged
         self._metrics = metrics
         self._worker_id = worker_id
         self._backoff = (backoff_base_seconds, backoff_max_seconds)
@@ -176,12 +179,14 @@ class OutputWriter:
             else:
                 scheduled.append((record, delivery))
         results = await asyncio.gather(*(f for _, f in scheduled), return_exceptions=True)
-        failures += [
+        failed = [
             (record, result)
             for (record, _), result in zip(scheduled, results, strict=True)
             if isinstance(result, BaseException)  # incl. a delivery future cancelled by the client
         ]
-        return failures
+        if self._on_acknowledged is not None and len(failed) < len(scheduled):
+            self._on_acknowledged()
+        return failures + failed
 
     def _replacements(self, record: OutputRecord, exc: BaseException) -> list[OutputRecord]:
         """What to write instead of a record refused for good: its slim copy and a dead letter

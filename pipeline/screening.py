@@ -46,7 +46,6 @@ from pipeline.models import (
     AlertRecord,
     BlockRecord,
     DeadLetter,
-    ImageFacts,
     InlineContent,
     ParseReason,
     PathContent,
@@ -56,11 +55,13 @@ from pipeline.models import (
     UrlContent,
     Verdict,
 )
+from pipeline.quarantines import WorkerQuarantine
 from pipeline.verdicts import (
     alert_records,
     block_record,
     error_verdict,
     hashing_failure_stage,
+    image_facts,
     screened_verdict,
     verdict_algorithms,
 )
@@ -130,6 +131,7 @@ class Screener:
         metrics: PipelineMetrics,
         limits: GuardLimits,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        quarantine: WorkerQuarantine | None = None,
     ) -> None:
         self._settings = settings
         self._matcher = matcher
@@ -138,6 +140,7 @@ class Screener:
         self._metrics = metrics
         self._limits = limits
         self._sleep = sleep
+        self._quarantine = quarantine
 
     async def close(self) -> None:
         """Release the fetcher's connection pool."""
@@ -234,14 +237,21 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        decision = decide(self._matcher.match(result.hashes))
+        matches = self._matcher.match(result.hashes, result.views)
+        if self._quarantine is None:
+            decision = decide(matches)
+        else:  # flood quarantine: this upload counts, quarantined entries ask for review
+            decision = decide(matches, quarantined=self._quarantine.screened(matches))
+            self._quarantine.decided(decision)
         timings[Stage.MATCH] = time.perf_counter() - started
         for match in (*decision.matches, *decision.allowed_by):
             self._metrics.match(match.list_name, match.category.value, match.algorithm.value)
+            if match.region is not None:
+                self._metrics.variant_match(match.orientation, match.region.kind)
         verdict = screened_verdict(
             upload_id=event.upload_id,
             hashes=result.hashes,
-            image=ImageFacts(format=result.format, width=result.width, height=result.height),
+            image=image_facts(result),
             decision=decision,
             worker_id=self._settings.worker_id,
             decided_at=_now(),

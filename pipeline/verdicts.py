@@ -10,7 +10,7 @@ Must not do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
 from pipeline.core.types import BASELINE_PERCEPTUAL, Action, Algorithm, HashValue
 from pipeline.errors import PipelineError
+from pipeline.hashprocess import HashJobResult
 from pipeline.models import (
     MAX_MATCHES_PER_RECORD,
     AlertRecord,
@@ -28,6 +29,7 @@ from pipeline.models import (
     ErrorInfo,
     ImageFacts,
     MatchRecord,
+    RegionRecord,
     Stage,
     Verdict,
 )
@@ -46,8 +48,8 @@ def hashing_failure_stage(error: PipelineError) -> Stage:
     return Stage.GUARD if isinstance(error, ImageRejected) else Stage.HASH
 
 
-def match_record(match: Match) -> MatchRecord:
-    """The wire form of a core match."""
+def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
+    """The wire form of a core match; ``quarantined``: its entry is quarantined."""
     return MatchRecord(
         list=match.list_name,
         list_version=match.list_version,
@@ -58,6 +60,28 @@ def match_record(match: Match) -> MatchRecord:
         algorithm=match.algorithm,
         distance=match.distance,
         threshold=match.threshold,
+        orientation=match.orientation,
+        region=None
+        if match.region is None
+        else RegionRecord(
+            x=match.region.x,
+            y=match.region.y,
+            width=match.region.width,
+            height=match.region.height,
+            kind=match.region.kind,
+        ),
+        quarantined=quarantined,
+    )
+
+
+def image_facts(result: HashJobResult) -> ImageFacts:
+    """What a verdict says about the decoded picture of a hashing job's result."""
+    return ImageFacts(
+        format=result.format,
+        width=result.width,
+        height=result.height,
+        low_information=bool(result.views) and result.views[0].low_information,
+        pdq_quality=result.views[0].pdq_quality if result.views else None,
     )
 
 
@@ -66,15 +90,19 @@ def hex_hashes(hashes: Mapping[Algorithm, int]) -> dict[Algorithm, str]:
     return {alg: HashValue(alg, value).hex for alg, value in hashes.items()}
 
 
-def _bounded(matches: list[Match], action: Action) -> tuple[list[MatchRecord], int]:
+def _bounded(
+    matches: list[Match], action: Action, quarantined: Container[tuple[str, str]] = frozenset()
+) -> tuple[list[MatchRecord], int]:
     """At most MAX_MATCHES_PER_RECORD records and how many were left out. Deny matches whose
     list action is the verdict's action come first (they explain it), then the rest; each
-    group keeps the core's nearest-first order (the sort is stable)."""
+    group keeps the core's nearest-first order (the sort is stable). Matches of entries in
+    ``quarantined`` say so."""
     ranked = sorted(
         matches, key=lambda m: (m.list_kind is not ListKind.DENY, m.list_action is not action)
     )
     kept = ranked[:MAX_MATCHES_PER_RECORD]
-    return [match_record(m) for m in kept], len(ranked) - len(kept)
+    records = [match_record(m, (m.list_name, m.entry_id) in quarantined) for m in kept]
+    return records, len(ranked) - len(kept)
 
 
 def screened_verdict(
@@ -91,8 +119,9 @@ def screened_verdict(
 ) -> Verdict:
     """The verdict of an upload that was hashed and matched."""
     action = decision.action
-    matches, omitted = _bounded([*decision.matches, *decision.allowed_by], action)
-    suppressed, omitted_suppressed = _bounded(list(decision.suppressed), action)
+    held = {(m.list_name, m.entry_id) for m in decision.quarantined}
+    matches, omitted = _bounded([*decision.matches, *decision.allowed_by], action, held)
+    suppressed, omitted_suppressed = _bounded(list(decision.suppressed), action, held)
     return Verdict(
         upload_id=upload_id,
         action=action,

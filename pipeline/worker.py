@@ -1,9 +1,10 @@
 """The worker's composition root: builds every collaborator from settings and runs Faust.
 
 Owns start-up order and shutdown: embedded broker (only when no bootstrap servers are set),
-topics, hashing pool (warmed so the first upload does not pay imports and JIT loading),
-fetcher, sinks, matcher, the Faust app; then the Faust worker until SIGINT/SIGTERM; then the
-pool and the embedded broker are stopped.
+hashing pool (warmed so the first upload does not pay imports and JIT loading), fetcher, sinks,
+matcher, the Faust app; then the Faust worker until SIGINT/SIGTERM (it starts its web server,
+then waits for the broker and creates the topics: see pipeline.startup); then the pool and the
+embedded broker are stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import faust
 from pipeline.adapters.alerts import AlertmanagerSink, WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker
 from pipeline.adapters.fetch import Fetcher
-from pipeline.adapters.topics import ensure_topics, topic_specs
 from pipeline.alerting import AlertSink
 from pipeline.app import create_app
 from pipeline.config import Settings
@@ -27,6 +27,7 @@ from pipeline.hashpool import HashPool
 from pipeline.hashprocess import HASH_PROCESS_MEMORY_BYTES
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
+from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,13 @@ def build_sinks(settings: Settings) -> list[AlertSink]:
         secret = settings.webhook_secret.get_secret_value().encode()
         sinks.append(WebhookSink(settings.webhook_url, secret, settings.alert_timeout_seconds))
     if settings.alertmanager_url:
-        sinks.append(AlertmanagerSink(settings.alertmanager_url, settings.alert_timeout_seconds))
+        sinks.append(
+            AlertmanagerSink(
+                settings.alertmanager_url,
+                settings.alert_timeout_seconds,
+                resolve_after=settings.alertmanager_resolve_after_seconds,
+            )
+        )
     return sinks
 
 
@@ -61,7 +68,6 @@ def run_worker(settings: Settings) -> int:
         on_broken=pool_broken,
     )
     try:
-        ensure_topics(bootstrap, topic_specs(settings))
         if broker is not None:
             # The embedded broker's port is picked at start, and `pipeline submit` or
             # `hashlist publish` in another shell cannot reach this worker without it: give
@@ -110,6 +116,9 @@ def _build_app(
 ) -> faust.App:
     metrics = PipelineMetrics()
     matcher = Matcher(settings.index_kind.value)
+    quarantine = WorkerQuarantine(
+        settings.flood_rule(), metrics, enabled=settings.quarantine_enabled
+    )
     screener = Screener(
         settings,
         matcher=matcher,
@@ -117,6 +126,7 @@ def _build_app(
         pool=pool,
         metrics=metrics,
         limits=settings.guard_limits(),
+        quarantine=quarantine,
     )
     return create_app(
         settings,
@@ -126,6 +136,7 @@ def _build_app(
         metrics=metrics,
         health=health,
         sinks=build_sinks(settings),
+        quarantine=quarantine,
     )
 
 

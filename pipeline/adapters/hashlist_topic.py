@@ -2,9 +2,11 @@
 retractions as records.
 
 Owns the one mapping between the core's list entries and configs and what the topic holds:
-keys ``entry/<list>/<entry_id>`` (value: a :class:`~pipeline.models.HashListEntryRecord`) and
-``list/<name>`` (value: a :class:`~pipeline.models.HashListConfigRecord`); a null value
-(tombstone) retracts the entry or removes the list's config. The wire records themselves live in
+keys ``entry/<list>/<entry_id>`` (value: a :class:`~pipeline.models.HashListEntryRecord`),
+``list/<name>`` (value: a :class:`~pipeline.models.HashListConfigRecord`) and
+``quarantine/<list>/<entry_id>`` (value: a :class:`~pipeline.models.QuarantineLiftRecord`, an
+operator's lift of the entry's flood quarantine); a null value (tombstone) retracts the entry,
+removes the list's config or re-arms the entry's quarantine. The wire records themselves live in
 :mod:`pipeline.models`. Every reader (the worker's :mod:`pipeline.hashlist_feed`) and writer (the
 CLI's use cases, the benchmarks, the tests) goes through here, so the key layout and the record
 shapes cannot drift apart.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -26,7 +28,12 @@ from pipeline.core.hashlist import HashListEntry, ListConfig
 from pipeline.core.matching import Operation
 from pipeline.core.types import HashValue
 from pipeline.errors import InputRejected
-from pipeline.models import HashListConfigRecord, HashListEntryRecord
+from pipeline.models import HashListConfigRecord, HashListEntryRecord, QuarantineLiftRecord
+
+#: An operator's lift (or, with None, re-arm) of an entry's flood quarantine.
+QuarantineOperation = tuple[Literal["quarantine"], tuple[str, str], QuarantineLiftRecord | None]
+#: What one ``hashlists`` record asks of a worker: a matcher operation or a quarantine one.
+TopicOperation = Operation | QuarantineOperation
 
 
 class RecordSink(Protocol):
@@ -52,6 +59,11 @@ def entry_key(list_name: str, entry_id: str) -> str:
 def list_key(list_name: str) -> str:
     """Topic key of a list's config."""
     return f"list/{list_name}"
+
+
+def quarantine_key(list_name: str, entry_id: str) -> str:
+    """Topic key of an entry's quarantine lift."""
+    return f"quarantine/{list_name}/{entry_id}"
 
 
 # -- core <-> wire records ------------------------------------------------------------------------
@@ -124,6 +136,13 @@ def encode_config(config: ListConfig) -> TopicRecord:
     )
 
 
+def encode_lift(lift: QuarantineLiftRecord) -> TopicRecord:
+    """The record that lifts an entry's quarantine (and exempts it until re-armed)."""
+    return TopicRecord(
+        quarantine_key(lift.list, lift.entry_id).encode(), lift.model_dump_json().encode()
+    )
+
+
 def tombstone(key: str) -> TopicRecord:
     """The record that retracts whatever the topic holds under ``key``."""
     return TopicRecord(key.encode(), None)
@@ -160,8 +179,9 @@ def retract(sink: RecordSink, topic: str, keys: Iterable[str]) -> int:
 # -- decoding ---------------------------------------------------------------------------------
 
 
-def parse_hashlist_record(key: bytes | None, value: bytes | None) -> Operation:
-    """Decode one ``hashlists`` topic record into an operation for the matcher.
+def parse_hashlist_record(key: bytes | None, value: bytes | None) -> TopicOperation:
+    """Decode one ``hashlists`` topic record into an operation for the matcher, or for the
+    flood quarantine (``quarantine`` records).
 
     Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record`` or ``bad_hash``) for a
     record that cannot be applied; the caller counts and skips it.
@@ -184,6 +204,14 @@ def parse_hashlist_record(key: bytes | None, value: bytes | None) -> Operation:
             if config.name != rest:
                 raise InputRejected("record does not match its key", reason="bad_key")
             return ("list", rest, to_core_config(config))
+        if kind == "quarantine" and "/" in rest:
+            list_name, _, entry_id = rest.partition("/")
+            if value is None:
+                return ("quarantine", (list_name, entry_id), None)
+            lift = QuarantineLiftRecord.model_validate_json(value)
+            if (lift.list, lift.entry_id) != (list_name, entry_id):
+                raise InputRejected("record does not match its key", reason="bad_key")
+            return ("quarantine", (list_name, entry_id), lift)
     except ValidationError as exc:
         raise InputRejected(
             f"invalid hash-list record: {exc.error_count()} problem(s), first: "

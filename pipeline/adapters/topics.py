@@ -76,13 +76,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+def ensure_topics(
+    bootstrap_servers: str, specs: list[TopicSpec], *, connect_timeout_seconds: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Raises a kafka
+    error when the broker cannot be reached within ``connect_timeout_seconds``."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=10_000,
+        bootstrap_timeout_ms=int(connect_timeout_seconds * 1000),
+    )
     with contextlib.closing(admin):
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -130,12 +137,16 @@ def latest_values(
     *,
     connect_timeout: float,
     stall_timeout: float = READ_STALL_SECONDS,
+    key_prefix: bytes | None = None,
 ) -> dict[bytes, bytes | None]:
     """The newest value of each of ``keys`` on ``topic``: ``None`` for a key whose newest record
     is a tombstone; keys never written (or a topic that does not exist) are absent.
 
+    With ``key_prefix``, every key that starts with it is wanted too (``keys`` may then be
+    empty): what the topic holds under ``quarantine/``, say.
+
     Reads every partition from the start up to its high watermark, keeping only the wanted
-    keys, so memory stays bounded by ``keys`` however large the topic. Raises
+    keys, so memory stays bounded by the wanted keys however large the topic. Raises
     :class:`BrokerUnreachable` when the broker cannot be reached within ``connect_timeout``
     seconds or no fetch brings anything for ``stall_timeout`` seconds before the end.
     """
@@ -169,7 +180,11 @@ def latest_values(
                     )
                 for records in batches.values():
                     for record in records:
-                        if record.key in wanted:
+                        if record.key in wanted or (
+                            key_prefix is not None
+                            and record.key is not None
+                            and record.key.startswith(key_prefix)
+                        ):
                             latest[record.key] = record.value
             return latest
         except KafkaError as exc:

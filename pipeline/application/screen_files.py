@@ -30,10 +30,11 @@ from pipeline.demo.images import encode, synthetic_image
 from pipeline.errors import InputRejected, PipelineError
 from pipeline.hashpool import HashPool
 from pipeline.hashprocess import HASH_PROCESS_MEMORY_BYTES, HashJobResult
-from pipeline.models import ImageFacts, Stage, Verdict
+from pipeline.models import Stage, Verdict
 from pipeline.verdicts import (
     error_verdict,
     hashing_failure_stage,
+    image_facts,
     screened_verdict,
     verdict_algorithms,
 )
@@ -181,8 +182,8 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
     return screened_verdict(
         upload_id=str(path),
         hashes=outcome.hashes,
-        image=ImageFacts(format=outcome.format, width=outcome.width, height=outcome.height),
-        decision=decide(matcher.match(outcome.hashes)),
+        image=image_facts(outcome),
+        decision=decide(matcher.match(outcome.hashes, outcome.views)),
         worker_id=settings.worker_id,
         decided_at=now,
     )

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.application.list_files import list_stats, validate_lists
+from pipeline.application.list_files import list_stats, low_information_entries, validate_lists
 from pipeline.application.matchers import build_matcher
 from pipeline.application.progress import Advance, Progress, no_progress
 from pipeline.application.screen_files import HashOutcome, hash_files, screen_files
@@ -159,6 +159,13 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     del settings
     loaded = validate_lists(args.paths, _progress(args.quiet))
     _print_bad_lines(loaded.errors)
+    for entry in low_information_entries(loaded.entries):
+        print(
+            f"warning: list {entry.list_name!r} entry {entry.entry_id!r}: low_information: its "
+            f"{entry.hash.algorithm} hash {entry.hash.hex} is the hash of a blank, gradient, "
+            "vignette or stripe picture",
+            file=sys.stderr,
+        )
     for path in loaded.empty_files:
         print(f"{path}: empty_list: no entries loaded", file=sys.stderr)
     empty = f"; {len(loaded.empty_files)} file(s) with no entries" if loaded.empty_files else ""
@@ -187,12 +194,19 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
                     {"list": lst, "algorithm": alg, "category": cat, "entries": n}
                     for (lst, alg, cat), n in stats.counts.items()
                 ],
+                "low_information": [
+                    {"list": lst, "algorithm": alg, "entries": n}
+                    for (lst, alg), n in stats.low_information.items()
+                ],
             }
         )  # fmt: skip
         return 0
     rows = [[lst, alg, cat, n] for (lst, alg, cat), n in stats.counts.items()]
     print(format_table(["list", "algorithm", "category", "entries"], rows))
     print(f"\n{stats.entries:,} entries, {stats.bad_lines:,} bad line(s)")
+    for (lst, alg), n in stats.low_information.items():
+        print(f"warning: list {lst!r}: {n:,} {alg} entr{'y' if n == 1 else 'ies'} of "
+              "low-information pictures (blank, gradient, vignette, stripes)")  # fmt: skip
     return 0
 
 

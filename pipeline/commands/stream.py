@@ -1,5 +1,5 @@
-"""The Kafka-facing commands: ``worker`` here; ``submit``, ``demo`` and ``demo-traffic``, and
-``hashlist publish|retract``, from their own modules.
+"""The Kafka-facing commands: ``worker`` here; ``submit``, ``demo`` and ``demo-traffic``,
+``quarantine lift|rearm|list`` and ``hashlist publish|retract``, from their own modules.
 
 ``worker`` hands over to :mod:`pipeline.worker`. The others live in
 :mod:`pipeline.commands.uploads`, :mod:`pipeline.commands.demo` and
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pipeline.commands import demo, hashlists, uploads
+from pipeline.commands import demo, hashlists, quarantine, uploads
 from pipeline.config import Settings
 
 
@@ -25,7 +25,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``worker``, ``submit``, ``demo`` and ``demo-traffic``."""
+    """Add ``worker``, ``submit``, ``demo``, ``demo-traffic`` and ``quarantine``."""
     worker = subparsers.add_parser(
         "worker",
         help="run the screening worker (embedded broker when PIPELINE_BOOTSTRAP_SERVERS is unset)",
@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
     worker.set_defaults(handler=cmd_worker)
     uploads.register(subparsers)
     demo.register(subparsers)
+    quarantine.register(subparsers)
 
 
 def register_hashlist_actions(actions: Any) -> None:

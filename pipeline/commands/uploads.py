@@ -41,10 +41,20 @@ def upload_name(verdict: VerdictJson) -> str:
 
 def _match_phrase(match: dict[str, Any]) -> str:
     """``known-1-phash phash 2/8``: the distance out of the threshold, so a reader sees how
-    close the match was; exact hashes match only when identical, which says it better."""
+    close the match was; exact hashes match only when identical, which says it better. A
+    variant says how it differs: ``known-1 phash 3/8 mirror, embedded 640x480 at 220,410``."""
     if match["threshold"] == 0 and match["distance"] == 0:
         return f"{match['entry_id']} {match['algorithm']} identical"
-    return f"{match['entry_id']} {match['algorithm']} {match['distance']}/{match['threshold']}"
+    phrase = f"{match['entry_id']} {match['algorithm']} {match['distance']}/{match['threshold']}"
+    variant = []
+    if match.get("orientation", "identity") != "identity":
+        variant.append(str(match["orientation"]))
+    region = match.get("region") or {}
+    if region.get("kind", "whole") != "whole":
+        variant.append(
+            f"{region['kind']} {region['width']}x{region['height']} at {region['x']},{region['y']}"
+        )
+    return f"{phrase} {', '.join(variant)}" if variant else phrase
 
 
 def verdict_line(verdict: VerdictJson, name_width: int = 0) -> str:

@@ -9,13 +9,16 @@ Owns the rules, expressed as data in :class:`DecisionPolicy`:
   deny matches only, so a near-duplicate on an allow list can never cancel a byte-identical
   hit on a deny list;
 - the most severe remaining action wins (``severity``, least to most);
+- a deny match of a quarantined entry (:mod:`pipeline.core.quarantine`: one that flooded) asks
+  for no more than ``quarantined_action`` (review): held for a person, never blocked, never let
+  through;
 - an upload that cannot be screened gets ``error`` plus the configured fail-closed action.
 Must not do I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -38,6 +41,8 @@ class DecisionPolicy:
         )
     )
     severity: tuple[Action, ...] = (Action.ALLOW, Action.REVIEW, Action.BLOCK)
+    #: The most a deny match of a quarantined entry asks for.
+    quarantined_action: Action = Action.REVIEW
     suppresses: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: MappingProxyType(
             {
@@ -53,21 +58,42 @@ DEFAULT_POLICY = DecisionPolicy()
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The action, the deny matches behind it, and those an allow list suppressed."""
+    """The action, the deny matches behind it, and those an allow list suppressed;
+    ``quarantined``: the deny matches (effective or suppressed) of quarantined entries."""
 
     action: Action
     matches: tuple[Match, ...]
     suppressed: tuple[Match, ...]
     allowed_by: tuple[Match, ...]
+    quarantined: tuple[Match, ...] = ()
 
 
-def decide(matches: Sequence[Match], policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
-    """Apply ``policy`` to the matches of one upload."""
+def decide(
+    matches: Sequence[Match],
+    policy: DecisionPolicy = DEFAULT_POLICY,
+    quarantined: Container[tuple[str, str]] = frozenset(),
+) -> Decision:
+    """Apply ``policy`` to the matches of one upload; ``quarantined`` holds the (list, entry id)
+    of every quarantined entry."""
     allow = tuple(m for m in matches if m.list_kind is ListKind.ALLOW)
     deny = [m for m in matches if m.list_kind is ListKind.DENY]
     suppressed_families = frozenset().union(*(policy.suppresses[_family(m)] for m in allow))
     effective = tuple(m for m in deny if _family(m) not in suppressed_families)
     suppressed = tuple(m for m in deny if _family(m) in suppressed_families)
-    asked = [policy.action_by_list_action[m.list_action] for m in effective]
+    held = tuple(m for m in deny if (m.list_name, m.entry_id) in quarantined)
+
+    def asks(match: Match) -> Action:
+        action = policy.action_by_list_action[match.list_action]
+        if (match.list_name, match.entry_id) in quarantined:
+            return min(action, policy.quarantined_action, key=policy.severity.index)
+        return action
+
+    asked = [asks(m) for m in effective]
     action = max(asked, key=policy.severity.index, default=Action.ALLOW)
-    return Decision(action=action, matches=effective, suppressed=suppressed, allowed_by=allow)
+    return Decision(
+        action=action,
+        matches=effective,
+        suppressed=suppressed,
+        allowed_by=allow,
+        quarantined=held,
+    )

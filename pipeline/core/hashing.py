@@ -1,13 +1,20 @@
 """One decode, all hashes: exact digests of the bytes and perceptual hashes of the picture.
 
-Owns how each algorithm's value is computed and how it is laid out as an int. Perceptual hashes
-are imagehash's own functions applied to the guarded, reduced, upright grayscale image, and the
-int is read exactly as imagehash's hex string reads (first array bit = most significant bit), so
-``HashValue(alg, value).hex == str(imagehash.phash(img))`` and lists made with plain imagehash
-match. For JPEGs the reduced-scale decode shifts pHash by a bit or two at most (measured by
-``pipeline bench hashing``); other formats are hashed from the full image and agree exactly.
+Owns how each algorithm's value is computed and how it is laid out as an int, and the
+:class:`View`: the perceptual hashes of one region of the upload (the whole picture first) in
+every orientation (:mod:`pipeline.core.orientation`), all from the one reduced decode.
+
+The upright perceptual hashes equal imagehash's own functions applied to the guarded, reduced,
+grayscale image bit for bit (the orientation module derives all eight from imagehash's steps,
+pinned by golden tests), and the int is read exactly as imagehash's hex string reads (first
+array bit = most significant bit), so ``HashValue(alg, value).hex == str(imagehash.phash(img))``
+and lists made with plain imagehash match. For JPEGs the reduced-scale decode shifts pHash by a
+bit or two at most (measured by ``pipeline bench hashing``); other formats are hashed from the
+full image and agree exactly.
 PDQ (:mod:`pipeline.core.pdq`) is read as ThreatExchange's hex reads; it is not in the default
-set (:data:`DEFAULT_ALGORITHMS`): callers ask for it when a list uses it.
+set (:data:`DEFAULT_ALGORITHMS`): callers ask for it when a list uses it. A view's PDQ carries
+its quality; :data:`pipeline.core.hashlist.PDQ_MIN_QUALITY` is the floor below which the
+matcher does not search it.
 
 Must not: read files, log, or keep the bytes after returning.
 """
@@ -15,16 +22,25 @@ Must not: read files, log, or keep the bytes after returning.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import imagehash
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
+from pipeline.core.detail import is_low_information_dct, thumbnail_dct
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
+from pipeline.core.orientation import (
+    OrientationHashes,
+    dhash_orientations,
+    phash_orientations_of,
+)
 from pipeline.core.pdq import PdqHashes, pdq_hashes, upright_full_size
+from pipeline.core.regions import Region, content_regions
 from pipeline.core.types import (
     BASELINE_PERCEPTUAL,
     EXACT_ALGORITHMS,
@@ -79,6 +95,25 @@ _PERCEPTUAL: dict[Algorithm, Callable[[DecodedImage], int]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class View:
+    """The perceptual hashes of one region of an upload, in every orientation.
+
+    ``region`` is in the upload's pixels (the whole picture for the first view of an upload).
+    ``hashes`` maps each perceptual algorithm computed to its eight orientations; the identity
+    values of the whole-picture view are the upload's perceptual hashes. Plain dicts, so a view
+    pickles across the hashing process pool.
+    """
+
+    region: Region
+    hashes: Mapping[Algorithm, OrientationHashes]
+    low_information: bool = False
+    """Too little detail for a perceptual match to mean anything
+    (:func:`pipeline.core.detail.is_low_information`): the matcher does not search it."""
+    pdq_quality: int | None = None
+    """PDQ's quality score (0-100) of this view, when PDQ was computed."""
+
+
+@dataclass(frozen=True, slots=True)
 class ImageHashes:
     """Every hash computed for one upload, with the decoded image's facts."""
 
@@ -86,6 +121,7 @@ class ImageHashes:
     format: str
     width: int
     height: int
+    views: tuple[View, ...] = ()
 
     def values(self) -> tuple[HashValue, ...]:
         """The hashes as tagged values, in algorithm order."""
@@ -114,17 +150,86 @@ def perceptual_hashes(
     return {alg: _PERCEPTUAL[alg](decoded) for alg in algorithms if alg.is_perceptual}
 
 
+def upload_views(
+    decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
+) -> tuple[View, ...]:
+    """The views of one decoded upload: the whole picture, then each content region
+    (:func:`pipeline.core.regions.content_regions`: without uniform borders, or the picture
+    inside a screenshot or meme), each in every orientation, all from the one reduced decode.
+
+    Regions are reported in the upright upload's pixels. Empty when ``algorithms`` holds no
+    perceptual algorithm (nothing to search by distance).
+    """
+    wanted = [alg for alg in algorithms if alg.is_perceptual]
+    if not wanted:
+        return ()
+    image = decoded.image
+    width, height = upright_size(decoded)
+    views = [_view(Region.whole(width, height), image, wanted)]
+    scale_x, scale_y = width / image.width, height / image.height
+    for found in content_regions(image):
+        box = (found.x, found.y, found.x + found.width, found.y + found.height)
+        region = Region(
+            x=round(found.x * scale_x),
+            y=round(found.y * scale_y),
+            width=max(1, round(found.width * scale_x)),
+            height=max(1, round(found.height * scale_y)),
+            kind=found.kind,
+        )
+        views.append(_view(region, image.crop(box), wanted))
+    return tuple(views)
+
+
+def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
+    """One view: ``image`` (the region's pixels of a decode, grayscale; ``region`` is where
+    they are in the upright upload, full size) hashed in every orientation, and the
+    low-information gate judged on pHash's own thumbnail DCT (one resize and one DCT serve
+    both). PDQ is computed as if from the region at full size (see :mod:`pipeline.core.pdq`)."""
+    coefficients = thumbnail_dct(image)
+    hashes: dict[Algorithm, OrientationHashes] = {}
+    if Algorithm.PHASH in algorithms:
+        hashes[Algorithm.PHASH] = phash_orientations_of(coefficients)
+    if Algorithm.DHASH in algorithms:
+        hashes[Algorithm.DHASH] = dhash_orientations(image)
+    quality = None
+    if Algorithm.PDQ in algorithms:
+        pdq = pdq_hashes(image, (region.width, region.height))
+        hashes[Algorithm.PDQ], quality = pdq.orientations, pdq.quality
+    return View(
+        region,
+        hashes,
+        low_information=is_low_information_dct(coefficients),
+        pdq_quality=quality,
+    )
+
+
+def upright_size(decoded: DecodedImage) -> tuple[int, int]:
+    """The upload's size in pixels as it is seen upright (after its EXIF orientation).
+
+    ``decoded.width``/``height`` are the stored size; a quarter-turn EXIF orientation swaps
+    them. Whether it did is read off the decoded (upright, maybe reduced) picture's shape."""
+    stored = decoded.width / decoded.height
+    shown = decoded.image.width / decoded.image.height
+    swapped = abs(math.log(shown * stored)) < abs(math.log(shown / stored))
+    return (decoded.height, decoded.width) if swapped else (decoded.width, decoded.height)
+
+
 def upload_hashes(
     data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
-) -> dict[Algorithm, int]:
-    """``algorithms`` of one upload, in :data:`ALL_ALGORITHMS` order: exact digests of ``data``
-    (the original bytes) and perceptual hashes of ``decoded`` (their guarded decode).
+) -> tuple[dict[Algorithm, int], tuple[View, ...]]:
+    """``algorithms`` of one upload: exact digests of ``data`` (the original bytes) and the
+    perceptual hashes of ``decoded`` (their guarded decode), in :data:`ALL_ALGORITHMS` order,
+    with the views they come from (see :func:`upload_views`).
 
     The one place an upload's hashes are computed: the worker's and the CLI's hashing job
-    (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it."""
+    (:func:`pipeline.hashprocess.hash_job`) and :func:`hash_image` both call it. The upload's
+    perceptual hashes are the whole-picture view's identity values, so they are computed once.
+    """
     wanted = tuple(algorithms)
-    hashes = {**exact_hashes(data, wanted), **perceptual_hashes(decoded, wanted)}
-    return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}
+    views = upload_views(decoded, wanted)
+    upright = {alg: oriented.identity for alg, oriented in views[0].hashes.items()} if views else {}
+    hashes = {**exact_hashes(data, wanted), **upright}
+    return {alg: hashes[alg] for alg in ALL_ALGORITHMS if alg in hashes}, views
 
 
 def hash_image(
@@ -136,9 +241,11 @@ def hash_image(
     digests are only computed for images the guard accepts, so a refusal costs no hashing.
     """
     decoded = decode(data, limits)
+    hashes, views = upload_hashes(data, decoded, algorithms)
     return ImageHashes(
-        hashes=MappingProxyType(upload_hashes(data, decoded, algorithms)),
+        hashes=MappingProxyType(hashes),
         format=decoded.format,
         width=decoded.width,
         height=decoded.height,
+        views=views,
     )

@@ -204,7 +204,14 @@ def phash_orientations(image: Image.Image) -> OrientationHashes:
     cannot resize (none for the guard's decoded images).
     """
     pixels = np.asarray(_grayscale(image).resize((_PHASH_SIDE, _PHASH_SIDE), _RESAMPLE))
-    coefficients = np.asarray(fftpack.dct(fftpack.dct(pixels, axis=0), axis=1), np.float64)
+    return phash_orientations_of(
+        np.asarray(fftpack.dct(fftpack.dct(pixels, axis=0), axis=1), np.float64)
+    )
+
+
+def phash_orientations_of(coefficients: npt.NDArray[np.float64]) -> OrientationHashes:
+    """:func:`phash_orientations` from the 32x32 DCT-II of the picture's 32x32 thumbnail
+    (:func:`pipeline.core.detail.thumbnail_dct`), for a caller that needs it for more."""
     low = coefficients[:_HASH_SIDE, :_HASH_SIDE]
     blocks = np.stack([_turn_coefficients(low, _STEPS[o]) for o in ORIENTATIONS])
     flat = blocks.reshape(len(ORIENTATIONS), -1)

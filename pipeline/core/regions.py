@@ -1,15 +1,40 @@
 """Where the picture really is inside an upload: the content regions hashed besides the whole.
 
 Owns :class:`Region` (a rectangle in the upload's pixels and what kind of region it is) and
-the search for candidate regions: uniform borders trimmed (padding, letterbox, pillarbox) and
-the embedded picture inside a screenshot, chat frame or meme. Works on the guard's reduced
-decode; never decodes, reads files, logs or matches anything.
+the search for candidate regions, :func:`content_regions`: uniform borders trimmed (padding,
+letterbox, pillarbox) and the embedded picture inside a screenshot, chat frame or meme. Works
+on the guard's reduced decode; never decodes, reads files, logs or matches anything.
+
+How, on the decode (box-reduced to at most 320 px a side; the guard's JPEG decodes already are):
+
+* Trimmed: from each side inwards, lines that are one flat colour (97% of pixels within 3
+  levels of the outermost line's, mean within 1.5) are pad; rows, then columns, twice.
+* Embedded: a pixel has detail when it differs from its right or lower neighbour by more than
+  2 levels (flat UI, pads and wallpapers decode to steps of 0-1). The rectangle with the
+  largest sum of (detail share - 0.6) over a <= 48-block grid is the core of the picture;
+  its edges are settled to pixel lines, then grown over whatever carries the picture on
+  (smooth sky, skin, blur: no detail, but no UI either) up to the first flat line of the
+  surroundings' colour, less a bubble's 1-2 line margin. It is kept only if flat UI lies
+  just outside it on two opposite sides and on every side not at the image's edge, and the
+  search only runs when two opposite edges of the image are mostly one colour.
+
+Limits (measured with scikit-image's photos, see tests/unit/test_regions.py): a low-detail or
+low-contrast photo (the moon, a clock on a plain wall) inside a chat frame carries less detail
+than the text bubbles around it and is not found; a photo whose edge is the colour of the UI
+around it (white sky on a white meme bar) loses that edge; a patterned chat wallpaper is not
+flat UI, so nothing is found there; one embedded picture per upload (the largest).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
 
 
 class RegionKind(enum.StrEnum):
@@ -43,3 +68,512 @@ class Region:
     def whole(cls, width: int, height: int) -> Region:
         """The whole picture of ``width`` x ``height`` pixels."""
         return cls(0, 0, width, height, RegionKind.WHOLE)
+
+
+#: The long side, in pixels, the search works at. The guard's JPEG decodes (the 1/8 to 1/1 DCT
+#: scale that keeps both sides >= 128) already fit, so they are searched as they are; larger
+#: decodes (PNG, WebP, small JPEGs' full decode) are box-reduced by an integer factor first.
+_WORK_SIDE = 320
+#: Grey levels: two neighbouring pixels this close are "no detail". A flat UI colour, a pad or
+#: a slight wallpaper gradient decodes to steps of 0-1 (JPEG keeps a flat 8x8 block flat, and
+#: the reduced decode shows one value per block), a photo's texture to larger ones.
+_FLAT_STEP = 2
+#: A pad line: this share of its pixels within :data:`_PAD_TOLERANCE` levels of the outermost
+#: line's colour. Real pads are flat to a level or two after JPEG (ringing only reaches the
+#: line next to the picture, which stays in); a clear sky or a studio backdrop drifts more.
+_PAD_TOLERANCE = 3
+_PAD_SHARE = 0.97
+#: ...and its mean within this many levels of the outermost line's: a pad does not drift, so
+#: a gradient picture does not lose its first rows as "pad".
+_PAD_DRIFT = 1.5
+#: Grey levels within which a line is "of the surroundings' colour" when growing a picture
+#: or judging its surround (UI colours, after JPEG and the reduced decode).
+_UI_TOLERANCE = 6
+#: Share of pixels with detail that makes a line or a block "photographic" (photos at the
+#: reduced scale: 0.8-1.0 outside smooth areas; text on a flat background: below it once a
+#: line gap or a bubble margin is in the block).
+_DETAIL_SHARE = 0.6
+#: The block grid of the largest-detail-rectangle search, in blocks on the long side.
+_GRID = 48
+#: A line is flat UI, where growing a picture outwards stops, when its neighbouring pixels
+#: differ by at most this much on average (a slow gradient passes, texture and text do not)
+#: and its colour is one of the surroundings' (within :data:`_UI_TOLERANCE`).
+_FLAT_LINE_STEP = 1.0
+#: A line just outside an embedded picture is flat UI when this share of its pixels is within
+#: :data:`_UI_TOLERANCE` of its median (rounded corners and a bubble's edge take the rest).
+_SURROUND_SHARE = 0.85
+#: An edge of the image gives the surroundings' colour when this share of it is one colour.
+_EDGE_UI_SHARE = 0.5
+#: How many lines outward the flat surround is looked for (the decoded boundary blurs over
+#: one or two).
+_SURROUND_REACH = 3
+#: A bubble's margin around a photo at the reduced scale (8-12 px on a 1080 px wide phone
+#: screen, 1-2 px at 1/8): up to this many flat lines of their own colour come off the edges.
+_MARGIN_LINES = 2
+#: Regions smaller than this are not worth a hash: pHash reads a 32x32 resize, and below a
+#: fifth of a side (or 8% of the area) a region is a thumbnail or an icon, where a match is
+#: both unlikely and cheap to fake.
+_MIN_SIDE_PIXELS = 24
+_MIN_SIDE_SHARE = 0.2
+_MIN_AREA_SHARE = 0.08
+#: A region is "the whole image" when it keeps this share of both sides: the whole image's
+#: own hash already covers it (a 2% pad moves pHash by a few bits at most).
+_NEAR_WHOLE_SHARE = 0.96
+#: Two candidates this alike (intersection over union) are one region; the first is kept.
+_SAME_REGION_IOU = 0.9
+
+#: Bounds in working pixels: (left, top, right, bottom), right and bottom exclusive.
+_Box = tuple[int, int, int, int]
+_Pixels = npt.NDArray[np.int16]
+_Mask = npt.NDArray[np.bool_]
+_Floats = npt.NDArray[np.floating[Any]]
+_Indices = npt.NDArray[np.intp]
+
+
+def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, ...]:
+    """Candidate regions of ``image`` worth hashing besides the whole, best first.
+
+    ``image`` is the guard's decode (grayscale, any mode is accepted); regions are in its
+    pixels. At most ``max_regions``; none tiny and none (nearly) the whole image; empty for
+    an ordinary photo. The trimmed picture (uniform borders removed) comes first: its
+    evidence, flat lines of one colour, is the stronger. Then the embedded picture: the
+    largest rectangle of photographic detail whose surroundings on two opposite sides are flat
+    (screenshot and chat UI, meme bars)."""
+    if max_regions <= 0:
+        return ()
+    pixels, factor = _working_pixels(image)
+    height, width = pixels.shape
+    whole: _Box = (0, 0, width, height)
+    trimmed = _trim_uniform_borders(pixels)
+    candidates: list[tuple[_Box, RegionKind]] = []
+    if trimmed is not None and trimmed != whole:
+        candidates.append((trimmed, RegionKind.TRIMMED))
+    embedded = None
+    if trimmed is not None and (
+        _may_frame_a_picture(pixels, whole) or _may_frame_a_picture(pixels, trimmed)
+    ):
+        embedded = _embedded_picture(pixels, trimmed)
+    if embedded is not None:
+        candidates.append((embedded, RegionKind.EMBEDDED))
+
+    regions: list[Region] = []
+    kept: list[_Box] = []
+    for box, kind in candidates:
+        if (
+            not _worth_hashing(box, width, height)
+            or _nearly_contains(box, whole)
+            or any(_iou(box, other) >= _SAME_REGION_IOU for other in kept)
+        ):
+            continue
+        kept.append(box)
+        regions.append(_to_image_pixels(box, kind, factor, image.size))
+    return tuple(regions[:max_regions])
+
+
+def _working_pixels(image: Image.Image) -> tuple[_Pixels, int]:
+    gray = image if image.mode == "L" else image.convert("L")
+    factor = max(1, -(-max(gray.size) // _WORK_SIDE))
+    if factor > 1:
+        gray = gray.reduce(factor)
+    return np.asarray(gray, dtype=np.int16), factor
+
+
+def _to_image_pixels(box: _Box, kind: RegionKind, factor: int, size: tuple[int, int]) -> Region:
+    left, top, right, bottom = (value * factor for value in box)
+    right, bottom = min(right, size[0]), min(bottom, size[1])
+    return Region(left, top, right - left, bottom - top, kind)
+
+
+def _worth_hashing(box: _Box, width: int, height: int) -> bool:
+    box_width, box_height = box[2] - box[0], box[3] - box[1]
+    return (
+        min(box_width, box_height) >= _MIN_SIDE_PIXELS
+        and box_width >= _MIN_SIDE_SHARE * width
+        and box_height >= _MIN_SIDE_SHARE * height
+        and box_width * box_height >= _MIN_AREA_SHARE * width * height
+    )
+
+
+def _nearly_contains(box: _Box, whole: _Box) -> bool:
+    """Whether ``box`` keeps nearly all of ``whole`` along both axes."""
+    return (box[2] - box[0]) >= _NEAR_WHOLE_SHARE * (whole[2] - whole[0]) and (
+        box[3] - box[1]
+    ) >= _NEAR_WHOLE_SHARE * (whole[3] - whole[1])
+
+
+def _iou(first: _Box, second: _Box) -> float:
+    overlap_width = min(first[2], second[2]) - max(first[0], second[0])
+    overlap_height = min(first[3], second[3]) - max(first[1], second[1])
+    if overlap_width <= 0 or overlap_height <= 0:
+        return 0.0
+    overlap = overlap_width * overlap_height
+    union = _area(first) + _area(second) - overlap
+    return overlap / union
+
+
+def _area(box: _Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+# Trimming uniform borders.
+
+
+def _median(line: _Pixels) -> int:
+    middle = len(line) // 2
+    return int(np.partition(line, middle)[middle])
+
+
+def _leading(count: int, holds: Callable[[int, int], _Mask]) -> int:
+    """How many of ``count`` lines, from the first, hold: ``holds(start, stop)`` tests lines
+    start..stop-1. Tested in chunks that double, since most runs end within a few lines and
+    testing the whole picture every time would cost more than the rest of the search."""
+    start, chunk = 0, 8
+    while start < count:
+        stop = min(count, start + chunk)
+        failing = np.flatnonzero(~holds(start, stop))
+        if failing.size:
+            return start + int(failing[0])
+        start, chunk = stop, chunk * 2
+    return count
+
+
+def _pad_lines(lines: _Pixels) -> int:
+    """How many leading rows of ``lines`` are pad: nearly all pixels of the first row's
+    colour (its median, so a few noisy pixels in the outermost row do not set it), and the
+    same mean brightness."""
+    colour = _median(lines[0])
+    level = float(lines[0].mean())
+    needed = _PAD_SHARE * lines.shape[1]
+
+    def pad(start: int, stop: int) -> _Mask:
+        chunk = lines[start:stop]
+        close = np.abs(chunk - colour) <= _PAD_TOLERANCE
+        steady = np.abs(chunk.mean(axis=1) - level) <= _PAD_DRIFT
+        pad_lines: _Mask = (np.count_nonzero(close, axis=1) >= needed) & steady
+        return pad_lines
+
+    return _leading(len(lines), pad)
+
+
+def _trim_uniform_borders(pixels: _Pixels) -> _Box | None:
+    """The picture inside flat borders (per side, any colour); None when all is flat.
+
+    Rows first over the full width, then columns over what is left, twice, so uneven pads and
+    a letterbox inside a pillarbox both come off."""
+    height, width = pixels.shape
+    left, top, right, bottom = 0, 0, width, height
+    for _ in range(2):
+        rows = pixels[top:bottom, left:right]
+        top_pad = _pad_lines(rows)
+        if top_pad >= bottom - top:
+            return None
+        top, bottom = top + top_pad, bottom - _pad_lines(rows[::-1])
+        if bottom <= top:
+            return None  # flat from both ends (a two-tone split): no picture inside
+        columns = pixels[top:bottom, left:right].T
+        left_pad = _pad_lines(columns)
+        if left_pad >= right - left:
+            return None
+        left, right = left + left_pad, right - _pad_lines(columns[::-1])
+        if right <= left:
+            return None
+    return left, top, right, bottom
+
+
+# The embedded picture.
+
+
+@dataclass(frozen=True, slots=True)
+class _DetailMap:
+    """Which pixels have detail, as a summed-area table: the detail count of any rectangle
+    (a line segment, a block) costs four look-ups."""
+
+    sums: npt.NDArray[np.int32]  # [y, x]: detail pixels above row y and left of column x
+
+    @classmethod
+    def of(cls, pixels: _Pixels) -> _DetailMap:
+        """Pixels that differ from their right or lower neighbour by more than a flat step."""
+        mask = np.zeros(pixels.shape, dtype=np.bool_)
+        mask[:, :-1] = np.abs(np.diff(pixels, axis=1)) > _FLAT_STEP
+        mask[:-1] |= np.abs(np.diff(pixels, axis=0)) > _FLAT_STEP
+        height, width = pixels.shape
+        sums = np.zeros((height + 1, width + 1), dtype=np.int32)
+        np.cumsum(mask, axis=0, out=sums[1:, 1:])
+        np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
+        return cls(sums)
+
+    def row_shares(self, rows: _Indices, left: int, right: int) -> _Floats:
+        """Detail share of each of ``rows`` between columns ``left`` and ``right``."""
+        sums = self.sums
+        inside = sums[rows + 1, right] - sums[rows + 1, left] - sums[rows, right] + sums[rows, left]
+        shares: _Floats = inside / (right - left)
+        return shares
+
+    def column_shares(self, columns: _Indices, top: int, bottom: int) -> _Floats:
+        """Detail share of each of ``columns`` between rows ``top`` and ``bottom``."""
+        sums = self.sums
+        inside = (
+            sums[bottom, columns + 1]
+            - sums[top, columns + 1]
+            - sums[bottom, columns]
+            + sums[top, columns]
+        )
+        shares: _Floats = inside / (bottom - top)
+        return shares
+
+    def share(self, box: _Box) -> float:
+        left, top, right, bottom = box
+        sums = self.sums
+        inside = sums[bottom, right] - sums[top, right] - sums[bottom, left] + sums[top, left]
+        return float(inside) / _area(box)
+
+    def block_counts(self, within: _Box, block: int) -> npt.NDArray[np.int32]:
+        """Detail counts of the whole ``block`` x ``block`` squares tiling ``within``."""
+        left, top, right, bottom = within
+        corners = self.sums[top : bottom + 1 : block, left : right + 1 : block]
+        rows, columns = (bottom - top) // block, (right - left) // block
+        corners = corners[: rows + 1, : columns + 1]
+        return corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+
+
+def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
+    """Whether two opposite edges of ``within`` are mostly one colour each, as UI around an
+    embedded picture makes them (status and input bars, chat wallpaper, meme bars). Most
+    photos fail this at once, and the search costs them nothing more."""
+    left, top, right, bottom = within
+
+    def mostly_flat(line: _Pixels) -> bool:
+        return _flat_line(line, _EDGE_UI_SHARE)
+
+    return (
+        mostly_flat(pixels[top, left:right]) and mostly_flat(pixels[bottom - 1, left:right])
+    ) or (mostly_flat(pixels[top:bottom, left]) and mostly_flat(pixels[top:bottom, right - 1]))
+
+
+def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
+    detail = _DetailMap.of(pixels)
+    core = _largest_detail_rectangle(detail, within)
+    if core is None:
+        return None
+    box = _settle_on_detail(detail, core, within)
+    if box is None:
+        return None
+    box = _drop_margins(pixels, _continue_smooth_picture(pixels, box, within))
+    if detail.share(box) < _DETAIL_SHARE / 2:
+        return None
+    if not _surrounded_by_flat_ui(pixels, box, within):
+        return None
+    return box
+
+
+def _largest_detail_rectangle(detail: _DetailMap, within: _Box) -> _Box | None:
+    """The block-aligned rectangle with the greatest sum of (detail share - threshold).
+
+    The maximum-sum subrectangle over a coarse block grid, all top/bottom block-row pairs at
+    once: for each pair the column sums form a 1-D array whose best run is its largest rise
+    of running sum (Kadane), kept for all pairs in one sweep over the block columns."""
+    left, top, right, bottom = within
+    block = max(1, -(-max(bottom - top, right - left) // _GRID))
+    counts = detail.block_counts(within, block)
+    rows, columns = counts.shape
+    if rows < 2 or columns < 2:
+        return None
+    weights = counts.astype(np.float32) / np.float32(block * block) - np.float32(_DETAIL_SHARE)
+    down = np.zeros((rows + 1, columns), dtype=np.float32)
+    np.cumsum(weights, axis=0, out=down[1:])
+    # band[c, t, b]: the weight of block column c over block rows t..b (used where t <= b).
+    band = np.ascontiguousarray(
+        (down[np.newaxis, 1:, :] - down[:-1, np.newaxis, :]).transpose(2, 0, 1)
+    )
+    running = np.zeros((rows, rows), dtype=np.float32)
+    lowest = np.zeros((rows, rows), dtype=np.float32)
+    best = np.full((rows, rows), -np.inf, dtype=np.float32)
+    for column in band:
+        running += column
+        np.maximum(best, running - lowest, out=best)
+        np.minimum(lowest, running, out=lowest)
+    best[np.tri(rows, k=-1, dtype=np.bool_)] = -np.inf  # bottom above top
+    first_row, last_row = (int(i) for i in np.unravel_index(int(np.argmax(best)), best.shape))
+    if best[first_row, last_row] <= 0:
+        return None
+    along = np.zeros(columns + 1, dtype=np.float32)
+    np.cumsum(band[:, first_row, last_row], out=along[1:])
+    rises = along[1:] - np.minimum.accumulate(along[:-1])
+    last_column = int(np.argmax(rises))
+    first_column = int(np.argmin(along[: last_column + 1]))
+    return (
+        left + first_column * block,
+        top + first_row * block,
+        left + (last_column + 1) * block,
+        top + (last_row + 1) * block,
+    )
+
+
+def _run_length(shares: _Floats, detailed: bool) -> int:
+    """How many leading ``shares`` are (or, with ``detailed`` False, are not) detailed."""
+    stops = np.flatnonzero((shares >= _DETAIL_SHARE) != detailed)
+    return int(stops[0]) if stops.size else len(shares)
+
+
+def _settle_on_detail(detail: _DetailMap, box: _Box, within: _Box) -> _Box | None:
+    """Move the block-aligned edges to pixel lines: grow over detailed lines, then drop
+    edge lines without enough detail, twice (each side's share depends on the others)."""
+    left, top, right, bottom = box
+    min_left, min_top, max_right, max_bottom = within
+    for _ in range(2):
+        top -= _run_length(
+            detail.row_shares(np.arange(top - 1, min_top - 1, -1), left, right), True
+        )
+        bottom += _run_length(detail.row_shares(np.arange(bottom, max_bottom), left, right), True)
+        left -= _run_length(
+            detail.column_shares(np.arange(left - 1, min_left - 1, -1), top, bottom), True
+        )
+        right += _run_length(detail.column_shares(np.arange(right, max_right), top, bottom), True)
+        top += _run_length(detail.row_shares(np.arange(top, bottom), left, right), False)
+        bottom -= _run_length(
+            detail.row_shares(np.arange(bottom - 1, top - 1, -1), left, right), False
+        )
+        if bottom - top <= 2:
+            return None
+        left += _run_length(detail.column_shares(np.arange(left, right), top, bottom), False)
+        right -= _run_length(
+            detail.column_shares(np.arange(right - 1, left - 1, -1), top, bottom), False
+        )
+        if right - left <= 2:
+            return None
+    return left, top, right, bottom
+
+
+def _continuing_lines(lines: _Pixels, ends: _Floats | None, ui_colours: _Floats) -> int:
+    """How many lines after the first carry the picture on: every line up to the first flat
+    line of the surroundings' colour, that is of one of ``ui_colours`` (the colours along
+    the search area's edges) or of the same line's own ``ends`` (its pixels where it meets
+    the search area's edge, outside the picture; None when the picture reaches that edge)."""
+
+    def carries_on(start: int, stop: int) -> _Mask:
+        outward = lines[start + 1 : stop + 1].astype(np.float32)
+        mean = outward.mean(axis=1)
+        # Flat along the line, up to a slow gradient (wallpapers shade across the screen).
+        flat = np.abs(np.diff(outward, axis=1)).mean(axis=1) <= _FLAT_LINE_STEP
+        distance = np.abs(mean[:, np.newaxis] - ui_colours[np.newaxis, :]).min(axis=1)
+        if ends is not None:
+            distance = np.minimum(
+                distance, np.abs(mean[:, np.newaxis] - ends[start + 1 : stop + 1]).min(axis=1)
+            )
+        carries: _Mask = ~(flat & (distance <= _UI_TOLERANCE))
+        return carries
+
+    return _leading(len(lines) - 1, carries_on)
+
+
+def _continue_smooth_picture(pixels: _Pixels, box: _Box, within: _Box) -> _Box:
+    """Grow each side over lines that carry the picture on (sky, skin, a blurred background
+    have too little detail to be found by the detail search), up to the first flat line of
+    the surroundings' colour: the UI background, a bar, a pad."""
+    left, top, right, bottom = box
+    min_left, min_top, max_right, max_bottom = within
+    # The colours of the image's and the search area's edges where those are mostly UI (a
+    # meme's caption row is mostly its bar; a photo running into an edge is no colour).
+    edge_lines = (
+        pixels[min_top, min_left:max_right],
+        pixels[max_bottom - 1, min_left:max_right],
+        pixels[min_top:max_bottom, min_left],
+        pixels[min_top:max_bottom, max_right - 1],
+        pixels[0],
+        pixels[-1],
+        pixels[:, 0],
+        pixels[:, -1],
+    )
+    edges = np.array(
+        [float(_median(line)) for line in edge_lines if _flat_line(line, _EDGE_UI_SHARE)]
+        or [np.inf],
+        dtype=np.float32,
+    )
+    border_columns = pixels[:, [min_left, max_right - 1]].astype(np.float32)
+    border_rows = pixels[[min_top, max_bottom - 1], :].T.astype(np.float32)
+    for _ in range(2):
+        # Beside the picture, along the edges it grows towards: the wallpaper at the
+        # picture's own height (or width), however a gradient shifts it elsewhere.
+        vertical_ui = np.concatenate(
+            [edges, border_rows[left:right].mean(axis=0)]  # above and below the picture
+        )
+        horizontal_ui = np.concatenate([edges, border_columns[top:bottom].mean(axis=0)])
+        row_ends = None if (left, right) == (min_left, max_right) else border_columns
+        column_ends = None if (top, bottom) == (min_top, max_bottom) else border_rows
+        top -= _continuing_lines(
+            pixels[min_top : top + 1, left:right][::-1],
+            None if row_ends is None else row_ends[min_top : top + 1][::-1],
+            vertical_ui,
+        )
+        bottom += _continuing_lines(
+            pixels[bottom - 1 : max_bottom, left:right],
+            None if row_ends is None else row_ends[bottom - 1 : max_bottom],
+            vertical_ui,
+        )
+        left -= _continuing_lines(
+            pixels[top:bottom, min_left : left + 1].T[::-1],
+            None if column_ends is None else column_ends[min_left : left + 1][::-1],
+            horizontal_ui,
+        )
+        right += _continuing_lines(
+            pixels[top:bottom, right - 1 : max_right].T,
+            None if column_ends is None else column_ends[right - 1 : max_right],
+            horizontal_ui,
+        )
+    return left, top, right, bottom
+
+
+def _drop_margins(pixels: _Pixels, box: _Box) -> _Box:
+    """Drop up to :data:`_MARGIN_LINES` pad-flat lines from each side: the margin of a
+    bubble around a photo, which has a colour of its own and so is grown over."""
+    left, top, right, bottom = box
+    top += _pad_lines_up_to(pixels[top:bottom, left:right])
+    bottom -= _pad_lines_up_to(pixels[top:bottom, left:right][::-1])
+    left += _pad_lines_up_to(pixels[top:bottom, left:right].T)
+    right -= _pad_lines_up_to(pixels[top:bottom, left:right].T[::-1])
+    return left, top, right, bottom
+
+
+def _pad_lines_up_to(lines: _Pixels) -> int:
+    """Leading pad lines of ``lines``, at most :data:`_MARGIN_LINES`."""
+    head = lines[: _MARGIN_LINES + 1]
+    return min(_MARGIN_LINES, _pad_lines(head)) if len(lines) > 2 * _MARGIN_LINES else 0
+
+
+def _flat_line(line: _Pixels, share: float = 0.0) -> bool:
+    """Whether ``share`` (default :data:`_SURROUND_SHARE`) of ``line`` is one colour."""
+    close = np.abs(line - _median(line)) <= _UI_TOLERANCE
+    return bool(np.count_nonzero(close) >= (share or _SURROUND_SHARE) * len(line))
+
+
+def _ui_line(line: _Pixels) -> bool:
+    """A line of flat UI just outside a picture: on :data:`_SURROUND_SHARE` of it (the rest:
+    rounded corners, a bubble's edge) one colour, changing by at most a level from pixel to
+    pixel (a wallpaper's gradient passes; a photo's smooth shadows, noisier, do not)."""
+    steady = np.abs(np.diff(line)) <= 1
+    return _flat_line(line) and bool(np.count_nonzero(steady) >= _SURROUND_SHARE * (len(line) - 1))
+
+
+def _surrounded_by_flat_ui(pixels: _Pixels, box: _Box, within: _Box) -> bool:
+    """Whether flat UI lies just outside ``box`` on two opposite sides (top and bottom, or
+    left and right), and on every side that is not on ``within``'s edge."""
+    left, top, right, bottom = box
+    min_left, min_top, max_right, max_bottom = within
+    reach = _SURROUND_REACH
+    above = range(top - 1, max(min_top, top - reach) - 1, -1)
+    before = range(left - 1, max(min_left, left - reach) - 1, -1)
+    outside = {
+        "top": [pixels[y, left:right] for y in above],
+        "bottom": [pixels[y, left:right] for y in range(bottom, min(max_bottom, bottom + reach))],
+        "left": [pixels[top:bottom, x] for x in before],
+        "right": [pixels[top:bottom, x] for x in range(right, min(max_right, right + reach))],
+    }
+    flat: dict[str, bool] = {}
+    for side, lines in outside.items():
+        if lines:  # on the search area's edge there is nothing outside to judge
+            flat[side] = any(_ui_line(line) for line in lines)
+            if not flat[side]:
+                return False
+    return (flat.get("top", False) and flat.get("bottom", False)) or (
+        flat.get("left", False) and flat.get("right", False)
+    )

@@ -20,6 +20,7 @@ from pipeline.models import (
     DeadLetter,
     HashListConfigRecord,
     HashListEntryRecord,
+    QuarantineLiftRecord,
     Record,
     SourceRef,
     Stage,
@@ -57,6 +58,7 @@ EXAMPLES: list[Record] = [
     HashListEntryRecord(list="eokm", entry_id="e1", algorithm="md5", hash="0" * 32,
                         category="csam", source="EOKM"),
     HashListConfigRecord(name="eokm", kind="deny", action="block", thresholds={"phash": 8}),
+    QuarantineLiftRecord(list="eokm", entry_id="e1", lifted_at=NOW, reason="ticket T-1"),
 ]  # fmt: skip
 
 
@@ -136,3 +138,14 @@ def test_what_the_codec_publishes_decodes_to_what_was_published() -> None:
     ]
     schema = json.loads((SCHEMA_DIR / "hashlist-entry.json").read_text())
     jsonschema.validate(json.loads(sink.sent[1][2] or b""), schema)
+
+
+def test_a_quarantine_lift_decodes_to_a_quarantine_operation() -> None:
+    lift = QuarantineLiftRecord(list="eokm", entry_id="a/b", lifted_at=NOW)
+    record = hashlist_topic.encode_lift(lift)
+    assert record.key == b"quarantine/eokm/a/b"
+    assert parse_hashlist_record(record.key, record.value) == ("quarantine", ("eokm", "a/b"), lift)
+    assert parse_hashlist_record(record.key, None) == ("quarantine", ("eokm", "a/b"), None)
+    with pytest.raises(InputRejected) as caught:
+        parse_hashlist_record(b"quarantine/eokm/other", record.value)
+    assert caught.value.reason == "bad_key"

@@ -80,3 +80,30 @@ def test_bench_pipeline_runs(tmp_path: Path) -> None:
     assert one["latency_at_half_peak"]["answered"] > 0
     assert data["time_to_ready"]["entries"] == 2000
     assert "time to ready" in stdout
+
+
+def test_bench_quality_runs_on_bundled_photos(tmp_path: Path) -> None:
+    """A small real run: scikit-image's photos only, four transforms. Recall of the identity
+    and JPEG q30 copies is the easy case every version of the matcher must keep."""
+    stdout, data = bench(
+        tmp_path, "quality", "--corpus", "skimage", "--transforms",
+        "identity,jpeg_q30,mirror,pad_black", "--non-member-transforms", "identity",
+        "--seconds", "0.2",
+    )  # fmt: skip
+    recall = data["recall"]
+    assert list(recall) == ["identity", "jpeg_q30", "mirror", "pad_black"]
+    assert all(row["queries"] == 10 for row in recall.values())
+    for name in ("identity", "jpeg_q30"):
+        assert recall[name]["decision_percent"] >= 90, recall[name]
+        assert recall[name]["phash_percent"] >= 90, recall[name]
+    false = data["false_matches"]
+    assert false["pairs"] == 10 * 10
+    assert set(false["by_algorithm"]) >= {"phash", "dhash"}
+    low = data["low_information"]
+    assert len(low["pictures"]) >= 20
+    assert {row["family"] for row in low["pictures"]} >= {
+        "uniform", "gradient", "vignette", "stripes",
+    }  # fmt: skip
+    assert data["speed_1080p"]["images_per_s"]["today: reduced decode + pHash + dHash"] > 0
+    assert "any (decision) %" in stdout
+    assert "low-information pictures" in stdout

@@ -128,7 +128,7 @@ def test_publishing_entries_alone_leaves_the_list_config_as_it_is(
     # Each publish says which config went out, or that none did.
     assert (
         "list 'eokm': config published: deny, action block, version v7, "
-        "thresholds dhash=10 phash=4 (from the manifest)"
+        "thresholds dhash=10 pdq=31 phash=4 (from the manifest)"
     ) in eokm_v7
     assert "published 1 records (1 entries, 0 list config(s))" in result.stdout
     assert "list 'eokm': entries only; its config is left as it is" in result.stdout

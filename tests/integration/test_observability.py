@@ -76,7 +76,16 @@ def test_dashboard_and_rule_queries_return_data_and_sink_outage_fires(
 ) -> None:
     kafka.publish(ListConfig.create("observed", action="block"), entries_for("observed", seed=5))
     dead_sink = WebhookReceiver()  # never started: every delivery is refused
-    worker = start_worker(webhook_url=dead_sink.url, webhook_secret="s")
+    # A third of the traffic is the listed picture: with a small flood-quarantine rule its
+    # entries are quarantined within seconds, so the quarantine metrics have series and
+    # ScreeningEntryQuarantined fires naming them.
+    worker = start_worker(
+        webhook_url=dead_sink.url,
+        webhook_secret="s",
+        quarantine_window_uploads="30",
+        quarantine_min_uploads="10",
+        quarantine_share="0.2",
+    )
     prometheus = Prometheus(
         [f"127.0.0.1:{worker.web_port}"], rule_files=[rules_without_holds(tmp_path)]
     ).start()
@@ -130,6 +139,20 @@ def test_dashboard_and_rule_queries_return_data_and_sink_outage_fires(
             ),
             60,
             what="ScreeningAlertDeliveryFailing firing",
+        )
+        wait_until(
+            lambda: (
+                {
+                    a["labels"].get("entry_id")
+                    for a in prometheus.alerts()
+                    if a["labels"]["alertname"] == "ScreeningEntryQuarantined"
+                    and a["labels"].get("list") == "observed"
+                    and a["state"] == "firing"
+                }
+                == {"5-phash", "5-dhash"}
+            ),
+            60,
+            what="ScreeningEntryQuarantined firing for both entries of the flooding picture",
         )
         firing = {a["labels"]["alertname"] for a in prometheus.alerts() if a["state"] == "firing"}
         # A healthy, busy worker must not page for being down, stalled or not ready.

@@ -135,12 +135,13 @@ def test_help_lists_every_command_by_name() -> None:
     top = run("--help")
     assert top.returncode == 0
     assert subcommands(top.stdout) == [
-        "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "bench",
+        "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "quarantine",
+        "bench",
     ]  # fmt: skip
     hashlist = run("hashlist", "--help")
     assert subcommands(hashlist.stdout) == ["validate", "stats", "publish", "retract"]
     bench = run("bench", "--help")
-    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline"]
+    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline", "quality", "detail"]
 
 
 def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) -> None:

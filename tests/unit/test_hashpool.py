@@ -40,7 +40,13 @@ def sleep_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) 
     seconds = float(data)
     time.sleep(seconds)
     return HashJobResult(
-        hashes={}, format="PNG", width=1, height=1, decode_seconds=0.0, hash_seconds=seconds
+        hashes={},
+        views=(),
+        format="PNG",
+        width=1,
+        height=1,
+        decode_seconds=0.0,
+        hash_seconds=seconds,
     )
 
 
@@ -61,7 +67,13 @@ def pid_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) ->
         os.replace(path + ".tmp", path)
     time.sleep(float(seconds))
     return HashJobResult(
-        hashes={}, format="PNG", width=os.getpid(), height=1, decode_seconds=0.0, hash_seconds=0.0
+        hashes={},
+        views=(),
+        format="PNG",
+        width=os.getpid(),
+        height=1,
+        decode_seconds=0.0,
+        hash_seconds=0.0,
     )
 
 
@@ -293,7 +305,9 @@ def test_close_kills_a_hung_job_in_a_process_started_on_demand(tmp_path: Path) -
     pid_file = tmp_path / "hung.pid"
 
     async def start_hung_job() -> int:
-        quick = asyncio.ensure_future(pool.run(b"1.0", LIMITS, ()))
+        # The quick job outlasts the second process's start even on a loaded machine; were it
+        # done first, its idle process would take the hung job too.
+        quick = asyncio.ensure_future(pool.run(b"4.0", LIMITS, ()))
         hung = asyncio.ensure_future(pool.run(f"600|{pid_file}".encode(), LIMITS, ()))
         deadline = time.monotonic() + 30
         while not pid_file.exists() and time.monotonic() < deadline:

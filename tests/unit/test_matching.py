@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig, ListKind
 from pipeline.core.index.mih import MultiIndexHash, choose_chunks
 from pipeline.core.index.select import build_hamming_index
-from pipeline.core.matching import Match, Matcher
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
 from pipeline.core.types import Action, Algorithm, HashValue, hamming_distance
 
 LISTS = {
@@ -40,7 +40,32 @@ def reference(
         if distance <= threshold:
             out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
                              e.category, algorithm, distance, threshold))  # fmt: skip
-    return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+    return sorted(
+        corroborated(out, entries, hashes),
+        key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm),
+    )
+
+
+def corroborated(
+    found: list[Match], entries: dict[tuple[str, str], HashListEntry], hashes: dict[Algorithm, int]
+) -> list[Match]:
+    """The corroboration rule written out: a dHash match farther than DHASH_ALONE stays only
+    when a pHash entry of its list lies within CORROBORATION[phash] of the upload's pHash."""
+
+    near = CORROBORATION[Algorithm.PHASH]
+
+    def corroborates(list_name: str) -> bool:
+        return Algorithm.PHASH in hashes and any(
+            e.list_name == list_name and e.hash.algorithm is Algorithm.PHASH
+            and hamming_distance(hashes[Algorithm.PHASH], e.hash.value) <= near
+            for e in entries.values()
+        )  # fmt: skip
+
+    return [
+        m for m in found
+        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE
+        or corroborates(m.list_name)
+    ]  # fmt: skip
 
 
 values = st.integers(0, (1 << 64) - 1)

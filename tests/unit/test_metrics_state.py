@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from pipeline.health import WorkerHealth
-from pipeline.metrics import PipelineMetrics, consumer_lag
+from pipeline.metrics import MAX_NAMED_QUARANTINES, PipelineMetrics, consumer_lag
 
 
 def scraped(metrics: PipelineMetrics, name: str) -> dict[str, float]:
@@ -47,3 +47,27 @@ def test_lag_is_highwater_minus_position_and_unknown_until_both_are_known() -> N
     assert consumer_lag(90, 100) == 0  # a stale high watermark is no negative backlog
     assert consumer_lag(None, 100) is None
     assert consumer_lag(100, None) is None
+
+
+def test_quarantined_entries_are_counted_per_list_and_named_up_to_the_cap() -> None:
+    metrics = PipelineMetrics()
+    metrics.register_list("eokm")
+    metrics.register_list("iwf")
+    assert scraped(metrics, "screening_quarantined_entries") == {
+        '{list="eokm"}': 0.0,
+        '{list="iwf"}': 0.0,
+    }
+    metrics.set_quarantined({("eokm", "blank"): 1000.0})
+    assert scraped(metrics, "screening_entry_quarantined_timestamp_seconds") == {
+        '{entry_id="blank",list="eokm"}': 1000.0
+    }
+    many = {("iwf", f"e{i}"): 2000.0 + i for i in range(MAX_NAMED_QUARANTINES + 10)}
+    metrics.set_quarantined({("eokm", "blank"): 1000.0, **many})
+    counts = scraped(metrics, "screening_quarantined_entries")
+    assert counts == {'{list="eokm"}': 1.0, '{list="iwf"}': MAX_NAMED_QUARANTINES + 10.0}
+    named = scraped(metrics, "screening_entry_quarantined_timestamp_seconds")
+    assert len(named) == MAX_NAMED_QUARANTINES  # the oldest first: the blank frame is named
+    assert '{entry_id="blank",list="eokm"}' in named
+    metrics.set_quarantined({})  # every one lifted: counts fall to zero, names go
+    assert set(scraped(metrics, "screening_quarantined_entries").values()) == {0.0}
+    assert scraped(metrics, "screening_entry_quarantined_timestamp_seconds") == {}

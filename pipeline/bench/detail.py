@@ -1,0 +1,417 @@
+"""``pipeline bench detail``: the low-information gate and list-entry flag, measured.
+
+Generates low-information pictures of 37 kinds (uniform in six colours, with sensor noise and
+JPEG noise; linear gradients in six directions and a faint one; radial vignettes, inverse,
+off-centre, soft, spotlight, with grain; square and sine stripes of six periods at four angles;
+checkerboards of four cell sizes; rings; polka dots; two-tone halves; faint noise and clouds) at
+five sizes, each as decoded and after JPEG quality 75, and benign pictures: scikit-image's
+bundled photos and drawings, each also at JPEG q10, blurred, at half contrast, darkened 30% and
+in four crops; the demo's synthetic pictures; and any image files under ``--photos`` folders
+(default: the Debian wallpaper folders, when installed).
+
+Prints the detail score per family (min, median, max) and how many of each the gate refuses;
+the benign pictures the gate refuses (must be ~0), with the lowest scores; false matches of
+the low-information pictures (all eight orientations) against a list made of the benign
+pictures' pHash and dHash at pHash 8 / dHash 10, without the gate, with it, and with the
+list's low-information entries flagged; how many benign hashes :func:`low_information_hash`
+flags; and the cost of one :func:`is_low_information` call. Nothing is written but the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageEnhance, ImageFilter
+
+from pipeline.config import Settings
+
+SIZES: tuple[tuple[int, int], ...] = (
+    (320, 240),
+    (640, 480),
+    (1920, 1080),
+    (1080, 1920),
+    (512, 512),
+)
+PHOTO_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers", "/usr/share/images/desktop-base")
+SKIMAGE_PICTURES = (
+    "astronaut",
+    "camera",
+    "cat",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+    "logo",
+    "brick",
+    "clock",
+    "colorwheel",
+    "cell",
+    "shepp_logan_phantom",
+    "binary_blobs",
+    "stereo_motorcycle",
+    "checkerboard",
+)
+#: Drawings that are low-information patterns themselves (gated on purpose, reported apart).
+PATTERN_DRAWINGS = ("colorwheel", "checkerboard")
+PHASH_RADIUS, DHASH_RADIUS = 8, 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``pipeline bench detail``."""
+    parser.add_argument(
+        "--photos",
+        action="append",
+        type=Path,
+        help=f"folder of benign image files to add (repeatable; default: {', '.join(PHOTO_DIRS)}"
+        " where present)",
+    )
+    parser.add_argument("--max-files", type=int, default=400, help="files read per folder")
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("L")
+
+
+def _grey(values: npt.NDArray[np.float64]) -> Image.Image:
+    return Image.fromarray(np.clip(values * 255, 0, 255).astype(np.uint8), "L")
+
+
+def _gradient(
+    width: int, height: int, low: tuple[int, ...], high: tuple[int, ...], degrees: float
+) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    t = np.cos(np.radians(degrees)) * x / width + np.sin(np.radians(degrees)) * y / height
+    t = (t - t.min()) / (np.ptp(t) or 1.0)
+    rgb = (1 - t)[..., None] * np.array(low) + t[..., None] * np.array(high)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def low_information_family(
+    width: int, height: int, rng: np.random.Generator
+) -> Iterator[tuple[str, str, Image.Image]]:
+    """(family, variant, picture) of every low-information kind at one size."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    u, v = x / width, y / height
+    for colour in (
+        (0, 0, 0),
+        (255, 255, 255),
+        (128, 128, 128),
+        (200, 30, 30),
+        (20, 40, 160),
+        (230, 190, 160),
+    ):
+        yield "uniform", str(colour), Image.new("RGB", (width, height), colour)
+    yield "uniform+sensor_noise", "", _grey(0.5 + rng.normal(0, 2 / 255, (height, width)))
+    for degrees in (0, 90, 180, 30, 45, 135):
+        yield (
+            "gradient",
+            f"{degrees}deg",
+            _gradient(width, height, (10, 20, 60), (240, 200, 120), degrees),
+        )
+    yield "gradient_faint", "", _gradient(width, height, (100, 100, 110), (140, 140, 150), 17)
+    grad = np.asarray(_gradient(width, height, (40, 40, 40), (200, 200, 200), 29).convert("L"))
+    yield "gradient+grain", "", _grey(grad / 255 + rng.normal(0, 4 / 255, (height, width)))
+    r = np.hypot((u - 0.5) * width / height, v - 0.5)
+    yield "vignette", "", _grey(1 - 1.2 * r)
+    yield "vignette_inverse", "", _grey(0.2 + 1.2 * r)
+    yield "vignette_offcentre", "", _grey(1 - np.hypot((u - 0.3) * width / height, v - 0.6))
+    yield "vignette_soft", "", _grey(0.6 - 0.3 * r**2)
+    yield "vignette+grain", "", _grey(1 - 1.2 * r + rng.normal(0, 6 / 255, (height, width)))
+    yield "spotlight", "", _grey(np.exp(-((r / 0.25) ** 2)))
+    for period in (4, 8, 16, 32, 64, 128):
+        for degrees in (0, 90, 45, 20):
+            phase = (np.cos(np.radians(degrees)) * x + np.sin(np.radians(degrees)) * y) / period
+            yield (
+                "stripes_square",
+                f"p{period}/{degrees}deg",
+                _grey(0.2 + 0.6 * (np.floor(2 * phase) % 2)),
+            )
+        yield "stripes_sine", f"p{period}", _grey(0.5 + 0.4 * np.sin(2 * np.pi * x / period))
+    for cell in (8, 32, 64, 160):
+        yield (
+            "checkerboard",
+            f"cell{cell}",
+            _grey(0.1 + 0.8 * ((np.floor(x / cell) + np.floor(y / cell)) % 2)),
+        )
+    yield "rings", "", _grey(0.5 + 0.4 * np.sin(2 * np.pi * r * 8))
+    yield "polka", "", _grey(0.8 - 0.6 * (((x % 40 - 20) ** 2 + (y % 40 - 20) ** 2) < 64))
+    yield "two_tone_halves", "", _grey(0.1 + 0.8 * (u > 0.5))
+    yield "faint_noise", "", _grey(0.5 + rng.normal(0, 3 / 255, (height, width)))
+    coarse = Image.fromarray((rng.random((6, 8)) * 255).astype(np.uint8))
+    clouds = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), np.float64)
+    yield "faint_clouds", "", _grey(0.5 + 0.03 * (clouds / 255 - 0.5))
+
+
+def low_information_pictures(seed: int = 0) -> Iterator[tuple[str, str, Image.Image]]:
+    """Every family at every size, as decoded and after JPEG q75 (grayscale, as hashed)."""
+    rng = np.random.default_rng(seed)
+    for width, height in SIZES:
+        for family, variant, image in low_information_family(width, height, rng):
+            label = f"{variant} {width}x{height}".strip()
+            yield family, label, image.convert("L")
+            yield family, f"{label} q75", _jpeg(image, 75)
+
+
+def skimage_picture(name: str) -> Image.Image | None:
+    """A bundled scikit-image picture in grayscale (None when it needs a download)."""
+    from skimage import data
+
+    try:
+        pixels = np.asarray(getattr(data, name)())
+    except Exception:  # a picture scikit-image would have to download
+        return None
+    if pixels.dtype == np.bool_:
+        pixels = pixels.astype(np.uint8) * 255
+    if pixels.dtype != np.uint8:
+        pixels = pixels.astype(np.float64)
+        pixels = ((pixels - pixels.min()) / (np.ptp(pixels) or 1.0) * 255).astype(np.uint8)
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3]
+    return Image.fromarray(pixels).convert("L")
+
+
+def edits(name: str, image: Image.Image) -> Iterator[tuple[str, Image.Image]]:
+    """A benign picture, four edits of it and four crops."""
+    width, height = image.size
+    yield name, image
+    yield f"{name}/q10", _jpeg(image, 10)
+    yield f"{name}/blur", image.filter(ImageFilter.GaussianBlur(max(width, height) / 200))
+    yield f"{name}/contrast-50%", ImageEnhance.Contrast(image).enhance(0.5)
+    yield f"{name}/darker-30%", ImageEnhance.Brightness(image).enhance(0.7)
+    boxes = (
+        (0, 0, width // 2, height // 2),
+        (width // 2, height // 2, width, height),
+        (width // 4, height // 4, 3 * width // 4, 3 * height // 4),
+        (0, height // 3, width, 2 * height // 3),
+    )
+    for number, box in enumerate(boxes):
+        yield f"{name}/crop{number}", image.crop(box)
+
+
+def benign_pictures(folders: list[Path], max_files: int) -> Iterator[tuple[str, str, Image.Image]]:
+    """(source, name, grayscale picture) of every benign picture measured."""
+    from pipeline.demo.images import synthetic_image
+
+    for name in SKIMAGE_PICTURES:
+        image = skimage_picture(name)
+        if image is not None:
+            source = "pattern_drawing" if name in PATTERN_DRAWINGS else "skimage"
+            for label, edited in edits(name, image):
+                yield source, label, edited
+    for seed in range(40):
+        yield "demo_synthetic", f"seed{seed}", synthetic_image(seed).convert("L")
+    for folder in folders:
+        files = sorted(
+            p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
+        )
+        for path in files[:max_files]:
+            try:
+                with Image.open(path) as opened:
+                    opened.draft("L", (256, 256))
+                    image = opened.convert("L")
+            except (OSError, ValueError):
+                continue
+            yield f"files:{folder}", str(path.relative_to(folder)), image
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the measurement; print the tables and write JSON."""
+    from pipeline.application.tables import format_table
+    from pipeline.bench.report import write_json
+    from pipeline.core.detail import (
+        LOW_DETAIL_THRESHOLD,
+        detail_score,
+        is_low_information,
+        low_information_hash,
+    )
+    from pipeline.core.orientation import oriented_perceptual_hashes
+    from pipeline.core.types import Algorithm
+
+    folders = args.photos or [Path(p) for p in PHOTO_DIRS if Path(p).is_dir()]
+    low: list[tuple[str, str, float, bool, Any]] = []
+    for family, label, image in low_information_pictures():
+        hashes = oriented_perceptual_hashes(image)
+        low.append((family, label, detail_score(image), is_low_information(image), hashes))
+    benign: list[tuple[str, str, float, bool, Any]] = []
+    for source, name, image in benign_pictures(folders, args.max_files):
+        hashes = oriented_perceptual_hashes(image)
+        benign.append((source, name, detail_score(image), is_low_information(image), hashes))
+
+    by_family: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for family, _, score, gated, _ in low:
+        by_family[family].append((score, gated))
+    family_rows = [
+        [
+            family,
+            str(len(rows)),
+            f"{min(s for s, _ in rows):.1f}",
+            f"{float(np.median([s for s, _ in rows])):.1f}",
+            f"{max(s for s, _ in rows):.1f}",
+            f"{sum(g for _, g in rows)}/{len(rows)}",
+        ]
+        for family, rows in by_family.items()
+    ]
+    print(f"Low-information pictures: detail score (gate below {LOW_DETAIL_THRESHOLD}) and gated")
+    print(format_table(["family", "n", "min", "median", "max", "gated"], family_rows))
+
+    sources: dict[str, list[tuple[str, float, bool]]] = defaultdict(list)
+    for source, name, score, gated, _ in benign:
+        sources[source].append((name, score, gated))
+    source_rows = []
+    for source, rows in sources.items():
+        scores = [s for _, s, _ in rows]
+        lowest = sorted(rows, key=lambda r: r[1])[:3]
+        source_rows.append(
+            [
+                source,
+                str(len(rows)),
+                f"{min(scores):.1f}",
+                f"{float(np.percentile(scores, 5)):.1f}",
+                f"{float(np.median(scores)):.1f}",
+                f"{sum(g for _, _, g in rows)}",
+                ", ".join(f"{n} {s:.1f}" for n, s, _ in lowest),
+            ]
+        )
+    print("\nBenign pictures: detail score and wrongly gated")
+    print(format_table(["source", "n", "min", "p5", "median", "gated", "lowest"], source_rows))
+
+    # False matches: low-information uploads (all orientations) against the benign list.
+    entries = [
+        (name, alg, hashes[alg].identity)
+        for _, name, _, _, hashes in benign
+        for alg in (Algorithm.PHASH, Algorithm.DHASH)
+    ]
+    radius = {Algorithm.PHASH: PHASH_RADIUS, Algorithm.DHASH: DHASH_RADIUS}
+    flagged = {(name, alg) for name, alg, value in entries if low_information_hash(alg, value)}
+    values = {
+        alg: np.array([v for _, a, v in entries if a is alg], dtype=np.uint64) for alg in radius
+    }
+    names = {alg: [n for n, a, _ in entries if a is alg] for alg in radius}
+    outcome: Counter[str] = Counter()
+    matched_families: dict[str, Counter[str]] = defaultdict(Counter)
+    for family, _, _, gated, hashes in low:
+        hit_any = hit_unflagged = hit_own_hash_trusted = False
+        for alg, limit in radius.items():
+            own_low = low_information_hash(alg, hashes[alg].identity)
+            for value in hashes[alg].distinct():
+                close = np.bitwise_count(values[alg] ^ np.uint64(value)) <= limit
+                for index in np.flatnonzero(close):
+                    hit_any = True
+                    hit_unflagged |= (names[alg][index], alg) not in flagged
+                    hit_own_hash_trusted |= not own_low
+        if hit_any:
+            outcome["no gate"] += 1
+            matched_families["no gate"][family] += 1
+            if not gated:
+                outcome["gate"] += 1
+                matched_families["gate"][family] += 1
+        if hit_own_hash_trusted:
+            outcome["no gate, upload's low-information hashes not searched"] += 1
+            if not gated:
+                outcome["gate, upload's low-information hashes not searched"] += 1
+                matched_families["gate, upload's low-information hashes not searched"][family] += 1
+        if hit_unflagged:
+            outcome["no gate, flagged entries not matched"] += 1
+            if not gated:
+                outcome["gate, flagged entries not matched"] += 1
+                matched_families["gate, flagged entries not matched"][family] += 1
+    print(
+        f"\nLow-information pictures ({len(low)}) matching a list of {len(benign)} benign"
+        f" pictures' pHash and dHash (pHash <= {PHASH_RADIUS} or dHash <= {DHASH_RADIUS},"
+        " any orientation)"
+    )
+    rule_rows = [
+        [
+            rule,
+            str(outcome[rule]),
+            ", ".join(f"{f} {n}" for f, n in matched_families[rule].most_common(6)),
+        ]
+        for rule in (
+            "no gate",
+            "gate",
+            "no gate, flagged entries not matched",
+            "gate, flagged entries not matched",
+            "no gate, upload's low-information hashes not searched",
+            "gate, upload's low-information hashes not searched",
+        )
+    ]
+    print(format_table(["rule", "pictures matching", "families"], rule_rows))
+
+    flag_rows = []
+    for source, rows in sources.items():
+        names_here = {n for n, _, _ in rows}
+        for alg in radius:
+            count = sum(1 for n, a in flagged if a is alg and n in names_here)
+            flag_rows.append([source, str(alg), f"{count}/{len(rows)}"])
+    low_flags = {
+        str(alg): sum(low_information_hash(alg, h[alg].identity) for *_, h in low) for alg in radius
+    }
+    print("\nList entries low_information_hash flags (benign pictures' own hashes)")
+    print(format_table(["source", "algorithm", "flagged"], flag_rows))
+    print(f"low-information pictures' hashes flagged: {low_flags} of {len(low)} each")
+
+    cost = _cost(is_low_information)
+    cost.update(_cost(is_low_information, dct_only=True))
+    print(
+        "\nis_low_information per call (one core, median of 5 x 200):"
+        + "".join(f"  {k}: {v * 1e6:.0f} us" for k, v in cost.items())
+    )
+    write_json(
+        args.json,
+        "detail",
+        {
+            "threshold": LOW_DETAIL_THRESHOLD,
+            "families": family_rows,
+            "benign": source_rows,
+            "false_matches": dict(outcome),
+            "flags": flag_rows,
+            "cost_seconds": cost,
+        },
+    )
+    return 0
+
+
+def _cost(check: Any, *, dct_only: bool = False) -> dict[str, float]:
+    """Seconds per call on the sizes the guard hands over: a 1080p JPEG's 1/8 draft decode
+    (240x135) and a full-size 1080p decode (what a PNG gets). With ``dct_only``: the part left
+    when the caller already has pHash's 32x32 DCT (the check applied to it alone)."""
+    from pipeline.core.detail import is_low_information_dct, thumbnail_dct
+
+    rng = np.random.default_rng(1)
+    out = {}
+    sizes = (("240x135 (1080p JPEG draft)", (240, 135)), ("1920x1080", (1920, 1080)))
+    for label, (width, height) in sizes[:1] if dct_only else sizes:
+        image = Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8), "L")
+        coefficients = thumbnail_dct(image)
+        rounds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(200):
+                if dct_only:
+                    is_low_information_dct(coefficients)
+                else:
+                    check(image)
+            rounds.append((time.perf_counter() - start) / 200)
+        out["given pHash's DCT" if dct_only else label] = float(np.median(rounds))
+    return out

@@ -1,0 +1,268 @@
+"""Matching by views: every orientation of every region is searched, each entry reported once.
+
+The rule: an entry is reported by its nearest hit; ties go to the earlier view (the whole
+picture first), then the earlier orientation (identity first). The reported orientation is how
+the upload is turned relative to the listed picture, the inverse of the query's.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import imagehash
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline.commands.uploads import verdict_line
+from pipeline.core.decision import decide
+from pipeline.core.guard import GuardLimits
+from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
+from pipeline.core.hashlist import PDQ_MIN_QUALITY, Category, HashListEntry, ListConfig
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
+from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
+from pipeline.core.pdq import pdq_hash
+from pipeline.core.regions import Region, RegionKind
+from pipeline.core.types import Algorithm, HashValue, hamming_distance
+from pipeline.hashprocess import hash_job
+from pipeline.models import ImageFacts
+from pipeline.verdicts import image_facts, screened_verdict
+from tests.framing import BLACK, WHITE, Framed, chat_screenshot, letterbox, meme, pad
+from tests.imagegen import encode, sample_photo
+
+LIST = ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10})
+REGIONS = (
+    Region.whole(1000, 800),
+    Region(100, 80, 800, 640, RegionKind.TRIMMED),
+    Region(300, 200, 400, 300, RegionKind.EMBEDDED),
+)
+
+
+def reference(
+    entries: list[HashListEntry], views: list[View], config: ListConfig = LIST
+) -> list[Match]:
+    """The rule written out: for each entry, the smallest (distance, view, orientation)."""
+    out = []
+    for e in entries:
+        algorithm = e.hash.algorithm
+        threshold = config.thresholds[algorithm]
+        candidates = [
+            (hamming_distance(view.hashes[algorithm][o], e.hash.value), position, rank, o, view)
+            for position, view in enumerate(views)
+            if algorithm in view.hashes
+            for rank, o in enumerate(ORIENTATIONS)
+        ]
+        if not candidates:
+            continue
+        distance, _, _, orientation, view = min(candidates, key=lambda c: c[:3])
+        if distance <= threshold:
+            out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
+                             e.category, algorithm, distance, threshold,
+                             orientation.inverse, view.region))  # fmt: skip
+    # Corroboration (see test_matching.corroborated): any pHash of any searched view counts.
+    near = CORROBORATION[Algorithm.PHASH]
+    corroborated = any(
+        e.hash.algorithm is Algorithm.PHASH and hamming_distance(value, e.hash.value) <= near
+        for e in entries
+        for view in views
+        if not view.low_information
+        for value in view.hashes.get(Algorithm.PHASH, {}).values()
+    )
+    out = [
+        m for m in out
+        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE or corroborated
+    ]  # fmt: skip
+    return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+
+
+values = st.integers(0, (1 << 64) - 1)
+
+
+def near(base: int) -> st.SearchStrategy[int]:
+    return st.lists(st.integers(0, 63), max_size=12).map(
+        lambda bits: base ^ sum(1 << b for b in set(bits))
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_views_match_like_the_rule(data: st.DataObject) -> None:
+    centre = data.draw(values)
+    view_count = data.draw(st.integers(1, len(REGIONS)))
+    views = [
+        View(
+            region=REGIONS[i],
+            hashes={
+                alg: OrientationHashes(tuple(data.draw(near(centre)) for _ in ORIENTATIONS))
+                for alg in (Algorithm.PHASH, Algorithm.DHASH)
+            },
+        )
+        for i in range(view_count)
+    ]
+    entries = [
+        HashListEntry("eokm", f"e{i}", HashValue(alg, data.draw(near(centre))), Category.CSAM)
+        for i, alg in enumerate(data.draw(st.lists(st.sampled_from(list(LIST.thresholds)))))
+    ]
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(entries)
+    upright = {alg: value.identity for alg, value in views[0].hashes.items()}
+    assert matcher.match(upright, views) == reference(entries, views)
+
+
+def test_an_upright_match_is_reported_upright_and_whole_when_variants_tie() -> None:
+    # A symmetric picture: every orientation hashes alike, and a trimmed region too.
+    same = OrientationHashes((0x0F0F,) * len(ORIENTATIONS))
+    views = [View(REGIONS[0], {Algorithm.PHASH: same}), View(REGIONS[1], {Algorithm.PHASH: same})]
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert([HashListEntry("eokm", "e", HashValue(Algorithm.PHASH, 0x0F0F), Category.CSAM)])
+    (match,) = matcher.match({Algorithm.PHASH: 0x0F0F}, views)
+    assert (match.orientation, match.region) == (Orientation.IDENTITY, REGIONS[0])
+
+
+def test_a_low_information_view_is_not_searched_but_exact_digests_still_are() -> None:
+    plain = OrientationHashes((0xF0F0F0F0F0F0F0F0,) * len(ORIENTATIONS))
+    views = [View(REGIONS[0], {Algorithm.DHASH: plain}, low_information=True)]
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        [
+            HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, plain.identity), Category.CSAM),
+            HashListEntry("eokm", "m", HashValue(Algorithm.MD5, 7), Category.CSAM),
+        ]
+    )
+    hashes = {Algorithm.DHASH: plain.identity, Algorithm.MD5: 7}
+    assert [m.entry_id for m in matcher.match(hashes, views)] == ["m"]
+    detailed = [View(REGIONS[0], {Algorithm.DHASH: plain})]
+    assert [m.entry_id for m in matcher.match(hashes, detailed)] == ["d", "m"]
+
+
+def test_a_vignette_upload_matches_nothing_and_its_verdict_says_why() -> None:
+    size = 256
+    yy, xx = np.mgrid[0:size, 0:size]
+    radius = np.hypot(xx - size / 2, yy - size / 2) / (size / 2)
+    vignette = Image.fromarray(np.clip(255 * (1 - radius), 0, 255).astype(np.uint8), "L")
+    upload = hash_job(jpeg(vignette.convert("RGB")), GuardLimits(), ALL_ALGORITHMS)
+    # A list entry sitting exactly on the vignette's own hashes: the worst case.
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        HashListEntry("eokm", str(alg), HashValue(alg, value), Category.CSAM)
+        for alg, value in upload.hashes.items()
+        if alg.is_perceptual
+    )
+    assert matcher.match(upload.hashes) != [], "the entry does sit on the vignette's hashes"
+    assert matcher.match(upload.hashes, upload.views) == []
+    assert image_facts(upload).low_information
+
+
+def test_without_views_the_upload_hashes_are_searched_upright() -> None:
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert([HashListEntry("eokm", "e", HashValue(Algorithm.PHASH, 0xFF), Category.CSAM)])
+    (match,) = matcher.match({Algorithm.PHASH: 0xFE})
+    assert (match.distance, match.orientation, match.region) == (1, Orientation.IDENTITY, None)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("turned", [o for o in ORIENTATIONS if o is not Orientation.IDENTITY])
+def test_a_turned_copy_matches_a_plain_imagehash_list_and_says_how_it_is_turned(
+    turned: Orientation,
+) -> None:
+    original = sample_photo("astronaut")
+    # The list is made the way a hotline makes it: plain imagehash over the original file.
+    listed = Image.open(io.BytesIO(encode(original)))
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    plain = {"p": (Algorithm.PHASH, imagehash.phash), "d": (Algorithm.DHASH, imagehash.dhash)}
+    matcher.upsert(
+        HashListEntry("eokm", key, HashValue(alg, bits_to_int(fn(listed).hash)), Category.CSAM)
+        for key, (alg, fn) in plain.items()
+    )
+    upload = hash_image(jpeg(orient(original, turned)), GuardLimits())
+    matches = matcher.match(upload.hashes, upload.views)
+    assert {m.entry_id for m in matches} == {"p", "d"}
+    assert {m.orientation for m in matches} == {turned}
+    # Searched upright only, as before views, the copy goes unnoticed.
+    assert matcher.match(upload.hashes) == []
+
+
+def test_the_verdict_names_the_orientation_and_region_and_its_line_says_so() -> None:
+    match = Match("eokm", "v1", LIST.kind, LIST.action, "p", Category.CSAM, Algorithm.PHASH,
+                  3, 8, Orientation.ROTATE_90, REGIONS[2])  # fmt: skip
+    verdict = screened_verdict(
+        upload_id="u1",
+        hashes={Algorithm.PHASH: 0},
+        image=ImageFacts(format="JPEG", width=1000, height=800),
+        decision=decide([match]),
+        worker_id="w",
+        decided_at=datetime.now(UTC),
+    )
+    record = verdict.model_dump(mode="json")
+    (matched,) = record["matches"]
+    assert matched["orientation"] == "rotate_90"
+    assert matched["region"] == {"x": 300, "y": 200, "width": 400, "height": 300,
+                                 "kind": "embedded"}  # fmt: skip
+    assert "p phash 3/8 rotate_90, embedded 400x300 at 300,200" in verdict_line(record)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        lambda photo: pad(photo, 0.2, BLACK),
+        lambda photo: pad(photo, 0.2, WHITE),
+        lambda photo: letterbox(photo.resize((900, 900))),
+        meme,
+        chat_screenshot,
+    ],
+    ids=["pad-black", "pad-white", "letterbox", "meme", "chat"],
+)
+def test_a_framed_copy_matches_through_its_content_region_in_upload_pixels(
+    framing: Callable[[Image.Image], Framed],
+) -> None:
+    original = sample_photo("coffee")
+    listed = Image.open(io.BytesIO(encode(original)))
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    listed_hash = HashValue(Algorithm.PHASH, bits_to_int(imagehash.phash(listed).hash))
+    matcher.upsert([HashListEntry("eokm", "p", listed_hash, Category.CSAM)])
+    framed = framing(original)
+    upload = hash_image(jpeg(framed.image), GuardLimits())
+    assert matcher.match(upload.hashes) == [], "the framed whole matched: nothing to show"
+    (match,) = matcher.match(upload.hashes, upload.views)
+    found = match.region
+    assert found is not None
+    assert found.kind is not RegionKind.WHOLE
+    # Where the photo is, in the upload's own pixels, to within the reduced decode's grain.
+    grain = max(framed.image.size) / 40
+    x, y, width, height = framed.photo
+    assert max(abs(found.x - x), abs(found.y - y)) <= grain
+    assert max(abs(found.width - width), abs(found.height - height)) <= 2 * grain
+
+
+def test_a_mirrored_copy_matches_a_pdq_list_and_a_featureless_one_is_not_searched() -> None:
+    original = sample_photo("chelsea")
+    listed, _quality = pdq_hash(original)  # the full-size picture, as a hotline hashes it
+    matcher = Matcher()
+    matcher.upsert([HashListEntry("eokm", "q", HashValue(Algorithm.PDQ, listed), Category.CSAM)])
+    algorithms = (Algorithm.PDQ,)
+    upload = hash_image(jpeg(orient(original, Orientation.MIRROR)), GuardLimits(), algorithms)
+    (match,) = matcher.match(upload.hashes, upload.views)
+    assert (match.algorithm, match.orientation) == (Algorithm.PDQ, Orientation.MIRROR)
+    assert match.distance <= match.threshold == 31
+    assert upload.views[0].pdq_quality is not None
+    assert upload.views[0].pdq_quality >= PDQ_MIN_QUALITY
+    # The same hashes with a quality under PDQ's floor are not searched at all.
+    weak = replace(upload.views[0], pdq_quality=PDQ_MIN_QUALITY - 1)
+    assert matcher.match(upload.hashes, [weak]) == []
