@@ -51,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the pybktree baseline (its build takes ~50 s at 1M hashes)",
     )
     parser.add_argument("--queries", type=int, default=2000, help="query pool size")
+    parser.add_argument(
+        "--pdq",
+        action="store_true",
+        help="256-bit PDQ-like hashes against faiss IndexBinaryFlat/IndexBinaryMultiHash "
+        "instead (sizes default to 1M,10M)",
+    )
+    parser.add_argument(
+        "--pdq-radius", type=int, default=31, help="radius of --pdq (default %(default)s)"
+    )
+    parser.add_argument(
+        "--pdq-indexes", default="mih", help="our kinds for --pdq: mih, scan, auto (default mih)"
+    )
     parser.add_argument("--seed", type=int, default=42)
 
 
@@ -216,6 +228,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.core.types import Algorithm
 
     del settings
+    if args.pdq:
+        return run_pdq(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     radii = [int(r) for r in args.radii.split(",")]
     kinds = [k.strip() for k in args.indexes.split(",") if k.strip()]
@@ -280,5 +294,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"bktree vs pybktree at {size:,} hashes, r={radius}: {ratio:,.0f}x")
     exact_summary = {"lookups_per_s": exact_rate, "bytes_per_entry": exact.nbytes / len(exact)}
     path = write_json(args.json, "index", {"cells": results, "exact_sha256_1m": exact_summary})
+    print(f"\nwrote {path}")
+    return 0
+
+
+PDQ_DEFAULT_SIZES = "1000000,10000000"
+
+
+def run_pdq(args: argparse.Namespace) -> int:
+    """``--pdq``: print the 256-bit table and the ratio to faiss's best; write JSON."""
+    from pipeline.application.tables import format_table
+    from pipeline.bench.index_pdq import bench_pdq
+    from pipeline.bench.report import write_json
+
+    sizes_text = PDQ_DEFAULT_SIZES if args.sizes == DEFAULT_SIZES else args.sizes
+    sizes = [int(s) for s in sizes_text.split(",")]
+    kinds = [k.strip() for k in args.pdq_indexes.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - {"auto", "mih", "scan"})
+    if unknown:
+        print(f"unknown 256-bit kinds {unknown}; choose from auto, mih, scan", file=sys.stderr)
+        return 2
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    rows, cells, summary = bench_pdq(sizes, args.pdq_radius, kinds, args)
+    headers = ["index", "hashes", "radius", "queries/s", "bytes/hash", "x faiss best", "build s"]
+    print(format_table(headers, rows))
+    print()
+    for line in summary:
+        print(line)
+    path = write_json(args.json, "index", {"mode": "pdq", "cells": cells})
     print(f"\nwrote {path}")
     return 0

@@ -54,6 +54,21 @@ def test_bench_index_runs(tmp_path: Path) -> None:
     assert "bktree vs pybktree" in stdout
 
 
+def test_bench_index_pdq_runs(tmp_path: Path) -> None:
+    stdout, data = bench(
+        tmp_path, "index", "--pdq", "--sizes", "3000", "--seconds", "0.05", "--queries", "40",
+        "--pdq-indexes", "mih,scan",
+    )  # fmt: skip
+    assert data["mode"] == "pdq"
+    cells = {cell["index"]: cell for cell in data["cells"]}
+    assert "faiss-flat" in cells
+    assert any(name.startswith("faiss-multihash") for name in cells)
+    ours = [cell for name, cell in cells.items() if name.startswith("ours")]
+    assert len(ours) == 2
+    assert all(cell["radius"] == 31 and cell["vs_faiss_best"] > 0 for cell in ours)
+    assert "x faiss's best" in stdout
+
+
 def test_bench_pipeline_runs(tmp_path: Path) -> None:
     stdout, data = bench(
         tmp_path, "pipeline", "--cores", "1", "--events", "40", "--size", "320x240",

@@ -69,7 +69,8 @@ def test_hash_prints_json_lines_and_flags_refusals(workspace: Path) -> None:
     assert result.returncode == 1
     good, bad = lines(result.stdout)
     assert good["format"] == "JPEG"
-    assert set(good["hashes"]) == {"md5", "sha1", "sha256", "phash", "dhash"}  # type: ignore[arg-type]
+    hashes = set(good["hashes"])  # type: ignore[arg-type]
+    assert hashes == {"md5", "sha1", "sha256", "phash", "dhash", "pdq"}
     assert bad["error"] == {"reason": "truncated", "message": "image data is truncated"}
 
 

@@ -162,13 +162,15 @@ def test_words_read_like_the_hex() -> None:
 
 
 def test_chunk_rule_and_selection() -> None:
-    assert sum(chunk_widths(12)) == 256
-    assert chunk_widths(12) == (22,) * 4 + (21,) * 8
+    assert all(sum(chunk_widths(m, r)) == 256 for m in range(11, 33) for r in range(64))
+    # Tables probed at the larger radius get the wider chunks (r = 31 = 2 * 12 + 7).
+    assert chunk_widths(12, 31) == (22,) * 8 + (20,) * 4
+    assert chunk_widths(16, 15) == (16,) * 16  # one radius for all: even split
     assert choose_chunks(10_000_000, 31) == 12
     assert choose_chunks(1_000_000, 31) == 14
     assert choose_chunks(10_000_000, 63) == 22  # each table's radius stays <= 2
     assert choose_index_kind(1_000_000, 31, bits=256) == "mih"
-    assert choose_index_kind(1_000, 31, bits=256) == "scan"
+    assert choose_index_kind(999, 31, bits=256) == "scan"
     assert choose_index_kind(1_000_000, 63, bits=256) == "scan"
     assert isinstance(build_hamming_index("auto", 1_000_000, 31, bits=256), MultiIndexHash256)
     # No 256-bit BK-tree: the kind means auto there.
@@ -177,3 +179,17 @@ def test_chunk_rule_and_selection() -> None:
         build_hamming_index("auto", 10, 31, bits=128)
     with pytest.raises(ValueError, match="radius"):
         MultiIndexHash256().search(0, 257)
+
+
+def test_replan_rebuilds_when_the_layout_changes_and_stays_exact() -> None:
+    rng = np.random.default_rng(11)
+    values = [int.from_bytes(rng.bytes(32), "big") for _ in range(300)]
+    index, reference = MultiIndexHash256(12, radius=31, merge_threshold=1), BruteForceIndex256()
+    index.add(list(range(300)), values)
+    reference.add(list(range(300)), values)
+    assert index.chunks == 12
+    assert index.replan(31) is False
+    assert index.replan(23) is True  # same M, other widths: 23 = 1 * 12 + 11, all at 1
+    queries = [flip(v, rng.integers(0, 256, size=20).tolist()) for v in values[:30]]
+    for radius in (23, 31):
+        assert index.search_many(queries, radius) == reference.search_many(queries, radius)
