@@ -110,8 +110,10 @@ def test_alertmanager_gets_active_match_alerts_back_after_a_restart(
     expected = upload_matches(kafka, [f"restart-{i}" for i in range(3)])
     wait_until(lambda: expected <= in_alertmanager(alertmanager), 30, what="alerts delivered")
 
+    # A new Alertmanager process starts empty (it keeps alerts in memory only). Whether the
+    # first look already finds some depends on how soon the 1 s re-assertion lands after it
+    # answers, so the test asserts only the outcome: without re-assertion they never return.
     alertmanager.restart()
-    assert in_alertmanager(alertmanager) == set()  # it kept them in memory only
     wait_until(lambda: expected <= in_alertmanager(alertmanager), 10, what="alerts re-asserted")
 
 
