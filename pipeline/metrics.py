@@ -45,6 +45,8 @@ LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
 SERVICES: tuple[str, ...] = ("hashlist_feed", "alert_delivery")
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
+#: The worker's topics by kind (fixed names, not the configured topic names).
+TOPIC_KINDS: tuple[str, ...] = ("uploads", "hashlists", *OUTPUTS)
 #: What was done with an output record the producer did not get accepted.
 OUTPUT_FAILURE_HANDLING: tuple[str, ...] = ("retried", "replaced", "dropped")
 
@@ -275,6 +277,13 @@ class PipelineMetrics:
             ["output", "handling"],
             registry=r,
         )
+        self.topics_recreated = Counter(
+            f"{p}_topics_recreated_total",
+            "Topics of this worker found missing or re-created (a new topic id) on the broker, "
+            "by kind; the worker re-creates them and sends unconfirmed outputs again.",
+            ["topic"],
+            registry=r,
+        )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
             "Restarts of a background service after it failed (hashlist_feed, alert_delivery).",
@@ -310,6 +319,8 @@ class PipelineMetrics:
                 self.output_failures.labels(output, handling)
         for service in SERVICES:
             self.service_restarts.labels(service)
+        for topic_kind in TOPIC_KINDS:
+            self.topics_recreated.labels(topic_kind)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -356,6 +367,10 @@ class PipelineMetrics:
 
     def output_failure(self, output: str, handling: str) -> None:
         self.output_failures.labels(output, handling).inc()
+
+    def topic_recreated(self, kind: str) -> None:
+        """A topic of kind ``kind`` (one of TOPIC_KINDS) was found missing or re-created."""
+        self.topics_recreated.labels(kind).inc()
 
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
