@@ -140,7 +140,7 @@ def create_app(
 
     add_services(
         app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
-        broker=broker,
+        broker=broker, topics=topics,
     )  # fmt: skip
 
     @app.task  # type: ignore[untyped-decorator]
@@ -223,10 +223,11 @@ def add_services(
     writer: OutputWriter,
     quarantine: WorkerQuarantine | None = None,
     broker: BrokerWatch | None = None,
+    topics: TopicGuard | None = None,
 ) -> None:
     """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed also
-    hands ``quarantine`` operators' lifts and re-arms, and its fetch responses tell ``broker``
-    that the broker answers."""
+    hands ``quarantine`` operators' lifts and re-arms, its fetch responses tell ``broker``
+    that the broker answers, and ``topics`` tells it when its topic was re-created."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -237,6 +238,13 @@ def add_services(
         on_running=lambda: health.service_running("hashlist_feed"),
         on_fetch_response=None if broker is None else broker.fetched,
     )
+    if topics is not None:
+
+        def hashlists_recreated(kinds: frozenset[str]) -> None:
+            if "hashlists" in kinds:
+                feed.topic_reset("the topic was deleted or re-created (a new topic id)")
+
+        topics.on_reset(hashlists_recreated)
     delivery = AlertDeliveryService(
         bootstrap_servers=bootstrap_servers,
         topic=settings.topic_alerts,

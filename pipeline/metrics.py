@@ -277,6 +277,12 @@ class PipelineMetrics:
             ["output", "handling"],
             registry=r,
         )
+        self.list_resets = Counter(
+            f"{p}_hashlist_resets_total",
+            "Times the hashlists topic was found reset (deleted and created again) and re-read "
+            "from the start into a fresh index.",
+            registry=r,
+        )
         self.topics_recreated = Counter(
             f"{p}_topics_recreated_total",
             "Topics of this worker found missing or re-created (a new topic id) on the broker, "
@@ -381,6 +387,10 @@ class PipelineMetrics:
     def list_update(self, operation: str, outcome: str) -> None:
         op = operation if operation in LIST_OPERATIONS else "unknown"
         self.list_updates.labels(op, "applied" if outcome == "applied" else "rejected").inc()
+
+    def list_reset(self) -> None:
+        """The hashlists topic was reset under the worker and is being re-read."""
+        self.list_resets.inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,15 +89,10 @@ class TopicGuard:
         health: WorkerHealth,
         metrics: PipelineMetrics,
         kinds: Mapping[str, str],
-        on_reset: Callable[[frozenset[str]], Awaitable[None]] | None = None,
     ) -> None:
         """``specs``: every topic of the worker (all checked at once: one metadata request);
-        ``kinds``: topic name -> its fixed kind (``verdicts``, ``uploads``...) for the metric;
-        ``on_reset``: awaited with the kinds of the topics found changed, once they exist
-        again and before any waiting write is confirmed, so the readers of a consumed topic
-        start over on the new one (their positions belong to the old topic: kept, they would
-        skip the new topic's first records). It must be quick."""
-        self._on_reset = on_reset
+        ``kinds``: topic name -> its fixed kind (``verdicts``, ``uploads``...) for the metric."""
+        self._reset_listeners: list[Callable[[frozenset[str]], None]] = []
         self._inspector = inspector
         self._specs = specs
         self._names = [spec.name for spec in specs]
@@ -112,6 +107,13 @@ class TopicGuard:
         self._lock = asyncio.Lock()
         self._next_check: asyncio.Future[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def on_reset(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call ``listener`` with the kinds of the topics found changed, once they exist again
+        and before any waiting write is confirmed, so the reader of a consumed topic starts
+        over on the new one (its positions belong to the old topic: kept, they would skip the
+        new topic's first records). It must return at once."""
+        self._reset_listeners.append(listener)
 
     async def establish(self) -> None:
         """Create the missing topics and take their ids as the baseline (at start). Raises a
@@ -193,11 +195,11 @@ class TopicGuard:
             described,
             ", ".join(created) or "none (another client already had)",
         )
-        if self._on_reset is not None:  # before any waiting write is confirmed (and acked)
+        for listener in self._reset_listeners:
             try:
-                await self._on_reset(frozenset(self._kinds[c.name] for c in changes))
+                listener(frozenset(self._kinds[c.name] for c in changes))
             except Exception:
-                log.exception("restarting the readers of the changed topics failed")
+                log.exception("telling a reader of the changed topics failed")
         if all(v is not None for v in self._baseline.values()):
             self._health.topics_problem = None
         raise TopicsChanged(f"topics changed: {described}")

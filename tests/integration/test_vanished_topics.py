@@ -21,8 +21,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.adapters.broker import EmbeddedBroker
+from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.types import Algorithm, HashValue
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running
+from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running, wait_until
+from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,4 +108,55 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
         assert len(wanted) <= newly_counted <= len(stored), (newly_counted, len(stored))
         assert "re-created" in worker.log()
         assert counted(worker.metrics(), "screening_topics_recreated_total") >= 4
+        fresh.close()
+
+
+def loaded_entries(metrics: str, list_name: str) -> int:
+    pattern = rf'screening_index_entries\{{algorithm="\w+",list="{list_name}"\}} ([0-9.e+]+)'
+    return int(sum(float(v) for v in re.findall(pattern, metrics)))
+
+
+def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
+    kafka.upload(upload_id, encode(synthetic_image(seed), quality=80))
+    return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
+
+
+def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    # List A: 2 entries that match seed 1, and 20 others, so every partition's position is
+    # past the few records list B will have.
+    filler = [
+        HashListEntry(
+            list_name="a",
+            entry_id=f"filler-{i}",
+            hash=HashValue(Algorithm.PHASH, (0x9E3779B97F4A7C15 * (i + 1)) % 2**64),
+            category=Category.OTHER,
+        )
+        for i in range(20)
+    ]
+    kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
+    kafka.close()
+    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    with running(worker):
+        assert loaded_entries(worker.metrics(), "a") == 22
+
+        restart_empty(own_broker)
+        fresh = KafkaIO(topics)
+        fresh.publish(ListConfig.create("b", action="block"), entries_for("b", seed=2))
+
+        def b_loaded_and_ready() -> bool:
+            metrics = worker.metrics()
+            return loaded_entries(metrics, "b") == 2 and worker.ready_status() == 200
+
+        # Before: the feed kept its positions on the new, shorter topic and skipped B.
+        wait_until(b_loaded_and_ready, 60, what="list B loaded, worker ready")
+        assert loaded_entries(worker.metrics(), "a") == 0  # a fresh index, not A plus B
+        assert screen(fresh, "b-content", seed=2) == "block"
+        assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more
+        assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
+        assert "re-reading it from the start" in worker.log()
         fresh.close()
