@@ -5,8 +5,9 @@ the web server serves. The agent's flow is :mod:`pipeline.agents`, writing outpu
 :mod:`pipeline.outputs`, the restart policy of services :mod:`pipeline.supervision`, the views
 :mod:`pipeline.web`. Hashing runs in a process pool, so the event loop stays free for heartbeats.
 
-Services beside the agent: the hash-list feed (every worker reads every list entry) and the
-alert delivery (its own consumer group, so a dead sink cannot stall screening), each supervised.
+Services beside the agent: the hash-list feed (every worker reads every list entry) and one alert
+delivery per sink (each its own consumer group, so a dead sink stalls neither screening nor the
+other sink), each supervised.
 """
 
 from __future__ import annotations
@@ -225,14 +226,14 @@ def add_services(
     broker: BrokerWatch | None = None,
     topics: TopicGuard | None = None,
 ) -> None:
-    """Run the hash-list feed and the alert delivery as supervised Faust tasks; the feed also
-    hands ``quarantine`` operators' lifts and re-arms, its fetch responses tell ``broker``
+    """Run the hash-list feed and one alert delivery per sink as supervised Faust tasks; the feed
+    also hands ``quarantine`` operators' lifts and re-arms, its fetch responses tell ``broker``
     that the broker answers, and ``topics`` tells it when its topic was re-created."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         topic=settings.topic_hashlists,
-        target=MatcherTarget(matcher, metrics, quarantine),
+        target=MatcherTarget(matcher, metrics, quarantine, health),
         health=health,
         metrics=metrics,
         on_running=lambda: health.service_running("hashlist_feed"),
@@ -245,24 +246,35 @@ def add_services(
                 feed.topic_reset("the topic was deleted or re-created (a new topic id)")
 
         topics.on_reset(hashlists_recreated)
-    delivery = AlertDeliveryService(
-        bootstrap_servers=bootstrap_servers,
-        topic=settings.topic_alerts,
-        group_id=f"{settings.app_id}-alerts",
-        sinks=sinks,
-        metrics=metrics,
-        dead_letter=writer.write_dead_letter,
-        backoff_max_seconds=settings.alert_backoff_max_seconds,
-        session_timeout_seconds=settings.broker_session_timeout_seconds,
-        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-        worker_id=settings.worker_id,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        on_running=lambda: health.service_running("alert_delivery"),
-    )
-    runs = {"hashlist_feed": feed.run, "alert_delivery": delivery.run}  # = metrics.SERVICES
+    runs = {"hashlist_feed": feed.run}  # and one per sink: metrics.SERVICES
+    for sink in sinks:
+        delivery = AlertDeliveryService(
+            bootstrap_servers=bootstrap_servers,
+            topic=settings.topic_alerts,
+            group_id=f"{settings.app_id}-alerts-{sink.name}",
+            sink=sink,
+            metrics=metrics,
+            dead_letter=writer.write_dead_letter,
+            backoff_max_seconds=settings.alert_backoff_max_seconds,
+            session_timeout_seconds=settings.broker_session_timeout_seconds,
+            heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
+            worker_id=settings.worker_id,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            on_running=_running(health, f"alert_delivery_{sink.name}"),
+            reassert_seconds=settings.alertmanager_reassert_seconds,
+            active_max=settings.alertmanager_active_max,
+            start_from_group=f"{settings.app_id}-alerts",  # all sinks shared it before
+        )
+        runs[f"alert_delivery_{sink.name}"] = delivery.run
+    if not sinks:
+        log.info("no alert sinks configured; alerts stay in topic %r", settings.topic_alerts)
     for name, run in runs.items():
         health.register_service(name)
         app.task(_supervised(name, run, settings, health, metrics))
+
+
+def _running(health: WorkerHealth, name: str) -> Callable[[], None]:
+    return lambda: health.service_running(name)
 
 
 def _supervised(

@@ -250,6 +250,25 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = None
     alert_timeout_seconds: float = Field(5.0, gt=0)
     alert_backoff_max_seconds: float = Field(30.0, gt=0)
+    alertmanager_resolve_after_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a match alert stays active in Alertmanager after its decision "
+        "(its endsAt). An alert that could not be delivered before then is not sent (counted "
+        "as expired).",
+    )
+    alertmanager_reassert_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the active match alerts are sent to Alertmanager again, so a "
+        "restarted Alertmanager (it keeps alerts in memory only) has them back.",
+    )
+    alertmanager_active_max: int = Field(
+        10_000,
+        ge=1,
+        description="Most active match alerts a worker re-asserts (about 2 KB each); beyond it "
+        "the ones ending soonest are dropped from re-assertion (counted, logged).",
+    )
 
     # --- Logging -----------------------------------------------------------------------------
     log_level: LogLevel = LogLevel.INFO

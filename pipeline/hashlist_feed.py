@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
-from pipeline.adapters.hashlist_topic import parse_hashlist_record
+from pipeline.adapters.hashlist_topic import parse_hashlist_record, record_kind
 from pipeline.core.detail import low_information_hashes
 from pipeline.core.hashlist import HashListEntry
 from pipeline.core.matching import Matcher
@@ -49,6 +49,11 @@ class ListUpdateTarget(Protocol):
     """Where decoded hash-list operations go (the matcher, in the worker)."""
 
     def apply(self, operations: list[HashListOperation]) -> None: ...
+
+    def outcome(self, operation: HashListOperation) -> str:
+        """How an applied operation is counted: ``applied``, or ``held`` for an entry stored
+        but not matched (its list has no config after the chunk it came in)."""
+        ...
 
     def fresh(self) -> ListUpdateTarget:
         """An empty target of the same kind, to rebuild the whole state in."""
@@ -254,7 +259,8 @@ class HashListFeed:
 
     def _count_applied(self, operation: HashListOperation) -> None:
         self.records_applied += 1
-        self._metrics.list_update(operation[0], "applied")
+        target = self._rebuild or self._target
+        self._metrics.list_update(operation[0], target.outcome(operation))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -283,8 +289,7 @@ class HashListFeed:
         try:
             return parse_hashlist_record(record.key, record.value)
         except (InputRejected, ValueError) as exc:
-            reason = getattr(exc, "reason", "invalid_record")
-            self._metrics.list_update("unknown", f"rejected_{reason}")
+            self._metrics.list_update(record_kind(record.key), "rejected")
             log.warning(
                 "skipping bad hash-list record at %s[%d]@%d: %s",
                 record.topic,
@@ -298,6 +303,12 @@ class HashListFeed:
 class MatcherTarget:
     """Applies hash-list operations to the matcher and keeps the index metrics current; with a
     ``quarantine``, hands it operators' lifts and re-arms, and the entries retracted.
+
+    Entries of a list with no config are held by the matcher (stored, never matched: see
+    :mod:`pipeline.core.matching`). They are counted per list in
+    ``screening_hashlist_held_entries``, shown in ``/readyz`` as ``held_entries`` (with a
+    ``health``), and logged: a warning when a list starts holding entries, and a line when its
+    config arrives and they match.
 
     Also flags, as they are applied, the entries whose perceptual hash is the hash of a
     low-information picture (:func:`pipeline.core.detail.low_information_hashes`: blank,
@@ -316,16 +327,20 @@ class MatcherTarget:
         matcher: Matcher,
         metrics: PipelineMetrics,
         quarantine: WorkerQuarantine | None = None,
+        health: WorkerHealth | None = None,
     ) -> None:
         self._matcher = matcher
         self._metrics = metrics
         self._quarantine = quarantine
+        self._health = health
+        self._held: dict[str, int] = {}
         self._known_lists: set[str] = set()
         #: (list, entry id) -> algorithm of every loaded entry flagged low-information.
         self._low_information: dict[tuple[str, str], Algorithm] = {}
 
     def fresh(self) -> MatcherTarget:
-        """A target on an empty matcher of the same index kind (same metrics, quarantine)."""
+        """A target on an empty matcher of the same index kind (same metrics, quarantine; the
+        worker's health shows the held entries of the live one until the swap)."""
         return MatcherTarget(self._matcher.empty_like(), self._metrics, self._quarantine)
 
     def adopt(self, other: ListUpdateTarget) -> None:
@@ -341,6 +356,7 @@ class MatcherTarget:
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,
         )
+        self._report_held(self._matcher.held_counts())
 
     def apply(self, operations: list[Any]) -> None:
         matcher_operations: list[MatcherOperation] = []
@@ -365,6 +381,37 @@ class MatcherTarget:
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,
         )
+        self._report_held(self._matcher.held_counts())
+
+    def outcome(self, operation: HashListOperation) -> str:
+        """``held`` for an entry whose list has no config now, else ``applied``."""
+        kind, key, value = operation
+        if kind == "entry" and value is not None and isinstance(key, tuple):
+            return "held" if self._matcher.config(key[0]) is None else "applied"
+        return "applied"
+
+    def _report_held(self, held: dict[str, int]) -> None:
+        """Publish held entries per list, and log each list that starts or stops holding."""
+        for name in sorted(held.keys() - self._held.keys()):
+            log.warning(
+                "hash list %r: %d entries held, not matched: the topic has no config for the "
+                "list (key list/%s); they match once one is published",
+                name,
+                held[name],
+                name,
+            )
+        for name in sorted(self._held.keys() - held.keys()):
+            if self._matcher.config(name) is not None:
+                log.info("hash list %r: its config arrived; its held entries now match", name)
+        self._held = held
+        self._metrics.set_held_entries(held, self._known_lists)
+        if self._health is not None:
+            self._health.held_entries = dict(held)
+
+    @property
+    def held_entries(self) -> dict[str, int]:
+        """Entries held per list, as of the last chunk applied."""
+        return dict(self._held)
 
     def _flag_low_information(self, operations: list[MatcherOperation]) -> None:
         """Track the flagged entries among ``operations`` (applied in order) and log new ones."""

@@ -52,6 +52,9 @@ class WorkerHealth:
     screening_started: bool = False
     pool_broken_reason: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+    #: Entries held per list (the list has no config on the topic, so they match nothing).
+    #: Shown, not a reason to be unready: the other lists screen as configured.
+    held_entries: dict[str, int] = field(default_factory=dict)
     #: A service failing continuously for longer than this makes the worker not live.
     unhealthy_after_seconds: float = 300.0
     clock: Callable[[], float] = time.monotonic
@@ -134,4 +137,5 @@ class WorkerHealth:
             },
             **({} if self.broker is None else {"broker": self.broker.report()}),
             **self.details,
+            "held_entries": dict(sorted(self.held_entries.items())),
         }

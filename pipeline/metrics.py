@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
-from pipeline.alerting import AlertReason
+from pipeline.adapters.hashlist_topic import RECORD_KINDS
+from pipeline.alerting import AlertReason, Outcome, ReassertOutcome
 from pipeline.core.guard import GuardReason
 from pipeline.core.hashlist import Category
 from pipeline.core.orientation import Orientation
@@ -38,11 +39,16 @@ PREFIX = "screening"
 TIMED_STAGES: tuple[str, ...] = ("fetch", "decode", "hash", "match", "emit")
 OUTCOMES: tuple[str, ...] = ("screened", "error", "invalid")
 SINKS: tuple[str, ...] = ("webhook", "alertmanager")
-DELIVERY_OUTCOMES: tuple[str, ...] = ("delivered", "retry", "failed")
-LIST_OPERATIONS: tuple[str, ...] = ("entry", "list", "unknown")
-LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "rejected")
+DELIVERY_OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
+#: Sinks that forget alerts and get the active ones re-asserted.
+REASSERTING_SINKS: tuple[str, ...] = ("alertmanager",)
+#: What a hash-list record was about, by its key (``unknown``: a key of no known shape).
+LIST_OPERATIONS: tuple[str, ...] = RECORD_KINDS
+#: applied; held (an entry stored but not matched: its list has no config yet); rejected.
+LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "held", "rejected")
 #: Background services the worker supervises (restarted with backoff when they fail).
-SERVICES: tuple[str, ...] = ("hashlist_feed", "alert_delivery")
+#: One alert delivery per sink, so one sink's outage never delays another's alerts.
+SERVICES: tuple[str, ...] = ("hashlist_feed", *(f"alert_delivery_{sink}" for sink in SINKS))
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
 #: The worker's topics by kind (fixed names, not the configured topic names).
@@ -217,7 +223,9 @@ class PipelineMetrics:
         )
         self.list_updates = Counter(
             f"{p}_hashlist_updates_total",
-            "Hash-list records applied or rejected.",
+            "Hash-list records by what they were about (entry, list, quarantine, unknown) and "
+            "outcome: applied, held (an entry of a list without a config: stored, not matched) "
+            "or rejected (invalid; logged with its offset and skipped).",
             ["operation", "outcome"],
             registry=r,
         )
@@ -226,6 +234,13 @@ class PipelineMetrics:
             "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
             "picture (blank, gradient, vignette, stripes): flagged for the list's owner.",
             ["list", "algorithm"],
+            registry=r,
+        )
+        self.held_entries = Gauge(
+            f"{p}_hashlist_held_entries",
+            "Entries of the list held, not matched: the hashlists topic has no config for the "
+            "list (yet, or no longer). They match once its config arrives.",
+            ["list"],
             registry=r,
         )
         self.last_list_update = Gauge(
@@ -267,7 +282,28 @@ class PipelineMetrics:
             registry=r,
         )
         self.alerts_waiting = Gauge(
-            f"{p}_alerts_waiting", "Alerts in Kafka not yet delivered to every sink.", registry=r
+            f"{p}_alerts_waiting",
+            "Alerts in Kafka not yet delivered to the sink (each sink has its own position).",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_active = Gauge(
+            f"{p}_alerts_active",
+            "Match alerts this worker re-asserts to a sink that forgets them until they end.",
+            ["sink"],
+            registry=r,
+        )
+        self.alert_reasserts = Counter(
+            f"{p}_alert_reasserts_total",
+            "Active alerts sent again to a sink that forgets them, by outcome.",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.active_alerts_dropped = Counter(
+            f"{p}_alerts_dropped_from_active_total",
+            "Active alerts no longer re-asserted because more than the cap were active.",
+            ["sink"],
+            registry=r,
         )
         self.output_failures = Counter(
             f"{p}_output_failures_total",
@@ -292,7 +328,8 @@ class PipelineMetrics:
         )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
-            "Restarts of a background service after it failed (hashlist_feed, alert_delivery).",
+            "Restarts of a background service after it failed (hashlist_feed, "
+            "alert_delivery_<sink>).",
             ["service"],
             registry=r,
         )
@@ -317,6 +354,12 @@ class PipelineMetrics:
         for sink in SINKS:
             for outcome in DELIVERY_OUTCOMES:
                 self.alert_deliveries.labels(sink, outcome)
+            self.alerts_waiting.labels(sink)
+        for sink in REASSERTING_SINKS:
+            self.alerts_active.labels(sink)
+            self.active_alerts_dropped.labels(sink)
+            for reassert in ReassertOutcome:
+                self.alert_reasserts.labels(sink, reassert.value)
         for operation in LIST_OPERATIONS:
             for outcome in LIST_UPDATE_OUTCOMES:
                 self.list_updates.labels(operation, outcome)
@@ -339,6 +382,7 @@ class PipelineMetrics:
             self.index_entries.labels(name, algorithm.value)
             if algorithm.is_perceptual:
                 self.low_information_entries.labels(name, algorithm.value)
+        self.held_entries.labels(name)
         self.quarantined_entries.labels(name)
         self.quarantine_demotions.labels(name)
         self._quarantine_lists.add(name)
@@ -381,12 +425,24 @@ class PipelineMetrics:
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
 
-    def set_alerts_waiting(self, count: int) -> None:
-        self.alerts_waiting.set(count)
+    def set_alerts_waiting(self, sink: str, count: int) -> None:
+        self.alerts_waiting.labels(sink).set(count)
+
+    def alerts_reasserted(self, sink: str, outcome: str, count: int) -> None:
+        self.alert_reasserts.labels(sink, outcome).inc(count)
+
+    def set_alerts_active(self, sink: str, count: int) -> None:
+        self.alerts_active.labels(sink).set(count)
+
+    def alerts_dropped_from_active(self, sink: str, count: int) -> None:
+        self.active_alerts_dropped.labels(sink).inc(count)
 
     def list_update(self, operation: str, outcome: str) -> None:
+        """Count a hash-list record; an operation or outcome outside the vocabularies counts
+        as ``unknown`` or ``rejected``."""
         op = operation if operation in LIST_OPERATIONS else "unknown"
-        self.list_updates.labels(op, "applied" if outcome == "applied" else "rejected").inc()
+        known = outcome if outcome in LIST_UPDATE_OUTCOMES else "rejected"
+        self.list_updates.labels(op, known).inc()
 
     def list_reset(self) -> None:
         """The hashlists topic was reset under the worker and is being re-read."""
@@ -441,6 +497,11 @@ class PipelineMetrics:
                     self.low_information_entries.labels(name, algorithm.value).set(
                         counts.get((name, algorithm), 0)
                     )
+
+    def set_held_entries(self, counts: Mapping[str, int], lists: Iterable[str]) -> None:
+        """Publish held entries per list; zero, not removed, once a list's config arrives."""
+        for name in lists:
+            self.held_entries.labels(name).set(counts.get(name, 0))
 
     def set_index_entries(
         self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]

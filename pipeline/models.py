@@ -20,10 +20,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 from pydantic_core import to_json
 
-from pipeline.core.hashlist import Category, ListKind
+from pipeline.core.hashlist import (
+    MAX_THRESHOLD_64,
+    PDQ_MAX_THRESHOLD,
+    Category,
+    ListKind,
+    max_threshold,
+)
 from pipeline.core.orientation import Orientation
 from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
@@ -233,6 +247,13 @@ class ImageFacts(Record):
         " perceptual match to mean anything: the whole picture was not searched by perceptual"
         " hash (exact digests and detailed regions still were).",
     )
+    pdq_quality: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="PDQ's quality score of the whole picture, when a PDQ list is loaded;"
+        " below 50 the picture is not matched by PDQ.",
+    )
 
 
 class ErrorInfo(Record):
@@ -350,16 +371,42 @@ class HashListEntryRecord(Record):
     note: str | None = Field(None, max_length=1000)
 
 
+#: A list's threshold on the wire: a JSON integer (``"8"``, ``8.0`` and ``true`` are refused,
+#: not coerced), in bits. The per-algorithm cap is :func:`pipeline.core.hashlist.max_threshold`'s.
+Threshold = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        description=f"Bits of Hamming distance: at most {MAX_THRESHOLD_64} for phash and "
+        f"dhash, {PDQ_MAX_THRESHOLD} for pdq, 0 for md5, sha1 and sha256 (digests always match "
+        "at 0).",
+    ),
+]
+
+
 class HashListConfigRecord(Record):
-    """A list's policy (topic ``hashlists``, key ``list/<name>``; null removes the list)."""
+    """A list's policy (topic ``hashlists``, key ``list/<name>``; null removes the list).
+
+    Validated as strictly as a manifest's list: ``enabled`` is a JSON boolean and thresholds
+    JSON integers within their algorithm's cap, never coerced from other types."""
 
     schema_version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     kind: ListKind = ListKind.DENY
     action: ListActionName = Action.REVIEW
-    thresholds: dict[Algorithm, int] = Field(default_factory=dict)
-    enabled: bool = True
+    thresholds: dict[Algorithm, Threshold] = Field(default_factory=dict)
+    enabled: StrictBool = True
     version: str = Field("1", max_length=64)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _capped(cls, thresholds: dict[Algorithm, int]) -> dict[Algorithm, int]:
+        """Each threshold within its algorithm's cap (the schema can only describe these)."""
+        for algorithm, bits in thresholds.items():
+            cap = max_threshold(algorithm)
+            if bits > cap:
+                raise ValueError(f"{algorithm} threshold must be in [0, {cap}], got {bits}")
+        return thresholds
 
 
 class QuarantineLiftRecord(Record):

@@ -18,7 +18,7 @@ from pipeline.core.decision import Decision
 from pipeline.core.guard import ImageRejected
 from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match
-from pipeline.core.types import Action, Algorithm, HashValue
+from pipeline.core.types import BASELINE_PERCEPTUAL, Action, Algorithm, HashValue
 from pipeline.errors import PipelineError
 from pipeline.hashprocess import HashJobResult
 from pipeline.models import (
@@ -36,10 +36,10 @@ from pipeline.models import (
 
 
 def verdict_algorithms(in_use: Iterable[Algorithm]) -> tuple[Algorithm, ...]:
-    """What to hash an upload with, worker and CLI alike: every perceptual algorithm (verdicts
-    carry them whatever the lists hold) and the exact digests that some list uses."""
+    """What to hash an upload with, worker and CLI alike: pHash and dHash (verdicts carry them
+    whatever the lists hold), and PDQ and the exact digests when some list uses them."""
     used = set(in_use)
-    return tuple(alg for alg in Algorithm if alg.is_perceptual or alg in used)
+    return tuple(alg for alg in Algorithm if alg in BASELINE_PERCEPTUAL or alg in used)
 
 
 def hashing_failure_stage(error: PipelineError) -> Stage:
@@ -81,6 +81,7 @@ def image_facts(result: HashJobResult) -> ImageFacts:
         width=result.width,
         height=result.height,
         low_information=bool(result.views) and result.views[0].low_information,
+        pdq_quality=result.views[0].pdq_quality if result.views else None,
     )
 
 

@@ -42,7 +42,13 @@ def build_sinks(settings: Settings) -> list[AlertSink]:
         secret = settings.webhook_secret.get_secret_value().encode()
         sinks.append(WebhookSink(settings.webhook_url, secret, settings.alert_timeout_seconds))
     if settings.alertmanager_url:
-        sinks.append(AlertmanagerSink(settings.alertmanager_url, settings.alert_timeout_seconds))
+        sinks.append(
+            AlertmanagerSink(
+                settings.alertmanager_url,
+                settings.alert_timeout_seconds,
+                resolve_after=settings.alertmanager_resolve_after_seconds,
+            )
+        )
     return sinks
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from pipeline.core.guard import GuardLimits, decode
 from pipeline.core.hashing import bits_to_int
 from pipeline.core.orientation import ORIENTATIONS, Orientation, orient, oriented_perceptual_hashes
-from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
+from pipeline.core.types import BASELINE_PERCEPTUAL, Algorithm
 from tests.imagegen import encode, sample_photo
 
 #: Photographs among scikit-image's bundled pictures (no download needed).
@@ -96,7 +96,7 @@ def drift(
 ) -> dict[tuple[Algorithm, Orientation], Drift]:
     """Derived-vs-reference distance for every algorithm, orientation and picture."""
     bits: dict[tuple[Algorithm, Orientation], list[int]] = {
-        (alg, o): [] for alg in PERCEPTUAL_ALGORITHMS for o in ORIENTATIONS
+        (alg, o): [] for alg in BASELINE_PERCEPTUAL for o in ORIENTATIONS
     }
     for _, image in pictures:
         derived = oriented_perceptual_hashes(image)

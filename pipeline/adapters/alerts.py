@@ -14,7 +14,10 @@ Alertmanager: one alert per match, labels ``alertname=KnownContentMatch``, list,
 action, severity and the upload and entry ids. The ids are labels on purpose: Alertmanager
 deduplicates by label set, so without them two different uploads matching the same list would
 collapse into one page; the same upload redelivered collapses, which is what we want. These are
-Alertmanager alert labels, not Prometheus metric labels.
+Alertmanager alert labels, not Prometheus metric labels. Each alert ends ``resolve_after``
+seconds after its decision (``endsAt``, the same in every re-assertion: a pipeline that stops
+re-asserting neither resolves alerts early nor keeps them for ever); Alertmanager keeps alerts
+in memory only, so :mod:`pipeline.alerting` re-asserts them until then.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import enum
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -114,6 +118,18 @@ class WebhookSink(_HttpSink):
         }
         await _post(self.session(), self._url, body, headers)
 
+    async def deliver_many(self, alerts: Sequence[AlertRecord]) -> None:
+        for alert in alerts:
+            await self.deliver(alert)
+
+    def ends_at(self, alert: AlertRecord) -> datetime | None:
+        """Never: a webhook receiver keeps what it is sent."""
+        return None
+
+
+#: Most alerts in one request to Alertmanager when re-asserting (bounded request bodies).
+ALERTMANAGER_BATCH = 500
+
 
 class AlertmanagerSink(_HttpSink):
     """Posts each alert to Alertmanager's ``/api/v2/alerts``."""
@@ -127,31 +143,43 @@ class AlertmanagerSink(_HttpSink):
         self._url = base_url.rstrip("/") + "/api/v2/alerts"
         self._resolve_after = timedelta(seconds=resolve_after)
 
+    def ends_at(self, alert: AlertRecord) -> datetime:
+        """The alert's ``endsAt``: ``resolve_after`` seconds after the decision."""
+        return alert.decided_at + self._resolve_after
+
     def payload(self, alert: AlertRecord) -> list[dict[str, Any]]:
         """The v2 API body for one alert."""
+        return [self._item(alert)]
+
+    def _item(self, alert: AlertRecord) -> dict[str, Any]:
         severity = "page" if alert.action == "block" else "ticket"
-        return [
-            {
-                "labels": {
-                    "alertname": "KnownContentMatch",
-                    "list": alert.list,
-                    "category": alert.category.value,
-                    "action": alert.action.value,
-                    "severity": severity,
-                    "upload_id": alert.upload_id,
-                    "entry_id": alert.entry_id,
-                },
-                "annotations": {
-                    "summary": f"Upload {alert.upload_id} matched {alert.list}/{alert.entry_id} "
-                    f"({alert.category.value}, {alert.algorithm.value} distance {alert.distance})",
-                    "list_version": alert.list_version,
-                    "worker_id": alert.worker_id,
-                },
-                "startsAt": alert.decided_at.isoformat(),
-                "endsAt": (alert.decided_at + self._resolve_after).isoformat(),
-            }
-        ]
+        return {
+            "labels": {
+                "alertname": "KnownContentMatch",
+                "list": alert.list,
+                "category": alert.category.value,
+                "action": alert.action.value,
+                "severity": severity,
+                "upload_id": alert.upload_id,
+                "entry_id": alert.entry_id,
+            },
+            "annotations": {
+                "summary": f"Upload {alert.upload_id} matched {alert.list}/{alert.entry_id} "
+                f"({alert.category.value}, {alert.algorithm.value} distance {alert.distance})",
+                "list_version": alert.list_version,
+                "worker_id": alert.worker_id,
+            },
+            "startsAt": alert.decided_at.isoformat(),
+            "endsAt": self.ends_at(alert).isoformat(),
+        }
 
     async def deliver(self, alert: AlertRecord) -> None:
         body = json.dumps(self.payload(alert)).encode()
         await _post(self.session(), self._url, body, {"Content-Type": "application/json"})
+
+    async def deliver_many(self, alerts: Sequence[AlertRecord]) -> None:
+        """Post in requests of at most :data:`ALERTMANAGER_BATCH` alerts."""
+        for start in range(0, len(alerts), ALERTMANAGER_BATCH):
+            items = [self._item(alert) for alert in alerts[start : start + ALERTMANAGER_BATCH]]
+            body = json.dumps(items).encode()
+            await _post(self.session(), self._url, body, {"Content-Type": "application/json"})

@@ -154,7 +154,8 @@ def publish(
     """Send ``configs``, then ``entries``, to ``topic``; returns the records handed to ``sink``.
 
     Configs first, so a worker that reads the topic in order knows a list's policy before its
-    entries (it applies entries of a list without a config under the defaults either way)."""
+    entries (a worker holds, never matches, the entries of a list whose config it has not
+    read: see :class:`pipeline.core.matching.Matcher`)."""
     sent = 0
     for record in [encode_config(config) for config in configs]:
         sink.send(topic, key=record.key, value=record.value)
@@ -179,12 +180,44 @@ def retract(sink: RecordSink, topic: str, keys: Iterable[str]) -> int:
 # -- decoding ---------------------------------------------------------------------------------
 
 
+#: What a ``hashlists`` record is about, by its key: the ``operation`` label of
+#: ``screening_hashlist_updates_total`` (``unknown``: a key of none of these shapes).
+RECORD_KINDS: tuple[str, ...] = ("entry", "list", "quarantine", "unknown")
+
+
+def record_kind(key: bytes | None) -> str:
+    """What the record under ``key`` is about (one of :data:`RECORD_KINDS`), whether or not
+    its value is valid: so a rejection can be counted against what was rejected."""
+    kind, _, rest = (key or b"").decode("utf-8", errors="replace").partition("/")
+    if (kind in ("entry", "quarantine") and "/" in rest) or (kind == "list" and rest):
+        return kind
+    return "unknown"
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first problem of a refused record: where, what, and the type and value it got (cut
+    short: a value is a policy field or a hash, never content)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"] if part != "[key]") or "record"
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    if first["type"] == "value_error":  # our own validator's message names the value already
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
+    got = first.get("input")
+    shown = repr(got)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{where}: {first['msg']}, got {type(got).__name__} {shown}{more}"
+
+
 def parse_hashlist_record(key: bytes | None, value: bytes | None) -> TopicOperation:
     """Decode one ``hashlists`` topic record into an operation for the matcher, or for the
     flood quarantine (``quarantine`` records).
 
-    Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record`` or ``bad_hash``) for a
-    record that cannot be applied; the caller counts and skips it.
+    Validation is strict: a config's ``enabled`` must be a JSON boolean and its thresholds
+    JSON integers within :func:`pipeline.core.hashlist.max_threshold` (as in a manifest), so
+    ``"no"``, ``0``, ``"8"``, ``8.0`` or a pHash threshold of 64 are refused, never coerced.
+    Raises :class:`InputRejected` (reason ``bad_key``, ``bad_record``, ``bad_hash`` or
+    ``bad_list``, its message naming the field and the value) for a record that cannot be
+    applied; the caller counts it under :func:`record_kind` and skips it.
     """
     text = (key or b"").decode("utf-8", errors="replace")
     kind, _, rest = text.partition("/")
@@ -214,8 +247,6 @@ def parse_hashlist_record(key: bytes | None, value: bytes | None) -> TopicOperat
             return ("quarantine", (list_name, entry_id), lift)
     except ValidationError as exc:
         raise InputRejected(
-            f"invalid hash-list record: {exc.error_count()} problem(s), first: "
-            f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
-            reason="bad_record",
+            f"invalid {kind} record {rest[:80]!r}: {_problem(exc)}", reason="bad_record"
         ) from None
     raise InputRejected(f"unknown hash-list key {text[:80]!r}", reason="bad_key")

@@ -82,13 +82,15 @@ class ListFiles:
 @dataclass(frozen=True)
 class Published:
     """What :func:`publish_files` sent: records the broker confirmed, entries among them, each
-    list config published with what it was built from, and the lists whose entries went out
-    without a config (theirs on the topic is left as it is), sorted."""
+    list config published with what it was built from, the lists whose entries went out
+    without a config (theirs on the topic is left as it is), sorted, and those of them the
+    topic has no config for: workers hold their entries, matching nothing, until one comes."""
 
     records: int
     entries: int
     configs: dict[str, tuple[ListConfig, ConfigBase]]
     entries_only: list[str]
+    unconfigured: list[str] = field(default_factory=list)
 
 
 def read_list_files(paths: Sequence[Path], default_list: str | None) -> ListFiles:
@@ -140,7 +142,22 @@ def publish_files(
         bootstrap, settings, [config for config, _ in configs.values()], entries, progress
     )
     entries_only = sorted({e.list_name for e in entries} - set(configs))
-    return Published(records, len(entries), configs, entries_only)
+    on_topic = (
+        latest_values(
+            bootstrap,
+            settings.topic_hashlists,
+            [hashlist_topic.list_key(name).encode() for name in entries_only],
+            connect_timeout=settings.broker_connect_timeout_seconds,
+        )
+        if entries_only
+        else {}
+    )
+    unconfigured = [
+        name
+        for name in entries_only
+        if on_topic.get(hashlist_topic.list_key(name).encode()) is None
+    ]
+    return Published(records, len(entries), configs, entries_only, unconfigured)
 
 
 def _base_config(

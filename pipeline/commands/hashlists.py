@@ -101,11 +101,14 @@ def _print_published(published: Published, bad_lines: int, options: list[str]) -
         )
         print(f"list {name!r}: config published: {_describe(config)} ({origin})")
     for name in published.entries_only:
-        print(
-            f"list {name!r}: entries only; its config is left as it is (the defaults while it "
-            f"has none; to set one: a manifest, or --list {name} with --action/--version/"
-            "--threshold/--kind)"
-        )
+        how = f"a manifest, or --list {name} with --action/--version/--threshold/--kind"
+        if name in published.unconfigured:
+            print(
+                f"list {name!r}: entries only, and the topic has no config for it: workers "
+                f"hold its entries (they match nothing) until one is published ({how})"
+            )
+        else:
+            print(f"list {name!r}: entries only; its config is left as it is (to change it: {how})")
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -180,7 +183,8 @@ def register_actions(actions: Any) -> None:
         description="Publishes the entries of entry files and manifests. A list's config is "
         "published only when given: by a manifest, or by --list with --kind/--action/--version/"
         "--threshold, each put over the config the topic holds for the list (a new list starts "
-        "from deny, review, version 1, phash=8 dhash=10). Entries alone never change a config.",
+        "from deny, review, version 1, phash=8 dhash=10 pdq=31). Entries alone never change a "
+        "config.",
     )
     publish.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     publish.add_argument(

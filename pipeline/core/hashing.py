@@ -11,6 +11,10 @@ array bit = most significant bit), so ``HashValue(alg, value).hex == str(imageha
 and lists made with plain imagehash match. For JPEGs the reduced-scale decode shifts pHash by a
 bit or two at most (measured by ``pipeline bench hashing``); other formats are hashed from the
 full image and agree exactly.
+PDQ (:mod:`pipeline.core.pdq`) is read as ThreatExchange's hex reads; it is not in the default
+set (:data:`DEFAULT_ALGORITHMS`): callers ask for it when a list uses it. A view's PDQ carries
+its quality; :data:`pipeline.core.hashlist.PDQ_MIN_QUALITY` is the floor below which the
+matcher does not search it.
 
 Must not: read files, log, or keep the bytes after returning.
 """
@@ -35,15 +39,20 @@ from pipeline.core.orientation import (
     dhash_orientations,
     phash_orientations_of,
 )
+from pipeline.core.pdq import PdqHashes, pdq_hashes, upright_full_size
 from pipeline.core.regions import Region, content_regions
 from pipeline.core.types import (
+    BASELINE_PERCEPTUAL,
     EXACT_ALGORITHMS,
     PERCEPTUAL_ALGORITHMS,
     Algorithm,
     HashValue,
 )
 
+#: Every algorithm, in the canonical order hashes are reported in.
 ALL_ALGORITHMS: tuple[Algorithm, ...] = EXACT_ALGORITHMS + PERCEPTUAL_ALGORITHMS
+#: What is computed when a caller names nothing: all but PDQ (see :data:`BASELINE_PERCEPTUAL`).
+DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = EXACT_ALGORITHMS + BASELINE_PERCEPTUAL
 
 _DIGESTS: dict[Algorithm, Callable[[bytes], hashlib._Hash]] = {
     Algorithm.MD5: lambda data: hashlib.md5(data, usedforsecurity=False),
@@ -59,17 +68,29 @@ def bits_to_int(bits: npt.NDArray[np.bool_]) -> int:
     return int.from_bytes(np.packbits(padded).tobytes(), "big")
 
 
-def _phash(image: Image.Image) -> int:
-    return bits_to_int(imagehash.phash(image).hash)
+def _phash(decoded: DecodedImage) -> int:
+    return bits_to_int(imagehash.phash(decoded.image).hash)
 
 
-def _dhash(image: Image.Image) -> int:
-    return bits_to_int(imagehash.dhash(image).hash)
+def _dhash(decoded: DecodedImage) -> int:
+    return bits_to_int(imagehash.dhash(decoded.image).hash)
 
 
-_PERCEPTUAL: dict[Algorithm, Callable[[Image.Image], int]] = {
+def decoded_pdq(decoded: DecodedImage) -> PdqHashes:
+    """PDQ of a guarded decode: every orientation and the quality, computed as if from the
+    full-size picture (the JPEG draft is carried over; see :mod:`pipeline.core.pdq`)."""
+    image = decoded.image
+    return pdq_hashes(image, upright_full_size(image.size, (decoded.width, decoded.height)))
+
+
+def _pdq(decoded: DecodedImage) -> int:
+    return decoded_pdq(decoded).identity
+
+
+_PERCEPTUAL: dict[Algorithm, Callable[[DecodedImage], int]] = {
     Algorithm.PHASH: _phash,
     Algorithm.DHASH: _dhash,
+    Algorithm.PDQ: _pdq,
 }
 
 
@@ -88,6 +109,8 @@ class View:
     low_information: bool = False
     """Too little detail for a perceptual match to mean anything
     (:func:`pipeline.core.detail.is_low_information`): the matcher does not search it."""
+    pdq_quality: int | None = None
+    """PDQ's quality score (0-100) of this view, when PDQ was computed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +144,10 @@ def exact_hashes(
 
 
 def perceptual_hashes(
-    decoded: DecodedImage, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
+    decoded: DecodedImage, algorithms: Iterable[Algorithm] = BASELINE_PERCEPTUAL
 ) -> dict[Algorithm, int]:
-    """64-bit perceptual hashes of the decoded image as ints."""
-    return {alg: _PERCEPTUAL[alg](decoded.image) for alg in algorithms if alg.is_perceptual}
+    """Perceptual hashes (pHash, dHash: 64 bits; PDQ: 256) of the decoded image as ints."""
+    return {alg: _PERCEPTUAL[alg](decoded) for alg in algorithms if alg.is_perceptual}
 
 
 def upload_views(
@@ -158,16 +181,26 @@ def upload_views(
 
 
 def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
-    """One view: ``image`` (the region's pixels of the reduced decode, grayscale) hashed in
-    every orientation, and the low-information gate judged on pHash's own thumbnail DCT (one
-    resize and one DCT serve both)."""
+    """One view: ``image`` (the region's pixels of a decode, grayscale; ``region`` is where
+    they are in the upright upload, full size) hashed in every orientation, and the
+    low-information gate judged on pHash's own thumbnail DCT (one resize and one DCT serve
+    both). PDQ is computed as if from the region at full size (see :mod:`pipeline.core.pdq`)."""
     coefficients = thumbnail_dct(image)
     hashes: dict[Algorithm, OrientationHashes] = {}
     if Algorithm.PHASH in algorithms:
         hashes[Algorithm.PHASH] = phash_orientations_of(coefficients)
     if Algorithm.DHASH in algorithms:
         hashes[Algorithm.DHASH] = dhash_orientations(image)
-    return View(region, hashes, low_information=is_low_information_dct(coefficients))
+    quality = None
+    if Algorithm.PDQ in algorithms:
+        pdq = pdq_hashes(image, (region.width, region.height))
+        hashes[Algorithm.PDQ], quality = pdq.orientations, pdq.quality
+    return View(
+        region,
+        hashes,
+        low_information=is_low_information_dct(coefficients),
+        pdq_quality=quality,
+    )
 
 
 def upright_size(decoded: DecodedImage) -> tuple[int, int]:
@@ -182,7 +215,7 @@ def upright_size(decoded: DecodedImage) -> tuple[int, int]:
 
 
 def upload_hashes(
-    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
+    data: bytes, decoded: DecodedImage, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
 ) -> tuple[dict[Algorithm, int], tuple[View, ...]]:
     """``algorithms`` of one upload: exact digests of ``data`` (the original bytes) and the
     perceptual hashes of ``decoded`` (their guarded decode), in :data:`ALL_ALGORITHMS` order,
@@ -200,7 +233,7 @@ def upload_hashes(
 
 
 def hash_image(
-    data: bytes, limits: GuardLimits, algorithms: Iterable[Algorithm] = ALL_ALGORITHMS
+    data: bytes, limits: GuardLimits, algorithms: Iterable[Algorithm] = DEFAULT_ALGORITHMS
 ) -> ImageHashes:
     """Guard, decode once and compute ``algorithms`` (the hashing job without its timings).
 

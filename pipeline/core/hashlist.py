@@ -3,10 +3,16 @@
 Owns the normalisation rules. An entry is (list, entry id, algorithm + hash, category, source,
 note); a list has a kind (deny or allow), an action (block or review), a Hamming threshold per
 perceptual algorithm, a version and an enabled flag. A perceptual algorithm a list's
-thresholds leave out gets the default (pHash 8, dHash 10), exactly as when a list names no
+thresholds leave out gets the default (pHash 8, dHash 10, PDQ 31), exactly as when a list names no
 thresholds at all: entries of that algorithm on the list match at the default rather than
-never. Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
-integers): a typo is a reported error, never a silently different policy. Parsers take text
+never. Thresholds are capped (:func:`max_threshold`: pHash and dHash at most
+:data:`MAX_THRESHOLD_64`, PDQ at most :data:`PDQ_MAX_THRESHOLD`), so no policy can make a list
+match unrelated pictures wholesale. PDQ entries are 64 hex digits (256 bits), default threshold
+31 (the convention of HMA and ThreatExchange); PDQ hashes of quality below
+:data:`PDQ_MIN_QUALITY` are never matched.
+Policy values are checked strictly (``enabled`` must be a JSON boolean, thresholds
+integers, not ``"8"``, ``8.0`` or ``true``): a typo is a reported error, never a silently
+different policy. The ``hashlists`` topic's config records follow the same rules. Parsers take text
 and return every good entry plus every bad line with its line number and reason: one bad line
 never stops a load. A file a manifest loads into a list belongs to that list: a row naming
 another is a bad line (``list_mismatch``), not an entry of a list the manifest gives no policy.
@@ -35,14 +41,48 @@ CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "no
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 #: The only distance at which an exact digest (MD5, SHA-1, SHA-256) matches, on every list.
-#: A digest names byte-identical content; a list's config, or the lack of one, cannot loosen or
-#: switch it off (a list whose config was never published must still match its digests).
+#: A digest names byte-identical content; a list's config cannot loosen or switch it off (one
+#: whose thresholds name no digest, like a bare file's default, still matches its digests).
+#: A list with no config at all matches nothing, digests included: the matcher holds its
+#: entries until a config says what kind of list it is and what a match asks for.
 EXACT_THRESHOLD = 0
 
-#: Thresholds a list gets when its file says nothing (bits of Hamming distance, 64-bit hashes).
+#: Thresholds a list gets when its file says nothing (bits of Hamming distance; pHash and dHash
+#: have 64 bits, PDQ 256: 31 is the threshold HMA, ThreatExchange and StopNCII use for PDQ).
 DEFAULT_THRESHOLDS: Mapping[Algorithm, int] = MappingProxyType(
-    {Algorithm.PHASH: 8, Algorithm.DHASH: 10}
+    {Algorithm.PHASH: 8, Algorithm.DHASH: 10, Algorithm.PDQ: 31}
 )
+
+#: The largest pHash or dHash threshold a list may set (bits of 64). Unrelated pictures' 64-bit
+#: hashes sit ~32 bits apart (about half the bits differ, spread ~4 bits), so a threshold near
+#: 32 matches about every other upload, and 64 matches every one: a single config record with
+#: ``action: block`` would block everything. At 16 even ideal, uniformly spread hashes collide
+#: by chance once in ~26,000 comparisons per entry (real hashes cluster, so more often), and
+#: ``pipeline bench quality`` already finds false matches at dHash 10; 16 leaves room above the
+#: defaults (8, 10) for a list that trades false matches for recall, and refuses anything that
+#: cannot mean "the same picture".
+MAX_THRESHOLD_64 = 16
+
+#: The largest PDQ threshold a list may set. Unrelated pictures' PDQ hashes sit ~128 bits apart
+#: (each bit is above or below a median: close to a coin flip for unrelated content, so ~8 bits
+#: of spread), and ThreatExchange recommends 31. 63, a quarter of the bits, leaves a list room
+#: to trade false matches for recall while refusing a typo such as 128 (half of all bits, where
+#: about half of all unrelated uploads would match). Search stays exact at any allowed radius,
+#: only slower (the index falls back to a scan where multi-index hashing stops paying).
+PDQ_MAX_THRESHOLD = 63
+
+#: PDQ's own quality score (0-100, from the picture's gradients) below which an upload's PDQ
+#: hash is never matched: flat or nearly flat pictures get hashes made of noise that match
+#: arbitrary entries. 50 is the floor HMA and ThreatExchange apply.
+PDQ_MIN_QUALITY = 50
+
+
+def max_threshold(algorithm: Algorithm) -> int:
+    """The largest threshold a list may set for ``algorithm`` (:data:`EXACT_THRESHOLD` for a
+    digest, :data:`MAX_THRESHOLD_64` for pHash and dHash, :data:`PDQ_MAX_THRESHOLD` for PDQ)."""
+    if not algorithm.is_perceptual:
+        return EXACT_THRESHOLD
+    return PDQ_MAX_THRESHOLD if algorithm is Algorithm.PDQ else MAX_THRESHOLD_64
 
 
 class Category(enum.StrEnum):
@@ -144,7 +184,7 @@ class ListConfig:
         except ValueError as exc:
             raise InputRejected(f"list {name!r}: {exc}", reason="bad_list") from None
         for alg, bits in config.thresholds.items():
-            limit = alg.bits if alg.is_perceptual else EXACT_THRESHOLD
+            limit = max_threshold(alg)
             if not 0 <= bits <= limit:
                 raise InputRejected(
                     f"list {name!r}: {alg} threshold must be in [0, {limit}], got {bits}",

@@ -21,11 +21,18 @@ whole picture first) in each of the eight orientations, every distinct value onc
 reported once, by its nearest hit; ties go to the earlier view, then the earlier orientation,
 so an upright whole-picture match is always reported as such. Variants are exact searches of
 the same index at the same radius, never an approximation. A view too plain to mean anything
-(``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all.
+(``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all. A dHash
+match farther than :data:`DHASH_ALONE` bits counts only when corroborated by a pHash entry of
+its list near the upload (:data:`CORROBORATION`). A view's PDQ below
+:data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
 
-Entries whose list has no config yet (list configs and entries can arrive in any order from
-different partitions) use :class:`ListConfig` defaults until the config arrives. Exact digests
-match at distance 0 on every list, configured or not (:meth:`ListConfig.threshold`).
+An entry whose list has no config is *held*: stored and indexed, but never matched, until
+its list's config arrives (list configs and entries can arrive in any order from different
+partitions, and a config can be retracted). Matching it under a default policy would guess the
+list's kind, action and thresholds: an allow list's entries would produce deny matches, a
+block list's only reviews. :meth:`Matcher.held_counts` says what is held; a caller that has
+no configs to give (a bare list file offline) sets an explicit default with :meth:`set_list`.
+Exact digests match at distance 0 on every configured list (:meth:`ListConfig.threshold`).
 Must not do I/O.
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -41,6 +49,7 @@ import numpy as np
 from pipeline.core.hashing import View
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
+    PDQ_MIN_QUALITY,
     Category,
     HashListEntry,
     ListConfig,
@@ -49,7 +58,13 @@ from pipeline.core.hashlist import (
 from pipeline.core.index.base import HammingIndex
 from pipeline.core.index.exact import ExactHashSet
 from pipeline.core.index.mih import MultiIndexHash
-from pipeline.core.index.select import build_hamming_index, choose_index_kind, mih_ever
+from pipeline.core.index.mih256 import MultiIndexHash256
+from pipeline.core.index.select import (
+    build_hamming_index,
+    choose_index_kind,
+    kind_for_width,
+    mih_ever,
+)
 from pipeline.core.orientation import ORIENTATIONS, Orientation
 from pipeline.core.regions import Region
 from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Action, Algorithm
@@ -72,6 +87,23 @@ class Match:
     """How the upload is turned relative to the listed picture (``mirror``: a mirrored copy)."""
     region: Region | None = None
     """Which part of the upload matched, in its pixels; None when matched without views."""
+
+
+#: A dHash match counts on its own only this close to its entry. Farther, up to its list's
+#: dHash threshold, it needs corroboration: a pHash entry of the same list within
+#: :data:`CORROBORATION` bits of the upload (any view, any orientation). dHash alone at radius
+#: 10 made every false match ``pipeline bench quality`` found (252 pairs of 50,000 unrelated
+#: member x non-member pairs; smooth wallpapers and cut-outs on white share dHash patterns),
+#: while pHash made one. Measured on that corpus (README "Matching quality"): this rule takes
+#: the false pairs from 252 to 12, at a recall cost on crops and small rotations (crop 5%: 78%
+#: to 71%, rotate 4 degrees: 80% to 62%).
+DHASH_ALONE = 4
+#: The corroborating algorithms and how near the upload must be to one of their entries.
+CORROBORATION: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 12})
+
+
+def _needs_corroboration(match: Match) -> bool:
+    return match.algorithm is Algorithm.DHASH and match.distance > DHASH_ALONE
 
 
 #: One perceptual query: (value, the orientation it was hashed in, view position, region).
@@ -98,7 +130,9 @@ class Matcher:
         self._next_id = 0
         self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
         self._hamming: dict[Algorithm, HammingIndex] = {
-            alg: build_hamming_index(index_kind, expected_size, DEFAULT_THRESHOLDS[alg])
+            alg: build_hamming_index(
+                index_kind, expected_size, DEFAULT_THRESHOLDS[alg], bits=alg.bits
+            )
             for alg in PERCEPTUAL_ALGORITHMS
         }
         self._counts: Counter[tuple[str, Algorithm]] = Counter()
@@ -115,14 +149,23 @@ class Matcher:
             self._plan(algorithm)
 
     def remove_list(self, name: str) -> None:
-        """Forget a list's policy; its entries fall back to defaults until retracted."""
+        """Forget a list's policy; its entries are held (match nothing) until a config arrives
+        again or they are retracted."""
         self._configs.pop(name, None)
         for algorithm in PERCEPTUAL_ALGORITHMS:
             self._plan(algorithm)
 
-    def config(self, name: str) -> ListConfig:
-        """The policy in force for list ``name``."""
-        return self._configs.get(name) or ListConfig(name=name)
+    def config(self, name: str) -> ListConfig | None:
+        """The policy in force for list ``name``; None when it has none (its entries are held)."""
+        return self._configs.get(name)
+
+    def held_counts(self) -> dict[str, int]:
+        """Entries held per list: lists with entries and no config (see the module docstring)."""
+        held: Counter[str] = Counter()
+        for (name, _), count in self._counts.items():
+            if name not in self._configs:
+                held[name] += count
+        return dict(held)
 
     @property
     def lists(self) -> tuple[str, ...]:
@@ -156,9 +199,8 @@ class Matcher:
                 # Planned for the size it is about to reach, so a bulk load goes straight
                 # into the index that will serve it.
                 self._plan(algorithm, extra=len(ids))
-                self._hamming[algorithm].add(
-                    np.array(ids, dtype=np.int64), np.array(values, dtype=np.uint64)
-                )
+                # Values go as ints: each index lays them out for its width (PDQ: 256 bits).
+                self._hamming[algorithm].add(np.array(ids, dtype=np.int64), values)
             else:
                 self._exact[algorithm].add_many(ids, values)
         for algorithm in PERCEPTUAL_ALGORITHMS:
@@ -198,18 +240,19 @@ class Matcher:
             return  # nothing searches this index now: keep it until something does
         index = self._hamming[algorithm]
         size = len(index) + extra
-        kind = self._index_kind
+        bits = algorithm.bits
+        kind = kind_for_width(self._index_kind, bits)
         if kind == "auto":
-            kind = choose_index_kind(size, radius)
-            if kind == "scan" and index.name == "mih" and mih_ever(radius):
+            kind = choose_index_kind(size, radius, bits)
+            if kind == "scan" and index.name == "mih" and mih_ever(radius, bits):
                 kind = "mih"  # shrank below the threshold: stay (no flapping)
         if kind != index.name:
             ids, values = index.entries()
-            replacement = build_hamming_index(kind, size, radius)
+            replacement = build_hamming_index(kind, size, radius, bits)
             if ids.size:
                 replacement.add(ids, values)
             self._hamming[algorithm] = replacement
-        elif isinstance(index, MultiIndexHash):
+        elif isinstance(index, MultiIndexHash | MultiIndexHash256):
             index.replan(radius)
 
     def apply(self, operations: Iterable[Operation]) -> None:
@@ -262,7 +305,8 @@ class Matcher:
                     self._consider(
                         best, internal, algorithm, 0, (value, Orientation.IDENTITY, 0, None)
                     )
-        for algorithm, queries in self._perceptual_queries(hashes, views).items():
+        queries_by_algorithm = self._perceptual_queries(hashes, views)
+        for algorithm, queries in queries_by_algorithm.items():
             radius = self._search_radius(algorithm)
             if radius is None:
                 continue
@@ -273,8 +317,23 @@ class Matcher:
                 for internal, distance in hits:
                     self._consider(best, internal, algorithm, distance, query)
         found = [match for _, match in best.values()]
+        if any(_needs_corroboration(m) for m in found):
+            corroborated = self._corroborated_lists(queries_by_algorithm)
+            found = [m for m in found if not _needs_corroboration(m) or m.list_name in corroborated]
         found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
         return found
+
+    def _corroborated_lists(self, queries: Mapping[Algorithm, Sequence[_Query]]) -> set[str]:
+        """Lists with an entry of a corroborating algorithm within :data:`CORROBORATION` bits
+        of any view and orientation of the upload (searched only when a match needs it)."""
+        lists: set[str] = set()
+        for algorithm, radius in CORROBORATION.items():
+            values = [query[0] for query in queries.get(algorithm, ())]
+            if not values or not len(self._hamming[algorithm]):
+                continue
+            for hits in self._hamming[algorithm].search_many(values, radius):
+                lists.update(self._by_id[internal].list_name for internal, _ in hits)
+        return lists
 
     @staticmethod
     def _perceptual_queries(
@@ -291,6 +350,8 @@ class Matcher:
             if view.low_information:
                 continue  # near-uniform, gradient, vignette, stripes: near everything and nothing
             for algorithm, oriented in view.hashes.items():
+                if algorithm is Algorithm.PDQ and (view.pdq_quality or 0) < PDQ_MIN_QUALITY:
+                    continue  # PDQ's own rule: too little for its hash to be trusted
                 queries.setdefault(algorithm, []).extend(
                     (value, orientation, position, view.region)
                     for value, orientation in oriented.distinct().items()
@@ -312,7 +373,9 @@ class Matcher:
         if kept is not None and kept[0] <= rank:
             return
         entry = self._by_id[internal]
-        config = self.config(entry.list_name)
+        config = self._configs.get(entry.list_name)
+        if config is None:
+            return  # held: no policy to match it under
         threshold = config.threshold(algorithm)
         if not config.enabled or threshold is None or distance > threshold:
             return
@@ -336,12 +399,15 @@ class Matcher:
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
-        """The largest threshold of an enabled list with entries of ``algorithm``, or None."""
+        """The largest threshold of an enabled, configured list with entries of ``algorithm``,
+        or None (held entries are not searched for)."""
         lists = {name for name, alg in self._counts if alg is algorithm}
         radii = [
             t
             for name in lists
-            if (c := self.config(name)).enabled and (t := c.threshold(algorithm)) is not None
+            if (c := self._configs.get(name)) is not None
+            and c.enabled
+            and (t := c.threshold(algorithm)) is not None
         ]
         return max(radii) if radii else None
 

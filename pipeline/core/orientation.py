@@ -51,7 +51,7 @@ from PIL import Image
 # around it, and 26-31 of 64 bits flip. Using the same routine keeps the identity hash exact.
 from scipy import fftpack  # type: ignore[import-untyped]
 
-from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm
+from pipeline.core.types import BASELINE_PERCEPTUAL, Algorithm
 
 #: imagehash's defaults: an 8x8 hash; pHash keeps the low 8x8 of a 32x32 DCT.
 _HASH_SIDE = 8
@@ -258,13 +258,16 @@ _ORIENTATION_HASHERS = {
 
 
 def oriented_perceptual_hashes(
-    image: Image.Image, algorithms: Iterable[Algorithm] = PERCEPTUAL_ALGORITHMS
+    image: Image.Image, algorithms: Iterable[Algorithm] = BASELINE_PERCEPTUAL
 ) -> dict[Algorithm, OrientationHashes]:
-    """Every orientation of each perceptual algorithm in ``algorithms`` (others are skipped),
-    in the order given: the drop-in counterpart of
-    :func:`pipeline.core.hashing.perceptual_hashes` for ``DecodedImage.image``."""
+    """Every orientation of pHash and dHash among ``algorithms`` (others are skipped), in the
+    order given: the drop-in counterpart of :func:`pipeline.core.hashing.perceptual_hashes` for
+    ``DecodedImage.image``. PDQ's come with its quality and need the picture's full size:
+    :func:`pipeline.core.hashing.decoded_pdq`."""
     gray = _grayscale(image)
-    return {alg: _ORIENTATION_HASHERS[alg](gray) for alg in algorithms if alg.is_perceptual}
+    return {
+        alg: _ORIENTATION_HASHERS[alg](gray) for alg in algorithms if alg in _ORIENTATION_HASHERS
+    }
 
 
 def _grayscale(image: Image.Image) -> Image.Image:

@@ -36,6 +36,7 @@ class Algorithm(enum.StrEnum):
     SHA256 = "sha256"
     PHASH = "phash"
     DHASH = "dhash"
+    PDQ = "pdq"
 
     @property
     def bits(self) -> int:
@@ -59,10 +60,15 @@ _BITS: dict[Algorithm, int] = {
     Algorithm.SHA256: 256,
     Algorithm.PHASH: 64,
     Algorithm.DHASH: 64,
+    Algorithm.PDQ: 256,
 }
 
 EXACT_ALGORITHMS: tuple[Algorithm, ...] = (Algorithm.MD5, Algorithm.SHA1, Algorithm.SHA256)
-PERCEPTUAL_ALGORITHMS: tuple[Algorithm, ...] = (Algorithm.PHASH, Algorithm.DHASH)
+PERCEPTUAL_ALGORITHMS: tuple[Algorithm, ...] = (Algorithm.PHASH, Algorithm.DHASH, Algorithm.PDQ)
+#: Perceptual hashes computed for every upload, whatever the lists hold (verdicts carry them):
+#: the cheap 64-bit pair. PDQ (256 bits, Meta's) costs more and is computed only when an
+#: enabled list has PDQ entries (:meth:`pipeline.core.matching.Matcher.algorithms_in_use`).
+BASELINE_PERCEPTUAL: tuple[Algorithm, ...] = (Algorithm.PHASH, Algorithm.DHASH)
 
 
 @dataclass(frozen=True, slots=True)

@@ -376,8 +376,27 @@ class Alertmanager:
         data: list[dict[str, Any]] = json.loads(http_get(self.url + "/api/v2/alerts")[1])
         return data
 
+    def freeze(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers (a hung sink)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Terminate and start again on the same port: Alertmanager keeps alerts in memory only,
+        so it comes back without any (silences and the notification log are on disk)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)  # a frozen process cannot handle SIGTERM
+        self.process.terminate()
+        self.process.wait(10)
+        self.start()
+
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -128,7 +128,7 @@ def test_publishing_entries_alone_leaves_the_list_config_as_it_is(
     # Each publish says which config went out, or that none did.
     assert (
         "list 'eokm': config published: deny, action block, version v7, "
-        "thresholds dhash=10 phash=4 (from the manifest)"
+        "thresholds dhash=10 pdq=31 phash=4 (from the manifest)"
     ) in eokm_v7
     assert "published 1 records (1 entries, 0 list config(s))" in result.stdout
     assert "list 'eokm': entries only; its config is left as it is" in result.stdout
@@ -166,6 +166,19 @@ def test_a_config_option_changes_only_what_it_names(
         "list 'fresh': config published: deny, action block, version 1, thresholds dhash=10 "
         "phash=8 (--action over the defaults (the list had no config))"
     ) in result.stdout
+
+
+def test_publishing_entries_of_a_list_without_a_config_says_they_are_held(
+    topics: Topics, tmp_path: Path
+) -> None:
+    bare = write_csv(tmp_path / "new.csv", "brand-new", "e1")
+    result = run_cli("hashlist", "publish", str(bare), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "list 'brand-new': entries only, and the topic has no config for it: workers hold its "
+        "entries (they match nothing) until one is published"
+    ) in result.stdout
+    assert config_records(topics, "brand-new") == []  # no default config published for it
 
 
 def test_retract_names_the_keys_the_topic_does_not_hold(topics: Topics, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
 from pipeline.adapters import hashlist_topic
@@ -91,6 +92,9 @@ class PoisonedTarget:
             if kind == "entry" and "poison" in str(key):
                 raise RuntimeError("matcher bug")
         self._target.apply(operations)
+
+    def outcome(self, operation: HashListOperation) -> str:
+        return self._target.outcome(operation)
 
 
 def test_the_hashlist_feed_restarts_until_its_topic_exists(broker: EmbeddedBroker) -> None:
@@ -203,13 +207,13 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
         bootstrap_servers=bootstrap,
         topic="alerts",
         group_id="screening-alerts",
-        sinks=[WebhookSink(receiver.url, b"secret")],
+        sink=WebhookSink(receiver.url, b"secret"),
         metrics=metrics,
         dead_letter=dead_letter,
         session_timeout_seconds=6,
         heartbeat_interval_seconds=1,
         fetch_max_wait_ms=50,
-        on_running=lambda: health.service_running("alert_delivery"),
+        on_running=lambda: health.service_running("alert_delivery_webhook"),
     )
     alert = AlertRecord(
         alert_id="u1:eokm:e1", upload_id="u1", list="eokm", list_version="1", entry_id="e1",
@@ -227,20 +231,21 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
 
     async def main() -> None:
         task = asyncio.create_task(
-            quickly_restarted("alert_delivery", service.run, health, metrics)
+            quickly_restarted("alert_delivery_webhook", service.run, health, metrics)
         )
         try:
-            await eventually(lambda: restarts(metrics, "alert_delivery") >= 2, 20, "restarts")
-            state = health.report()["services"]["alert_delivery"]  # type: ignore[index]
+            await eventually(
+                lambda: restarts(metrics, "alert_delivery_webhook") >= 2, 20, "restarts"
+            )
+            state = health.report()["services"]["alert_delivery_webhook"]  # type: ignore[index]
             assert state["state"] == "failing"
             await asyncio.to_thread(start_broker_with_an_alert)
             await eventually(receiver.bodies, 30, "the alert at the webhook")
-            assert health.report()["services"]["alert_delivery"]["state"] == "running"  # type: ignore[index]
+            assert health.report()["services"]["alert_delivery_webhook"]["state"] == "running"  # type: ignore[index]
         finally:
             await service.stop()
             await asyncio.wait_for(task, 15)
-            for sink in service._sinks:
-                await sink.close()
+            await service.sink.close()
 
     try:
         asyncio.run(main())
@@ -249,3 +254,50 @@ def test_alert_delivery_restarts_until_the_broker_is_reachable(
             late.stop()
     assert [body["alert_id"] for body in receiver.bodies()] == ["u1:eokm:e1"]
     assert letters == []
+
+
+def test_a_sink_group_starts_where_the_shared_group_of_earlier_versions_left_off(
+    receiver: WebhookReceiver, broker: EmbeddedBroker
+) -> None:
+    """Upgrading to one consumer group per sink must not deliver every retained alert again."""
+    topic = f"alerts-upgrade-{uuid.uuid4().hex[:8]}"
+    shared = f"screening-{uuid.uuid4().hex[:8]}-alerts"
+    bootstrap = broker.bootstrap_servers
+    ensure_topics(bootstrap, [TopicSpec(topic, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(3):
+        alert = AlertRecord(
+            alert_id=f"u{i}:eokm:e1", upload_id=f"u{i}", list="eokm", list_version="1",
+            entry_id="e1", category="csam", algorithm="phash", distance=2, action="block",
+            decided_at=datetime.now(UTC), worker_id="w1",
+        )  # fmt: skip
+        producer.send(topic, key=b"k", value=alert.model_dump_json().encode()).get(10)
+    producer.close(timeout=5)
+    metrics = PipelineMetrics()
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        raise AssertionError(letter)
+
+    async def main() -> None:
+        # The shared group of the earlier version delivered the first two alerts.
+        earlier = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=shared)
+        earlier.assign([TopicPartition(topic, 0)])
+        await earlier.start()
+        await earlier.commit({TopicPartition(topic, 0): 2})
+        await earlier.stop()
+        service = AlertDeliveryService(
+            bootstrap_servers=bootstrap, topic=topic, group_id=f"{shared}-webhook",
+            sink=WebhookSink(receiver.url, b"secret"), metrics=metrics, dead_letter=dead_letter,
+            session_timeout_seconds=6, fetch_max_wait_ms=50, start_from_group=shared,
+        )  # fmt: skip
+        task = asyncio.create_task(service.run())
+        try:
+            await eventually(receiver.bodies, 30, "an alert at the webhook")
+            await asyncio.sleep(1)
+        finally:
+            await service.stop()
+            await asyncio.wait_for(task, 15)
+            await service.sink.close()
+
+    asyncio.run(main())
+    assert [body["alert_id"] for body in receiver.bodies()] == ["u2:eokm:e1"]

@@ -62,5 +62,5 @@ def test_a_refused_output_is_replaced_and_screening_goes_on(
     assert status == 200
     services = json.loads(body)["services"]
     assert services["hashlist_feed"]["state"] == "running"
-    assert services["alert_delivery"]["state"] == "running"  # no sinks: nothing to fail
+    assert not [name for name in services if name.startswith("alert_delivery")]  # no sinks
     assert worker.alive()

@@ -95,7 +95,10 @@ def test_alerts_wait_in_kafka_while_the_webhook_is_down(
         retries = metric_value(
             metrics, "screening_alert_deliveries_total", '{outcome="retry",sink="webhook"}'
         )
-        return retries >= 3 and metric_value(metrics, "screening_alerts_waiting") >= 1
+        return (
+            retries >= 3
+            and metric_value(metrics, "screening_alerts_waiting", '{sink="webhook"}') >= 1
+        )
 
     wait_until(retrying, 60, what="delivery retries while the sink is down")
     time.sleep(3)
@@ -107,7 +110,9 @@ def test_alerts_wait_in_kafka_while_the_webhook_is_down(
             lambda: {b["alert_id"] for b in receiver.bodies()} >= expected, 60, what="alerts"
         )
         wait_until(
-            lambda: metric_value(worker.metrics(), "screening_alerts_waiting") == 0,
+            lambda: (
+                metric_value(worker.metrics(), "screening_alerts_waiting", '{sink="webhook"}') == 0
+            ),
             30,
             what="alerts_waiting back to zero",
         )

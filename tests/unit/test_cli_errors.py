@@ -123,7 +123,7 @@ def threshold_parser() -> argparse.ArgumentParser:
     [
         ("foo", "expected ALG=BITS"),
         ("phash=abc", "whole number of bits"),
-        ("pdq=8", "unknown algorithm"),
+        ("ahash=8", "unknown algorithm"),
         ("md5=0", "always matches at distance 0"),
     ],
 )

@@ -42,7 +42,7 @@ ZERO_ENTRY_FILES = {
         "entry_id,algorithm,hash,category\n"
         f"m1,md5,{hashlib.md5(photo.read_bytes()).hexdigest()},other\n"
     ),
-    "every-row-bad": lambda photo: HEADER + "l,1,md5,nothex,other,,\nl,2,pdq,00,other,,\n",
+    "every-row-bad": lambda photo: HEADER + "l,1,md5,nothex,other,,\nl,2,ahash,00,other,,\n",
 }
 
 

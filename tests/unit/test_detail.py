@@ -41,7 +41,7 @@ from pipeline.core.detail import (
     low_information_hashes,
     thumbnail_dct,
 )
-from pipeline.core.hashlist import Category, HashListEntry
+from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.matching import Matcher
 from pipeline.core.orientation import oriented_perceptual_hashes
 from pipeline.core.types import Algorithm, HashValue
@@ -268,7 +268,9 @@ def test_the_feed_flags_low_information_entries_with_a_warning_and_the_gauge(
 def test_a_flood_of_flagged_entries_logs_a_bounded_number_of_lines(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    target = MatcherTarget(Matcher(), PipelineMetrics())
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("hotline"))  # configured: only the flagging logs here
+    target = MatcherTarget(matcher, PipelineMetrics())
     blank = [_entry(f"blank-{i}", Algorithm.DHASH, "0" * 16) for i in range(500)]
     with caplog.at_level(logging.WARNING, logger="pipeline.hashlist_feed"):
         target.apply([("entry", e.key, e) for e in blank])

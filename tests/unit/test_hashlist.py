@@ -32,7 +32,7 @@ def test_csv_loads_good_lines_and_reports_bad_ones_by_line_number() -> None:
             f"eokm,e1,phash,{PHASH},csam,EOKM,first",  # line 2
             f"eokm,e2,PHASH,0x{PHASH.upper()},csam,EOKM,",  # 3: normalised
             "eokm,e3,phash,xyz,csam,EOKM,",  # 4: bad hash
-            f"eokm,e4,pdq,{PHASH},csam,EOKM,",  # 5: unknown algorithm
+            f"eokm,e4,ahash,{PHASH},csam,EOKM,",  # 5: unknown algorithm
             f"eokm,e5,md5,{MD5},weapons,EOKM,",  # 6: unknown category
             f"eokm,e1,md5,{MD5},csam,EOKM,",  # 7: duplicate key
             f"bad list!,e6,md5,{MD5},csam,EOKM,",  # 8: bad list name
@@ -172,7 +172,7 @@ def test_enabled_booleans_load(enabled: bool) -> None:
 
 @pytest.mark.parametrize(
     "thresholds",
-    [{"phash": "8"}, {"phash": 8.5}, {"phash": True}, {"phash": None}, {"pdq": 8}, {"phash": -1}],
+    [{"phash": "8"}, {"phash": 8.5}, {"phash": True}, {"phash": None}, {"ahash": 8}, {"phash": -1}],
 )
 def test_thresholds_must_be_integers_of_known_algorithms(thresholds: object) -> None:
     manifest = {"lists": [{"name": "x", "thresholds": thresholds, "files": []}]}
@@ -200,7 +200,7 @@ def test_missing_perceptual_thresholds_use_the_defaults() -> None:
         (None, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
         ({}, {Algorithm.PHASH: 8, Algorithm.DHASH: 10}),
         ({"dhash": 4}, {Algorithm.PHASH: 8, Algorithm.DHASH: 4}),
-        ({"phash": 0, "dhash": 64}, {Algorithm.PHASH: 0, Algorithm.DHASH: 64}),
+        ({"phash": 0, "dhash": 16}, {Algorithm.PHASH: 0, Algorithm.DHASH: 16}),
     ]:
         config = ListConfig.create("x", thresholds=given_)
         assert {a: config.threshold(a) for a in expected} == expected

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig, ListKind
+from pipeline.core.hashlist import MAX_THRESHOLD_64, Category, HashListEntry, ListConfig, ListKind
 from pipeline.core.index.mih import MultiIndexHash, choose_chunks
-from pipeline.core.index.select import build_hamming_index
-from pipeline.core.matching import Match, Matcher
+from pipeline.core.index.select import build_hamming_index, choose_index_kind
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
 from pipeline.core.types import Action, Algorithm, HashValue, hamming_distance
 
 LISTS = {
@@ -30,7 +30,9 @@ def reference(
 ) -> list[Match]:
     out = []
     for e in entries.values():
-        config = lists.get(e.list_name) or ListConfig(name=e.list_name)
+        config = lists.get(e.list_name)
+        if config is None:
+            continue  # held: a list without a config matches nothing until its config arrives
         algorithm = e.hash.algorithm
         # The rule itself, not ListConfig.threshold: digests match at 0 on every list.
         threshold = config.thresholds.get(algorithm) if algorithm.is_perceptual else 0
@@ -40,7 +42,32 @@ def reference(
         if distance <= threshold:
             out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
                              e.category, algorithm, distance, threshold))  # fmt: skip
-    return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+    return sorted(
+        corroborated(out, entries, hashes),
+        key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm),
+    )
+
+
+def corroborated(
+    found: list[Match], entries: dict[tuple[str, str], HashListEntry], hashes: dict[Algorithm, int]
+) -> list[Match]:
+    """The corroboration rule written out: a dHash match farther than DHASH_ALONE stays only
+    when a pHash entry of its list lies within CORROBORATION[phash] of the upload's pHash."""
+
+    near = CORROBORATION[Algorithm.PHASH]
+
+    def corroborates(list_name: str) -> bool:
+        return Algorithm.PHASH in hashes and any(
+            e.list_name == list_name and e.hash.algorithm is Algorithm.PHASH
+            and hamming_distance(hashes[Algorithm.PHASH], e.hash.value) <= near
+            for e in entries.values()
+        )  # fmt: skip
+
+    return [
+        m for m in found
+        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE
+        or corroborates(m.list_name)
+    ]  # fmt: skip
 
 
 values = st.integers(0, (1 << 64) - 1)
@@ -74,8 +101,8 @@ def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataO
             # A policy change moves the search radius: the index is re-planned under it.
             name = data.draw(st.sampled_from(["eokm", "iwf", "off"]))
             thresholds = {
-                "phash": data.draw(st.integers(0, 64)),
-                "dhash": data.draw(st.integers(0, 64)),
+                "phash": data.draw(st.integers(0, MAX_THRESHOLD_64)),
+                "dhash": data.draw(st.integers(0, MAX_THRESHOLD_64)),
             }
             lists[name] = ListConfig.create(
                 name, action="block", thresholds=thresholds, enabled=data.draw(st.booleans())
@@ -90,13 +117,47 @@ def test_matches_equal_reference_through_updates(index_kind: str, data: st.DataO
     assert len(matcher) == len(live)
 
 
-def test_unconfigured_lists_use_defaults_until_their_config_arrives() -> None:
+def test_entries_of_an_unconfigured_list_are_held_until_its_config_arrives() -> None:
     matcher = Matcher()
-    matcher.upsert([entry("late", "1", Algorithm.PHASH, 0)])
-    assert matcher.match({Algorithm.PHASH: 0b1111})[0].list_action is Action.REVIEW
+    matcher.upsert([entry("late", "1", Algorithm.PHASH, 0), entry("late", "2", Algorithm.MD5, 7)])
+    # Held, not matched under a guessed policy: not even at distance 0, not even a digest.
+    assert matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7}) == []
+    assert matcher.held_counts() == {"late": 2}
+    assert matcher.config("late") is None
     matcher.set_list(ListConfig.create("late", action="block", thresholds={"phash": 2}))
+    assert matcher.held_counts() == {}
     assert matcher.match({Algorithm.PHASH: 0b1111}) == []
-    assert matcher.match({Algorithm.PHASH: 0b11})[0].list_action is Action.BLOCK
+    hits = matcher.match({Algorithm.PHASH: 0b11, Algorithm.MD5: 7})
+    assert [(m.entry_id, m.list_action) for m in hits] == [("2", Action.BLOCK), ("1", Action.BLOCK)]
+    # A config retracted: held again until a new one arrives.
+    matcher.remove_list("late")
+    assert matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7}) == []
+    assert matcher.held_counts() == {"late": 2}
+    matcher.retract([("late", "1")])
+    assert matcher.held_counts() == {"late": 1}
+
+
+def test_an_allow_list_whose_config_is_late_never_acts_as_a_deny_list() -> None:
+    # Under the old default (deny, review) these entries produced deny matches while the allow
+    # list's config was on its way: known false positives sent to review.
+    matcher = Matcher()
+    matcher.upsert([entry("fp", "1", Algorithm.PHASH, 0)])
+    assert matcher.match({Algorithm.PHASH: 0}) == []
+    matcher.set_list(ListConfig.create("fp", kind="allow"))
+    assert [m.list_kind for m in matcher.match({Algorithm.PHASH: 0})] == [ListKind.ALLOW]
+
+
+def test_held_entries_do_not_widen_the_search() -> None:
+    matcher = Matcher("mih")
+    matcher.set_list(ListConfig.create("narrow", thresholds={"phash": 2}))
+    matcher.upsert(
+        [entry("narrow", "1", Algorithm.PHASH, 0), entry("held", "1", Algorithm.PHASH, 0)]
+    )
+    index = matcher.hamming_index(Algorithm.PHASH)
+    assert isinstance(index, MultiIndexHash)
+    assert index.radius == 2
+    matcher.set_list(ListConfig.create("held", thresholds={"phash": 12}))
+    assert index.radius == 12
 
 
 EXACT_DIGESTS = [(Algorithm.MD5, 1 << 100), (Algorithm.SHA1, 1 << 150), (Algorithm.SHA256, 7)]
@@ -105,20 +166,18 @@ EXACT_DIGESTS = [(Algorithm.MD5, 1 << 100), (Algorithm.SHA1, 1 << 150), (Algorit
 @pytest.mark.parametrize(
     "config",
     [
-        None,  # entries arrived, config never published
         ListConfig(name="l"),  # the bare-file default: perceptual thresholds only
         ListConfig(name="l", thresholds={}),
         ListConfig(name="l", thresholds={Algorithm.MD5: 5, Algorithm.SHA256: 3}),
         ListConfig.create("l", action="block", thresholds={"phash": 0, "dhash": 0}),
     ],
-    ids=["unconfigured", "bare-default", "no-thresholds", "loosened-digests", "created"],
+    ids=["bare-default", "no-thresholds", "loosened-digests", "created"],
 )
 def test_exact_digests_match_at_distance_zero_whatever_the_list_config(
-    config: ListConfig | None,
+    config: ListConfig,
 ) -> None:
     matcher = Matcher()
-    if config is not None:
-        matcher.set_list(config)
+    matcher.set_list(config)
     matcher.upsert([entry("l", str(alg), alg, value) for alg, value in EXACT_DIGESTS])
     for algorithm, value in EXACT_DIGESTS:
         (hit,) = matcher.match({algorithm: value})
@@ -155,6 +214,7 @@ def big_list(count: int, seed: int = 5) -> list[HashListEntry]:
 
 def test_auto_index_upgrades_past_the_scan_threshold() -> None:
     matcher = Matcher("auto")
+    matcher.set_list(ListConfig.create("big"))
     entries = big_list(12_000)
     matcher.upsert(entries[:5000])
     assert matcher.hamming_index(Algorithm.PHASH).name == "scan"
@@ -186,13 +246,16 @@ def test_index_is_planned_for_the_largest_enabled_threshold() -> None:
     matcher.set_list(ListConfig.create("wide", thresholds={"phash": 12}, enabled=False))
     assert (index.radius, index.chunks) == (8, choose_chunks(1 << 16, 8))
 
-    # Past radius 16 the rule says scan; back at 8 it is MIH again, with the same results.
+    # At the cap a list this size would start as a scan, but MIH serves that radius too, so the
+    # index stays MIH (no flapping) re-planned for it; back at 8, the same results.
     near = entries[42].hash.value ^ 0b111
-    matcher.set_list(ListConfig.create("big", thresholds={"phash": 20}))
-    assert matcher.hamming_index(Algorithm.PHASH).name == "scan"
+    matcher.set_list(ListConfig.create("big", thresholds={"phash": MAX_THRESHOLD_64}))
+    assert choose_index_kind(len(entries), MAX_THRESHOLD_64) == "scan"
+    assert matcher.hamming_index(Algorithm.PHASH) is index
+    assert index.radius == MAX_THRESHOLD_64
     wide_hits = matcher.match({Algorithm.PHASH: near})
     matcher.set_list(ListConfig.create("big", thresholds={"phash": 8}))
-    assert matcher.hamming_index(Algorithm.PHASH).name == "mih"
+    assert matcher.hamming_index(Algorithm.PHASH) is index
     narrow_hits = matcher.match({Algorithm.PHASH: near})
     assert [(m.entry_id, m.distance) for m in narrow_hits] == [("42", 3)]
     assert [(m.entry_id, m.distance) for m in wide_hits if m.distance <= 8] == [("42", 3)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import imagehash
@@ -22,9 +23,10 @@ from pipeline.commands.uploads import verdict_line
 from pipeline.core.decision import decide
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig
-from pipeline.core.matching import Match, Matcher
+from pipeline.core.hashlist import PDQ_MIN_QUALITY, Category, HashListEntry, ListConfig
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
+from pipeline.core.pdq import pdq_hash
 from pipeline.core.regions import Region, RegionKind
 from pipeline.core.types import Algorithm, HashValue, hamming_distance
 from pipeline.hashprocess import hash_job
@@ -62,6 +64,19 @@ def reference(
             out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
                              e.category, algorithm, distance, threshold,
                              orientation.inverse, view.region))  # fmt: skip
+    # Corroboration (see test_matching.corroborated): any pHash of any searched view counts.
+    near = CORROBORATION[Algorithm.PHASH]
+    corroborated = any(
+        e.hash.algorithm is Algorithm.PHASH and hamming_distance(value, e.hash.value) <= near
+        for e in entries
+        for view in views
+        if not view.low_information
+        for value in view.hashes.get(Algorithm.PHASH, {}).values()
+    )
+    out = [
+        m for m in out
+        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE or corroborated
+    ]  # fmt: skip
     return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
 
 
@@ -234,3 +249,21 @@ def test_a_framed_copy_matches_through_its_content_region_in_upload_pixels(
     x, y, width, height = framed.photo
     assert max(abs(found.x - x), abs(found.y - y)) <= grain
     assert max(abs(found.width - width), abs(found.height - height)) <= 2 * grain
+
+
+def test_a_mirrored_copy_matches_a_pdq_list_and_a_featureless_one_is_not_searched() -> None:
+    original = sample_photo("chelsea")
+    listed, _quality = pdq_hash(original)  # the full-size picture, as a hotline hashes it
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("eokm"))  # the default policy, stated (PDQ at 31)
+    matcher.upsert([HashListEntry("eokm", "q", HashValue(Algorithm.PDQ, listed), Category.CSAM)])
+    algorithms = (Algorithm.PDQ,)
+    upload = hash_image(jpeg(orient(original, Orientation.MIRROR)), GuardLimits(), algorithms)
+    (match,) = matcher.match(upload.hashes, upload.views)
+    assert (match.algorithm, match.orientation) == (Algorithm.PDQ, Orientation.MIRROR)
+    assert match.distance <= match.threshold == 31
+    assert upload.views[0].pdq_quality is not None
+    assert upload.views[0].pdq_quality >= PDQ_MIN_QUALITY
+    # The same hashes with a quality under PDQ's floor are not searched at all.
+    weak = replace(upload.views[0], pdq_quality=PDQ_MIN_QUALITY - 1)
+    assert matcher.match(upload.hashes, [weak]) == []

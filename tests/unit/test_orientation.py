@@ -37,7 +37,7 @@ from pipeline.core.orientation import (
     oriented_perceptual_hashes,
     phash_orientations,
 )
-from pipeline.core.types import PERCEPTUAL_ALGORITHMS, Algorithm, hamming_distance
+from pipeline.core.types import BASELINE_PERCEPTUAL, Algorithm, hamming_distance
 from tests.imagegen import sample_photo, synthetic_image
 from tests.orientation_corpus import (
     DRAWINGS,
@@ -224,7 +224,7 @@ def test_only_perceptual_algorithms_are_computed_in_the_order_asked() -> None:
     assert list(found) == [Algorithm.DHASH, Algorithm.PHASH]
     assert found[Algorithm.PHASH] == phash_orientations(picture)
     assert found[Algorithm.DHASH] == dhash_orientations(picture)
-    assert list(oriented_perceptual_hashes(picture)) == list(PERCEPTUAL_ALGORITHMS)
+    assert list(oriented_perceptual_hashes(picture)) == list(BASELINE_PERCEPTUAL)
 
 
 # -- the identity is today's production hash, bit for bit ----------------------------------------
@@ -235,7 +235,7 @@ def test_identity_is_the_pinned_production_hash_of_each_fixture(name: str) -> No
     data = (FIXTURES / name).read_bytes()
     derived = oriented_perceptual_hashes(decode(data, LIMITS).image)
     production = hash_image(data, LIMITS).hashes
-    for algorithm in PERCEPTUAL_ALGORITHMS:
+    for algorithm in BASELINE_PERCEPTUAL:
         assert derived[algorithm].identity == production[algorithm]
         assert format(derived[algorithm].identity, "016x") == GOLDEN[name][str(algorithm)]
 
@@ -339,12 +339,12 @@ def test_turned_uploads_still_match_the_listed_original(name: str) -> None:
     # threshold of the listed value (measured max: pHash 4 of 8, dHash 5 of 10).
     original = sample_photo(name)
     listed = {
-        alg: reference_hash(alg, original, Orientation.IDENTITY) for alg in PERCEPTUAL_ALGORITHMS
+        alg: reference_hash(alg, original, Orientation.IDENTITY) for alg in BASELINE_PERCEPTUAL
     }
     for shaped in (original, original.resize((1920, 1080), Image.Resampling.BICUBIC)):
         for o in ORIENTATIONS:
             upload = decoded_upload(orient(shaped, o.inverse))
             derived = oriented_perceptual_hashes(upload)
-            for algorithm in PERCEPTUAL_ALGORITHMS:
+            for algorithm in BASELINE_PERCEPTUAL:
                 distance = hamming_distance(derived[algorithm][o], listed[algorithm])
                 assert distance <= DEFAULT_THRESHOLDS[algorithm] // 2, (o, algorithm, distance)

@@ -33,7 +33,8 @@ def restarts(metrics: PipelineMetrics, service: str) -> float:
 def test_restart_series_exist_at_zero() -> None:
     metrics = PipelineMetrics()
     assert restarts(metrics, "hashlist_feed") == 0.0
-    assert restarts(metrics, "alert_delivery") == 0.0
+    assert restarts(metrics, "alert_delivery_webhook") == 0.0
+    assert restarts(metrics, "alert_delivery_alertmanager") == 0.0
 
 
 def test_a_failing_service_is_restarted_with_growing_backoff_until_it_runs() -> None:

@@ -35,5 +35,7 @@ def test_value_must_fit_the_width() -> None:
 
 
 def test_bits_and_distance() -> None:
-    assert [a.bits for a in Algorithm] == [128, 160, 256, 64, 64]
+    assert [a.bits for a in Algorithm] == [128, 160, 256, 64, 64, 256]
+    assert Algorithm.PDQ.hex_digits == 64
+    assert Algorithm.PDQ.is_perceptual
     assert hamming_distance(0b1011, 0b0001) == 2

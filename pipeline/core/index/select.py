@@ -33,6 +33,11 @@ and it holds 5-7x the memory. The BK-tree is never the automatic choice: at radi
 64-bit pHashes it visits a third or more of its nodes (distances between unrelated images
 bunch around 28-32 bits) and measured 2.5-50x slower than MIH at 10k-100k entries; it stays
 available by name.
+
+256-bit hashes (PDQ, ``bits=256``) have their own pair: :class:`MultiIndexHash256` from
+:data:`MIH256_FROM` entries at radius up to :data:`MIH256_MAX_RADIUS`, else
+:class:`BruteForceIndex256`; there is no 256-bit BK-tree, so ``bktree`` means ``auto`` there
+(:func:`kind_for_width`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from __future__ import annotations
 from pipeline.core.index.base import BruteForceIndex, HammingIndex
 from pipeline.core.index.bktree import BKTree
 from pipeline.core.index.mih import MultiIndexHash
+from pipeline.core.index.mih256 import MultiIndexHash256
+from pipeline.core.index.wide import WIDE_BITS, BruteForceIndex256
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "bktree", "mih", "scan")
 
@@ -50,28 +57,50 @@ RADIUS_DEPENDENT: frozenset[str] = frozenset({"auto", "mih"})
 MIH_FROM: tuple[tuple[int, int], ...] = ((12, 10_000), (17, 30_000))
 
 
-def choose_index_kind(expected_size: int, radius: int) -> str:
-    """The kind ``auto`` resolves to for this list size and search radius."""
+#: 256-bit: the smallest list ``auto`` serves with MIH, and the largest radius it does so at.
+MIH256_FROM = 20_000
+MIH256_MAX_RADIUS = 47
+
+
+def kind_for_width(kind: str, bits: int) -> str:
+    """``kind`` as it applies to hashes of ``bits`` bits (``bktree`` exists for 64 only)."""
+    return "auto" if kind == "bktree" and bits != 64 else kind
+
+
+def choose_index_kind(expected_size: int, radius: int, bits: int = 64) -> str:
+    """The kind ``auto`` resolves to for this list size, search radius and hash width."""
+    if bits == WIDE_BITS:
+        wide = expected_size >= MIH256_FROM and radius <= MIH256_MAX_RADIUS
+        return "mih" if wide else "scan"
     for max_radius, min_size in MIH_FROM:
         if radius <= max_radius:
             return "mih" if expected_size >= min_size else "scan"
     return "scan"
 
 
-def mih_ever(radius: int) -> bool:
+def mih_ever(radius: int, bits: int = 64) -> bool:
     """Whether ``auto`` would use MIH at this radius for a large enough list."""
-    return radius <= MIH_FROM[-1][0]
+    return radius <= (MIH256_MAX_RADIUS if bits == WIDE_BITS else MIH_FROM[-1][0])
 
 
-def build_hamming_index(kind: str, expected_size: int, radius: int) -> HammingIndex:
+def build_hamming_index(kind: str, expected_size: int, radius: int, bits: int = 64) -> HammingIndex:
     """A new, empty index of ``kind`` ("auto", "bktree", "mih" or "scan") for a list of about
-    ``expected_size`` entries searched at ``radius``: the one constructor the matcher and
-    ``pipeline bench index`` both use.
+    ``expected_size`` hashes of ``bits`` bits (64, or 256 for PDQ) searched at ``radius``: the
+    one constructor the matcher and ``pipeline bench index`` both use.
 
-    Raises ValueError for an unknown kind.
+    Raises ValueError for an unknown kind or width.
     """
+    if bits not in (64, WIDE_BITS):
+        raise ValueError(f"no Hamming index for {bits}-bit hashes")
+    kind = kind_for_width(kind, bits)
     if kind == "auto":
-        kind = choose_index_kind(expected_size, radius)
+        kind = choose_index_kind(expected_size, radius, bits)
+    if bits == WIDE_BITS:
+        if kind == "mih":
+            return MultiIndexHash256(expected_size=expected_size, radius=radius)
+        if kind == "scan":
+            return BruteForceIndex256()
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {INDEX_KINDS}")
     if kind == "mih":
         return MultiIndexHash(expected_size=expected_size, radius=radius)
     if kind == "bktree":

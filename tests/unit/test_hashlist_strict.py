@@ -1,0 +1,259 @@
+"""A list's policy is validated as strictly on the ``hashlists`` topic as in a manifest, with
+thresholds capped; every refused record is counted against what it was about; and entries of
+a list with no config are held, visibly, until it arrives."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters.hashlist_topic import (
+    RECORD_KINDS,
+    entry_key,
+    list_key,
+    parse_hashlist_record,
+    quarantine_key,
+    record_kind,
+)
+from pipeline.adapters.listfiles import load_paths
+from pipeline.core.hashlist import (
+    MAX_THRESHOLD_64,
+    PDQ_MAX_THRESHOLD,
+    Category,
+    HashListEntry,
+    ListConfig,
+    max_threshold,
+    parse_manifest,
+)
+from pipeline.core.matching import Matcher
+from pipeline.core.matching import Operation as MatcherOperation
+from pipeline.core.types import Action, Algorithm, HashValue
+from pipeline.errors import InputRejected
+from pipeline.hashlist_feed import MatcherTarget
+from pipeline.health import WorkerHealth
+from pipeline.metrics import LIST_OPERATIONS, LIST_UPDATE_OUTCOMES, PipelineMetrics
+
+
+def config_value(**fields: object) -> bytes:
+    return json.dumps({"name": "eokm", "action": "block", **fields}).encode()
+
+
+def decode_config(**fields: object) -> ListConfig:
+    kind, name, config = parse_hashlist_record(list_key("eokm").encode(), config_value(**fields))
+    assert (kind, name) == ("list", "eokm")
+    assert isinstance(config, ListConfig)
+    return config
+
+
+def manifest_config(**fields: object) -> ListConfig:
+    item = {"name": "eokm", "action": "block", "files": [], **fields}
+    return parse_manifest(json.dumps({"lists": [item]}))[0].config
+
+
+# Each was coerced and applied before: "no" and 0 as off, "yes" as on, true as a threshold of 1,
+# "8" and 8.0 as 8. Each is a typo or a producer bug whose meaning nobody can know.
+COERCIONS = {
+    "enabled-no": ({"enabled": "no"}, "enabled", "str 'no'"),
+    "enabled-0": ({"enabled": 0}, "enabled", "int 0"),
+    "enabled-1": ({"enabled": 1}, "enabled", "int 1"),
+    "enabled-yes": ({"enabled": "yes"}, "enabled", "str 'yes'"),
+    "enabled-false-text": ({"enabled": "false"}, "enabled", "str 'false'"),
+    "enabled-null": ({"enabled": None}, "enabled", "NoneType None"),
+    "phash-true": ({"thresholds": {"phash": True}}, "thresholds.phash", "bool True"),
+    "phash-text": ({"thresholds": {"phash": "8"}}, "thresholds.phash", "str '8'"),
+    "phash-float": ({"thresholds": {"phash": 8.0}}, "thresholds.phash", "float 8.0"),
+    "phash-null": ({"thresholds": {"phash": None}}, "thresholds.phash", "NoneType None"),
+    "algorithm-case": ({"thresholds": {"PHASH": 8}}, "thresholds.PHASH", "str 'PHASH'"),
+    "kind-case": ({"kind": "DENY"}, "kind", "str 'DENY'"),
+    "action-allow": ({"action": "allow"}, "action", "str 'allow'"),
+    "thresholds-list": ({"thresholds": [8]}, "thresholds", "list [8]"),
+    "version-number": ({"version": 2}, "version", "int 2"),
+}
+
+
+@pytest.mark.parametrize(("fields", "where", "got"), list(COERCIONS.values()), ids=list(COERCIONS))
+def test_a_loosely_typed_config_record_is_refused_naming_field_and_value(
+    fields: dict[str, object], where: str, got: str
+) -> None:
+    with pytest.raises(InputRejected) as caught:
+        decode_config(**fields)
+    assert caught.value.reason == "bad_record"
+    message = str(caught.value)
+    assert message.startswith("invalid list record 'eokm': "), message
+    assert f"{where}: " in message, message
+    assert f"got {got}" in message, message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [fields for fields, _, _ in COERCIONS.values() if "version" not in fields],
+    ids=[name for name, (fields, _, _) in COERCIONS.items() if "version" not in fields],
+)
+def test_a_manifest_refuses_the_same_values(fields: dict[str, object]) -> None:
+    # The same rules in both places: what the topic refuses, a manifest refuses too (a
+    # manifest's version is the one field it reads as text, so it may be written as a number).
+    with pytest.raises(InputRejected):
+        manifest_config(**fields)
+
+
+def test_good_records_decode_to_the_policy_a_manifest_gives() -> None:
+    fields: dict[str, object] = {
+        "kind": "deny",
+        "enabled": False,
+        "thresholds": {"phash": 6, "dhash": 0, "pdq": 40, "md5": 0},
+        "version": "2026-11",
+    }
+    assert decode_config(**fields) == manifest_config(**fields)
+    assert decode_config(**fields).enabled is False
+
+
+CAPS = {Algorithm.PHASH: MAX_THRESHOLD_64, Algorithm.DHASH: MAX_THRESHOLD_64}
+CAPS[Algorithm.PDQ] = PDQ_MAX_THRESHOLD
+
+
+def test_the_caps_refuse_what_could_only_match_unrelated_pictures() -> None:
+    # Unrelated pictures sit ~32 bits apart on 64-bit hashes and ~128 on PDQ's 256: a cap at or
+    # past a quarter of the bits would let a single config record match most uploads.
+    assert MAX_THRESHOLD_64 == 16
+    assert PDQ_MAX_THRESHOLD == 63
+    assert {alg: max_threshold(alg) for alg in CAPS} == CAPS
+    assert all(max_threshold(alg) == 0 for alg in Algorithm if not alg.is_perceptual)
+
+
+@pytest.mark.parametrize("algorithm", list(CAPS), ids=str)
+def test_a_threshold_at_the_cap_loads_and_one_past_it_is_refused(algorithm: Algorithm) -> None:
+    cap = CAPS[algorithm]
+    at_cap = {"thresholds": {algorithm.value: cap}}
+    assert decode_config(**at_cap).threshold(algorithm) == cap
+    assert manifest_config(**at_cap).threshold(algorithm) == cap
+    for past in (cap + 1, algorithm.bits):
+        fields = {"thresholds": {algorithm.value: past}}
+        with pytest.raises(InputRejected, match=rf"{algorithm} threshold must be in \[0, {cap}\]"):
+            manifest_config(**fields)
+        with pytest.raises(InputRejected, match=rf"{algorithm} threshold must be in \[0, {cap}\]"):
+            decode_config(**fields)
+
+
+def test_a_phash_threshold_of_64_does_not_reach_the_matcher() -> None:
+    # The reported fault: {"phash": 64} with action block matched (and blocked) every upload.
+    with pytest.raises(InputRejected) as caught:
+        decode_config(thresholds={"phash": 64})
+    assert caught.value.reason in ("bad_record", "bad_list")
+    with pytest.raises(InputRejected):
+        ListConfig.create("eokm", action="block", thresholds={"phash": 64})
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        (entry_key("eokm", "e1"), "entry"),
+        (list_key("eokm"), "list"),
+        (quarantine_key("eokm", "e1"), "quarantine"),
+        ("entry/no-entry-id", "unknown"),
+        ("list/", "unknown"),
+        ("nonsense", "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_a_record_is_counted_against_what_its_key_names(key: str, kind: str) -> None:
+    assert record_kind(key.encode()) == kind
+    assert kind in RECORD_KINDS
+
+
+def test_rejections_are_counted_per_operation_with_bounded_labels() -> None:
+    metrics = PipelineMetrics()
+    assert set(LIST_OPERATIONS) == {"entry", "list", "quarantine", "unknown"}
+    assert set(LIST_UPDATE_OUTCOMES) == {"applied", "held", "rejected"}
+    rejected = [
+        (list_key("eokm").encode(), config_value(enabled="no")),
+        (entry_key("eokm", "e1").encode(), b'{"list": "eokm"}'),
+        (b"nonsense", b"{}"),
+    ]
+    for key, value in rejected:
+        with pytest.raises(InputRejected):
+            parse_hashlist_record(key, value)
+        metrics.list_update(record_kind(key), "rejected")
+    metrics.list_update("anything else", "rejected_for_a_reason")
+
+    def count(operation: str, outcome: str) -> float:
+        labels = {"operation": operation, "outcome": outcome}
+        value = metrics.registry.get_sample_value("screening_hashlist_updates_total", labels)
+        assert value is not None
+        return value
+
+    assert count("list", "rejected") == 1
+    assert count("entry", "rejected") == 1
+    assert count("unknown", "rejected") == 2
+    assert count("quarantine", "held") == 0  # every combination exists from the start
+
+
+# -- entries of a list without a config are held ------------------------------------------------
+
+
+def held_gauge(metrics: PipelineMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value("screening_hashlist_held_entries", {"list": name})
+
+
+def test_the_worker_holds_entries_of_a_list_without_a_config_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics, health = PipelineMetrics(), WorkerHealth()
+    matcher = Matcher()
+    target = MatcherTarget(matcher, metrics, health=health)
+    first = HashListEntry("late", "1", HashValue(Algorithm.PHASH, 0), Category.CSAM)
+    digest = HashListEntry("late", "2", HashValue(Algorithm.MD5, 7), Category.CSAM)
+    operations: list[MatcherOperation] = [
+        ("entry", first.key, first),
+        ("entry", digest.key, digest),
+    ]
+    with caplog.at_level(logging.INFO, logger="pipeline.hashlist_feed"):
+        target.apply(list(operations))
+    assert [target.outcome(op) for op in operations] == ["held", "held"]
+    assert matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7}) == []
+    assert held_gauge(metrics, "late") == 2
+    assert health.report()["held_entries"] == {"late": 2}
+    (warning,) = [r for r in caplog.records if "held" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "'late': 2 entries held, not matched" in warning.getMessage()
+
+    caplog.clear()
+    config = ListConfig.create("late", action="block")
+    with caplog.at_level(logging.INFO, logger="pipeline.hashlist_feed"):
+        target.apply([("list", "late", config)])
+    assert target.outcome(("list", "late", config)) == "applied"
+    assert [target.outcome(op) for op in operations] == ["applied", "applied"]
+    assert {m.entry_id for m in matcher.match({Algorithm.PHASH: 0, Algorithm.MD5: 7})} == {"1", "2"}
+    assert held_gauge(metrics, "late") == 0
+    assert health.report()["held_entries"] == {}
+    assert any("config arrived" in r.getMessage() for r in caplog.records)
+
+    # Retracting the config holds them again; retracting the entries empties the count.
+    target.apply([("list", "late", None)])
+    assert held_gauge(metrics, "late") == 2
+    target.apply([("entry", first.key, None), ("entry", digest.key, None)])
+    assert held_gauge(metrics, "late") == 0
+
+
+def test_offline_bare_files_keep_an_explicit_default_config(tmp_path: Path) -> None:
+    # `pipeline match --lists bare.csv`: no config anywhere, so the loader gives one, stated.
+    bare = tmp_path / "bare.csv"
+    bare.write_text(
+        "list,entry_id,algorithm,hash,category,source,note\n"
+        f"bare,1,phash,{0:016x},csam,,\n"
+        f"bare,2,md5,{7:032x},csam,,\n"
+    )
+    loaded = load_paths([bare])
+    assert loaded.configs == {"bare": ListConfig(name="bare")}
+    matcher = Matcher()
+    for config in loaded.configs.values():
+        matcher.set_list(config)
+    matcher.upsert(loaded.entries)
+    assert matcher.held_counts() == {}
+    hits = matcher.match({Algorithm.PHASH: 0b11, Algorithm.MD5: 7})
+    assert [(m.entry_id, m.list_action) for m in hits] == [
+        ("2", Action.REVIEW),
+        ("1", Action.REVIEW),
+    ]
