@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from pipeline.adapters.broker import cap_faust_fetch_wait
-from pipeline.adapters.topics import topic_specs
+from pipeline.adapters.topics import TopicInspector, topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
 from pipeline.broker_watch import BrokerWatch
@@ -35,6 +35,7 @@ from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
+from pipeline.topic_guard import TopicGuard
 from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,15 @@ def create_app(
 ) -> faust.App:
     """Build the worker's Faust app around already-constructed collaborators."""
     app = build_faust_app(settings, bootstrap_servers)
-    broker = watch_broker(app, settings, bootstrap_servers, metrics, health)
+    topics = guard_topics(app, settings, bootstrap_servers, metrics, health)
+    broker = watch_broker(app, settings, bootstrap_servers, metrics, health, topics)
     writer = OutputWriter(
         output_sender(app, settings),
         metrics,
         worker_id=settings.worker_id,
         backoff_max_seconds=settings.emit_backoff_max_seconds,
         on_acknowledged=broker.produced,
+        storage=topics,
     )
     agent = ScreeningAgent(
         screener=screener,
@@ -138,7 +141,7 @@ def create_app(
 
     add_services(
         app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
-        broker=broker,
+        broker=broker, topics=topics,
     )  # fmt: skip
 
     @app.task  # type: ignore[untyped-decorator]
@@ -156,24 +159,51 @@ def create_app(
     return app
 
 
+def guard_topics(
+    app: faust.App,
+    settings: Settings,
+    bootstrap_servers: str,
+    metrics: PipelineMetrics,
+    health: WorkerHealth,
+) -> TopicGuard:
+    """The worker's topics, created at start, checked before every output batch counts and
+    every ``topic_check_interval_seconds``, re-created when they vanish (pipeline.topic_guard)."""
+    kinds = {
+        settings.topic_uploads: "uploads",
+        settings.topic_hashlists: "hashlists",
+        settings.topic_verdicts: "verdicts",
+        settings.topic_blocks: "blocks",
+        settings.topic_alerts: "alerts",
+        settings.topic_dead_letters: "dead_letters",
+    }
+    inspector = TopicInspector(
+        bootstrap_servers, connect_timeout_seconds=settings.broker_connect_timeout_seconds
+    )
+    guard = TopicGuard(
+        inspector, topic_specs(settings), health=health, metrics=metrics, kinds=kinds
+    )
+
+    @app.timer(interval=settings.topic_check_interval_seconds)  # type: ignore[untyped-decorator]
+    async def check_topics() -> None:
+        await guard.watch()
+
+    return guard
+
+
 def watch_broker(
     app: faust.App,
     settings: Settings,
     bootstrap_servers: str,
     metrics: PipelineMetrics,
     health: WorkerHealth,
+    topics: TopicGuard,
 ) -> BrokerWatch:
     """Track the broker's reachability (/readyz, metrics, one log line per change), and start
     the web server before waiting for the broker (and creating the topics) at start."""
     if health.broker is None:
         health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
     watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
-    gate = BrokerGate(
-        bootstrap_servers,
-        topic_specs(settings),
-        health.broker,
-        connect_timeout_seconds=settings.broker_connect_timeout_seconds,
-    )
+    gate = BrokerGate(bootstrap_servers, topics.establish, health.broker)
     app.boot_strategy = WebFirst(app, gate)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
@@ -194,10 +224,11 @@ def add_services(
     writer: OutputWriter,
     quarantine: WorkerQuarantine | None = None,
     broker: BrokerWatch | None = None,
+    topics: TopicGuard | None = None,
 ) -> None:
     """Run the hash-list feed and one alert delivery per sink as supervised Faust tasks; the feed
-    also hands ``quarantine`` operators' lifts and re-arms, and its fetch responses tell ``broker``
-    that the broker answers."""
+    also hands ``quarantine`` operators' lifts and re-arms, its fetch responses tell ``broker``
+    that the broker answers, and ``topics`` tells it when its topic was re-created."""
     feed = HashListFeed(
         bootstrap_servers=bootstrap_servers,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -208,6 +239,13 @@ def add_services(
         on_running=lambda: health.service_running("hashlist_feed"),
         on_fetch_response=None if broker is None else broker.fetched,
     )
+    if topics is not None:
+
+        def hashlists_recreated(kinds: frozenset[str]) -> None:
+            if "hashlists" in kinds:
+                feed.topic_reset("the topic was deleted or re-created (a new topic id)")
+
+        topics.on_reset(hashlists_recreated)
     runs = {"hashlist_feed": feed.run}  # and one per sink: metrics.SERVICES
     for sink in sinks:
         delivery = AlertDeliveryService(

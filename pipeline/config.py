@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         "worker to the broker succeeded for this long: no fetch response (empty ones count), "
         "no produce acknowledgement.",
     )
+    topic_check_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often the worker checks that its topics still exist with the ids "
+        "they had (re-creating vanished ones) while no output is written; every output batch "
+        "is checked before it is counted anyway.",
+    )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
     service_backoff_max_seconds: float = Field(

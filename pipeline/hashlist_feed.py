@@ -7,6 +7,12 @@ watermark that Fetch responses carry, never against ListOffsets end offsets, whi
 test broker reports short (see shared/BROKER.md); the rule is correct on Apache Kafka as well.
 Updates are applied in chunks between which the event loop runs, so loading a million entries
 never starves Kafka heartbeats or the web views.
+When the topic is reset under the worker (deleted and created again: the high watermark of a
+partition falls below the next offset to apply, or the worker's topic check sees a new topic
+id), the old positions mean nothing: kept, they would skip the new topic's records below them.
+The feed then re-reads the topic from the start into a fresh target (a new, empty matcher)
+while the live one keeps serving, reports not ready meanwhile, and swaps the fresh one in once
+caught up (build-then-swap), so entries that are not on the new topic stop matching too.
 Must not: block the event loop for long, or crash on a bad record (bad records are counted,
 logged with their offset and skipped; so is a record the matcher fails to apply).
 :meth:`HashListFeed.run` raises on broker trouble (a missing topic, a failed fetch); the worker
@@ -49,11 +55,21 @@ class ListUpdateTarget(Protocol):
         but not matched (its list has no config after the chunk it came in)."""
         ...
 
+    def fresh(self) -> ListUpdateTarget:
+        """An empty target of the same kind, to rebuild the whole state in."""
+        ...
+
+    def adopt(self, other: ListUpdateTarget) -> None:
+        """Take ``other``'s state in one step (build-then-swap)."""
+        ...
+
 
 class FeedMetrics(Protocol):
     def list_update(self, operation: str, outcome: str) -> None: ...
 
     def list_updated_at(self, timestamp_seconds: float) -> None: ...
+
+    def list_reset(self) -> None: ...
 
 
 class HashListFeed:
@@ -92,6 +108,10 @@ class HashListFeed:
         #: Next offset to apply per partition, kept across runs so a restart resumes there.
         self._next: dict[TopicPartition, int] = {}
         self.records_applied = 0
+        #: While the topic is re-read after a reset: the target it is loaded into (swapped in
+        #: for the live one once caught up), and why.
+        self._rebuild: ListUpdateTarget | None = None
+        self._reset_requested: str | None = None
 
     async def run(self) -> None:
         """Apply the topic until :meth:`stop`; marks ``health.lists_caught_up`` once caught up.
@@ -122,6 +142,10 @@ class HashListFeed:
                 if self._on_running is not None:
                     self._on_running()
                 self._report_fetch_responses(partitions)
+                reset = self._reset_requested or self._watermark_below_position(partitions)
+                if reset is not None:
+                    await self._start_rebuild(partitions, reset)
+                    continue  # the batch belongs to the old positions: read it again
                 operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]] = []
                 newest_ms = 0
                 for records in batches.values():
@@ -137,13 +161,60 @@ class HashListFeed:
                     if records:
                         self._next[tp] = records[-1].offset + 1
                 if not self._health.lists_caught_up and await self._caught_up(partitions):
+                    if self._rebuild is not None:
+                        self._target.adopt(self._rebuild)
+                        self._rebuild = None
+                        self._health.details.pop("hashlists", None)
+                        log.warning(
+                            "hash lists re-read from %r: %d records applied, swapped in",
+                            self._topic,
+                            self.records_applied,
+                        )
+                    else:
+                        log.info("hash lists loaded: %d records applied", self.records_applied)
                     self._health.lists_caught_up = True
-                    log.info("hash lists loaded: %d records applied", self.records_applied)
                     if self._on_caught_up is not None:
                         self._on_caught_up()
                 await asyncio.sleep(0)  # let heartbeats and web requests run between chunks
         finally:
             await self._consumer.stop()
+
+    def topic_reset(self, reason: str) -> None:
+        """The topic was re-created (a new topic id, seen by the worker's topic check): re-read
+        it from the start into a fresh index at the next poll."""
+        self._reset_requested = reason
+
+    def _watermark_below_position(self, partitions: list[TopicPartition]) -> str | None:
+        """Why the topic must have been reset, or None: a partition's high watermark (from the
+        last fetch response) below the next offset this feed would apply. Offsets only grow on
+        one topic, so the topic was deleted and created again (or truncated), and the records
+        now below the old position would be skipped."""
+        for tp in partitions:
+            high = self._consumer.highwater(tp)
+            if high is not None and high < self._next.get(tp, 0):
+                return (
+                    f"partition {tp.partition} ends at offset {high}, below the next offset "
+                    f"to apply ({self._next[tp]})"
+                )
+        return None
+
+    async def _start_rebuild(self, partitions: list[TopicPartition], reason: str) -> None:
+        """Re-read the whole topic into a fresh target while the live one keeps serving;
+        not ready meanwhile (its lists are not those of the topic any more)."""
+        self._reset_requested = None
+        self._rebuild = self._target.fresh()
+        self._next = {}
+        self.records_applied = 0
+        self._health.lists_caught_up = False
+        self._health.details["hashlists"] = f"re-reading topic {self._topic!r}: {reason}"
+        self._metrics.list_reset()
+        log.error(
+            "hash-list topic %r was reset (%s): re-reading it from the start into a fresh "
+            "index; /readyz answers 503 until it is loaded",
+            self._topic,
+            reason,
+        )
+        await self._consumer.seek_to_beginning(*partitions)
 
     def _report_fetch_responses(self, partitions: list[TopicPartition]) -> None:
         """Hand on the time of the newest fetch response, if newer than the last one handed on.
@@ -163,13 +234,14 @@ class HashListFeed:
     ) -> None:
         """Apply a chunk; if the target fails on it, apply record by record and skip (count and
         log) the ones it fails on, so one bad record cannot stop the feed for good."""
+        target = self._rebuild or self._target
         try:
-            self._target.apply([operation for operation, _ in operations])
+            target.apply([operation for operation, _ in operations])
         except Exception:
             log.exception("applying %d hash-list records failed; one by one", len(operations))
             for operation, record in operations:
                 try:
-                    self._target.apply([operation])
+                    target.apply([operation])
                 except Exception as exc:
                     self._metrics.list_update(operation[0], "rejected_apply_failed")
                     log.error(
@@ -187,7 +259,8 @@ class HashListFeed:
 
     def _count_applied(self, operation: HashListOperation) -> None:
         self.records_applied += 1
-        self._metrics.list_update(operation[0], self._target.outcome(operation))
+        target = self._rebuild or self._target
+        self._metrics.list_update(operation[0], target.outcome(operation))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -264,6 +337,26 @@ class MatcherTarget:
         self._known_lists: set[str] = set()
         #: (list, entry id) -> algorithm of every loaded entry flagged low-information.
         self._low_information: dict[tuple[str, str], Algorithm] = {}
+
+    def fresh(self) -> MatcherTarget:
+        """A target on an empty matcher of the same index kind (same metrics, quarantine; the
+        worker's health shows the held entries of the live one until the swap)."""
+        return MatcherTarget(self._matcher.empty_like(), self._metrics, self._quarantine)
+
+    def adopt(self, other: ListUpdateTarget) -> None:
+        """Serve ``other``'s lists from now on: the live matcher takes its state in one step
+        (every holder of the matcher sees it), and the metrics follow."""
+        if not isinstance(other, MatcherTarget):
+            raise TypeError(f"cannot adopt {type(other).__name__}")
+        self._matcher.adopt(other._matcher)
+        self._low_information = other._low_information
+        self._known_lists |= other._known_lists  # dropped lists stay as zero series
+        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_low_information_entries(
+            Counter((name, alg) for (name, _), alg in self._low_information.items()),
+            self._known_lists,
+        )
+        self._report_held(self._matcher.held_counts())
 
     def apply(self, operations: list[Any]) -> None:
         matcher_operations: list[MatcherOperation] = []

@@ -7,7 +7,8 @@ with backoff, so a short broker outage is not a reason to restart the worker, a 
 is *ready* only when every hash list has been read up to the high watermark seen at start and
 the screening agent is running, so a load balancer or orchestrator never routes traffic to a
 worker that would under-match, and while it can reach its broker (see
-:mod:`pipeline.connectivity`; an outage makes a worker not ready, never not live). Must not do
+:mod:`pipeline.connectivity`; an outage makes a worker not ready, never not live) and its topics
+exist (see :mod:`pipeline.topic_guard`). Must not do
 I/O; the services that know set the flags.
 """
 
@@ -60,6 +61,9 @@ class WorkerHealth:
     services: dict[str, ServiceState] = field(default_factory=dict)
     #: The broker's reachability; None: not tracked (tests of other parts).
     broker: BrokerConnectivity | None = None
+    #: Why the worker's topics are not usable now (vanished, being re-created); None when
+    #: they are (see pipeline.topic_guard).
+    topics_problem: str | None = None
 
     def register_service(self, name: str) -> None:
         """Make a service known (reported from the start, before anything happened to it)."""
@@ -101,7 +105,13 @@ class WorkerHealth:
     def ready(self) -> bool:
         """True when uploads routed here would be screened against complete lists."""
         broker_reachable = self.broker is None or self.broker.reachable
-        return self.live and self.lists_caught_up and self.screening_started and broker_reachable
+        return (
+            self.live
+            and self.lists_caught_up
+            and self.screening_started
+            and broker_reachable
+            and self.topics_problem is None
+        )
 
     def report(self) -> dict[str, object]:
         """A JSON-able summary for /readyz and /livez bodies."""
@@ -112,6 +122,7 @@ class WorkerHealth:
             "lists_caught_up": self.lists_caught_up,
             "screening_started": self.screening_started,
             "pool_broken_reason": self.pool_broken_reason,
+            "topics_problem": self.topics_problem,
             "services": {
                 name: {
                     "state": state.state,

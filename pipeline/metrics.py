@@ -51,6 +51,8 @@ LIST_UPDATE_OUTCOMES: tuple[str, ...] = ("applied", "held", "rejected")
 SERVICES: tuple[str, ...] = ("hashlist_feed", *(f"alert_delivery_{sink}" for sink in SINKS))
 #: The records an upload produces (fixed names, not the configured topic names).
 OUTPUTS: tuple[str, ...] = ("verdicts", "blocks", "alerts", "dead_letters")
+#: The worker's topics by kind (fixed names, not the configured topic names).
+TOPIC_KINDS: tuple[str, ...] = ("uploads", "hashlists", *OUTPUTS)
 #: What was done with an output record the producer did not get accepted.
 OUTPUT_FAILURE_HANDLING: tuple[str, ...] = ("retried", "replaced", "dropped")
 
@@ -311,6 +313,19 @@ class PipelineMetrics:
             ["output", "handling"],
             registry=r,
         )
+        self.list_resets = Counter(
+            f"{p}_hashlist_resets_total",
+            "Times the hashlists topic was found reset (deleted and created again) and re-read "
+            "from the start into a fresh index.",
+            registry=r,
+        )
+        self.topics_recreated = Counter(
+            f"{p}_topics_recreated_total",
+            "Topics of this worker found missing or re-created (a new topic id) on the broker, "
+            "by kind; the worker re-creates them and sends unconfirmed outputs again.",
+            ["topic"],
+            registry=r,
+        )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
             "Restarts of a background service after it failed (hashlist_feed, "
@@ -353,6 +368,8 @@ class PipelineMetrics:
                 self.output_failures.labels(output, handling)
         for service in SERVICES:
             self.service_restarts.labels(service)
+        for topic_kind in TOPIC_KINDS:
+            self.topics_recreated.labels(topic_kind)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -401,6 +418,10 @@ class PipelineMetrics:
     def output_failure(self, output: str, handling: str) -> None:
         self.output_failures.labels(output, handling).inc()
 
+    def topic_recreated(self, kind: str) -> None:
+        """A topic of kind ``kind`` (one of TOPIC_KINDS) was found missing or re-created."""
+        self.topics_recreated.labels(kind).inc()
+
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
 
@@ -422,6 +443,10 @@ class PipelineMetrics:
         op = operation if operation in LIST_OPERATIONS else "unknown"
         known = outcome if outcome in LIST_UPDATE_OUTCOMES else "rejected"
         self.list_updates.labels(op, known).inc()
+
+    def list_reset(self) -> None:
+        """The hashlists topic was reset under the worker and is being re-read."""
+        self.list_resets.inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""

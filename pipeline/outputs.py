@@ -1,8 +1,11 @@
 """Writing an upload's outputs (verdict, block, alerts, dead letter) durably to Kafka.
 
-Owns what "written" means: every record is sent, every acknowledgement awaited; what the broker
-did not take is retried with capped backoff for as long as it takes (the upload's offset is not
-committed meanwhile, lag grows and the lag alerts fire, which is the honest signal); a record
+Owns what "written" means: every record is sent, every acknowledgement awaited, and then its
+storage confirmed (the topics written to still exist as they were when it was sent: a broker
+may acknowledge a record for a deleted topic without storing it, see pipeline.topic_guard);
+what the broker did not take, or what cannot be confirmed, is retried with capped backoff for
+as long as it takes (the upload's offset is not committed and nothing is counted meanwhile, lag
+grows and the lag alerts fire, which is the honest signal); a record
 refused for good (too large, invalid) is replaced by its slim copy plus an ``emit_failed`` dead
 letter. Every record is keyed by upload id, so a replay overwrites rather than duplicates
 downstream state. Knows nothing of Faust: the agent hands in a ``send`` function.
@@ -15,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import errors as kafka_errors  # what Faust produces with
 
@@ -65,6 +68,11 @@ def output_records(outcome: ScreeningOutcome, source: SourceRef | None) -> list[
     return records
 
 
+class StorageNotConfirmed(Exception):
+    """Acknowledged, but the topic may not have stored it (it vanished or was re-created, or
+    the broker did not answer the check): the record is sent again."""
+
+
 #: Errors that refuse one record for good: retrying the same bytes cannot succeed.
 _RECORD_REFUSED: tuple[type[BaseException], ...] = (
     kafka_errors.MessageSizeTooLargeError,
@@ -80,6 +88,8 @@ def refused_for_good(exc: BaseException) -> bool:
     the same bytes again cannot succeed. Everything about the broker or the connection (timeouts,
     leader changes, a broker down, authorisation, a producer being restarted) may pass and is
     worth waiting for. Faust wraps client errors, so the cause chain is searched."""
+    if isinstance(exc, StorageNotConfirmed):
+        return False
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
@@ -98,6 +108,17 @@ def refused_for_good(exc: BaseException) -> bool:
 SendFn = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any]]]
 
 
+class StorageCheck(Protocol):
+    """Proof that acknowledged records are readable (:class:`pipeline.topic_guard.TopicGuard`):
+    read ``epoch`` before sending; ``confirm(epoch)`` returns once the topics written to are
+    still the ones they were then, and raises (the records must be sent again) otherwise."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    async def confirm(self, epoch: int) -> None: ...
+
+
 class OutputWriter:
     """Writes output records durably: waits for every acknowledgement, retries what the broker
     did not take, replaces what it refused for good. Raises only CancelledError."""
@@ -112,8 +133,12 @@ class OutputWriter:
         backoff_base_seconds: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_acknowledged: Callable[[], None] | None = None,
+        storage: StorageCheck | None = None,
     ) -> None:
         self._send = send
+        #: Asked after the acknowledgements, before a record counts as written (None: trust
+        #: acknowledgements, for tests of other parts).
+        self._storage = storage
         #: Called whenever the broker acknowledged at least one record (broker connectivity).
         self._on_acknowledged = on_acknowledged
         self._metrics = metrics
@@ -126,7 +151,9 @@ class OutputWriter:
         pending = list(records)
         attempt = 0
         while pending:
-            failures = await self._send_all(pending)
+            epoch = 0 if self._storage is None else self._storage.epoch
+            acknowledged, failures = await self._send_all(pending)
+            failures += await self._unconfirmed(acknowledged, epoch)
             pending = []
             transient: list[BaseException] = []
             for record, exc in failures:
@@ -163,10 +190,29 @@ class OutputWriter:
         )
         await self.write([record])
 
+    async def _unconfirmed(
+        self, acknowledged: list[OutputRecord], epoch: int
+    ) -> list[tuple[OutputRecord, BaseException]]:
+        """The acknowledged records whose storage could not be confirmed (all or none): a
+        broker may acknowledge a record for a topic that no longer exists without storing it,
+        so an acknowledgement counts only once the topics are known to be the same ones."""
+        if not acknowledged or self._storage is None:
+            return []
+        try:
+            await self._storage.confirm(epoch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            unconfirmed = StorageNotConfirmed(type(exc).__name__)
+            unconfirmed.__cause__ = exc
+            return [(record, unconfirmed) for record in acknowledged]
+        return []
+
     async def _send_all(
         self, records: Sequence[OutputRecord]
-    ) -> list[tuple[OutputRecord, BaseException]]:
-        """Send every record, then wait for every acknowledgement; returns the failures."""
+    ) -> tuple[list[OutputRecord], list[tuple[OutputRecord, BaseException]]]:
+        """Send every record, then wait for every acknowledgement; returns the records
+        acknowledged and the failures."""
         failures: list[tuple[OutputRecord, BaseException]] = []
         scheduled: list[tuple[OutputRecord, Awaitable[Any]]] = []
         for record in records:
@@ -186,7 +232,12 @@ class OutputWriter:
         ]
         if self._on_acknowledged is not None and len(failed) < len(scheduled):
             self._on_acknowledged()
-        return failures + failed
+        acknowledged = [
+            record
+            for (record, _), result in zip(scheduled, results, strict=True)
+            if not isinstance(result, BaseException)
+        ]
+        return acknowledged, failures + failed
 
     def _replacements(self, record: OutputRecord, exc: BaseException) -> list[OutputRecord]:
         """What to write instead of a record refused for good: its slim copy and a dead letter

@@ -12,15 +12,13 @@ is not a reason to restart it) and /readyz 503, with the broker's reason after
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from faust.app.base import BootStrategy
 from mode import Service
 
-from pipeline.adapters.topics import TopicSpec, ensure_topics
 from pipeline.backoff import backoff_seconds
 from pipeline.connectivity import BrokerConnectivity
 
@@ -28,23 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class BrokerGate(Service):
-    """Returns from start-up once the broker answered and every topic exists; retries with
+    """Returns from start-up once the broker answered and ``prepare`` (create the topics, note
+    their ids: :meth:`pipeline.topic_guard.TopicGuard.establish`) succeeded; retries with
     capped backoff until then (or until the worker stops)."""
 
     def __init__(
         self,
         bootstrap_servers: str,
-        specs: list[TopicSpec],
+        prepare: Callable[[], Awaitable[None]],
         connectivity: BrokerConnectivity,
         *,
-        connect_timeout_seconds: float = 5.0,
         backoff_max_seconds: float = 10.0,
         **kwargs: Any,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
-        self._specs = specs
+        self._prepare = prepare
         self._connectivity = connectivity
-        self._connect_timeout = connect_timeout_seconds
         self._backoff_max = backoff_max_seconds
         super().__init__(**kwargs)
 
@@ -52,13 +49,7 @@ class BrokerGate(Service):
         failures = 0
         while not self.should_stop:
             try:
-                # kafka-python blocks: a thread, bounded by the connect timeout.
-                await asyncio.to_thread(
-                    ensure_topics,
-                    self._bootstrap_servers,
-                    self._specs,
-                    connect_timeout_seconds=self._connect_timeout,
-                )
+                await self._prepare()  # bounded by the connect timeout of its client
             except Exception as exc:  # any failure to reach or ask the broker: wait, retry
                 failures += 1
                 if failures == 1:

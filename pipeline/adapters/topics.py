@@ -111,6 +111,66 @@ def ensure_topics(
     return created
 
 
+class TopicInspector:
+    """Asks the broker which of the pipeline's topics exist now, with their topic ids, and
+    creates the missing ones. Keeps one admin connection across calls (it is asked before
+    every output batch is counted) and reconnects after any failure. Blocking (kafka-python):
+    call it from a thread, one call at a time. Raises a kafka error when the broker does not
+    answer within ``request_timeout_seconds``."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        connect_timeout_seconds: float = 5.0,
+        request_timeout_seconds: float = 10.0,
+    ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._connect_timeout = connect_timeout_seconds
+        self._request_timeout = request_timeout_seconds
+        self._admin: Any = None
+
+    def identities(self, names: Collection[str]) -> dict[str, str | None]:
+        """The topic id of each of ``names`` (``""`` from a broker too old to have topic ids),
+        ``None`` for a topic that does not exist. Never creates a topic."""
+        from kafka.errors import KafkaError
+
+        admin = self._connected()
+        try:
+            described = admin.describe_topics(list(names))
+        except (KafkaError, OSError):
+            self.close()
+            raise
+        found: dict[str, str | None] = dict.fromkeys(names)
+        for topic in described:
+            if topic["error_code"] == 0 and topic["partitions"]:
+                found[topic["name"]] = str(topic.get("topic_id") or "")
+        return found
+
+    def create_missing(self, specs: list[TopicSpec]) -> list[str]:
+        """Create the topics of ``specs`` that do not exist; returns the names created."""
+        return ensure_topics(
+            self._bootstrap_servers, specs, connect_timeout_seconds=self._connect_timeout
+        )
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+    def _connected(self) -> Any:
+        if self._admin is None:
+            from kafka import KafkaAdminClient
+
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self._bootstrap_servers,
+                request_timeout_ms=int(self._request_timeout * 1000),
+                bootstrap_timeout_ms=int(self._connect_timeout * 1000),
+            )
+        return self._admin
+
+
 def short_lived_consumer(bootstrap_servers: str, connect_timeout: float, **options: Any) -> Any:
     """A kafka-python consumer outside any group that gives up connecting after
     ``connect_timeout`` seconds (raises :class:`BrokerUnreachable`); ``options`` are passed on.

@@ -425,6 +425,19 @@ class Matcher:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def empty_like(self) -> Matcher:
+        """A new, empty matcher with this one's index kind (to build a replacement in)."""
+        return Matcher(self._index_kind)
+
+    def adopt(self, other: Matcher) -> None:
+        """Take ``other``'s lists, entries and indexes in one step, dropping this one's.
+
+        Build-then-swap: a replacement is loaded in the background while this matcher keeps
+        serving, and every holder of this object sees the new state from the next match on.
+        The state is swapped as one attribute assignment, so no match sees half of each;
+        ``other`` must not be used afterwards."""
+        self.__dict__ = other.__dict__
+
     def hamming_index(self, algorithm: Algorithm) -> HammingIndex:
         """The index serving ``algorithm`` now (for metrics, benchmarks and tests)."""
         return self._hamming[algorithm]

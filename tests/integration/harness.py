@@ -149,6 +149,8 @@ class KafkaIO:
             partitions = [
                 TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
             ]
+            if not partitions:  # the topic does not exist (yet, or any more)
+                return []
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             records: list[dict[str, Any]] = []

@@ -280,3 +280,21 @@ def test_the_matcher_builds_what_the_benchmark_measures(kind: str, threshold: in
         benched.pending,
     )
     assert served.nbytes == benched.nbytes
+
+
+def test_a_matcher_adopts_a_rebuilt_one_whole_for_every_holder() -> None:
+    """Build-then-swap (a reset hashlists topic): the live matcher keeps serving its old lists
+    until it adopts the replacement, then serves only the replacement's."""
+    far = 2**64 - 1  # 64 bits from 0: no threshold reaches it
+    live = Matcher("scan")
+    live.set_list(ListConfig.create("old", action="block"))
+    live.upsert([entry("old", "1", Algorithm.PHASH, 0)])
+    holder = live  # the screener holds this very object
+    rebuilt = live.empty_like()
+    rebuilt.set_list(ListConfig.create("new", action="block"))
+    rebuilt.upsert([entry("new", "1", Algorithm.PHASH, far)])
+    assert [m.list_name for m in holder.match({Algorithm.PHASH: 0})] == ["old"]  # still serving
+    live.adopt(rebuilt)
+    assert holder.match({Algorithm.PHASH: 0}) == []
+    assert [m.list_name for m in holder.match({Algorithm.PHASH: far})] == ["new"]
+    assert holder.lists == ("new",)

@@ -186,3 +186,34 @@ def test_refused_for_good_only_for_record_level_errors(exc: BaseException, perma
     assert refused_for_good(exc) is permanent
     if isinstance(exc, MessageSizeTooLargeError | RequestTimedOutError | KafkaTimeoutError):
         assert refused_for_good(faust_wrapped(exc)) is permanent
+
+
+class TopicsThatVanishOnce:
+    """A storage check whose first confirmation finds the topics re-created (the broker had
+    acknowledged records for a topic it no longer had)."""
+
+    def __init__(self) -> None:
+        self.epoch = 1
+        self.confirmations: list[int] = []
+
+    async def confirm(self, epoch: int) -> None:
+        self.confirmations.append(epoch)
+        if len(self.confirmations) == 1:
+            self.epoch += 1
+            raise RuntimeError("topics re-created")
+
+
+def test_acknowledged_records_are_sent_again_until_their_storage_is_confirmed() -> None:
+    broker, storage, metrics = ScriptedBroker(), TopicsThatVanishOnce(), PipelineMetrics()
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    writer = OutputWriter(broker.send, metrics, worker_id="w1", sleep=no_sleep, storage=storage)
+    asyncio.run(writer.write(output_records(outcome("u1"), SOURCE)))
+    written = [(output, key) for output, key, _ in broker.written]
+    # Both records went twice: the first time into a topic that was gone.
+    assert sorted(written) == sorted([("verdicts", b"u1"), ("blocks", b"u1")] * 2)
+    assert storage.confirmations == [1, 2]  # each round confirmed against its own epoch
+    assert count(metrics, "verdicts", "retried") == 1
+    assert count(metrics, "blocks", "retried") == 1

@@ -1,0 +1,205 @@
+"""Whether the worker's topics are still the topics it started writing to, and their repair.
+
+Why this exists: a producer keeps each topic's partitions in its metadata cache. When a topic
+is deleted under a running worker (an operator deleting or re-creating it; the embedded test
+broker restarted, which loses every topic), the producer keeps sending to the cached
+partitions, and a broker may acknowledge those records without storing them: tansu answers a
+produce to a topic it does not have with success and offset 0, and a fresh consumer reads
+nothing. An acknowledgement alone is therefore no proof that a record is readable.
+
+Owns the proof the output writer asks for before it counts records and lets their upload be
+committed (:meth:`TopicGuard.confirm`): after the acknowledgements, a metadata request shows
+every output topic exists with the topic id it had when the records were sent. Concurrent
+callers share one request (a check starts after the last of them arrived). A topic found
+missing or re-created (a new topic id) is repaired: the missing topics are created with the
+pipeline's specs, the new ids become the baseline, ``screening_topics_recreated_total`` counts
+it, one log line names it, /readyz answers 503 with the reason until the topics are back; and
+the records of every write that was in flight (its *epoch* has passed) are sent again. Outputs
+are keyed by upload id, so a record sent twice is a duplicate a reader overwrites, never a
+loss. :meth:`TopicGuard.watch` runs the same check every few seconds, so the consumed topics
+(uploads, hash lists) come back too when no output is being written.
+
+Topic ids need Kafka 2.8 or later; an older broker reports none, and then only a missing topic
+is detected. Must not send or read records; blocking client calls run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.adapters.topics import TopicSpec
+from pipeline.errors import RetryableError
+from pipeline.health import WorkerHealth
+from pipeline.metrics import PipelineMetrics
+
+log = logging.getLogger(__name__)
+
+
+class TopicsChanged(RetryableError):
+    """Topics vanished or were re-created since the records were sent; send them again."""
+
+    reason = "topics_changed"
+
+
+class Inspector(Protocol):
+    """The broker side (:class:`pipeline.adapters.topics.TopicInspector`); blocking calls."""
+
+    def identities(self, names: Collection[str]) -> dict[str, str | None]: ...
+
+    def create_missing(self, specs: list[TopicSpec]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    """One topic that is not the one the baseline knows."""
+
+    name: str
+    kind: str  # "missing" (gone) or "re-created" (exists with a new topic id)
+
+
+def topic_changes(
+    baseline: Mapping[str, str | None], observed: Mapping[str, str | None]
+) -> list[TopicChange]:
+    """What differs between the topic ids known (``baseline``) and seen now (``observed``).
+
+    ``None`` is a missing topic; ``""`` an existing topic whose broker reports no id (then only
+    its disappearance can be seen). A topic not in the baseline counts only if missing."""
+    changes = []
+    for name, now in observed.items():
+        before = baseline.get(name)
+        if now is None:
+            changes.append(TopicChange(name, "missing"))
+        elif before and now and before != now:
+            changes.append(TopicChange(name, "re-created"))
+    return changes
+
+
+class TopicGuard:
+    """The worker's topics, checked against their ids at start; see the module docstring."""
+
+    def __init__(
+        self,
+        inspector: Inspector,
+        specs: list[TopicSpec],
+        *,
+        health: WorkerHealth,
+        metrics: PipelineMetrics,
+        kinds: Mapping[str, str],
+    ) -> None:
+        """``specs``: every topic of the worker (all checked at once: one metadata request);
+        ``kinds``: topic name -> its fixed kind (``verdicts``, ``uploads``...) for the metric."""
+        self._reset_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._inspector = inspector
+        self._specs = specs
+        self._names = [spec.name for spec in specs]
+        self._health = health
+        self._metrics = metrics
+        self._kinds = dict(kinds)
+        if unnamed := set(self._names) - set(self._kinds):
+            raise ValueError(f"no kind for topics {sorted(unnamed)}")
+        self._baseline: dict[str, str | None] = {}
+        #: Advances whenever the baseline changes: a write sent under an older epoch is resent.
+        self.epoch = 0
+        self._lock = asyncio.Lock()
+        self._next_check: asyncio.Future[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def on_reset(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call ``listener`` with the kinds of the topics found changed, once they exist again
+        and before any waiting write is confirmed, so the reader of a consumed topic starts
+        over on the new one (its positions belong to the old topic: kept, they would skip the
+        new topic's first records). It must return at once."""
+        self._reset_listeners.append(listener)
+
+    async def establish(self) -> None:
+        """Create the missing topics and take their ids as the baseline (at start). Raises a
+        kafka error while the broker does not answer."""
+        async with self._lock:
+            await asyncio.to_thread(self._inspector.create_missing, self._specs)
+            self._baseline = await asyncio.to_thread(self._inspector.identities, self._names)
+            self.epoch += 1
+
+    async def confirm(self, epoch: int) -> None:
+        """Return once a check started after this call found every topic as it was at
+        ``epoch`` (read :attr:`epoch` before sending). Raises :class:`TopicsChanged` when a
+        topic vanished or was re-created meanwhile (repaired before it raises: send again), or
+        a kafka error while the broker does not answer."""
+        if epoch != self.epoch:
+            raise TopicsChanged("the topics were re-created while the records were sent")
+        await self._shared_check()
+        if epoch != self.epoch:
+            raise TopicsChanged("the topics were re-created while the records were sent")
+
+    async def watch(self) -> None:
+        """One check, as :meth:`confirm` does (a worker's timer calls it every few seconds);
+        repairs what it finds, logs broker trouble and returns."""
+        try:
+            await self._shared_check()
+        except TopicsChanged:
+            pass  # repaired and logged
+        except Exception as exc:  # the broker is away: connectivity reports that
+            log.debug("topic check failed (%s)", type(exc).__name__)
+
+    async def _shared_check(self) -> None:
+        if self._next_check is None:
+            self._next_check = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._run_check(self._next_check))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+        await asyncio.shield(self._next_check)
+
+    async def _run_check(self, done: asyncio.Future[None]) -> None:
+        try:
+            async with self._lock:
+                # Callers arriving from now on wait for the next check: this one may have
+                # asked the broker before their records were acknowledged.
+                self._next_check = None
+                await self._check_and_repair()
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not done.done():
+                done.set_result(None)
+        finally:
+            if done.done() and not done.cancelled():
+                done.exception()  # retrieved: no "never retrieved" warning without waiters
+
+    async def _check_and_repair(self) -> None:
+        observed = await asyncio.to_thread(self._inspector.identities, self._names)
+        changes = topic_changes(self._baseline, observed)
+        if not changes:
+            if not self._baseline:
+                self._baseline = observed
+            self._health.topics_problem = None
+            return
+        self.epoch += 1  # whatever was sent before now is resent
+        described = ", ".join(f"{c.name} ({c.kind})" for c in changes)
+        self._health.topics_problem = (
+            f"topics vanished or were re-created on the broker: {described}; re-creating them, "
+            "unconfirmed outputs are sent again"
+        )
+        created = await asyncio.to_thread(self._inspector.create_missing, self._specs)
+        self._baseline = await asyncio.to_thread(self._inspector.identities, self._names)
+        for change in changes:
+            self._metrics.topic_recreated(self._kinds[change.name])
+        log.error(
+            "Kafka topics vanished or were re-created under this worker: %s; re-created %s. "
+            "Outputs not yet confirmed are written again to the new topics",
+            described,
+            ", ".join(created) or "none (another client already had)",
+        )
+        for listener in self._reset_listeners:
+            try:
+                listener(frozenset(self._kinds[c.name] for c in changes))
+            except Exception:
+                log.exception("telling a reader of the changed topics failed")
+        if all(v is not None for v in self._baseline.values()):
+            self._health.topics_problem = None
+        raise TopicsChanged(f"topics changed: {described}")

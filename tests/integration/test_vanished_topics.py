@@ -1,0 +1,162 @@
+"""A broker that comes back without its topics, against a live worker (issue 12, items 1 and 2).
+
+The test broker keeps topics in memory, so a restart on the same port is exactly "every topic
+deleted" (on Apache Kafka: a topic deleted or re-created by an operator). Each test has a
+broker of its own.
+
+Before: the worker's producer kept the old topics' partitions in its metadata cache, the broker
+acknowledged every verdict written to a topic that no longer existed (and stored none), the
+worker counted them and committed the uploads: a fresh consumer read 0 of them. And the
+hash-list feed resumed at its old positions on the new, shorter topic, skipping the records
+below them, so most of a re-published list was never applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.adapters.broker import EmbeddedBroker
+from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.types import Algorithm, HashValue
+from tests.imagegen import encode, synthetic_image
+from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running, wait_until
+from tests.integration.lists import entries_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SETTINGS = {
+    "broker_unreachable_after_seconds": "2",
+    "producer_request_timeout_seconds": "3",
+    "topic_check_interval_seconds": "1",
+}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker only this test restarts (the session's broker serves other tests)."""
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    yield broker
+    broker.stop()
+
+
+def counted(metrics: str, name: str) -> float:
+    """Sum of every series of a counter."""
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics, re.M))
+
+
+def restart_empty(broker: EmbeddedBroker) -> None:
+    broker.stop()
+    broker.start()  # same port, no topics, no committed offsets
+
+
+def upload_positions(topics: Topics) -> dict[str, tuple[int, int]]:
+    """upload id -> (partition, offset) of every upload on the uploads topic now."""
+    consumer = KafkaConsumer(bootstrap_servers=topics.bootstrap, group_id=None)
+    try:
+        name = topics.name("uploads")
+        partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        found: dict[str, tuple[int, int]] = {}
+        for _ in range(10):
+            for records in consumer.poll(timeout_ms=300).values():
+                for r in records:
+                    found[r.key.decode()] = (r.partition, r.offset)
+        return found
+    finally:
+        consumer.close()
+
+
+def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    image = encode(synthetic_image(7, 160, 120))
+    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    with running(worker):
+        kafka.upload("before", image)  # the producer now has the output topics' metadata
+        kafka.verdicts_for({"before"}, timeout=60)
+        kafka.close()
+        old_partition, old_offset = upload_positions(topics)["before"]
+        before = counted(worker.metrics(), "screening_verdicts_total")
+
+        restart_empty(own_broker)
+        fresh = KafkaIO(topics)  # a producer with no stale metadata (creates `uploads`)
+        after = {f"after-{i}" for i in range(20)}
+        for upload_id in sorted(after):
+            fresh.upload(upload_id, image)
+        # A consumer that kept its position on the old uploads topic skips the new topic's
+        # records below it (item 1 is about outputs; that input-side gap is reported apart):
+        # at most the new record at offset 0 of the old upload's partition.
+        positions = upload_positions(topics)
+        below = {u for u in after if positions[u] == (old_partition, old_offset)}
+        wanted = after - below
+
+        # Every verdict reaches a fresh consumer, with nothing deleted or created by the test.
+        fresh.verdicts_for(wanted, timeout=90)
+        stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in after]
+        # Counted only once stored: never more counted than a reader finds (a write sent again
+        # stores a verdict twice and counts it once). Before: 20 counted, 0 stored.
+        newly_counted = counted(worker.metrics(), "screening_verdicts_total") - before
+        assert len(wanted) <= newly_counted <= len(stored), (newly_counted, len(stored))
+        assert "re-created" in worker.log()
+        assert counted(worker.metrics(), "screening_topics_recreated_total") >= 4
+        fresh.close()
+
+
+def loaded_entries(metrics: str, list_name: str) -> int:
+    pattern = rf'screening_index_entries\{{algorithm="\w+",list="{list_name}"\}} ([0-9.e+]+)'
+    return int(sum(float(v) for v in re.findall(pattern, metrics)))
+
+
+def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
+    kafka.upload(upload_id, encode(synthetic_image(seed), quality=80))
+    return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
+
+
+def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    # List A: 2 entries that match seed 1, and 20 others, so every partition's position is
+    # past the few records list B will have.
+    filler = [
+        HashListEntry(
+            list_name="a",
+            entry_id=f"filler-{i}",
+            hash=HashValue(Algorithm.PHASH, (0x9E3779B97F4A7C15 * (i + 1)) % 2**64),
+            category=Category.OTHER,
+        )
+        for i in range(20)
+    ]
+    kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
+    kafka.close()
+    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    with running(worker):
+        assert loaded_entries(worker.metrics(), "a") == 22
+
+        restart_empty(own_broker)
+        fresh = KafkaIO(topics)
+        fresh.publish(ListConfig.create("b", action="block"), entries_for("b", seed=2))
+
+        def b_loaded_and_ready() -> bool:
+            metrics = worker.metrics()
+            return loaded_entries(metrics, "b") == 2 and worker.ready_status() == 200
+
+        # Before: the feed kept its positions on the new, shorter topic and skipped B.
+        wait_until(b_loaded_and_ready, 60, what="list B loaded, worker ready")
+        assert loaded_entries(worker.metrics(), "a") == 0  # a fresh index, not A plus B
+        assert screen(fresh, "b-content", seed=2) == "block"
+        assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more
+        assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
+        assert "re-reading it from the start" in worker.log()
+        fresh.close()

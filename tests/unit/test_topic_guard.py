@@ -1,0 +1,156 @@
+"""The proof the output writer asks for before it counts records (issue 12, item 1).
+
+The broker side is an in-memory catalogue of topics with ids that the test deletes and
+re-creates, standing in for the metadata requests of
+:class:`pipeline.adapters.topics.TopicInspector` (exercised against a real broker by
+tests/integration/test_vanished_topics.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Collection
+
+import pytest
+
+from pipeline.adapters.topics import TopicSpec
+from pipeline.health import WorkerHealth
+from pipeline.metrics import PipelineMetrics
+from pipeline.topic_guard import TopicChange, TopicGuard, TopicsChanged, topic_changes
+
+KINDS = {"uploads": "uploads", "verdicts": "verdicts", "hashlists": "hashlists"}
+SPECS = [TopicSpec(name, 2) for name in KINDS]
+
+
+class Catalogue:
+    """Topics by name with their ids; counts the metadata requests."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.topics: dict[str, str] = {}
+        self.requests = 0
+
+    def identities(self, names: Collection[str]) -> dict[str, str | None]:
+        self.requests += 1
+        return {name: self.topics.get(name) for name in names}
+
+    def create_missing(self, specs: list[TopicSpec]) -> list[str]:
+        missing = [s.name for s in specs if s.name not in self.topics]
+        for name in missing:
+            self.topics[name] = f"id-{next(self._ids)}"
+        return missing
+
+
+def make_guard(catalogue: Catalogue) -> tuple[TopicGuard, WorkerHealth, PipelineMetrics]:
+    health, metrics = WorkerHealth(), PipelineMetrics()
+    return (
+        TopicGuard(catalogue, SPECS, health=health, metrics=metrics, kinds=KINDS),
+        health,
+        metrics,
+    )
+
+
+def recreated(metrics: PipelineMetrics, kind: str) -> float:
+    value = metrics.registry.get_sample_value("screening_topics_recreated_total", {"topic": kind})
+    return value or 0.0
+
+
+def test_changes_name_missing_and_recreated_topics() -> None:
+    baseline = {"a": "1", "b": "2", "c": "3", "old-broker": ""}
+    observed = {"a": "1", "b": None, "c": "9", "old-broker": ""}
+    assert topic_changes(baseline, observed) == [
+        TopicChange("b", "missing"),
+        TopicChange("c", "re-created"),
+    ]
+    assert topic_changes(baseline, baseline) == []
+
+
+def test_unchanged_topics_confirm_and_concurrent_writes_share_one_request() -> None:
+    catalogue = Catalogue()
+    guard, health, _ = make_guard(catalogue)
+
+    async def scenario() -> None:
+        await guard.establish()
+        requests = catalogue.requests
+        epoch = guard.epoch
+        await asyncio.gather(*(guard.confirm(epoch) for _ in range(50)))
+        assert catalogue.requests - requests <= 2  # not one per write
+
+    asyncio.run(scenario())
+    assert health.topics_problem is None
+
+
+def test_a_vanished_topic_fails_the_write_is_recreated_and_the_retry_confirms() -> None:
+    catalogue = Catalogue()
+    guard, health, metrics = make_guard(catalogue)
+
+    async def scenario() -> None:
+        await guard.establish()
+        epoch = guard.epoch  # the write is sent now...
+        del catalogue.topics["verdicts"]  # ...to a topic that vanished (broker acked anyway)
+        with pytest.raises(TopicsChanged):
+            await guard.confirm(epoch)
+        assert "verdicts" in catalogue.topics  # re-created before the retry
+        await guard.confirm(guard.epoch)  # the retry, sent to the new topic
+
+    asyncio.run(scenario())
+    assert recreated(metrics, "verdicts") == 1
+    assert recreated(metrics, "uploads") == 0
+    assert health.topics_problem is None  # repaired
+
+
+def test_a_write_in_flight_across_a_repair_is_sent_again_even_if_the_check_passes() -> None:
+    """The write was acknowledged into the void; another check repaired the topic meanwhile
+    (another worker, or the periodic check): the topic exists now, yet the write must go
+    again."""
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+
+    async def scenario() -> None:
+        await guard.establish()
+        epoch = guard.epoch
+        catalogue.topics["verdicts"] = "id-other-worker"  # re-created by someone else
+        await guard.watch()  # the periodic check sees and adopts it
+        with pytest.raises(TopicsChanged):
+            await guard.confirm(epoch)
+
+    asyncio.run(scenario())
+
+
+def test_a_broker_that_does_not_answer_fails_the_confirmation() -> None:
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+
+    def unreachable(names: Collection[str]) -> dict[str, str | None]:
+        raise ConnectionError("no broker")
+
+    async def scenario() -> None:
+        await guard.establish()
+        catalogue.identities = unreachable  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            await guard.confirm(guard.epoch)
+        await guard.watch()  # the periodic check logs and returns
+
+    asyncio.run(scenario())
+
+
+def test_readiness_says_why_while_a_topic_cannot_be_recreated() -> None:
+    catalogue = Catalogue()
+    guard, health, _ = make_guard(catalogue)
+
+    def refuse(specs: list[TopicSpec]) -> list[str]:
+        raise PermissionError("not authorised to create topics")
+
+    async def scenario() -> None:
+        await guard.establish()
+        del catalogue.topics["uploads"]
+        catalogue.create_missing = refuse  # type: ignore[method-assign]
+        await guard.watch()
+
+    asyncio.run(scenario())
+    assert health.topics_problem is not None
+    assert "uploads (missing)" in health.topics_problem
+    health.lists_caught_up = health.screening_started = True
+    assert not health.ready
+    assert health.report()["topics_problem"] == health.topics_problem
