@@ -197,7 +197,9 @@ class UploadEvent(Record):
 
 
 class RegionRecord(Record):
-    """The part of an upload that matched, in the upload's pixels."""
+    """The part of an upload that matched, in the pixels of the upload as seen upright (after
+    its EXIF orientation; ``image.width``/``height`` are the stored size, swapped when the
+    EXIF orientation turns the picture a quarter)."""
 
     x: int = Field(ge=0)
     y: int = Field(ge=0)

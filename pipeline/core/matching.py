@@ -23,8 +23,8 @@ so an upright whole-picture match is always reported as such. Variants are exact
 the same index at the same radius, never an approximation. A view too plain to mean anything
 (``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all. A dHash
 match farther than :data:`DHASH_ALONE` bits counts only when corroborated by a pHash entry of
-its list near the upload (:data:`CORROBORATION`). A view's PDQ below
-:data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
+its list near the same view and orientation of the upload (:data:`CORROBORATION`). A view's
+PDQ below :data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
 
 An entry whose list has no config is *held*: stored and indexed, but never matched, until
 its list's config arrives (list configs and entries can arrive in any order from different
@@ -91,12 +91,13 @@ class Match:
 
 #: A dHash match counts on its own only this close to its entry. Farther, up to its list's
 #: dHash threshold, it needs corroboration: a pHash entry of the same list within
-#: :data:`CORROBORATION` bits of the upload (any view, any orientation). dHash alone at radius
-#: 10 made every false match ``pipeline bench quality`` found (252 pairs of 50,000 unrelated
-#: member x non-member pairs; smooth wallpapers and cut-outs on white share dHash patterns),
-#: while pHash made one. Measured on that corpus (README "Matching quality"): this rule takes
-#: the false pairs from 252 to 12, at a recall cost on crops and small rotations (crop 5%: 78%
-#: to 71%, rotate 4 degrees: 80% to 62%).
+#: :data:`CORROBORATION` bits of the same view of the upload in the same orientation. dHash
+#: alone at radius 10 made every false match ``pipeline bench quality`` found (252 pairs of
+#: 50,000 unrelated member x non-member pairs; smooth wallpapers and cut-outs on white share
+#: dHash patterns), while pHash made one. With corroboration by any view and orientation the
+#: false pairs fell to 12, at a recall cost on crops and small rotations (crop 5%: 78% to 71%,
+#: rotate 4 degrees: 80% to 62%); requiring the same view and orientation (against chance
+#: corroborations on large lists) can only remove more.
 DHASH_ALONE = 4
 #: The corroborating algorithms and how near the upload must be to one of their entries.
 CORROBORATION: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 12})
@@ -316,24 +317,46 @@ class Matcher:
             ):
                 for internal, distance in hits:
                     self._consider(best, internal, algorithm, distance, query)
-        found = [match for _, match in best.values()]
-        if any(_needs_corroboration(m) for m in found):
-            corroborated = self._corroborated_lists(queries_by_algorithm)
-            found = [m for m in found if not _needs_corroboration(m) or m.list_name in corroborated]
+        if any(_needs_corroboration(m) for _, m in best.values()):
+            corroborated = self._corroborated(hashes, views)
+            found = [
+                m
+                for (_, position, turn), m in best.values()
+                if not _needs_corroboration(m) or (m.list_name, position, turn) in corroborated
+            ]
+        else:
+            found = [match for _, match in best.values()]
         found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
         return found
 
-    def _corroborated_lists(self, queries: Mapping[Algorithm, Sequence[_Query]]) -> set[str]:
-        """Lists with an entry of a corroborating algorithm within :data:`CORROBORATION` bits
-        of any view and orientation of the upload (searched only when a match needs it)."""
-        lists: set[str] = set()
+    def _corroborated(
+        self, hashes: Mapping[Algorithm, int], views: Sequence[View]
+    ) -> set[tuple[str, int, int]]:
+        """(list, view position, orientation order) for each view and orientation of the upload
+        within :data:`CORROBORATION` bits of an entry of a corroborating algorithm on that list
+        (searched only when a match needs it). A dHash hit is corroborated only by the same
+        view in the same orientation: any view and orientation of any entry would make chance
+        corroborations grow with the list (32 queries against 10M pHashes). Every orientation
+        is listed, also those sharing a value with an earlier one (a symmetric picture)."""
+        found: set[tuple[str, int, int]] = set()
         for algorithm, radius in CORROBORATION.items():
-            values = [query[0] for query in queries.get(algorithm, ())]
-            if not values or not len(self._hamming[algorithm]):
+            index = self._hamming[algorithm]
+            where: dict[int, list[tuple[int, int]]] = {}
+            if views:
+                for position, view in enumerate(views):
+                    if view.low_information or algorithm not in view.hashes:
+                        continue
+                    for turn, value in enumerate(view.hashes[algorithm].hashes):
+                        where.setdefault(value, []).append((position, turn))
+            elif algorithm in hashes:
+                where[hashes[algorithm]] = [(0, 0)]
+            if not where or not len(index):
                 continue
-            for hits in self._hamming[algorithm].search_many(values, radius):
-                lists.update(self._by_id[internal].list_name for internal, _ in hits)
-        return lists
+            values = list(where)
+            for value, hits in zip(values, index.search_many(values, radius), strict=True):
+                lists = {self._by_id[internal].list_name for internal, _ in hits}
+                found.update((name, *spot) for name in lists for spot in where[value])
+        return found
 
     @staticmethod
     def _perceptual_queries(
@@ -343,7 +366,8 @@ class Matcher:
         queries: dict[Algorithm, list[_Query]] = {}
         if not views:
             for algorithm, value in hashes.items():
-                if algorithm.is_perceptual:
+                # PDQ only with its quality, which only views carry.
+                if algorithm.is_perceptual and algorithm is not Algorithm.PDQ:
                     queries[algorithm] = [(value, Orientation.IDENTITY, 0, None)]
             return queries
         for position, view in enumerate(views):

@@ -123,13 +123,34 @@ def pdq_luma_64(
     """The 64x64 luma PDQ would compute from the full-size picture, from ``image`` (any mode;
     the guard's grayscale decode is the JPEG luma PDQ would take from RGB)."""
     gray = image if image.mode == "L" else image.convert("L")
+    gray, full_size = _bounded(gray, full_size or gray.size)
     width, height = gray.size
-    full_width, full_height = full_size or (width, height)
+    full_width, full_height = full_size
     pixels = np.asarray(gray, dtype=np.float32)
     rows = _axis_operator(full_height, height)
     columns = _axis_operator(full_width, width)
     luma = rows @ pixels @ columns.T
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+#: Longest side PDQ's resampling is built for. Its weights are 64 x side floats per axis; a
+#: 4 KB PNG of 1,000,000 x 1 pixels (within the guard's pixel cap) took 1.5 GB and a 17 KB one
+#: of 4,000,000 x 1 exhausted a hashing process. A longer picture is box-reduced to this first
+#: (ThreatExchange's own hasher reduces everything to 512 x 512): pictures up to 4096 px a side,
+#: 12 MP photos included, hash exactly as before.
+PDQ_MAX_SIDE = 4096
+
+
+def _bounded(gray: Image.Image, full_size: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """``gray`` and the full size it stands for, with no side beyond :data:`PDQ_MAX_SIDE`."""
+    longest = max(*full_size, *gray.size)
+    if longest <= PDQ_MAX_SIDE:
+        return gray, full_size
+    scale = PDQ_MAX_SIDE / longest
+    bounded = (max(1, round(full_size[0] * scale)), max(1, round(full_size[1] * scale)))
+    if gray.width > bounded[0] or gray.height > bounded[1]:
+        return gray.resize(bounded, Image.Resampling.BOX), bounded
+    return gray, bounded
 
 
 def upright_full_size(reduced: tuple[int, int], original: tuple[int, int]) -> tuple[int, int]:
@@ -145,7 +166,7 @@ def upright_full_size(reduced: tuple[int, int], original: tuple[int, int]) -> tu
     return (big_h, big_w) if swapped < kept else (big_w, big_h)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)  # <= 64 x 4097 x 4 bytes each (PDQ_MAX_SIDE)
 def _axis_operator(full: int, reduced: int) -> npt.NDArray[np.float32]:
     """(64, reduced) weights: PDQ's blur + decimation along an axis of ``full`` pixels, applied
     to the ``reduced`` pixels that stand for them. The identity of PDQ's own when equal."""

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from pipeline.core.hashing import View
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
     PDQ_MAX_THRESHOLD,
@@ -17,10 +18,20 @@ from pipeline.core.hashlist import (
 from pipeline.core.index.mih256 import MultiIndexHash256
 from pipeline.core.index.wide import BruteForceIndex256
 from pipeline.core.matching import Matcher
+from pipeline.core.orientation import OrientationHashes
+from pipeline.core.regions import Region
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.errors import InputRejected
 
 PDQ_HEX = "f8f8f0cce0f4e84d0e370a22028f67f0b36e2ed596623e1d33e6339c4e9c9b22"
+
+
+def pdq_view(value: int) -> View:
+    """An upload whose PDQ is ``value`` in every orientation, at full quality: the matcher
+    searches PDQ only with its quality, which only views carry."""
+    return View(
+        Region.whole(64, 64), {Algorithm.PDQ: OrientationHashes((value,) * 8)}, pdq_quality=100
+    )
 
 
 def flip(value: int, bits: list[int]) -> int:
@@ -62,12 +73,14 @@ def test_matcher_holds_and_matches_pdq_entries(kind: str) -> None:
     index = matcher.hamming_index(Algorithm.PDQ)
     assert isinstance(index, MultiIndexHash256 if kind == "mih" else BruteForceIndex256)
     assert Algorithm.PDQ in matcher.algorithms_in_use()
+    # A bare PDQ value has no quality to check against PDQ's floor: it is not searched.
+    assert matcher.match({Algorithm.PDQ: values[7]}) == []
     near = flip(values[7], list(range(0, 240, 8)))  # 30 bits away
-    found = matcher.match({Algorithm.PDQ: near})
+    found = matcher.match({}, [pdq_view(near)])
     assert [(m.entry_id, m.distance, m.threshold) for m in found] == [("e7", 30, 31)]
-    assert matcher.match({Algorithm.PDQ: flip(values[7], list(range(0, 256, 8)))}) == []
+    assert matcher.match({}, [pdq_view(flip(values[7], list(range(0, 256, 8))))]) == []
     matcher.retract([("l", "e7")])
-    assert matcher.match({Algorithm.PDQ: near}) == []
+    assert matcher.match({}, [pdq_view(near)]) == []
 
 
 def test_pdq_index_moves_to_mih_as_the_list_grows() -> None:
@@ -80,5 +93,5 @@ def test_pdq_index_moves_to_mih_as_the_list_grows() -> None:
         for i, v in enumerate(values)
     )
     assert isinstance(matcher.hamming_index(Algorithm.PDQ), MultiIndexHash256)
-    hits = matcher.match({Algorithm.PDQ: flip(values[123], [1, 100, 200])})
+    hits = matcher.match({}, [pdq_view(flip(values[123], [1, 100, 200]))])
     assert [(m.entry_id, m.distance) for m in hits] == [("e123", 3)]

@@ -59,24 +59,23 @@ def reference(
         ]
         if not candidates:
             continue
-        distance, _, _, orientation, view = min(candidates, key=lambda c: c[:3])
-        if distance <= threshold:
-            out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
-                             e.category, algorithm, distance, threshold,
-                             orientation.inverse, view.region))  # fmt: skip
-    # Corroboration (see test_matching.corroborated): any pHash of any searched view counts.
-    near = CORROBORATION[Algorithm.PHASH]
-    corroborated = any(
-        e.hash.algorithm is Algorithm.PHASH and hamming_distance(value, e.hash.value) <= near
-        for e in entries
-        for view in views
-        if not view.low_information
-        for value in view.hashes.get(Algorithm.PHASH, {}).values()
-    )
-    out = [
-        m for m in out
-        if m.algorithm is not Algorithm.DHASH or m.distance <= DHASH_ALONE or corroborated
-    ]  # fmt: skip
+        distance, _, turn, orientation, view = min(candidates, key=lambda c: c[:3])
+        if distance > threshold:
+            continue
+        if algorithm is Algorithm.DHASH and distance > DHASH_ALONE:
+            # Corroboration (see test_matching.corroborated): the same view, turned the same
+            # way, within CORROBORATION[phash] of a pHash entry of the list.
+            near = CORROBORATION[Algorithm.PHASH]
+            mine = view.hashes.get(Algorithm.PHASH)
+            if mine is None or not any(
+                p.hash.algorithm is Algorithm.PHASH
+                and hamming_distance(mine[ORIENTATIONS[turn]], p.hash.value) <= near
+                for p in entries
+            ):
+                continue
+        out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
+                         e.category, algorithm, distance, threshold,
+                         orientation.inverse, view.region))  # fmt: skip
     return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
 
 

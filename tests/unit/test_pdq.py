@@ -99,3 +99,26 @@ def test_pdq_is_hashed_only_when_asked() -> None:
     asked = hash_image(data, GuardLimits(), (Algorithm.PHASH, Algorithm.PDQ)).hashes
     assert list(asked) == [Algorithm.PHASH, Algorithm.PDQ]
     assert asked[Algorithm.PDQ] == int(GOLDEN["chelsea"][0], 16)
+
+
+def test_a_very_long_picture_is_hashed_with_bounded_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A few KB of PNG can declare 1,000,000 x 1 pixels (within the pixel cap); PDQ's weights
+    # are 64 x side floats per axis, which took 1.5 GB at that size before the bound.
+    from pipeline.core import pdq
+
+    built: list[int] = []
+    original = pdq._axis_operator
+
+    def recording(full: int, reduced: int) -> np.ndarray:  # type: ignore[type-arg]
+        built.append(full)
+        return original(full, reduced)
+
+    monkeypatch.setattr(pdq, "_axis_operator", recording)
+    long = Image.fromarray((np.arange(1_000_000) % 251).astype(np.uint8).reshape(1, -1), "L")
+    value, quality = pdq.pdq_hash(long)
+    assert 0 <= value < 1 << 256
+    assert 0 <= quality <= 100
+    assert built
+    assert max(built) <= pdq.PDQ_MAX_SIDE
