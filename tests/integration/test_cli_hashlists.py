@@ -152,7 +152,7 @@ def test_a_config_option_changes_only_what_it_names(
     )
     assert (
         "list 'eokm': config published: deny, action block, version v7, thresholds dhash=10 "
-        "phash=6 (--threshold over the config on the topic)"
+        "pdq=31 phash=6 (--threshold over the config on the topic)"
     ) in result.stdout
 
     # A list with no config yet starts from the defaults, and the output says so.
@@ -164,7 +164,7 @@ def test_a_config_option_changes_only_what_it_names(
     assert result.returncode == 0, result.stderr
     assert (
         "list 'fresh': config published: deny, action block, version 1, thresholds dhash=10 "
-        "phash=8 (--action over the defaults (the list had no config))"
+        "pdq=31 phash=8 (--action over the defaults (the list had no config))"
     ) in result.stdout
 
 
