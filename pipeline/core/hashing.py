@@ -22,7 +22,6 @@ Must not: read files, log, or keep the bytes after returning.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -79,8 +78,7 @@ def _dhash(decoded: DecodedImage) -> int:
 def decoded_pdq(decoded: DecodedImage) -> PdqHashes:
     """PDQ of a guarded decode: every orientation and the quality, computed as if from the
     full-size picture (the JPEG draft is carried over; see :mod:`pipeline.core.pdq`)."""
-    image = decoded.image
-    return pdq_hashes(image, upright_full_size(image.size, (decoded.width, decoded.height)))
+    return pdq_hashes(decoded.image, upright_size(decoded))
 
 
 def _pdq(decoded: DecodedImage) -> int:
@@ -207,11 +205,9 @@ def upright_size(decoded: DecodedImage) -> tuple[int, int]:
     """The upload's size in pixels as it is seen upright (after its EXIF orientation).
 
     ``decoded.width``/``height`` are the stored size; a quarter-turn EXIF orientation swaps
-    them. Whether it did is read off the decoded (upright, maybe reduced) picture's shape."""
-    stored = decoded.width / decoded.height
-    shown = decoded.image.width / decoded.image.height
-    swapped = abs(math.log(shown * stored)) < abs(math.log(shown / stored))
-    return (decoded.height, decoded.width) if swapped else (decoded.width, decoded.height)
+    them. Whether it did is read off the decoded (upright, maybe reduced) picture's shape, by
+    the rule PDQ's full-size resampling uses too (:func:`~pipeline.core.pdq.upright_full_size`)."""
+    return upright_full_size(decoded.image.size, (decoded.width, decoded.height))
 
 
 def upload_hashes(
