@@ -66,7 +66,6 @@ SKIMAGE_PICTURES = (
     "cell",
     "shepp_logan_phantom",
     "binary_blobs",
-    "stereo_motorcycle",
     "checkerboard",
 )
 #: Drawings that are low-information patterns themselves (gated on purpose, reported apart).

@@ -104,8 +104,7 @@ def test_axis_aligned_sharp_stripes_are_gated(size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_no_scikit_image_photo_or_drawing_is_gated_whole_edited_or_cropped(name: str) -> None:
     picture = skimage_picture(name)
-    if picture is None:
-        pytest.skip(f"scikit-image's {name} needs a download")
+    assert picture is not None, f"scikit-image's {name} is not bundled (needs a download)"
     gated = [
         (label, round(detail_score(image), 1))
         for label, image in edits(name, picture)
@@ -192,8 +191,7 @@ def test_the_hashes_the_gated_pictures_produce_are_mostly_flagged() -> None:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_no_photo_phash_is_flagged(name: str) -> None:
     picture = skimage_picture(name)
-    if picture is None:
-        pytest.skip(f"scikit-image's {name} needs a download")
+    assert picture is not None, f"scikit-image's {name} is not bundled (needs a download)"
     values = [
         oriented_perceptual_hashes(image)[Algorithm.PHASH].identity
         for _, image in edits(name, picture)
