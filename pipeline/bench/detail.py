@@ -172,6 +172,36 @@ def low_information_pictures(seed: int = 0) -> Iterator[tuple[str, str, Image.Im
             yield family, f"{label} q75", _jpeg(image, 75)
 
 
+#: The overlays an outside review used to switch the old gate on over a real photo, each a
+#: texture added at +-strength grey levels (``pipeline bench detail`` and the tests measure them).
+#: Sizes are in pixels of pHash's 32-pixel thumbnail, so they hold at any picture size:
+#: ``stripes`` vertical square stripes of period 2.2 (just under the thumbnail's Nyquist limit),
+#: ``stripes_h`` the same turned, ``checker`` a checkerboard of 1.5-pixel cells, ``noise``
+#: random blocks of one thumbnail pixel.
+OVERLAYS = ("stripes", "stripes_h", "checker", "noise")
+
+
+def overlay(image: Image.Image, pattern: str, strength: float, seed: int = 0) -> Image.Image:
+    """``image`` in grayscale with ``pattern`` (one of :data:`OVERLAYS`) added at +-``strength``
+    grey levels, clipped to 0-255. Deterministic for a given ``seed``."""
+    pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    height, width = pixels.shape
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    cell_x, cell_y = width / 32, height / 32  # one pixel of pHash's thumbnail
+    if pattern == "stripes":
+        texture = np.sign(np.sin(2 * np.pi * x / (2.2 * cell_x)))
+    elif pattern == "stripes_h":
+        texture = np.sign(np.sin(2 * np.pi * y / (2.2 * cell_y)))
+    elif pattern == "checker":
+        texture = 2 * ((np.floor(x / (1.5 * cell_x)) + np.floor(y / (1.5 * cell_y))) % 2) - 1
+    elif pattern == "noise":
+        blocks = np.random.default_rng(seed).choice([-1.0, 1.0], size=(33, 33))
+        texture = blocks[(y / cell_y).astype(int), (x / cell_x).astype(int)]
+    else:
+        raise ValueError(f"unknown overlay {pattern!r}; known: {', '.join(OVERLAYS)}")
+    return Image.fromarray(np.clip(pixels + strength * texture, 0, 255).astype(np.uint8), "L")
+
+
 def skimage_picture(name: str) -> Image.Image | None:
     """A bundled scikit-image picture in grayscale (None when it needs a download)."""
     from skimage import data

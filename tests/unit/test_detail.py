@@ -10,9 +10,11 @@ picture is flagged; a photo's pHash never is. Thresholds and their measured marg
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,11 +27,13 @@ from pipeline.application.list_files import (
     validate_lists,
 )
 from pipeline.bench.detail import (
+    OVERLAYS,
     PATTERN_DRAWINGS,
     SKIMAGE_PICTURES,
     _jpeg,
     edits,
     low_information_family,
+    overlay,
     skimage_picture,
 )
 from pipeline.core.detail import (
@@ -41,7 +45,9 @@ from pipeline.core.detail import (
     low_information_hashes,
     thumbnail_dct,
 )
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.guard import GuardLimits
+from pipeline.core.hashing import bits_to_int, hash_image
+from pipeline.core.hashlist import DEFAULT_THRESHOLDS, Category, HashListEntry, ListConfig
 from pipeline.core.matching import Matcher
 from pipeline.core.orientation import oriented_perceptual_hashes
 from pipeline.core.types import Algorithm, HashValue
@@ -153,6 +159,51 @@ def test_adding_strong_detail_ungates_a_picture(
     patch = detail.resize((int(width * 0.7), int(height * 0.7)))
     base.paste(patch, (int(corner[0] * width), int(corner[1] * height)))
     assert not is_low_information(base)
+
+
+# -- the gate is no way to hide a picture -------------------------------------------------------
+
+#: Overlay strengths tried, in grey levels either way (96: the photo is still plain to see).
+OVERLAY_STRENGTHS = (24, 48, 96)
+
+
+def _as_upload(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("pattern", OVERLAYS)
+def test_an_overlay_never_gates_a_photo_whose_phash_it_leaves_matching(pattern: str) -> None:
+    """A known picture under a stripe, checker or noise texture is still the picture: while its
+    pHash stays within the default threshold of the listed one, the gate must not refuse it
+    (the outside review's evasion: near-Nyquist stripes made the old detail score collapse)."""
+    threshold = DEFAULT_THRESHOLDS[Algorithm.PHASH]
+    still_matching, gated = 0, []
+    for name in PHOTOS:
+        picture = skimage_picture(name)
+        assert picture is not None
+        listed = bits_to_int(imagehash.phash(picture).hash)  # the hotline's hash of the original
+        for strength in OVERLAY_STRENGTHS:
+            upload = hash_image(_as_upload(overlay(picture, pattern, strength)), GuardLimits())
+            distance = (upload.hashes[Algorithm.PHASH] ^ listed).bit_count()
+            if distance <= threshold:
+                still_matching += 1
+                if upload.views[0].low_information:
+                    gated.append((name, strength, distance))
+    assert still_matching >= len(PHOTOS) // 2, "the overlays should leave many pHashes matching"
+    assert gated == []
+
+
+@pytest.mark.parametrize("pattern", [p for p in OVERLAYS if p != "noise"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_stripe_and_checker_overlays_alone_are_gated(
+    pattern: str, size: tuple[int, int]
+) -> None:
+    for strength in OVERLAY_STRENGTHS:
+        alone = overlay(Image.new("L", size, 128), pattern, strength)
+        assert is_low_information(alone), (pattern, strength)
+        assert is_low_information(_jpeg(alone, 75)), (pattern, strength, "q75")
 
 
 # -- list entries -------------------------------------------------------------------------------
