@@ -9,12 +9,15 @@ bundled photos and drawings, each also at JPEG q10, blurred, at half contrast, d
 in four crops; the demo's synthetic pictures; and any image files under ``--photos`` folders
 (default: the Debian wallpaper folders, when installed).
 
-Prints the detail score per family (min, median, max) and how many of each the gate refuses;
-the benign pictures the gate refuses (must be ~0), with the lowest scores; false matches of
-the low-information pictures (all eight orientations) against a list made of the benign
-pictures' pHash and dHash at pHash 8 / dHash 10, without the gate, with it, and with the
-list's low-information entries flagged; how many benign hashes :func:`low_information_hash`
-flags; and the cost of one :func:`is_low_information` call. Nothing is written but the JSON.
+Prints the decided pHash bits (:func:`pipeline.core.detail.decided_bits`) per family (min,
+median, max) and how many of each the gate refuses; the benign pictures the gate refuses (must
+be ~0), with the lowest counts; whether the gate can be switched on over a photo whose pHash
+still matches (:data:`OVERLAYS` at three strengths, contrast cut to 50% down to 3%, blurs),
+through the upload path; false matches of the low-information pictures (all eight orientations)
+against a list made of the benign pictures' pHash and dHash at pHash 8 / dHash 10, by plain
+radius without and with the gate and by the matcher's own rules (gate, dHash rule); how many
+benign hashes :func:`low_information_hash` flags; and the cost of one
+:func:`is_low_information` call. Nothing is written but the JSON.
 """
 
 from __future__ import annotations
@@ -264,66 +267,135 @@ def benign_pictures(folders: list[Path], max_files: int) -> Iterator[tuple[str, 
             yield f"files:{folder}", str(path.relative_to(folder)), image
 
 
+#: Contrast factors and blur radii (in pixels of pHash's 32-pixel thumbnail) the evasion table
+#: applies besides the overlays.
+CONTRASTS = (0.5, 0.25, 0.12, 0.06, 0.03)
+BLURS = (1.0, 2.0, 3.0, 4.0)
+
+
+def _treated(picture: Image.Image) -> Iterator[tuple[str, str, Image.Image]]:
+    """(treatment, strength, picture) of every evasion attempt on one photo."""
+    for pattern in OVERLAYS:
+        for strength in (24, 48, 96):
+            yield f"overlay {pattern}", f"+-{strength}", overlay(picture, pattern, strength)
+    pixels = np.asarray(picture, dtype=np.float64)
+    for factor in CONTRASTS:
+        cut = pixels.mean() + (pixels - pixels.mean()) * factor
+        yield "contrast cut", f"x{factor}", Image.fromarray(np.clip(cut, 0, 255).astype(np.uint8))
+    for radius in BLURS:
+        blurred = picture.filter(ImageFilter.GaussianBlur(radius * max(picture.size) / 32))
+        yield "blur", f"{radius:g} thumbnail px", blurred
+
+
+def evasion_rows(threshold: int = PHASH_RADIUS) -> list[list[str]]:
+    """Per treatment of scikit-image's photos: uploads (JPEG q92, the production hashing path)
+    whose pHash is still within ``threshold`` of the photo's own, and how many of those the gate
+    refuses (an evasion, unless the treatment destroyed the picture: a blur to a blob)."""
+    import imagehash
+
+    from pipeline.core.guard import GuardLimits
+    from pipeline.core.hashing import bits_to_int, hash_image
+    from pipeline.core.types import Algorithm
+
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for name in SKIMAGE_PICTURES:
+        picture = skimage_picture(name)
+        if picture is None or name in PATTERN_DRAWINGS:
+            continue
+        listed = bits_to_int(imagehash.phash(picture).hash)
+        for treatment, strength, treated in _treated(picture):
+            buffer = io.BytesIO()
+            treated.convert("RGB").save(buffer, "JPEG", quality=92)
+            upload = hash_image(buffer.getvalue(), GuardLimits())
+            row = counts[(treatment, strength)]
+            row[0] += 1
+            if (upload.hashes[Algorithm.PHASH] ^ listed).bit_count() <= threshold:
+                row[1] += 1
+                row[2] += upload.views[0].low_information
+    return [
+        [t, s, str(n), str(matching), str(gated)] for (t, s), (n, matching, gated) in counts.items()
+    ]
+
+
+def _views(hashes: Any, gated: bool) -> list[Any]:
+    from pipeline.core.hashing import View
+    from pipeline.core.regions import Region
+
+    return [View(Region.whole(100, 100), hashes, low_information=gated)]
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the measurement; print the tables and write JSON."""
     from pipeline.application.tables import format_table
     from pipeline.bench.report import write_json
     from pipeline.core.detail import (
-        LOW_DETAIL_THRESHOLD,
-        detail_score,
+        MIN_DECIDED_BITS,
+        decided_bits,
         is_low_information,
         low_information_hash,
     )
+    from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+    from pipeline.core.matching import Matcher
     from pipeline.core.orientation import oriented_perceptual_hashes
-    from pipeline.core.types import Algorithm
+    from pipeline.core.types import Algorithm, HashValue
 
     folders = args.photos or [Path(p) for p in PHOTO_DIRS if Path(p).is_dir()]
-    low: list[tuple[str, str, float, bool, Any]] = []
+    low: list[tuple[str, str, int, bool, Any]] = []
     for family, label, image in low_information_pictures():
         hashes = oriented_perceptual_hashes(image)
-        low.append((family, label, detail_score(image), is_low_information(image), hashes))
-    benign: list[tuple[str, str, float, bool, Any]] = []
+        low.append((family, label, decided_bits(image), is_low_information(image), hashes))
+    benign: list[tuple[str, str, int, bool, Any]] = []
     for source, name, image in benign_pictures(folders, args.max_files):
         hashes = oriented_perceptual_hashes(image)
-        benign.append((source, name, detail_score(image), is_low_information(image), hashes))
+        benign.append((source, name, decided_bits(image), is_low_information(image), hashes))
 
-    by_family: dict[str, list[tuple[float, bool]]] = defaultdict(list)
-    for family, _, score, gated, _ in low:
-        by_family[family].append((score, gated))
+    by_family: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for family, _, bits, gated, _ in low:
+        by_family[family].append((bits, gated))
     family_rows = [
         [
             family,
             str(len(rows)),
-            f"{min(s for s, _ in rows):.1f}",
-            f"{float(np.median([s for s, _ in rows])):.1f}",
-            f"{max(s for s, _ in rows):.1f}",
+            str(min(b for b, _ in rows)),
+            f"{float(np.median([b for b, _ in rows])):.0f}",
+            str(max(b for b, _ in rows)),
             f"{sum(g for _, g in rows)}/{len(rows)}",
         ]
         for family, rows in by_family.items()
     ]
-    print(f"Low-information pictures: detail score (gate below {LOW_DETAIL_THRESHOLD}) and gated")
+    print(
+        f"Low-information pictures: pHash bits decided (gate below {MIN_DECIDED_BITS} of 64,"
+        " or tied coefficients) and gated"
+    )
     print(format_table(["family", "n", "min", "median", "max", "gated"], family_rows))
 
-    sources: dict[str, list[tuple[str, float, bool]]] = defaultdict(list)
-    for source, name, score, gated, _ in benign:
-        sources[source].append((name, score, gated))
+    sources: dict[str, list[tuple[str, int, bool]]] = defaultdict(list)
+    for source, name, bits, gated, _ in benign:
+        sources[source].append((name, bits, gated))
     source_rows = []
     for source, rows in sources.items():
-        scores = [s for _, s, _ in rows]
+        counts = [b for _, b, _ in rows]
         lowest = sorted(rows, key=lambda r: r[1])[:3]
         source_rows.append(
             [
                 source,
                 str(len(rows)),
-                f"{min(scores):.1f}",
-                f"{float(np.percentile(scores, 5)):.1f}",
-                f"{float(np.median(scores)):.1f}",
+                str(min(counts)),
+                f"{float(np.percentile(counts, 5)):.0f}",
+                f"{float(np.median(counts)):.0f}",
                 f"{sum(g for _, _, g in rows)}",
-                ", ".join(f"{n} {s:.1f}" for n, s, _ in lowest),
+                ", ".join(f"{n} {b}" for n, b, _ in lowest),
             ]
         )
-    print("\nBenign pictures: detail score and wrongly gated")
+    print("\nBenign pictures: pHash bits decided and wrongly gated")
     print(format_table(["source", "n", "min", "p5", "median", "gated", "lowest"], source_rows))
+
+    evasion = evasion_rows()
+    print(
+        f"\nscikit-image photos treated, uploaded (JPEG q92): pHash still within {PHASH_RADIUS}"
+        " of the photo's, and of those gated (must be 0 unless the picture is destroyed)"
+    )
+    print(format_table(["treatment", "strength", "photos", "pHash matching", "gated"], evasion))
 
     # False matches: low-information uploads (all orientations) against the benign list.
     entries = [
@@ -336,39 +408,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     values = {
         alg: np.array([v for _, a, v in entries if a is alg], dtype=np.uint64) for alg in radius
     }
-    names = {alg: [n for n, a, _ in entries if a is alg] for alg in radius}
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("benign", thresholds={"phash": 8, "dhash": 10}))
+    matcher.upsert(
+        HashListEntry("benign", f"{i}", HashValue(alg, value), Category.OTHER)
+        for i, (_, alg, value) in enumerate(entries)
+    )
     outcome: Counter[str] = Counter()
     matched_families: dict[str, Counter[str]] = defaultdict(Counter)
+    rules = ("plain radius, no gate", "plain radius, gate", "matcher, no gate", "matcher")
     for family, _, _, gated, hashes in low:
-        hit_any = hit_unflagged = hit_own_hash_trusted = False
-        for alg, limit in radius.items():
-            own_low = low_information_hash(alg, hashes[alg].identity)
-            for value in hashes[alg].distinct():
-                close = np.bitwise_count(values[alg] ^ np.uint64(value)) <= limit
-                for index in np.flatnonzero(close):
-                    hit_any = True
-                    hit_unflagged |= (names[alg][index], alg) not in flagged
-                    hit_own_hash_trusted |= not own_low
-        if hit_any:
-            outcome["no gate"] += 1
-            matched_families["no gate"][family] += 1
-            if not gated:
-                outcome["gate"] += 1
-                matched_families["gate"][family] += 1
-        if hit_own_hash_trusted:
-            outcome["no gate, upload's low-information hashes not searched"] += 1
-            if not gated:
-                outcome["gate, upload's low-information hashes not searched"] += 1
-                matched_families["gate, upload's low-information hashes not searched"][family] += 1
-        if hit_unflagged:
-            outcome["no gate, flagged entries not matched"] += 1
-            if not gated:
-                outcome["gate, flagged entries not matched"] += 1
-                matched_families["gate, flagged entries not matched"][family] += 1
+        plain = any(
+            bool((np.bitwise_count(values[alg] ^ np.uint64(value)) <= limit).any())
+            for alg, limit in radius.items()
+            for value in hashes[alg].distinct()
+        )
+        upright = {alg: oriented.identity for alg, oriented in hashes.items()}
+        hit = {
+            rules[0]: plain,
+            rules[1]: plain and not gated,
+            rules[2]: bool(matcher.match(upright, _views(hashes, False))),
+            rules[3]: bool(matcher.match(upright, _views(hashes, gated))),
+        }
+        for rule, matched in hit.items():
+            if matched:
+                outcome[rule] += 1
+                matched_families[rule][family] += 1
     print(
         f"\nLow-information pictures ({len(low)}) matching a list of {len(benign)} benign"
-        f" pictures' pHash and dHash (pHash <= {PHASH_RADIUS} or dHash <= {DHASH_RADIUS},"
-        " any orientation)"
+        f" pictures' pHash and dHash (pHash <= {PHASH_RADIUS} or dHash <= {DHASH_RADIUS} by"
+        " plain radius, or the matcher's rules; any orientation)"
     )
     rule_rows = [
         [
@@ -376,14 +445,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             str(outcome[rule]),
             ", ".join(f"{f} {n}" for f, n in matched_families[rule].most_common(6)),
         ]
-        for rule in (
-            "no gate",
-            "gate",
-            "no gate, flagged entries not matched",
-            "gate, flagged entries not matched",
-            "no gate, upload's low-information hashes not searched",
-            "gate, upload's low-information hashes not searched",
-        )
+        for rule in rules
     ]
     print(format_table(["rule", "pictures matching", "families"], rule_rows))
 
@@ -410,9 +472,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         args.json,
         "detail",
         {
-            "threshold": LOW_DETAIL_THRESHOLD,
+            "min_decided_bits": MIN_DECIDED_BITS,
             "families": family_rows,
             "benign": source_rows,
+            "evasion": evasion,
             "false_matches": dict(outcome),
             "flags": flag_rows,
             "cost_seconds": cost,

@@ -1,24 +1,33 @@
-"""How much picture there is to hash: the low-information gate and low-information list hashes.
+"""How much picture there is to hash: the low-information gate and low-information hashes.
 
-Owns two rules (measured by ``pipeline bench detail``; figures in the README's "Low-information
-pictures" section):
+Owns three rules (measured by ``pipeline bench detail`` and ``pipeline bench quality``; figures
+in the README's "Low-information pictures" section):
 
-* :func:`is_low_information` (an upload or a region of one). A near-uniform, gradient, vignette,
-  few-frequency stripe or blank-ish picture has almost nothing for a perceptual hash to encode:
-  its dHash collapses to a pattern (all zeros, all ones, ``f0f0f0f0f0f0f0f0``, ...) and its pHash
-  to a handful of set bits, so it sits within the match radius of whatever list entry happens to
-  hash near that pattern, and of every other such picture. Such a picture must not match
-  anything perceptually. It is low-information when either
-  - its **detail score** (:func:`detail_score`) is below :data:`LOW_DETAIL_THRESHOLD`: the share
-    of the picture's edge energy lying outside its :data:`STRONGEST_FREQUENCIES` strongest
-    spatial frequencies, on the same 32x32 thumbnail pHash uses. A photo or a drawing spreads
-    its edges over hundreds of frequencies; a gradient or vignette has almost all of it in one
-    or two, a sine stripe in one, a uniform picture none (JPEG and sensor noise stay below a
-    noise floor); or
-  - its **pHash is degenerate**: pHash sets the bits of the 64 low DCT coefficients above their
-    median, which is exactly 32 bits for every photo and drawing measured; a count off 32 by
-    :data:`PHASH_TIE_MARGIN` or more means many coefficients tie at the median, i.e. the
-    picture is made of a few exact symmetries (sharp checkerboards, sharp stripes, flat areas).
+* :func:`is_low_information` (an upload or a region of one): its **pHash is undecided**. pHash
+  sets the bits of the 64 low DCT coefficients of a 32x32 thumbnail that lie above their
+  median. A bit is *decided* when its coefficient lies farther than :data:`DECIDED_MARGIN` from
+  that median: four times the rounding noise of the 8-bit thumbnail the DCT is taken of, so
+  re-encoding, resizing or noise does not flip it. A photo or a drawing decides (nearly) all
+  64; a uniform, gradient, vignette or stripe picture decides the few coefficients its pattern
+  has and leaves the rest to noise, so its pHash is a pattern plus coin flips. A view is
+  low-information when fewer than :data:`MIN_DECIDED_BITS` bits are decided, or when the
+  coefficients tie at the median (:func:`phash_ties`: sharp stripes, checkerboards, flat
+  areas). Such a view is not matched perceptually at all (pHash, dHash, PDQ).
+
+  The rule looks only at what pHash itself encodes, so it cannot be switched on over a picture
+  whose pHash still carries it: a texture beyond the 8x8 low frequencies (stripes, a
+  checkerboard, fine noise) never reaches them, and a texture within them touches a few
+  coefficients, which moves neither the median nor the count of the others. Only taking the
+  picture's own low frequencies away (cutting its contrast to a few percent, blurring it to a
+  blob) undecides its pHash, and that is what "too little to match" means. The rule it
+  replaces (the share of edge energy outside the 16 strongest frequencies) could be driven to
+  zero by adding a strong near-Nyquist stripe pattern to a listed photo.
+* :func:`dhash_transitions` (any dHash value): how many neighbouring bits differ. A smooth
+  picture (gradient, vignette, soft shapes, a sky) compares the same way along whole rows, so
+  its dHash is long runs of equal bits, and such hashes crowd together: unrelated smooth
+  pictures lie within a few bits of each other. The matcher lets a dHash match count on its own
+  only when both hashes have at least :data:`DHASH_MIN_TRANSITIONS`
+  (:mod:`pipeline.core.matching`).
 * :func:`low_information_hash` (a hash-list entry). A list entry whose hash is the hash of such
   a picture (blank, gradient, stripes, or a photo crop of sky) lies near the patterns those
   pictures produce; it is flagged when loaded, with a warning and a metric, for the list's
@@ -42,32 +51,32 @@ from scipy import fftpack  # type: ignore[import-untyped]
 
 from pipeline.core.types import Algorithm
 
-#: Side of the thumbnail the score is computed on: pHash's own 32x32 resize.
+#: Side of the thumbnail pHash is computed on (its own 32x32 resize).
 DETAIL_SIDE = 32
 #: imagehash's resampling filter, so the thumbnail is pixel for pixel pHash's.
 _RESAMPLE = Image.Resampling.LANCZOS
-#: Edge energy counted as structure only outside this many strongest frequencies. A gradient
-#: or a vignette needs one to a few, a sine stripe one, a photo hundreds.
-STRONGEST_FREQUENCIES = 16
-#: Below this detail score (percent) a picture is low-information. Measured (``pipeline bench
-#: detail``): gradients, vignettes, spotlights, uniform pictures (with JPEG or sensor noise),
-#: sine stripes and two-tone splits score <= 4.2 except sine stripes of a 3-pixel thumbnail
-#: period (<= 7.4); every scikit-image photo and drawing, whole or cropped, edited or not,
-#: scores >= 10 (the scikit-image colour wheel and checkerboard aside, gated on purpose). Half
-#: the lowest photo, not the last point above the patterns.
-LOW_DETAIL_THRESHOLD = 5.0
-#: A frequency carries structure only when it holds more than this share of the thumbnail's
-#: variance, in grey levels squared: three times what white noise of 2 grey levels (JPEG at
-#: quality 75, sensor noise) puts in each of the 1024 coefficients.
-NOISE_FLOOR = 3 * 2.0**2 / DETAIL_SIDE**2
-#: pHash of a photo or drawing has exactly half its 64 bits set (its median split); this many
-#: bits off half means the coefficients tie at the median (see the module docstring).
-PHASH_TIE_MARGIN = 6
-
+#: pHash's block of low frequencies: 8x8 coefficients, 64 bits.
 _HASH_SIDE = 8
-_FREQUENCY_SQUARED = np.add.outer(
-    np.arange(DETAIL_SIDE, dtype=np.float64) ** 2, np.arange(DETAIL_SIDE, dtype=np.float64) ** 2
-)
+#: The rounding noise of an 8-bit thumbnail, in grey levels: each pixel is off by up to half a
+#: level (uniform, standard deviation 1/sqrt(12)), and so is each coefficient of its
+#: orthonormal DCT. Nothing finer survives into a pHash.
+ROUNDING_NOISE = 1 / math.sqrt(12)
+#: A pHash bit is decided when its coefficient lies farther than this from the median of the
+#: 64, in grey levels of the orthonormal DCT (1.15).
+DECIDED_MARGIN = 4 * ROUNDING_NOISE
+#: Fewer decided bits than this and the pHash is the hash of a pattern plus noise. Measured
+#: (``pipeline bench detail``): uniform, gradient, centred vignette (with grain the highest),
+#: spotlight and sine-stripe pictures decide at most 34 bits; scikit-image's photos and
+#: drawings (whole, cropped, at JPEG q10, blurred, at half contrast) at least 45, Debian's
+#: wallpapers at least 54, and none of the photos drops under 40 with a stripe, checkerboard or
+#: noise overlay while its pHash still matches. In distances, the 40th-largest distance from
+#: the median (what this count compares with the margin) is at most 0.85 for the patterns and
+#: at least 1.58 for the photos, overlaid or not: the margin (1.15) sits near the middle of
+#: that gap on a log scale.
+MIN_DECIDED_BITS = 40
+#: pHash of a photo or drawing has exactly half its 64 bits set (its median split); this many
+#: bits off half means the coefficients tie at the median (see :func:`phash_ties`).
+PHASH_TIE_MARGIN = 6
 
 
 def thumbnail_dct(image: Image.Image) -> npt.NDArray[np.float64]:
@@ -79,57 +88,71 @@ def thumbnail_dct(image: Image.Image) -> npt.NDArray[np.float64]:
     return np.asarray(fftpack.dct(fftpack.dct(pixels, axis=0), axis=1), dtype=np.float64)
 
 
-def detail_score_of(coefficients: npt.NDArray[np.float64]) -> float:
-    """The detail score (0-100) of a thumbnail's 32x32 DCT (:func:`thumbnail_dct`).
+def _low_block(coefficients: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], float]:
+    """pHash's 64 coefficients, sorted, and their median (np.median's, without its overhead)."""
+    low = np.sort(coefficients[:_HASH_SIDE, :_HASH_SIDE], axis=None)
+    half = low.size // 2
+    return low, float((low[half - 1] + low[half]) / 2)
 
-    Each AC coefficient's energy is rescaled to its share of the thumbnail's variance (grey
-    levels squared; by Parseval the DC term alone is the mean), coefficients at or under
-    :data:`NOISE_FLOOR` are dropped, and the rest are weighted by their squared frequency (the
-    energy of the picture's edges rather than of its shading, so a photo's 1/f spectrum comes
-    out flat and its many frequencies count). The score is the percentage of that edge energy
-    outside the :data:`STRONGEST_FREQUENCIES` largest; 0 for a picture with none."""
-    energy = np.square(coefficients)
-    energy[0, 0] = 0.0
-    # The unnormalised DCT-II (scipy's, as imagehash calls it) carries 4 N^4 times the
-    # thumbnail's variance in its AC terms: this makes each a share of it in grey levels^2.
-    share = energy / (4.0 * DETAIL_SIDE**4)
-    edges = np.where(share > NOISE_FLOOR, share, 0.0) * _FREQUENCY_SQUARED
-    edge_total = float(edges.sum())
-    if edge_total <= 0.0:
-        return 0.0
-    strongest = np.partition(edges.ravel(), -STRONGEST_FREQUENCIES)[-STRONGEST_FREQUENCIES:]
-    return 100.0 * (1.0 - float(strongest.sum()) / edge_total)
+
+def decided_bits_of(coefficients: npt.NDArray[np.float64]) -> int:
+    """How many of pHash's 64 bits lie farther than :data:`DECIDED_MARGIN` from the median
+    split, given the thumbnail's DCT (:func:`thumbnail_dct`, scipy's unnormalised DCT-II)."""
+    low, median = _low_block(coefficients)
+    # scipy's unnormalised 2-D DCT-II is 2N times the orthonormal one (AC terms).
+    return int(np.count_nonzero(np.abs(low - median) > DECIDED_MARGIN * 2 * DETAIL_SIDE))
+
+
+def decided_bits(image: Image.Image) -> int:
+    """:func:`decided_bits_of` ``image`` (any mode; the guard's reduced decode is enough)."""
+    return decided_bits_of(thumbnail_dct(image))
 
 
 def phash_ties(coefficients: npt.NDArray[np.float64]) -> int:
     """How far pHash's median split of these coefficients is from half its bits (0 for every
     photo and drawing measured; large for pictures whose coefficients tie at the median)."""
-    low = np.sort(coefficients[:_HASH_SIDE, :_HASH_SIDE], axis=None)
-    half = low.size // 2
-    median = (low[half - 1] + low[half]) / 2  # np.median's, without its overhead
+    low, median = _low_block(coefficients)
     above = low.size - int(np.searchsorted(low, median, side="right"))
-    return abs(above - half)
+    return abs(above - low.size // 2)
 
 
 def is_low_information_dct(coefficients: npt.NDArray[np.float64]) -> bool:
     """:func:`is_low_information` from a thumbnail's DCT (:func:`thumbnail_dct`)."""
     return (
-        detail_score_of(coefficients) < LOW_DETAIL_THRESHOLD
-        or phash_ties(coefficients) >= PHASH_TIE_MARGIN
+        phash_ties(coefficients) >= PHASH_TIE_MARGIN
+        or decided_bits_of(coefficients) < MIN_DECIDED_BITS
     )
 
 
-def detail_score(image: Image.Image) -> float:
-    """The detail score (0-100) of ``image`` (any mode; the guard's reduced decode is enough):
-    see :func:`detail_score_of`."""
-    return detail_score_of(thumbnail_dct(image))
-
-
 def is_low_information(image: Image.Image) -> bool:
-    """True when ``image`` (an upload's reduced decode, or a region of it) has too little
-    detail for a perceptual match to mean anything: its detail score is under
-    :data:`LOW_DETAIL_THRESHOLD` or its pHash is degenerate (see the module docstring)."""
+    """True when ``image`` (an upload's reduced decode, or a region of it) has too little for a
+    perceptual match to mean anything: its pHash decides fewer than :data:`MIN_DECIDED_BITS`
+    bits, or its coefficients tie (see the module docstring)."""
     return is_low_information_dct(thumbnail_dct(image))
+
+
+# -- dHash ----------------------------------------------------------------------------------------
+
+#: A dHash with fewer neighbouring bits that differ than this is the hash of a smooth picture.
+#: Measured over the photo corpora of ``pipeline bench quality``: every one of 471 photos and
+#: drawings (Scratch's backgrounds, Tux Paint's photos and stamps) has at least 16 (median 44;
+#: a random hash has 56 of the 112); gradients have 0, vignettes 8, soft-shaded wallpapers 3-15
+#: (one in ten wallpapers), a photographed page lit from one side 0.
+DHASH_MIN_TRANSITIONS = 16
+
+
+#: Bit masks of a 64-bit grid laid out row by row, first bit most significant: the pairs of
+#: horizontal neighbours (not across a row's end) and of vertical ones.
+_ACROSS_PAIRS = 0x7F7F7F7F7F7F7F7F
+_DOWN_PAIRS = 0x00FFFFFFFFFFFFFF
+
+
+def dhash_transitions(value: int) -> int:
+    """How many horizontally or vertically neighbouring bits differ in ``value``'s 8x8 grid (a
+    dHash as imagehash lays it out, first bit top-left): 0-112."""
+    across = (value ^ (value >> 1)) & _ACROSS_PAIRS
+    down = (value ^ (value >> 8)) & _DOWN_PAIRS
+    return across.bit_count() + down.bit_count()
 
 
 # -- list entries -------------------------------------------------------------------------------
