@@ -21,10 +21,12 @@ whole picture first) in each of the eight orientations, every distinct value onc
 reported once, by its nearest hit; ties go to the earlier view, then the earlier orientation,
 so an upright whole-picture match is always reported as such. Variants are exact searches of
 the same index at the same radius, never an approximation. A view too plain to mean anything
-(``View.low_information``: see :mod:`pipeline.core.detail`) is not searched at all. A dHash
-match farther than :data:`DHASH_ALONE` bits counts only when corroborated by a pHash entry of
-its list near the same view and orientation of the upload (:data:`CORROBORATION`). A view's
-PDQ below :data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
+(``View.low_information``: its pHash is undecided, see :mod:`pipeline.core.detail`) is not
+searched at all. A dHash match counts on its own only within :data:`DHASH_ALONE` bits and when
+neither hash is the hash of a smooth picture (:data:`~pipeline.core.detail.DHASH_MIN_TRANSITIONS`);
+otherwise, up to its list's threshold, only when corroborated by a pHash near miss of its list
+in the same view and orientation of the upload (:data:`CORROBORATION`). A view's PDQ below
+:data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
 
 An entry whose list has no config is *held*: stored and indexed, but never matched, until
 its list's config arrives (list configs and entries can arrive in any order from different
@@ -46,6 +48,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
 from pipeline.core.hashing import View
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
@@ -89,22 +92,37 @@ class Match:
     """Which part of the upload matched, in its pixels; None when matched without views."""
 
 
-#: A dHash match counts on its own only this close to its entry. Farther, up to its list's
-#: dHash threshold, it needs corroboration: a pHash entry of the same list within
-#: :data:`CORROBORATION` bits of the same view of the upload in the same orientation. dHash
-#: alone at radius 10 made every false match ``pipeline bench quality`` found (252 pairs of
-#: 50,000 unrelated member x non-member pairs; smooth wallpapers and cut-outs on white share
-#: dHash patterns), while pHash made one. With corroboration by any view and orientation the
-#: false pairs fell to 12, at a recall cost on crops and small rotations (crop 5%: 78% to 71%,
-#: rotate 4 degrees: 80% to 62%); requiring the same view and orientation (against chance
-#: corroborations on large lists) took them to 9 with the same recall.
+#: A dHash match counts on its own only this close to its entry, and only when neither the
+#: upload's dHash nor the entry's is the hash of a smooth picture (fewer than
+#: :data:`~pipeline.core.detail.DHASH_MIN_TRANSITIONS` neighbouring bits differ: gradients,
+#: vignettes, soft shapes, a sky). Otherwise, up to its list's dHash threshold, it needs
+#: corroboration: a pHash entry of the same list that the same view of the upload, turned the
+#: same way, nearly matches: farther than the list's pHash threshold (a pHash hit within it is a
+#: match of its own entry and vouches for no other), at most :data:`CORROBORATION` bits.
+#:
+#: Measured with ``pipeline bench quality`` (100 listed photos x 500 unrelated ones): dHash alone
+#: at radius 10 made 252 false pairs of 50,000, pHash 1. Corroboration by any pHash entry
+#: within 12 bits of the same view and orientation took them to 9, all dHash matches at 2-4
+#: bits between smooth pictures (plasma wallpapers against a stripe, a wood-grain and a
+#: photographed-page member, whose dHashes have 0-9 transitions); requiring transitions on both
+#: sides removed those 7 at a cost of 3 crops and 4 small turns of the 2,500 listed-photo
+#: queries (smooth members lose their dHash-only matches). The near-miss form changes no recall
+#: and halves the spurious co-matches of a true copy (its own pHash hit at 0-8 bits used to
+#: vouch for every other entry within dHash 10 of it: 65 such pairs among the members, 30 now).
 DHASH_ALONE = 4
-#: The corroborating algorithms and how near the upload must be to one of their entries.
+#: The corroborating algorithms and how near (inclusive) a near miss must be.
 CORROBORATION: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 12})
 
 
-def _needs_corroboration(match: Match) -> bool:
-    return match.algorithm is Algorithm.DHASH and match.distance > DHASH_ALONE
+def counts_alone(algorithm: Algorithm, distance: int, query: int, entry: int) -> bool:
+    """Whether a hit of ``algorithm`` at ``distance`` between the upload's ``query`` value and
+    an ``entry`` value counts without corroboration (every algorithm but dHash always does)."""
+    if algorithm is not Algorithm.DHASH:
+        return True
+    return (
+        distance <= DHASH_ALONE
+        and min(dhash_transitions(query), dhash_transitions(entry)) >= DHASH_MIN_TRANSITIONS
+    )
 
 
 #: One perceptual query: (value, the orientation it was hashed in, view position, region).
@@ -299,7 +317,7 @@ class Matcher:
         Disabled lists never match. Allow-list matches are included (kind ``allow``): the
         decision policy decides what they suppress.
         """
-        best: dict[int, tuple[tuple[int, int, int], Match]] = {}
+        best: dict[int, tuple[tuple[int, int, int], Match, int]] = {}
         for algorithm, value in hashes.items():
             if not algorithm.is_perceptual:
                 for internal in self._exact[algorithm].lookup(value):
@@ -317,15 +335,19 @@ class Matcher:
             ):
                 for internal, distance in hits:
                     self._consider(best, internal, algorithm, distance, query)
-        if any(_needs_corroboration(m) for _, m in best.values()):
+        alone = {
+            internal: counts_alone(m.algorithm, m.distance, query, self._by_id[internal].hash.value)
+            for internal, (_, m, query) in best.items()
+        }
+        if all(alone.values()):
+            found = [match for _, match, _ in best.values()]
+        else:
             corroborated = self._corroborated(hashes, views)
             found = [
                 m
-                for (_, position, turn), m in best.values()
-                if not _needs_corroboration(m) or (m.list_name, position, turn) in corroborated
+                for internal, ((_, position, turn), m, _) in best.items()
+                if alone[internal] or (m.list_name, position, turn) in corroborated
             ]
-        else:
-            found = [match for _, match in best.values()]
         found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
         return found
 
@@ -333,11 +355,12 @@ class Matcher:
         self, hashes: Mapping[Algorithm, int], views: Sequence[View]
     ) -> set[tuple[str, int, int]]:
         """(list, view position, orientation order) for each view and orientation of the upload
-        within :data:`CORROBORATION` bits of an entry of a corroborating algorithm on that list
-        (searched only when a match needs it). A dHash hit is corroborated only by the same
-        view in the same orientation: any view and orientation of any entry would make chance
-        corroborations grow with the list (32 queries against 10M pHashes). Every orientation
-        is listed, also those sharing a value with an earlier one (a symmetric picture)."""
+        that nearly matches an entry of a corroborating algorithm on that list: farther than
+        the list's threshold for it, within :data:`CORROBORATION` bits (searched only when a
+        match needs it). A dHash hit is corroborated only by the same view in the same
+        orientation: any view and orientation would make chance corroborations grow faster with
+        the list (32 queries against 10M pHashes). Every orientation is listed, also those
+        sharing a value with an earlier one (a symmetric picture)."""
         found: set[tuple[str, int, int]] = set()
         for algorithm, radius in CORROBORATION.items():
             index = self._hamming[algorithm]
@@ -354,9 +377,19 @@ class Matcher:
                 continue
             values = list(where)
             for value, hits in zip(values, index.search_many(values, radius), strict=True):
-                lists = {self._by_id[internal].list_name for internal, _ in hits}
+                names = ((self._by_id[internal].list_name, distance) for internal, distance in hits)
+                lists = {
+                    name for name, distance in names if self._near_miss(name, algorithm, distance)
+                }
                 found.update((name, *spot) for name in lists for spot in where[value])
         return found
+
+    def _near_miss(self, list_name: str, algorithm: Algorithm, distance: int) -> bool:
+        """Whether a hit at ``distance`` on ``list_name`` is beyond what that list matches by
+        ``algorithm`` (a match of its own entry is no near miss)."""
+        config = self._configs.get(list_name)
+        threshold = None if config is None or not config.enabled else config.threshold(algorithm)
+        return threshold is None or distance > threshold
 
     @staticmethod
     def _perceptual_queries(
@@ -384,14 +417,14 @@ class Matcher:
 
     def _consider(
         self,
-        best: dict[int, tuple[tuple[int, int, int], Match]],
+        best: dict[int, tuple[tuple[int, int, int], Match, int]],
         internal: int,
         algorithm: Algorithm,
         distance: int,
         query: _Query,
     ) -> None:
         """Keep the hit if its list's policy allows it and it is the entry's nearest so far."""
-        _, orientation, position, region = query
+        value, orientation, position, region = query
         rank = (distance, position, _ORIENTATION_ORDER[orientation])
         kept = best.get(internal)
         if kept is not None and kept[0] <= rank:
@@ -420,6 +453,7 @@ class Matcher:
                 orientation=orientation.inverse,
                 region=region,
             ),
+            value,
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:

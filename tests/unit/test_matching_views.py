@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.commands.uploads import verdict_line
 from pipeline.core.decision import decide
+from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
 from pipeline.core.hashlist import PDQ_MIN_QUALITY, Category, HashListEntry, ListConfig
@@ -34,6 +35,7 @@ from pipeline.models import ImageFacts
 from pipeline.verdicts import image_facts, screened_verdict
 from tests.framing import BLACK, WHITE, Framed, chat_screenshot, letterbox, meme, pad
 from tests.imagegen import encode, sample_photo
+from tests.unit.test_matching import transitions
 
 LIST = ListConfig.create("eokm", action="block", thresholds={"phash": 8, "dhash": 10})
 REGIONS = (
@@ -62,14 +64,20 @@ def reference(
         distance, _, turn, orientation, view = min(candidates, key=lambda c: c[:3])
         if distance > threshold:
             continue
-        if algorithm is Algorithm.DHASH and distance > DHASH_ALONE:
+        query = view.hashes[algorithm][ORIENTATIONS[turn]]
+        if algorithm is Algorithm.DHASH and not (
+            distance <= DHASH_ALONE
+            and min(transitions(query), transitions(e.hash.value)) >= DHASH_MIN_TRANSITIONS
+        ):
             # Corroboration (see test_matching.corroborated): the same view, turned the same
-            # way, within CORROBORATION[phash] of a pHash entry of the list.
+            # way, a near miss of a pHash entry of the list (beyond its pHash threshold).
             near = CORROBORATION[Algorithm.PHASH]
             mine = view.hashes.get(Algorithm.PHASH)
             if mine is None or not any(
                 p.hash.algorithm is Algorithm.PHASH
-                and hamming_distance(mine[ORIENTATIONS[turn]], p.hash.value) <= near
+                and config.thresholds[Algorithm.PHASH]
+                < hamming_distance(mine[ORIENTATIONS[turn]], p.hash.value)
+                <= near
                 for p in entries
             ):
                 continue
@@ -80,6 +88,9 @@ def reference(
 
 
 values = st.integers(0, (1 << 64) - 1)
+#: Hashes drawn around: any value, or the dHash of a smooth picture (uniform, gradient,
+#: vignette), so the dHash rule's smooth side is exercised too.
+centres = values | st.sampled_from([0, (1 << 64) - 1, 0xF0F0F0F0F0F0F0F0])
 
 
 def near(base: int) -> st.SearchStrategy[int]:
@@ -91,7 +102,7 @@ def near(base: int) -> st.SearchStrategy[int]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_views_match_like_the_rule(data: st.DataObject) -> None:
-    centre = data.draw(values)
+    centre = data.draw(centres)
     view_count = data.draw(st.integers(1, len(REGIONS)))
     views = [
         View(
@@ -125,21 +136,91 @@ def test_an_upright_match_is_reported_upright_and_whole_when_variants_tie() -> N
     assert (match.orientation, match.region) == (Orientation.IDENTITY, REGIONS[0])
 
 
+#: A dHash with as many transitions as a photo's (see pipeline.core.detail).
+PHOTO_DHASH = 0x3A5C96E10F2DB487
+
+
 def test_a_low_information_view_is_not_searched_but_exact_digests_still_are() -> None:
-    plain = OrientationHashes((0xF0F0F0F0F0F0F0F0,) * len(ORIENTATIONS))
-    views = [View(REGIONS[0], {Algorithm.DHASH: plain}, low_information=True)]
+    photo = OrientationHashes((PHOTO_DHASH,) * len(ORIENTATIONS))
+    views = [View(REGIONS[0], {Algorithm.DHASH: photo}, low_information=True)]
     matcher = Matcher()
     matcher.set_list(LIST)
     matcher.upsert(
         [
-            HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, plain.identity), Category.CSAM),
+            HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, PHOTO_DHASH), Category.CSAM),
             HashListEntry("eokm", "m", HashValue(Algorithm.MD5, 7), Category.CSAM),
         ]
     )
-    hashes = {Algorithm.DHASH: plain.identity, Algorithm.MD5: 7}
+    hashes = {Algorithm.DHASH: PHOTO_DHASH, Algorithm.MD5: 7}
     assert [m.entry_id for m in matcher.match(hashes, views)] == ["m"]
-    detailed = [View(REGIONS[0], {Algorithm.DHASH: plain})]
+    detailed = [View(REGIONS[0], {Algorithm.DHASH: photo})]
     assert [m.entry_id for m in matcher.match(hashes, detailed)] == ["d", "m"]
+
+
+def _view(phash: int, dhash: int) -> View:
+    return View(
+        REGIONS[0],
+        {
+            Algorithm.PHASH: OrientationHashes((phash,) * len(ORIENTATIONS)),
+            Algorithm.DHASH: OrientationHashes((dhash,) * len(ORIENTATIONS)),
+        },
+    )
+
+
+def _flip(value: int, bits: int) -> int:
+    return value ^ ((1 << bits) - 1)
+
+
+def test_a_smooth_dhash_matches_only_with_a_phash_near_miss() -> None:
+    """Two smooth pictures' dHashes (a vignette's runs of equal bits) lie within a few bits of
+    each other whatever the pictures: even at distance 0 such a match needs the upload's pHash
+    to nearly match a pHash entry of the list."""
+    vignette = 0xF0F0F0F0F0F0F0F0
+    assert dhash_transitions(vignette) < DHASH_MIN_TRANSITIONS <= dhash_transitions(PHOTO_DHASH)
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        [HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, vignette), Category.CSAM)]
+    )
+    upload_phash = 0x0123456789ABCDEF
+    assert matcher.match({}, [_view(upload_phash, vignette)]) == []
+    near_miss = _flip(upload_phash, 10)  # beyond the list's pHash threshold of 8, within 12
+    matcher.upsert(
+        [HashListEntry("eokm", "p", HashValue(Algorithm.PHASH, near_miss), Category.CSAM)]
+    )
+    assert [m.entry_id for m in matcher.match({}, [_view(upload_phash, vignette)])] == ["d"]
+    # A photo-like dHash within DHASH_ALONE counts on its own.
+    lone = Matcher()
+    lone.set_list(LIST)
+    lone.upsert(
+        [HashListEntry("eokm", "d", HashValue(Algorithm.DHASH, PHOTO_DHASH), Category.CSAM)]
+    )
+    assert [m.entry_id for m in lone.match({}, [_view(upload_phash, _flip(PHOTO_DHASH, 4))])] == [
+        "d"
+    ]
+    assert lone.match({}, [_view(upload_phash, _flip(PHOTO_DHASH, 5))]) == []
+
+
+def test_a_phash_match_vouches_for_no_other_entry() -> None:
+    """A true copy of A matches A's pHash entry; that hit is A's match and does not corroborate
+    B's dHash entry 7 bits away (it did: every entry near a listed picture's dHash came along
+    with a true match)."""
+    upload_phash, upload_dhash = 0x0123456789ABCDEF, PHOTO_DHASH
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert(
+        [
+            HashListEntry("eokm", "A", HashValue(Algorithm.PHASH, upload_phash), Category.CSAM),
+            HashListEntry("eokm", "B", HashValue(Algorithm.DHASH, _flip(upload_dhash, 7)),
+                          Category.CSAM),
+        ]
+    )  # fmt: skip
+    assert [m.entry_id for m in matcher.match({}, [_view(upload_phash, upload_dhash)])] == ["A"]
+    # A copy that only nearly matches a pHash entry (a crop, a small turn) lets the dHash hit
+    # count: entries do not say which picture they are of, so any near miss on the list does.
+    cropped = _flip(upload_phash, 10)
+    found = matcher.match({}, [_view(cropped, upload_dhash)])
+    assert [m.entry_id for m in found] == ["B"]
 
 
 def test_a_vignette_upload_matches_nothing_and_its_verdict_says_why() -> None:
