@@ -19,7 +19,6 @@ from typing import Any
 
 import faust
 
-from pipeline.adapters.broker import cap_faust_fetch_wait
 from pipeline.adapters.topics import TopicInspector, topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
@@ -31,6 +30,7 @@ from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
+from pipeline.prefetch import PrefetchBoundedTopic, configure_faust_fetches, forget_content
 from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     """The Faust app for these settings (nothing registered on it yet)."""
-    if settings.fetch_max_wait_ms is not None:
-        cap_faust_fetch_wait(settings.fetch_max_wait_ms)
+    configure_faust_fetches(
+        max_wait_ms=settings.fetch_max_wait_ms, max_bytes=settings.consumer_fetch_bytes
+    )
     return faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -63,6 +64,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
         producer_acks=-1,
+        # Per uploads partition and fetch (what the Kafka client holds beside the stream
+        # buffer, which PrefetchBoundedTopic bounds): see Settings.consumer_prefetch_bytes.
+        consumer_max_fetch_size=settings.consumer_fetch_bytes,
         producer_max_request_size=settings.producer_max_request_bytes,
         # Faust's default (1200 s) holds a batch for 20 minutes on a stalled broker before it
         # fails and OutputWriter's retries (and their log lines) start.
@@ -123,9 +127,17 @@ def create_app(
         max_in_flight=settings.max_in_flight,
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
+        forget_content=forget_content,
     )
-    uploads = app.topic(settings.topic_uploads, key_type=bytes, value_type=bytes,
-                        partitions=settings.topic_partitions)  # fmt: skip
+    # Faust's stream buffer counts records (4096): bound it in bytes too (pipeline.prefetch).
+    uploads = PrefetchBoundedTopic(
+        app,
+        topics=[settings.topic_uploads],
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        max_bytes=settings.consumer_prefetch_bytes,
+    )
 
     @app.agent(uploads, name="screen-uploads")
     async def screen_uploads(stream: faust.StreamT[bytes]) -> None:

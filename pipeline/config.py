@@ -37,6 +37,8 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 50
 #: the short one; Apache Kafka keeps the usual default.
 EMBEDDED_SESSION_TIMEOUT_SECONDS = 6.0
 DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
+#: Faust's per-partition fetch size (its consumer_max_fetch_size), the most a fetch asks for.
+DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 
 
 class IndexKind(enum.StrEnum):
@@ -157,6 +159,15 @@ class Settings(BaseSettings):
         description="Uploads taken from the stream but not yet committable (screening, or done "
         "behind an older unfinished upload of their partition); the worker takes no more until "
         "the oldest finishes. Bounds memory while a slow upload holds its partition's commits.",
+    )
+    consumer_prefetch_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of upload records the worker reads ahead of screening: Faust's "
+        "buffer of uploads stops taking records at this size (it counts records, 4096, "
+        "otherwise), and one fetch of the Kafka client asks for at most this much, and at most "
+        "1 MiB (see consumer_fetch_bytes). With max_in_flight it bounds the worker's memory "
+        "(see README).",
     )
     producer_max_request_bytes: int = Field(
         1_000_000,
@@ -345,6 +356,14 @@ class Settings(BaseSettings):
         if self.broker_fetch_max_wait_ms is not None:
             return self.broker_fetch_max_wait_ms
         return EMBEDDED_FETCH_MAX_WAIT_MS if self.embedded else None
+
+    @property
+    def consumer_fetch_bytes(self) -> int:
+        """The most one fetch of the worker's consumer asks the broker for, per partition and
+        in all: the prefetch bound, at most Faust's per-partition default of 1 MiB. A larger
+        record still comes whole (Kafka sends a partition's first record batch whatever its
+        size), so this never stalls a partition."""
+        return min(self.consumer_prefetch_bytes, DEFAULT_PARTITION_FETCH_BYTES)
 
     @property
     def faust_data_dir(self) -> Path:
