@@ -110,6 +110,8 @@ class ScreeningAgent:
         self._retry_backoff_max = retry_backoff_max_seconds
         self._sleep = sleep
         self._forget_content = forget_content
+        #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
+        self.taken = 0
 
     async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
         """Screen one raw upload event and write every output it produces.
@@ -165,6 +167,7 @@ class ScreeningAgent:
 
         try:
             async for event in events:
+                self.taken += 1
                 await uncommitted.acquire()
                 await screening.acquire()
                 message = event.message

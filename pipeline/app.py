@@ -8,12 +8,15 @@ the web server serves. The agent's flow is :mod:`pipeline.agents`, writing outpu
 Services beside the agent: the hash-list feed (every worker reads every list entry) and one alert
 delivery per sink (each its own consumer group, so a dead sink stalls neither screening nor the
 other sink), each supervised.
+What the worker holds of uploads is bounded in bytes (:mod:`pipeline.prefetch`), and what a
+burst took is handed back to the system once the worker is idle (:mod:`pipeline.memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +31,7 @@ from pipeline.connectivity import BrokerConnectivity
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
+from pipeline.memory import IdleTrim, glibc_malloc_trim
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.prefetch import PrefetchBoundedTopic, configure_faust_fetches, forget_content
@@ -151,6 +155,8 @@ def create_app(
     async def report_lag() -> None:
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
 
+    trim_when_idle(app, agent)
+
     add_services(
         app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
         broker=broker, topics=topics,
@@ -169,6 +175,26 @@ def create_app(
     metrics.report_readiness(lambda: health.ready)
     register_views(app, health, metrics)
     return app
+
+
+def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
+    """Hand what a burst of uploads took back to the system once the worker is idle
+    (pipeline.memory; nothing to do where the C library is not glibc)."""
+    trim = glibc_malloc_trim()
+    if trim is None:
+        return
+    idle = IdleTrim()
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def release_memory_when_idle() -> None:
+        if idle.due(agent.taken, time.monotonic()):
+            started = time.perf_counter()
+            released = await asyncio.to_thread(trim)  # off the loop: it walks every arena
+            log.debug(
+                "idle after a burst: malloc_trim %s in %.0f ms",
+                "released memory" if released else "found nothing to release",
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 def guard_topics(
