@@ -121,12 +121,14 @@ def test_a_prefetch_bound_below_one_mib_is_refused() -> None:
 def test_configuring_faust_fetches_again_replaces_rather_than_stacks() -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    original = AIOKafkaConsumerThread._create_worker_consumer
+    before = AIOKafkaConsumerThread._create_worker_consumer  # configured by an earlier test?
+    faust_own = getattr(before, "faust_original", before)
     try:
         configure_faust_fetches(max_wait_ms=50, max_bytes=MIB)
         first = AIOKafkaConsumerThread._create_worker_consumer
         configure_faust_fetches(max_wait_ms=None, max_bytes=2 * MIB)
         second = AIOKafkaConsumerThread._create_worker_consumer
-        assert first.faust_original is second.faust_original is original  # type: ignore[attr-defined]
+        assert first is not second
+        assert first.faust_original is second.faust_original is faust_own  # type: ignore[attr-defined]
     finally:
-        AIOKafkaConsumerThread._create_worker_consumer = original  # type: ignore[method-assign]
+        AIOKafkaConsumerThread._create_worker_consumer = before  # type: ignore[method-assign]
