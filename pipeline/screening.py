@@ -241,7 +241,8 @@ class Screener:
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review
-            decision = decide(matches, quarantined=self._quarantine.screened(matches))
+            quarantined = self._quarantine.screened(matches, result.content_digest)
+            decision = decide(matches, quarantined=quarantined)
             self._quarantine.decided(decision)
         timings[Stage.MATCH] = time.perf_counter() - started
         for match in (*decision.matches, *decision.allowed_by):
