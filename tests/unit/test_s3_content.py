@@ -1,5 +1,6 @@
 """``s3`` content without a server: the wire form's rules (mirrored by the committed schema),
-how the S3 client's errors become fetch reasons, and the PIPELINE_S3_* settings."""
+how the S3 client's errors become fetch reasons, the PIPELINE_S3_* settings, and
+``pipeline submit --s3``'s URI."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from botocore.exceptions import (
 from pydantic import SecretStr, ValidationError
 
 from pipeline.adapters.s3 import classify_failure
+from pipeline.application.uploads import s3_content, s3_event
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from pipeline.fetch_policy import FetchFailed, FetchRefused
 from pipeline.models import S3Content, UploadEvent
+from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "schemas" / "upload-event.json").read_text()
@@ -213,3 +216,51 @@ def test_bad_s3_settings_fail_at_start_with_a_readable_error(
         load_settings(**overrides)
     assert problem in str(caught.value)
     assert "s3cr3t-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "key", "version"),
+    [
+        ("s3://uploads/a.jpg", "uploads", "a.jpg", None),
+        ("s3://uploads/2026/12/a b.jpg", "uploads", "2026/12/a b.jpg", None),
+        ("s3://uploads/a.jpg?versionId=3HL4kqtJ", "uploads", "a.jpg", "3HL4kqtJ"),
+        ("s3://uploads/what?.jpg", "uploads", "what?.jpg", None),  # a ? alone is the key's
+        ("s3://uploads/a%20b.jpg", "uploads", "a%20b.jpg", None),  # as written, like aws s3
+    ],
+)
+def test_s3_uris_name_a_bucket_a_key_and_maybe_a_version(
+    uri: str, bucket: str, key: str, version: str | None
+) -> None:
+    content = s3_content(uri)
+    assert (content.bucket, content.key, content.version_id) == (bucket, key, version)
+    event = s3_event(content)
+    assert event.content == content
+    assert event.metadata == {"file": content.uri}
+    assert event.upload_id.startswith(Path(key).stem[:64])
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("https://uploads.s3.amazonaws.com/a.jpg", "not an s3:// URI"),
+        ("s3://uploads", "names no key"),
+        ("s3://uploads/", "names no key"),
+        ("s3://Uploads/a.jpg", "bucket"),
+        ("s3://uploads/a.jpg?versionId=", "version_id"),
+    ],
+)
+def test_bad_s3_uris_say_what_is_wrong(uri: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        s3_content(uri)
+
+
+@pytest.mark.usefixtures("isolated_cli")
+def test_submit_refuses_bad_or_missing_references_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(capsys, "submit", "--s3", "s3://uploads")
+    assert code == 2
+    assert "names no key" in err
+    code, _, err = run_cli(capsys, "submit")
+    assert code == 2
+    assert "--s3" in err
