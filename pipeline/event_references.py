@@ -97,15 +97,19 @@ def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
             kept["url"] = redact(value)
         elif key == "path" and kind == "path" and _is_text(value, MAX_PATH_CHARS):
             kept["path"] = value
-        elif (
-            kind == "s3"
-            and key in S3_REFERENCE_FIELDS
-            and _is_text(value, S3_REFERENCE_FIELDS[key])
-        ):
+        elif kind == "s3" and key in S3_REFERENCE_FIELDS and _s3_reference(key, value):
             kept[key] = value
         else:
             omitted.append(key)
     return _with_omitted(kept, omitted)
+
+
+def _s3_reference(key: str, value: object) -> bool:
+    """Whether ``value`` may be kept as an ``s3`` reference's ``key`` field: text within the
+    field's cap, or null for the optional version id (a parsed event carries it as None)."""
+    if key == "version_id" and value is None:
+        return True
+    return _is_text(value, S3_REFERENCE_FIELDS[key])
 
 
 def reference_only(event: dict[str, Any]) -> dict[str, Any]:

@@ -200,6 +200,10 @@ def test_an_invalid_event_keeps_known_references_and_names_the_rest() -> None:
             },
         ),
         (
+            {"kind": "s3", "bucket": "b-1", "key": "k", "version_id": None},
+            {"kind": "s3", "bucket": "b-1", "key": "k", "version_id": None},
+        ),
+        (
             {"kind": "url", "url": "https://cdn.example/a", "bucket": "b-1", "key": "k"},
             {
                 "kind": "url",
@@ -218,6 +222,7 @@ def test_an_invalid_event_keeps_known_references_and_names_the_rest() -> None:
         "url-not-text",
         "s3-extra",
         "s3-over-caps",
+        "s3-no-version",
         "url-s3-fields",
     ],
 )
