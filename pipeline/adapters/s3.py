@@ -17,8 +17,8 @@ The endpoint and credentials are the operator's settings (:class:`~pipeline.fetc
 S3Access`), never logged: messages name the object (``s3://bucket/key``) and the storage's
 error code only. Content is never written anywhere: the bytes are returned to the caller.
 aiobotocore is imported on the first ``s3`` upload, in a thread: loading it and the S3 service
-model takes about a second of CPU that a worker without ``s3`` uploads never pays, and that
-must not stall the event loop (heartbeats) of one that has them.
+model (0.35 s of CPU, +26 MB RSS with the client) is a cost a worker without ``s3`` uploads
+never pays, and it must not stall the event loop (heartbeats) of one that has them.
 """
 
 from __future__ import annotations
