@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     )
     s3_region: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",  # what botocore accepts
         description="Region the requests are signed for; unset: the default AWS chain "
         "(AWS_REGION, ~/.aws/config), else us-east-1.",
     )

@@ -208,11 +208,11 @@ class S3Reader:
 
         One attempt, bounded by the byte cap and by connect + 3 x read timeout in total.
         """
-        client = await self._s3()
         request: dict[str, Any] = {"Bucket": content.bucket, "Key": content.key}
         if content.version_id is not None:
             request["VersionId"] = content.version_id
         try:
+            client = await self._s3()  # a client the settings cannot make fails every upload
             async with asyncio.timeout(self.limits.connect_timeout + 3 * self.limits.read_timeout):
                 response = await client.get_object(**request)
                 return await self._body(response, content.uri)

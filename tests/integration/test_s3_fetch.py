@@ -14,6 +14,7 @@ import logging
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -165,6 +166,31 @@ def test_a_body_with_no_end_and_no_length_is_cut_at_the_cap() -> None:
     assert sent.bytes > LIMITS.max_bytes  # the server did send more than the cap
     # What the fetcher held: the cap's worth of chunks plus the client's read buffer.
     assert peak < 2 * LIMITS.max_bytes, peak
+
+
+def test_no_credentials_in_the_settings_nor_the_default_chain_is_a_clear_refusal(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Unset PIPELINE_S3_* credentials leave the default AWS chain in charge; with nothing in
+    it the read is refused as s3_no_credentials (not an internal error, not retried)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    # The chain's last step asks the instance metadata service, a link-local address: not here.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bucket = s3_server.bucket()
+    s3_server.put(bucket, "a.jpg", b"\xff\xd8 a picture")
+    access = S3Access(endpoint_url=s3_server.url, region="us-east-1", addressing_style="path")
+
+    async def refused_reason(fetcher: Fetcher) -> str:
+        with pytest.raises(FetchRefused) as caught:
+            await fetcher.fetch(S3Content(bucket=bucket, key="a.jpg"))
+        return caught.value.reason
+
+    assert with_fetcher(access, refused_reason) == "s3_no_credentials"
 
 
 def fake_storage(url: str) -> S3Access:

@@ -207,6 +207,7 @@ def test_unset_s3_settings_leave_the_aws_defaults() -> None:
         ({"s3_endpoint_url": "http://minio:9000/bucket?x=1"}, "PIPELINE_S3_ENDPOINT_URL"),
         ({"s3_addressing_style": "dns"}, "PIPELINE_S3_ADDRESSING_STYLE"),
         ({"s3_region": "eu west"}, "PIPELINE_S3_REGION"),
+        ({"s3_region": "eu_west_1"}, "PIPELINE_S3_REGION"),  # botocore refuses underscores
     ],
 )
 def test_bad_s3_settings_fail_at_start_with_a_readable_error(
