@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from pipeline.errors import PipelineError
 from pipeline.fetch_policy import FetchFailed, FetchLimits, FetchReason, FetchRefused, S3Access
 from pipeline.models import S3Content
@@ -71,12 +73,14 @@ RETRIED_CODES: dict[str, FetchReason] = {
 }
 
 
-def classify_failure(exc: Exception, uri: str) -> PipelineError:
-    """The fetch error an exception of the S3 client stands for (retryable or permanent).
+def classify_failure(exc: Exception, uri: str) -> PipelineError | None:
+    """The fetch error an exception of the S3 client stands for (retryable or permanent), or
+    None for one that is not the client's (a bug: the caller lets it through, and the screener
+    reports it as an internal error with its traceback).
 
     ``uri`` names the object in the message. Knows botocore's exception classes, so call it
-    only once aiobotocore is loaded. Anything not recognised is a refusal naming its type:
-    the request as it is (not the storage's state) is the likely cause.
+    only once aiobotocore is loaded. A botocore error not recognised below is a refusal naming
+    its type: the request as it is (not the storage's state) is the likely cause.
     """
     from botocore.exceptions import (
         BotoCoreError,
@@ -123,14 +127,16 @@ def classify_failure(exc: Exception, uri: str) -> PipelineError:
             "PIPELINE_S3_SECRET_ACCESS_KEY, or give the worker a role)",
             reason=FetchReason.S3_NO_CREDENTIALS,
         )
+    if isinstance(exc, aiohttp.ClientError):  # in case one passes botocore's wrapping
+        return FetchFailed(
+            f"reading {uri} failed: {type(exc).__name__}", reason=FetchReason.CONNECTION_FAILED
+        )
     if isinstance(exc, BotoCoreError):
         return FetchRefused(
             f"reading {uri} refused by the S3 client: {type(exc).__name__}",
             reason=FetchReason.S3_REFUSED,
         )
-    return FetchRefused(
-        f"reading {uri} failed: {type(exc).__name__}", reason=FetchReason.S3_REFUSED
-    )
+    return None
 
 
 def _prepared_session(access: S3Access, limits: FetchLimits) -> tuple[AioSession, AioConfig]:
@@ -219,7 +225,10 @@ class S3Reader:
         except PipelineError:
             raise
         except Exception as exc:
-            raise classify_failure(exc, content.uri) from None
+            failure = classify_failure(exc, content.uri)
+            if failure is None:
+                raise
+            raise failure from None
 
     async def _body(self, response: GetObjectOutputTypeDef, uri: str) -> bytes:
         """The body, read to its end but never past the cap + 1 bytes; closed in any case (an

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jsonschema
 import pytest
 from botocore.exceptions import (
@@ -161,7 +162,7 @@ def client_error(code: str, status: int) -> ClientError:
         (FlexibleChecksumError(error_msg="crc32 mismatch"), True, "connection_failed"),
         (NoCredentialsError(), False, "s3_no_credentials"),
         (ParamValidationError(report="bad"), False, "s3_refused"),
-        (ValueError("anything else"), False, "s3_refused"),
+        (aiohttp.ServerDisconnectedError(), True, "connection_failed"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -172,6 +173,12 @@ def test_the_storages_answers_become_retryable_or_permanent_reasons(
     assert isinstance(failure, FetchFailed if retried else FetchRefused)
     assert failure.reason == reason
     assert "s3://uploads/a.jpg" in str(failure)
+
+
+def test_an_error_that_is_not_the_clients_is_left_to_the_screener() -> None:
+    """A bug (here a KeyError) is not dressed up as a refusal: the screener reports it as an
+    internal error with its traceback."""
+    assert classify_failure(KeyError("Body"), "s3://uploads/a.jpg") is None
 
 
 def test_s3_settings_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
