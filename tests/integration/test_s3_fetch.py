@@ -4,7 +4,8 @@ The fetcher reads objects and their versions with the screening user's credentia
 storage refuses (missing key, bucket or version, a denied bucket, unknown credentials) is a
 permanent refusal with its own reason; an object over the byte cap is refused before its body is
 read, and a body with no end is cut at the cap; a server that is gone, silent or trickling is a
-retryable failure within the attempt's time. The secret never shows in logs or reprs.
+retryable failure within the attempt's time, which the screener retries before it dead-letters
+the reference. The secret never shows in logs, reprs or records.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from pydantic import SecretStr
 from pipeline.adapters.broker import free_port
 from pipeline.adapters.fetch import Fetcher
 from pipeline.config import Settings
+from pipeline.core.matching import Matcher
 from pipeline.fetch_policy import FetchFailed, FetchLimits, FetchRefused, S3Access
-from pipeline.models import S3Content
+from pipeline.hashpool import HashPool
+from pipeline.metrics import PipelineMetrics
+from pipeline.models import S3Content, SourceRef, UploadEvent
+from pipeline.screening import Screener, ScreeningOutcome
 from tests.imagegen import encode, synthetic_image
 from tests.integration.s3server import Credentials, S3Server
 from tests.trickle import endless_server, silent_server, trickling_server
@@ -261,3 +266,47 @@ def test_the_secret_is_never_logged_or_shown(
     for text in (caplog.text, shown, repr(access), str(access), repr(settings), str(settings)):
         assert secret not in text
     assert settings.s3_access().secret_access_key == SecretStr(secret)
+
+
+def test_the_screener_retries_a_storage_that_is_gone_then_dead_letters_the_reference() -> None:
+    """Retryable s3 failures go through the screener's retry loop like a URL's: every attempt
+    made, the reason and the object's reference (no credentials) in the dead letter."""
+    settings = Settings(
+        bootstrap_servers="unused:9092",
+        worker_id="w1",
+        fetch_attempts=3,
+        fetch_backoff_seconds=0.01,
+        s3_endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        s3_region="us-east-1",
+        s3_access_key_id="screening",
+        s3_secret_access_key="s3cr3t-value",
+        s3_addressing_style="path",
+    )
+    screener = Screener(
+        settings,
+        matcher=Matcher(),
+        fetcher=Fetcher(settings.fetch_limits(), settings.s3_access()),
+        pool=HashPool(0),
+        metrics=PipelineMetrics(),
+        limits=settings.guard_limits(),
+    )
+    event = UploadEvent(upload_id="u1", content=S3Content(bucket="uploads", key="a.jpg"))
+
+    async def screen() -> ScreeningOutcome:
+        try:
+            return await screener.screen(
+                event.model_dump_json().encode(), b"u1", SourceRef(topic="t", partition=0, offset=1)
+            )
+        finally:
+            await screener.close()
+
+    outcome = asyncio.run(screen())
+    letter = outcome.dead_letter
+    assert letter is not None
+    assert (letter.stage, letter.reason, letter.attempts) == ("fetch", "connection_failed", 3)
+    assert letter.original_event is not None
+    assert letter.original_event["content"] == {
+        "kind": "s3", "bucket": "uploads", "key": "a.jpg", "version_id": None,
+    }  # fmt: skip
+    assert outcome.verdict.action == "error"
+    assert "s3cr3t-value" not in letter.model_dump_json() + outcome.verdict.model_dump_json()
