@@ -150,7 +150,7 @@ def test_help_lists_every_command_by_name(capsys: pytest.CaptureFixture[str]) ->
     ]  # fmt: skip
 
 
-def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) -> None:
+def test_hash_enforces_a_time_limit_per_file(tmp_path: Path) -> None:
     # An uncompressed 3000x3000 noise PNG takes ~0.2 s to decode. The JPEGs running beside it
     # die with its killed process and are run again, alone: only the slow file is refused.
     rng = np.random.default_rng(0)
@@ -158,13 +158,16 @@ def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) ->
     Image.fromarray(rng.integers(0, 255, (3000, 3000), dtype=np.uint8), "L").save(
         slow, compress_level=0
     )
-    known = str(workspace / "known.jpg")
-    result = run("hash", "--timeout", "0.08", str(slow), known, known, known)
+    # Small JPEGs (~2 ms to hash): the 640x480 one took 30-60 ms on a loaded machine, too
+    # close to the limit, and then timed out too.
+    known = tmp_path / "small.jpg"
+    known.write_bytes(encode(synthetic_image(1, 64, 48)))
+    result = run("hash", "--timeout", "0.08", str(slow), *[str(known)] * 3)
     assert result.returncode == 1, result.stderr
     timed_out, *hashed = lines(result.stdout)
     assert timed_out["error"]["reason"] == "hash_timeout"  # type: ignore[index]
     assert [h["format"] for h in hashed] == ["JPEG"] * 3
-    assert run("hash", "--timeout", "0", known).returncode == 2
+    assert run("hash", "--timeout", "0", str(known)).returncode == 2
 
 
 # Jobs for the pool below: top-level, so the hashing processes can import them.
