@@ -9,7 +9,9 @@ partition is acknowledged (see :mod:`pipeline.inflight`), so a committed offset 
 unfinished upload: at-least-once across crashes and rebalances. Two bounds keep memory and
 concurrency finite: ``max_in_flight`` uploads screened at once, and ``max_uncommitted`` uploads
 taken but not yet acknowledged (when a slow upload holds its partition's commits back, the agent
-stops taking more once that many have piled up behind it).
+stops taking more once that many have piled up behind it). An upload waiting for its
+acknowledgement no longer holds its content: ``forget_content`` drops it once the outputs are
+written, so what the window costs beyond the uploads being screened is bookkeeping.
 
 :meth:`ScreeningAgent.run` takes any async iterable of events and an ``ack`` callable, so tests
 drive it without Faust; :meth:`ScreeningAgent.screen_event` screens and writes one upload.
@@ -95,6 +97,7 @@ class ScreeningAgent:
         max_uncommitted: int,
         retry_backoff_max_seconds: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        forget_content: Callable[[Any], None] | None = None,
     ) -> None:
         if max_in_flight < 1 or max_uncommitted < max_in_flight:
             raise ValueError("need 1 <= max_in_flight <= max_uncommitted")
@@ -106,6 +109,9 @@ class ScreeningAgent:
         self._max_uncommitted = max_uncommitted
         self._retry_backoff_max = retry_backoff_max_seconds
         self._sleep = sleep
+        self._forget_content = forget_content
+        #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
+        self.taken = 0
 
     async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
         """Screen one raw upload event and write every output it produces.
@@ -148,6 +154,9 @@ class ScreeningAgent:
                 await self._screen_until_written(event)
             finally:
                 screening.release()
+            if self._forget_content is not None:
+                # It may wait for an older upload of its partition: without its content.
+                self._forget_content(event)
             for ready in window.finish(ticket):
                 try:
                     await ack(ready)
@@ -158,6 +167,7 @@ class ScreeningAgent:
 
         try:
             async for event in events:
+                self.taken += 1
                 await uncommitted.acquire()
                 await screening.acquire()
                 message = event.message

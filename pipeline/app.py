@@ -8,18 +8,20 @@ the web server serves. The agent's flow is :mod:`pipeline.agents`, writing outpu
 Services beside the agent: the hash-list feed (every worker reads every list entry) and one alert
 delivery per sink (each its own consumer group, so a dead sink stalls neither screening nor the
 other sink), each supervised.
+What the worker holds of uploads is bounded in bytes (:mod:`pipeline.prefetch`), and what a
+burst took is handed back to the system once the worker is idle (:mod:`pipeline.memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
-from pipeline.adapters.broker import cap_faust_fetch_wait
 from pipeline.adapters.topics import TopicInspector, topic_specs
 from pipeline.agents import ScreeningAgent, report_upload_lag
 from pipeline.alerting import AlertDeliveryService, AlertSink
@@ -29,8 +31,10 @@ from pipeline.connectivity import BrokerConnectivity
 from pipeline.core.matching import Matcher
 from pipeline.hashlist_feed import HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
+from pipeline.memory import IdleTrim, glibc_malloc_trim
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
+from pipeline.prefetch import PrefetchBoundedTopic, configure_faust_fetches, forget_content
 from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
@@ -43,8 +47,9 @@ log = logging.getLogger(__name__)
 
 def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     """The Faust app for these settings (nothing registered on it yet)."""
-    if settings.fetch_max_wait_ms is not None:
-        cap_faust_fetch_wait(settings.fetch_max_wait_ms)
+    configure_faust_fetches(
+        max_wait_ms=settings.fetch_max_wait_ms, max_bytes=settings.consumer_fetch_bytes
+    )
     return faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -63,6 +68,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
         producer_acks=-1,
+        # Per uploads partition and fetch (what the Kafka client holds beside the stream
+        # buffer, which PrefetchBoundedTopic bounds): see Settings.consumer_prefetch_bytes.
+        consumer_max_fetch_size=settings.consumer_fetch_bytes,
         producer_max_request_size=settings.producer_max_request_bytes,
         # Faust's default (1200 s) holds a batch for 20 minutes on a stalled broker before it
         # fails and OutputWriter's retries (and their log lines) start.
@@ -123,9 +131,17 @@ def create_app(
         max_in_flight=settings.max_in_flight,
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
+        forget_content=forget_content,
     )
-    uploads = app.topic(settings.topic_uploads, key_type=bytes, value_type=bytes,
-                        partitions=settings.topic_partitions)  # fmt: skip
+    # Faust's stream buffer counts records (4096): bound it in bytes too (pipeline.prefetch).
+    uploads = PrefetchBoundedTopic(
+        app,
+        topics=[settings.topic_uploads],
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        max_bytes=settings.consumer_prefetch_bytes,
+    )
 
     @app.agent(uploads, name="screen-uploads")
     async def screen_uploads(stream: faust.StreamT[bytes]) -> None:
@@ -138,6 +154,8 @@ def create_app(
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
         await report_upload_lag(app.consumer, settings.topic_uploads, metrics)
+
+    trim_when_idle(app, agent)
 
     add_services(
         app, settings, bootstrap_servers, matcher, metrics, health, sinks, writer, quarantine,
@@ -157,6 +175,26 @@ def create_app(
     metrics.report_readiness(lambda: health.ready)
     register_views(app, health, metrics)
     return app
+
+
+def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
+    """Hand what a burst of uploads took back to the system once the worker is idle
+    (pipeline.memory; nothing to do where the C library is not glibc)."""
+    trim = glibc_malloc_trim()
+    if trim is None:
+        return
+    idle = IdleTrim()
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def release_memory_when_idle() -> None:
+        if idle.due(agent.taken, time.monotonic()):
+            started = time.perf_counter()
+            released = await asyncio.to_thread(trim)  # off the loop: it walks every arena
+            log.debug(
+                "idle after a burst: malloc_trim %s in %.0f ms",
+                "released memory" if released else "found nothing to release",
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 def guard_topics(

@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from pipeline.core.guard import GuardLimits
     from pipeline.core.quarantine import FloodRule
-    from pipeline.fetch_policy import FetchLimits
+    from pipeline.fetch_policy import FetchLimits, S3Access
 
 ENV_PREFIX = "PIPELINE_"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
@@ -37,6 +37,8 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 50
 #: the short one; Apache Kafka keeps the usual default.
 EMBEDDED_SESSION_TIMEOUT_SECONDS = 6.0
 DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
+#: Faust's per-partition fetch size (its consumer_max_fetch_size), the most a fetch asks for.
+DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 
 
 class IndexKind(enum.StrEnum):
@@ -158,6 +160,15 @@ class Settings(BaseSettings):
         "behind an older unfinished upload of their partition); the worker takes no more until "
         "the oldest finishes. Bounds memory while a slow upload holds its partition's commits.",
     )
+    consumer_prefetch_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of upload records the worker reads ahead of screening: Faust's "
+        "buffer of uploads stops taking records at this size (it counts records, 4096, "
+        "otherwise), and one fetch of the Kafka client asks for at most this much, and at most "
+        "1 MiB (see consumer_fetch_bytes). With max_in_flight it bounds the worker's memory "
+        "(see README).",
+    )
     producer_max_request_bytes: int = Field(
         1_000_000,
         gt=0,
@@ -244,6 +255,35 @@ class Settings(BaseSettings):
         "(a server trickling bytes resets the read timeout, never this).",
     )
 
+    # --- S3-API object storage (``s3`` content) -------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#\s]+/?$",
+        description="S3-API endpoint, e.g. http://minio:9000; unset: AWS's endpoint for the "
+        "region. The operator's address: the SSRF policy of URL uploads does not apply to it.",
+    )
+    s3_region: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",  # what botocore accepts
+        description="Region the requests are signed for; unset: the default AWS chain "
+        "(AWS_REGION, ~/.aws/config), else us-east-1.",
+    )
+    s3_access_key_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="With the secret: the credentials of S3 reads; unset: the default AWS "
+        "credential chain (environment, shared files, container or instance role).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="The secret of PIPELINE_S3_ACCESS_KEY_ID (never logged)."
+    )
+    s3_addressing_style: Literal["auto", "virtual", "path"] = Field(
+        "auto",
+        description="`path` puts the bucket in the URL path (MinIO and most S3-compatible "
+        "servers), `virtual` in the host name; `auto` lets the client choose.",
+    )
+
     # --- Alerting sinks ----------------------------------------------------------------------
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
@@ -314,6 +354,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _s3_key_with_its_secret(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both PIPELINE_S3_ACCESS_KEY_ID and PIPELINE_S3_SECRET_ACCESS_KEY, or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _quarantine_window_holds_its_minimum(self) -> Settings:
         if self.quarantine_min_uploads > self.quarantine_window_uploads:
             raise ValueError("quarantine_min_uploads must be <= quarantine_window_uploads")
@@ -345,6 +393,14 @@ class Settings(BaseSettings):
         if self.broker_fetch_max_wait_ms is not None:
             return self.broker_fetch_max_wait_ms
         return EMBEDDED_FETCH_MAX_WAIT_MS if self.embedded else None
+
+    @property
+    def consumer_fetch_bytes(self) -> int:
+        """The most one fetch of the worker's consumer asks the broker for, per partition and
+        in all: the prefetch bound, at most Faust's per-partition default of 1 MiB. A larger
+        record still comes whole (Kafka sends a partition's first record batch whatever its
+        size), so this never stalls a partition."""
+        return min(self.consumer_prefetch_bytes, DEFAULT_PARTITION_FETCH_BYTES)
 
     @property
     def faust_data_dir(self) -> Path:
@@ -399,6 +455,19 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(n, strict=False) for n in sorted(self.fetch_allow_networks)
             ),
             file_root=self.fetch_file_root,
+        )
+
+    def s3_access(self) -> S3Access:
+        """Where and as whom ``s3`` content is read: endpoint, region, credentials (the secret
+        stays a SecretStr) and addressing style; unset ones leave the AWS defaults in force."""
+        from pipeline.fetch_policy import S3Access
+
+        return S3Access(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=self.s3_secret_access_key,
+            addressing_style=self.s3_addressing_style,
         )
 
 

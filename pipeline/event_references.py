@@ -3,9 +3,10 @@ content.
 
 Owns the allowlist. Nothing about an invalid event can be trusted, and content can sit in any
 field, so only known fields of the expected type and size are kept, the content's kind and the
-one reference that kind carries (a redacted URL, a path); every other field is named (if its
-name is plain) and counted, never copied. Also the upload id outputs are keyed by when the body
-cannot give one, and a bounded, value-free summary of a validation error. Pure: no I/O.
+one reference that kind carries (a redacted URL, a path, an S3 bucket, key and version); every
+other field is named (if its name is plain) and counted, never copied. Also the upload id
+outputs are keyed by when the body cannot give one, and a bounded, value-free summary of a
+validation error. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pipeline.adapters.fetch import redact
 from pipeline.json_keys import JsonObject
 from pipeline.models import (
     MAX_UPLOAD_ID_CHARS,
+    S3_KEY_MAX_BYTES,
     SourceRef,
     metadata_problem,
     stand_in_upload_id,
 )
 
 #: Known content kinds (anything else is recorded as None: an unknown "kind" may be content).
-_CONTENT_KINDS = frozenset({"inline", "url", "path"})
+_CONTENT_KINDS = frozenset({"inline", "url", "path", "s3"})
 #: Text fields an invalid event's dead letter keeps, with the schema's length caps.
 _KEPT_TEXT_FIELDS = {
     "upload_id": MAX_UPLOAD_ID_CHARS,
@@ -38,6 +40,9 @@ _KEPT_TEXT_FIELDS = {
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_OMITTED_FIELD_NAMES = 32
 MAX_PATH_CHARS = 4096
+#: The fields of an ``s3`` reference and their caps in characters (bucket names are ASCII;
+#: a key's cap is in bytes, so no key within it is longer in characters).
+S3_REFERENCE_FIELDS = {"bucket": 63, "key": S3_KEY_MAX_BYTES, "version_id": 1024}
 
 
 def _is_text(value: object, max_chars: int | None = None) -> bool:
@@ -69,7 +74,8 @@ def _with_omitted(kept: dict[str, Any], omitted: list[str]) -> dict[str, Any]:
 
 def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
     """A content object reduced to its kind and the one reference that kind carries: the URL
-    (redacted) of a ``url``, the path of a ``path``. Inline data is content and is dropped; any
+    (redacted) of a ``url``, the path of a ``path``, the bucket, key and version id of an
+    ``s3`` object. Inline data is content and is dropped; any
     other field (a ``path`` on inline content, say) is named, never copied: it is not a
     reference of this kind, so nothing says it is not content."""
     repeated = _repeated(content)
@@ -91,9 +97,19 @@ def _content_reference(content: dict[str, Any]) -> dict[str, Any]:
             kept["url"] = redact(value)
         elif key == "path" and kind == "path" and _is_text(value, MAX_PATH_CHARS):
             kept["path"] = value
+        elif kind == "s3" and key in S3_REFERENCE_FIELDS and _s3_reference(key, value):
+            kept[key] = value
         else:
             omitted.append(key)
     return _with_omitted(kept, omitted)
+
+
+def _s3_reference(key: str, value: object) -> bool:
+    """Whether ``value`` may be kept as an ``s3`` reference's ``key`` field: text within the
+    field's cap, or null for the optional version id (a parsed event carries it as None)."""
+    if key == "version_id" and value is None:
+        return True
+    return _is_text(value, S3_REFERENCE_FIELDS[key])
 
 
 def reference_only(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,8 @@ parsed once into the :class:`yarl.URL` object handed to aiohttp and its host is 
 exactly as aiohttp will read it (:func:`checked_url`: IDNA-normalised, so ``127。0。0。1`` or
 fullwidth digits are the IP literal they become; non-ASCII hosts and legacy numeric IPv4
 spellings such as ``127.1`` or ``0x7f.1`` are refused, never resolved). DNS names pass here and
-are judged by the fetcher's resolver with the same :func:`address_allowed`. Pure: no I/O.
+are judged by the fetcher's resolver with the same :func:`address_allowed`. Also where and as
+whom ``s3`` content is read (:class:`S3Access`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
+from pydantic import SecretStr
 from yarl import URL
 
 from pipeline.errors import PermanentError, RetryableError
@@ -42,6 +44,21 @@ class FetchReason(enum.StrEnum):
     NOT_A_FILE = "not_a_file"
     NOT_FOUND = "not_found"
     PATH_OUTSIDE_ROOT = "path_outside_root"
+    #: The storage refused the worker's credentials access to the object (403 AccessDenied).
+    S3_ACCESS_DENIED = "s3_access_denied"
+    #: The credentials were refused (unknown key id, bad signature, expired token): a setting.
+    S3_BAD_CREDENTIALS = "s3_bad_credentials"
+    #: The object is archived (Glacier, Deep Archive) and must be restored before it is read.
+    S3_INVALID_OBJECT_STATE = "s3_invalid_object_state"
+    #: No credentials: PIPELINE_S3_* unset and nothing in the default AWS credential chain.
+    S3_NO_CREDENTIALS = "s3_no_credentials"
+    S3_NO_SUCH_BUCKET = "s3_no_such_bucket"
+    S3_NO_SUCH_KEY = "s3_no_such_key"
+    S3_NO_SUCH_VERSION = "s3_no_such_version"
+    #: Any other refusal by the storage (4xx): the request will not succeed as it is.
+    S3_REFUSED = "s3_refused"
+    #: SlowDown, throttling or 503: the storage asks for fewer requests; retried.
+    S3_THROTTLED = "s3_throttled"
     SSRF_BLOCKED = "ssrf_blocked"
     TIMEOUT = "timeout"
     TOO_LARGE_BYTES = "too_large_bytes"
@@ -68,6 +85,26 @@ class FetchLimits:
     #: Networks allowed even though private (an internal CDN, a test server); checked first.
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     file_root: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class S3Access:
+    """Where and as whom ``s3`` content is read. The endpoint is the operator's (no SSRF policy
+    applies to it); buckets and keys come from events and are validated by the wire model.
+
+    Unset fields fall back to the AWS defaults: AWS's own endpoint for the region, the region
+    and the credentials from the default chain (environment, shared files, container or
+    instance role). The secret is kept as a :class:`~pydantic.SecretStr` and left out of the
+    repr, so printing this object shows neither it nor its length.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = field(default=None, repr=False)
+    #: ``auto``, ``virtual`` (bucket in the host name) or ``path`` (bucket in the path; MinIO
+    #: and most S3-compatible servers on one host name want it).
+    addressing_style: str = "auto"
 
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -6,7 +6,8 @@ stage-latency histogram with a bounded ``stage`` label. Label values come only f
 configured list names, never from upload ids, user ids, URLs, hash values or exception text;
 an unknown reason is counted as ``other``. Every label combination that can be known up front
 is created at zero, so dashboards and alert rules see series before the first event.
-The README's metrics table documents each metric; a contract test keeps them in step.
+The README's metrics table documents each metric; a contract test keeps them in step. The
+registry also carries prometheus_client's standard ``process_*`` metrics of the worker process.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 from pipeline import __version__
 from pipeline.adapters.alerts import SinkReason
@@ -99,6 +100,9 @@ class PipelineMetrics:
         r, p = self.registry, PREFIX
         self.build_info = Info(f"{p}_build", "Version of the running pipeline.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
+        # The standard process_* metrics of this process (Linux): resident memory above all,
+        # which the README's memory bound and OOM runbook read. Hashing processes not included.
+        ProcessCollector(registry=r)
         self._define_screening(r, p)
         self._define_flow(r, p)
         self._define_broker(r, p)

@@ -175,7 +175,67 @@ class PathContent(Record):
     path: str = Field(min_length=1, max_length=4096, description="Relative to the file root.")
 
 
-Content = Annotated[InlineContent | UrlContent | PathContent, Field(discriminator="kind")]
+#: S3's rules for a general-purpose bucket's name: 3 to 63 lowercase letters, digits, dots and
+#: hyphens, starting and ending with a letter or digit, no two dots in a row, not an IPv4
+#: address. It also keeps out what the S3 client would read as something other than a bucket in
+#: the configured endpoint: an access-point or Object Lambda ARN (``arn:aws:s3:...``) routes the
+#: request to another endpoint, possibly another account's.
+S3_BUCKET_PATTERN = r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+#: S3's cap on an object key, in bytes of UTF-8.
+S3_KEY_MAX_BYTES = 1024
+#: A version id as S3 hands them out: opaque, URL-ready (printable ASCII), at most 1024 bytes.
+S3_VERSION_ID_PATTERN = r"^[\x21-\x7e]{1,1024}$"
+
+
+def _key_within_s3_cap(key: str) -> str:
+    """The key, if S3 could hold it: at most S3_KEY_MAX_BYTES bytes of valid UTF-8 (a lone
+    surrogate from a JSON escape has no UTF-8 form)."""
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        raise ValueError("key is not valid Unicode") from None
+    if size > S3_KEY_MAX_BYTES:
+        raise ValueError(f"key is {size} bytes as UTF-8; S3 keys are at most {S3_KEY_MAX_BYTES}")
+    return key
+
+
+class S3Content(Record):
+    """An object in S3-API object storage (AWS S3, MinIO, Ceph RGW, ...), read with the
+    worker's own endpoint and credentials (``PIPELINE_S3_*``)."""
+
+    # The bucket pattern needs look-aheads, which pydantic's default (Rust) regex engine lacks.
+    model_config = ConfigDict(regex_engine="python-re")
+
+    kind: Literal["s3"] = "s3"
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=S3_BUCKET_PATTERN,
+        description="A bucket name under S3's naming rules (no ARNs, no IP addresses).",
+    )
+    key: Annotated[str, AfterValidator(_key_within_s3_cap)] = Field(
+        min_length=1,
+        max_length=S3_KEY_MAX_BYTES,
+        description=f"The object key, 1 to {S3_KEY_MAX_BYTES} bytes as UTF-8.",
+    )
+    version_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=S3_VERSION_ID_PATTERN,
+        description="A version of the object; absent reads the current one.",
+    )
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key``, with ``?versionId=...`` for a version: for logs and messages."""
+        version = f"?versionId={self.version_id}" if self.version_id is not None else ""
+        return f"s3://{self.bucket}/{self.key}{version}"
+
+
+#: Every content form; ``kind`` tells them apart.
+AnyContent = InlineContent | UrlContent | PathContent | S3Content
+Content = Annotated[AnyContent, Field(discriminator="kind")]
 
 
 class UploadEvent(Record):

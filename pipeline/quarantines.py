@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from typing import Protocol
 
 from pipeline.core.decision import Decision
@@ -50,11 +50,14 @@ class WorkerQuarantine:
         #: Unix time each quarantined entry was quarantined (the metric's value).
         self._since: dict[EntryKey, float] = {}
 
-    def screened(self, matches: Sequence[Match]) -> Container[EntryKey]:
-        """Count one screened upload's matches; the entries quarantined now, to decide with."""
+    def screened(
+        self, matches: Sequence[Match], content: Hashable | None = None
+    ) -> Container[EntryKey]:
+        """Count one screened upload's matches (``content``: its digest, so repeats of one
+        file count once); the entries quarantined now, to decide with."""
         if not self.enabled:
             return frozenset()
-        started = self.state.observe(matches)
+        started = self.state.observe(matches, content)
         for quarantine in started:
             self._since[quarantine.key] = self._clock()
             self._log_quarantined(quarantine)
@@ -71,9 +74,9 @@ class WorkerQuarantine:
     def _log_quarantined(self, quarantine: Quarantine) -> None:
         list_name, entry_id = quarantine.key
         log.warning(
-            "entry quarantined: list=%s entry=%s matched %d of the last %d uploads (%.1f%% > "
-            "%.1f%%); its matches ask for review until lifted: pipeline quarantine lift "
-            "--list %s --entry %s (or retract the entry if it is bad)",
+            "entry quarantined: list=%s entry=%s matched %d different files in the last %d "
+            "uploads (%.1f%% > %.1f%%); its matches ask for review until lifted: pipeline "
+            "quarantine lift --list %s --entry %s (or retract the entry if it is bad)",
             list_name,
             entry_id,
             quarantine.matched,

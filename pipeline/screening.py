@@ -44,11 +44,12 @@ from pipeline.json_keys import load_json_noting_repeats, repeated_key
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
     AlertRecord,
+    AnyContent,
     BlockRecord,
     DeadLetter,
-    InlineContent,
     ParseReason,
     PathContent,
+    S3Content,
     SourceRef,
     Stage,
     UploadEvent,
@@ -95,7 +96,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def refuse_unusable_path(content: InlineContent | UrlContent | PathContent) -> None:
+def refuse_unusable_path(content: AnyContent) -> None:
     """Raise :class:`FetchRefused` (reason ``bad_path``) for a path no file can have. Pure.
 
     A NUL byte ends the C string the OS is given, so opening such a path fails with a bare
@@ -241,7 +242,8 @@ class Screener:
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review
-            decision = decide(matches, quarantined=self._quarantine.screened(matches))
+            quarantined = self._quarantine.screened(matches, result.content_digest)
+            decision = decide(matches, quarantined=quarantined)
             self._quarantine.decided(decision)
         timings[Stage.MATCH] = time.perf_counter() - started
         for match in (*decision.matches, *decision.allowed_by):
@@ -310,7 +312,12 @@ class Screener:
 
     @staticmethod
     def _where(event: UploadEvent) -> str:
-        return redact(event.content.url) if isinstance(event.content, UrlContent) else ""
+        """What the log may say about where the content is: a redacted URL, an S3 object."""
+        if isinstance(event.content, UrlContent):
+            return redact(event.content.url)
+        if isinstance(event.content, S3Content):
+            return event.content.uri
+        return ""
 
     def algorithms(self) -> tuple[Algorithm, ...]:
         """Perceptual hashes always (verdicts carry them); exact digests only when in use."""

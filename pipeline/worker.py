@@ -122,7 +122,7 @@ def _build_app(
     screener = Screener(
         settings,
         matcher=matcher,
-        fetcher=Fetcher(settings.fetch_limits()),
+        fetcher=Fetcher(settings.fetch_limits(), settings.s3_access()),
         pool=pool,
         metrics=metrics,
         limits=settings.guard_limits(),

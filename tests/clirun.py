@@ -7,9 +7,12 @@ and puts the root logger back afterwards (the CLI points it at the stderr pytest
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -37,3 +40,31 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         code = exc.code if isinstance(exc.code, int) else 2
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def run_cli_in_process(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``pipeline ARGS`` with ``env`` laid over this process's environment, as
+    ``subprocess.run([python, "-m", "pipeline", *args], env=...)`` would run it, but by
+    :func:`pipeline.cli.main` in this process: for commands that only talk to Kafka (publish,
+    retract, quarantine), where an interpreter start (numba, scipy) cost more than the command.
+    The environment, the root logger and stdout/stderr are put back afterwards."""
+    saved = {name: os.environ.get(name) for name in env}
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["pipeline", *args], code, out.getvalue(), err.getvalue())

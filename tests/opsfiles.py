@@ -31,7 +31,7 @@ CONSTRAINTS = REPO / "deploy" / "constraints.txt"
 GRAFANA_SUBSTITUTIONS = {"$__rate_interval": "1m", "$instance": ".*", "$list": ".*"}
 
 #: Metric-like words in PromQL that are functions or keywords, not metrics.
-_METRIC_WORD = re.compile(r"\b(screening_[a-z0-9_]+|up)\b(?!\s*\()")
+_METRIC_WORD = re.compile(r"\b(screening_[a-z0-9_]+|process_[a-z0-9_]+|up)\b(?!\s*\()")
 
 
 def dashboard() -> dict[str, Any]:

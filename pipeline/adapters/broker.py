@@ -3,9 +3,9 @@
 Owns starting and stopping a loopback-only broker so that ``pipeline worker`` and
 ``pipeline demo`` run with zero configuration and the tests talk to a real broker. Production
 runs Apache Kafka; nothing here is on that path. The broker keeps data in memory (gone when it
-stops). Its own output goes to a log file, not the terminal. Also the embedded broker's one
-client workaround, :func:`cap_faust_fetch_wait` (its other differences are plain settings:
-see ``Settings.broker_session_timeout_seconds`` and ``Settings.fetch_max_wait_ms``).
+stops). Its own output goes to a log file, not the terminal. Its differences for clients are
+plain settings: ``Settings.broker_session_timeout_seconds`` and ``Settings.fetch_max_wait_ms``
+(applied by :func:`pipeline.prefetch.configure_faust_fetches`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from pipeline.errors import ConfigError, RetryableError
 
@@ -139,27 +138,3 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def cap_faust_fetch_wait(max_wait_ms: int) -> None:
-    """Make Faust's consumer long-poll at most ``max_wait_ms`` (Faust hard-codes 1500 ms).
-
-    The embedded broker's workaround, and the one place the worker touches Faust internals
-    (faust-streaming 0.15 offers no setting for it): tansu holds a fetch for its whole wait
-    even when records arrive (see Settings.fetch_max_wait_ms), Apache Kafka answers at once,
-    so on Apache Kafka this is never applied unless PIPELINE_BROKER_FETCH_MAX_WAIT_MS is set.
-    The worker process applies it once, before the app starts its consumer.
-    """
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "capped_ms", None) == max_wait_ms:
-        return
-
-    def create_capped(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
-        return consumer
-
-    create_capped.capped_ms = max_wait_ms  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create_capped  # type: ignore[method-assign]

@@ -1,4 +1,5 @@
-"""Fetching upload content: inline base64, http(s) URLs, or files under a configured root.
+"""Fetching upload content: inline base64, http(s) URLs, files under a configured root, or
+objects in S3-API storage.
 
 Owns the I/O of reading untrusted references, under the rules of
 :mod:`pipeline.fetch_policy` (limits, SSRF policy, error vocabulary):
@@ -11,7 +12,9 @@ Owns the I/O of reading untrusted references, under the rules of
 - bounded redirects, connect and read timeouts;
 - file paths confined to their root after resolving symlinks; only regular files are read
   (a FIFO or device under the root would block or never end), off the event loop, bounded in
-  bytes and time.
+  bytes and time;
+- S3 objects through :class:`~pipeline.adapters.s3.S3Reader`, under the same byte cap and
+  timeouts (its module says how).
 Errors are :class:`FetchFailed` (retryable) or :class:`FetchRefused` (permanent), each with a
 bounded ``reason``. URLs are logged without their query string; content is never logged.
 """
@@ -33,15 +36,17 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from pipeline.adapters.s3 import S3Reader
 from pipeline.fetch_policy import (
     FetchFailed,
     FetchLimits,
     FetchReason,
     FetchRefused,
+    S3Access,
     address_allowed,
     checked_url,
 )
-from pipeline.models import InlineContent, PathContent, UrlContent
+from pipeline.models import AnyContent, InlineContent, PathContent, S3Content
 
 #: Longest redacted URL put in a log line or a dead letter (the path is cut to fit).
 REDACTED_URL_MAX_CHARS = 2048
@@ -106,16 +111,18 @@ class _FilteringResolver(AbstractResolver):
 
 
 class Fetcher:
-    """Fetches content references; one instance (one HTTP connection pool) per worker."""
+    """Fetches content references; one instance (one HTTP connection pool, one S3 client) per
+    worker. ``s3`` says where and as whom ``s3`` content is read (unset: the AWS defaults)."""
 
     #: Threads reading path uploads. Their own pool: reads stuck on a hung mount must not
     #: exhaust the loop's default executor, which also resolves host names for URL fetches.
     FILE_READ_THREADS = 4
 
-    def __init__(self, limits: FetchLimits) -> None:
+    def __init__(self, limits: FetchLimits, s3: S3Access | None = None) -> None:
         self.limits = limits
         self._session: aiohttp.ClientSession | None = None
         self._file_reads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._s3 = S3Reader(limits, s3 if s3 is not None else S3Access())
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -132,19 +139,22 @@ class Fetcher:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection pool and the file-reading threads (without waiting for reads
-        stuck in the kernel)."""
+        """Close the connection pool, the S3 client and the file-reading threads (without
+        waiting for reads stuck in the kernel)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._s3.close()
         if self._file_reads is not None:
             self._file_reads.shutdown(wait=False, cancel_futures=True)
             self._file_reads = None
 
-    async def fetch(self, content: InlineContent | UrlContent | PathContent) -> bytes:
+    async def fetch(self, content: AnyContent) -> bytes:
         """The upload's bytes. Raises FetchFailed or FetchRefused."""
         if isinstance(content, InlineContent):
             return self._inline(content.data_base64)
+        if isinstance(content, S3Content):
+            return await self._s3.get(content)
         if isinstance(content, PathContent):
             # File system calls block: run them in a thread so a slow or hung mount cannot stall
             # the event loop (and with it Kafka heartbeats); give up after the read timeout.

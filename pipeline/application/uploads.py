@@ -1,7 +1,8 @@
 """Submitting uploads to the ``uploads`` topic and waiting for their verdicts.
 
-Owns the upload events the CLI and the demo make (inline content, an id of the file's name plus
-a random suffix) and the submit-and-wait use case: the verdicts topic is read from its end
+Owns the upload events the CLI and the demo make (inline content, or a reference to an S3
+object given as ``s3://bucket/key[?versionId=...]``; an id of the file's or key's name plus a
+random suffix) and the submit-and-wait use case: the verdicts topic is read from its end
 *before* the uploads are produced, so a verdict that comes fast is not missed, and every
 upload is confirmed by the broker (:class:`~pipeline.adapters.delivery.Delivery`) before any
 wait begins.
@@ -19,13 +20,21 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from pydantic import ValidationError
 
 from pipeline.adapters.delivery import Delivery
 from pipeline.adapters.topics import short_lived_consumer
 from pipeline.config import Settings
-from pipeline.models import UploadEvent
+from pipeline.models import S3Content, UploadEvent
+
+S3_SCHEME = "s3://"
+#: How ``s3://bucket/key?versionId=ID`` names a version (the AWS console's spelling).
+S3_VERSION_MARK = "?versionId="
+#: Characters of a key's name kept in the upload id made for it (a random suffix follows).
+UPLOAD_ID_NAME_CHARS = 64
 
 #: A verdict as read from the verdicts topic (the JSON of a :class:`~pipeline.models.Verdict`).
 VerdictJson = dict[str, Any]
@@ -45,6 +54,42 @@ def upload_event(path: Path, upload_id: str | None = None) -> UploadEvent:
     """An inline upload event for a local file. Raises :class:`OSError` when it cannot be read."""
     return inline_event(
         upload_id or f"{path.stem}-{uuid.uuid4().hex[:12]}", path.name, path.read_bytes()
+    )
+
+
+def s3_content(uri: str) -> S3Content:
+    """The object ``s3://bucket/key`` names, or a version with ``?versionId=ID`` at the end.
+
+    The key is everything after the bucket's slash, as written (no percent-decoding, as the
+    AWS CLI reads it), up to a final ``?versionId=``. Raises :class:`ValueError` saying what is
+    wrong: another scheme, no key, or a bucket, key or version id S3 would not accept.
+    """
+    if not uri.startswith(S3_SCHEME):
+        raise ValueError(f"not an s3:// URI: {uri[:80]!r}")
+    bucket, slash, key = uri.removeprefix(S3_SCHEME).partition("/")
+    version: str | None = None
+    if S3_VERSION_MARK in key:
+        key, _, version = key.rpartition(S3_VERSION_MARK)
+    if not slash or not key:
+        raise ValueError(f"{uri[:80]!r} names no key: write s3://BUCKET/KEY")
+    try:
+        return S3Content(bucket=bucket, key=key, version_id=version)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise ValueError(f"{uri[:80]!r}: {problems}") from None
+
+
+def s3_event(content: S3Content, upload_id: str | None = None) -> UploadEvent:
+    """An upload event for an S3 object, received now, named by its URI in the metadata."""
+    name = PurePosixPath(content.key).stem[:UPLOAD_ID_NAME_CHARS] or "s3"
+    return UploadEvent(
+        upload_id=upload_id or f"{name}-{uuid.uuid4().hex[:12]}",
+        content=content,
+        received_at=datetime.now(UTC),
+        metadata={"file": content.uri},
     )
 
 

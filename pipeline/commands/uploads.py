@@ -1,4 +1,5 @@
-"""``submit``: image files as upload events, and their verdicts as lines a person reads.
+"""``submit``: image files (inline) or S3 objects (by reference) as upload events, and their
+verdicts as lines a person reads.
 
 Owns submit's arguments, output and exit codes, and the verdict line that ``submit`` and
 ``demo`` print (:func:`verdict_line`, explained by :data:`SUMMARY_LEGEND`); submitting and
@@ -17,9 +18,16 @@ from typing import Any
 
 from pipeline.adapters.delivery import DeliveryFailed
 from pipeline.adapters.topics import BrokerUnreachable
-from pipeline.application.uploads import VerdictJson, submit_events, upload_event
+from pipeline.application.uploads import (
+    VerdictJson,
+    s3_content,
+    s3_event,
+    submit_events,
+    upload_event,
+)
 from pipeline.commands.connection import bootstrap_servers, quiet_kafka_client_logs, unreachable
 from pipeline.config import Settings
+from pipeline.models import S3Content
 
 #: What a verdict summary line holds; printed before the lines.
 SUMMARY_LEGEND = (
@@ -82,13 +90,26 @@ def verdict_lines(verdicts: Sequence[VerdictJson]) -> list[str]:
     return [verdict_line(verdict, width) for verdict in verdicts]
 
 
+def s3_argument(uri: str) -> S3Content:
+    """``--s3``'s argument as the object it names; argparse reports a bad one (exit 2)."""
+    try:
+        return s3_content(uri)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    """Submit files as inline uploads; with --wait print their verdicts (a summary line each,
-    or with --json the whole verdicts). Exit 1 when a verdict did not come in time or the
-    broker did not take every upload, 2 when it cannot be reached."""
+    """Submit files as inline uploads and S3 objects as references; with --wait print their
+    verdicts (a summary line each, or with --json the whole verdicts). Exit 1 when a verdict
+    did not come in time or the broker did not take every upload, 2 when it cannot be reached
+    or nothing was named."""
+    if not args.files and not args.s3:
+        print("pipeline submit: name FILEs, --s3 s3://BUCKET/KEY, or both", file=sys.stderr)
+        return 2
     quiet_kafka_client_logs()
     bootstrap = bootstrap_servers(settings, args.bootstrap_servers)
     events = [upload_event(path) for path in args.files]
+    events += [s3_event(content) for content in args.s3]
     try:
         verdicts = submit_events(bootstrap, settings, events, args.wait)
     except BrokerUnreachable as exc:
@@ -114,8 +135,19 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``submit``."""
-    submit = subparsers.add_parser("submit", help="submit image files as upload events")
-    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    submit = subparsers.add_parser(
+        "submit", help="submit image files (inline) or S3 objects (by reference) as uploads"
+    )
+    submit.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    submit.add_argument(
+        "--s3",
+        action="append",
+        default=[],
+        type=s3_argument,
+        metavar="URI",
+        help="an object in S3-API storage, s3://BUCKET/KEY or s3://BUCKET/KEY?versionId=ID, "
+        "read by the worker with its PIPELINE_S3_* settings (repeatable)",
+    )
     submit.add_argument(
         "--wait",
         type=float,

@@ -12,6 +12,13 @@ blocked. Owns the rule that catches such an entry and what that does to its matc
   a quiet or freshly started worker from quarantining an entry on 2 matches of 3 uploads; the
   share makes the rule independent of traffic, so it holds per worker (each worker sees its own
   share of the uploads).
+- **Different files, not repeats.** An entry's matches count the *different* files (by the
+  upload's content digest) in the window that matched it: one file uploaded again and again
+  counts once. A bad entry (a blank frame, a logo) matches many different pictures; a genuine
+  entry whose one picture is being re-posted by a spam campaign or a raid matches the same file
+  many times. Counting repeats would let anyone quarantine a genuine entry, demoting its
+  blocks to review, by uploading the known file a few hundred times; and a redelivered upload
+  (at-least-once) would count twice.
 - **Sticky.** A quarantined entry stays quarantined when its share falls again, until an
   operator lifts it or the entry is retracted: a bad entry that pauses is still bad.
 - **Lifting exempts.** A lifted entry is exempt from quarantine until an operator re-arms it.
@@ -23,9 +30,9 @@ blocked. Owns the rule that catches such an entry and what that does to its matc
   person, never allowed, and the verdict says the entry is quarantined.
 
 Memory is bounded by the window: at most ``window_uploads`` uploads of at most
-:data:`MAX_ENTRIES_PER_UPLOAD` entries each, and a count per entry only while it is in the
-window. The quarantined and exempt entries are kept apart from the window (an operator's lifts,
-and entries that flooded, which are few); they grow only with those.
+:data:`MAX_ENTRIES_PER_UPLOAD` entries each, a count per (entry, file) pair and per entry only
+while they are in the window. The quarantined and exempt entries are kept apart from the window
+(an operator's lifts, and entries that flooded, which are few); they grow only with those.
 
 Must not do I/O, read a clock or log: the worker feeds it uploads and lifts, and reports what it
 returns.
@@ -34,7 +41,7 @@ returns.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -77,7 +84,8 @@ class FloodRule:
 
 @dataclass(frozen=True, slots=True)
 class Quarantine:
-    """Why an entry was quarantined: it matched ``matched`` of the ``uploads`` in the window."""
+    """Why an entry was quarantined: ``matched`` different files among the ``uploads`` in the
+    window matched it."""
 
     key: EntryKey
     matched: int
@@ -101,21 +109,33 @@ class FloodQuarantine:
 
     def __init__(self, rule: FloodRule | None = None) -> None:
         self.rule = rule or FloodRule()
-        self._window: deque[tuple[EntryKey, ...]] = deque()
+        #: Each upload in the window: its content (digest) and the entries it counted for.
+        self._window: deque[tuple[Hashable, tuple[EntryKey, ...]]] = deque()
+        #: Uploads in the window per (entry, content): repeats of one file.
+        self._copies: Counter[tuple[EntryKey, Hashable]] = Counter()
+        #: Different contents in the window per entry: what the rule judges.
         self._counts: Counter[EntryKey] = Counter()
         self._quarantined: dict[EntryKey, Quarantine] = {}
         self._exempt: set[EntryKey] = set()
 
     # -- uploads ------------------------------------------------------------------------------
 
-    def observe(self, matches: Iterable[Match]) -> tuple[Quarantine, ...]:
-        """Count one screened upload (with every match it had, or none); returns the entries
-        this upload made quarantined, so the caller can say so once."""
+    def observe(
+        self, matches: Iterable[Match], content: Hashable | None = None
+    ) -> tuple[Quarantine, ...]:
+        """Count one screened upload (with every match it had, or none) whose bytes have the
+        digest ``content`` (None: unknown, the upload counts as a file of its own); returns the
+        entries this upload made quarantined, so the caller can say so once."""
         keys = counted_entries(matches)
+        if content is None:
+            content = object()  # equal to nothing else: a file of its own
         if len(self._window) == self.rule.window_uploads:
-            self._forget(self._window.popleft())
-        self._window.append(keys)
-        self._counts.update(keys)
+            self._forget(*self._window.popleft())
+        self._window.append((content, keys))
+        for key in keys:
+            self._copies[key, content] += 1
+            if self._copies[key, content] == 1:  # a file this entry had not matched yet
+                self._counts[key] += 1
         # Judged when they match: an entry that floods matches again soon, and only this
         # upload's entries' counts grew (the number of uploads in the window never shrinks).
         uploads = len(self._window)
@@ -129,8 +149,12 @@ class FloodQuarantine:
                 started.append(quarantine)
         return tuple(started)
 
-    def _forget(self, keys: tuple[EntryKey, ...]) -> None:
+    def _forget(self, content: Hashable, keys: tuple[EntryKey, ...]) -> None:
         for key in keys:
+            self._copies[key, content] -= 1
+            if self._copies[key, content]:
+                continue  # another copy of the file is still in the window
+            del self._copies[key, content]
             self._counts[key] -= 1
             if not self._counts[key]:
                 del self._counts[key]
@@ -173,7 +197,7 @@ class FloodQuarantine:
         return len(self._window)
 
     def matched(self, key: EntryKey) -> int:
-        """Uploads in the window that matched ``key``."""
+        """Different files among the window's uploads that matched ``key``."""
         return self._counts[key]
 
     @property

@@ -85,6 +85,7 @@ def make_agent(
     max_in_flight: int,
     max_uncommitted: int,
     deadline: float = LONG_DEADLINE_SECONDS,
+    forget_content: Callable[[Any], None] | None = None,
 ) -> ScreeningAgent:
     settings = Settings(
         bootstrap_servers="unused:9092",
@@ -111,6 +112,7 @@ def make_agent(
         health=health,
         max_in_flight=max_in_flight,
         max_uncommitted=max_uncommitted,
+        forget_content=forget_content,
     )
 
 
@@ -210,3 +212,35 @@ def test_no_more_than_max_uncommitted_uploads_are_taken_behind_a_slow_one(
     assert recorder.acked == []  # all behind the slow head of the only partition
     # 5 admitted, plus the one the loop holds while it waits for room.
     assert len(taken) == 6
+
+
+@dataclass
+class HeldEvent:
+    """An event whose content can be dropped (as Faust's can)."""
+
+    key: bytes
+    value: bytes | None
+    message: Message
+
+
+def test_uploads_done_behind_a_slow_one_wait_without_their_content(trickling_url: str) -> None:
+    """Up to max_uncommitted uploads wait behind a slow one for their acknowledgement; before,
+    each kept its record (a few hundred KB inline), so the window could hold hundreds of MB."""
+    recorder = Recorder()
+    forgotten: list[str] = []
+
+    def forget(event: HeldEvent) -> None:
+        forgotten.append(json.loads(event.value or b"{}")["upload_id"])
+        event.value = None
+
+    agent = make_agent(recorder, max_in_flight=2, max_uncommitted=50, forget_content=forget)
+    events = [HeldEvent(e.key, e.value, e.message) for e in uploads(trickling_url, 10, 1)]
+
+    async def main() -> None:
+        all_inline = lambda: len(recorder.verdicts) >= 10  # noqa: E731
+        await run_until(agent, stream_of(events, []), recorder, all_inline, 30)
+
+    asyncio.run(main())
+    assert recorder.acked == []  # every one waits behind the slow head of the partition
+    assert sorted(forgotten) == sorted(f"inline-{i}" for i in range(10))
+    assert [e.value is None for e in events] == [False] + [True] * 10  # the slow one: still needed

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 from pipeline.metrics import PREFIX, PipelineMetrics
 from tests.opsfiles import (
@@ -54,9 +54,16 @@ def defined_metrics() -> dict[str, object]:
     }
 
 
+def process_metric_names() -> set[str]:
+    """The standard process_* families prometheus_client adds to the workers' registry."""
+    families = ProcessCollector(registry=CollectorRegistry()).collect()
+    return {f"{f.name}_total" if f.type == "counter" else f.name for f in families}
+
+
 def exposed_names() -> set[str]:
-    """Family names as Prometheus sees them (counters with _total, info with _info)."""
-    names = set()
+    """Family names as Prometheus sees them (counters with _total, info with _info), the
+    standard process_* ones included."""
+    names = process_metric_names()
     for name, collector in defined_metrics().items():
         if isinstance(collector, Counter):
             names.add(f"{name}_total")
@@ -65,6 +72,12 @@ def exposed_names() -> set[str]:
         else:
             names.add(name)
     return names
+
+
+def test_the_workers_export_their_resident_memory() -> None:
+    """The README's memory bound and OOM runbook read it."""
+    assert "process_resident_memory_bytes" in process_metric_names()
+    assert "process_resident_memory_bytes" in exposed_names()
 
 
 def test_every_metric_follows_the_naming_rules() -> None:

@@ -1,4 +1,5 @@
-"""Fixtures that start real parts: one tansu broker per test session, per-test topics, workers."""
+"""Fixtures that start real parts: one tansu broker and one S3-API server per test session,
+per-test topics, workers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from pipeline.adapters.broker import EmbeddedBroker
 from tests.integration.harness import Alertmanager, KafkaIO, Topics, WebhookReceiver, WorkerProcess
+from tests.integration.s3server import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +77,12 @@ def alertmanager() -> Iterator[Alertmanager]:
     manager = Alertmanager().start()
     yield manager
     manager.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-API server (moto, IAM on, loopback) for the whole session; tests make their own
+    buckets."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    yield server
+    server.stop()

@@ -46,12 +46,16 @@ def test_bench_hashing_runs(tmp_path: Path) -> None:
 
 def test_bench_index_runs(tmp_path: Path) -> None:
     stdout, data = bench(
-        tmp_path, "index", "--sizes", "2000", "--radii", "4,8", "--seconds", "0.05"
-    )
+        tmp_path, "index", "--sizes", "2000", "--radii", "4,8", "--seconds", "0.05",
+        "--exact-entries", "20000",  # the default million took most of this test's minute
+    )  # fmt: skip
     rows = {(r["index"], r["radius"]) for r in data["cells"]}
     for kind in ("numpy-scan", "pybktree", "scan", "mih", "bktree"):
         assert {(kind, 4), (kind, 8)} <= rows, kind
     assert "bktree vs pybktree" in stdout
+    assert data["exact_sha256"]["entries"] == 20000
+    assert data["exact_sha256"]["lookups_per_s"] > 0
+    assert "exact SHA-256 set, 20,000 entries" in stdout
 
 
 def test_bench_index_pdq_runs(tmp_path: Path) -> None:

@@ -67,34 +67,46 @@ def quarantined_count(worker: WorkerProcess) -> float:
 def test_a_flooding_entry_is_quarantined_by_a_worker_and_blocks_again_once_lifted(
     topics: Topics, kafka: KafkaIO, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    # One entry (the dHash of one picture) on a block list; every upload is that picture.
+    # One entry (the dHash of one picture) on a block list.
     entry = next(e for e in entries_for("known", seed=1) if e.entry_id == "1-dhash")
     kafka.publish(ListConfig.create("known", action="block"), [entry])
     worker = start_worker(
         QUARANTINE_WINDOW_UPLOADS="20", QUARANTINE_MIN_UPLOADS="10", QUARANTINE_SHARE="0.2"
     )
     picture = encode(synthetic_image(1), quality=85)
-    flood = {f"flood-{i}" for i in range(15)}
-    for upload_id in sorted(flood):
-        kafka.upload(upload_id, picture)
-    verdicts = kafka.verdicts_for(flood, timeout=120)
 
-    # Judged from the 10th upload on: 9 block, then the entry is quarantined (the 10th matched
-    # 10 of 10 uploads) and the rest ask for review, saying why.
+    # A raid re-posting the one known file: repeats count once, the entry keeps blocking.
+    raid = {f"raid-{i}" for i in range(12)}
+    for upload_id in sorted(raid):
+        kafka.upload(upload_id, picture)
+    verdicts = kafka.verdicts_for(raid, timeout=120)
+    assert {v["action"] for v in verdicts.values()} == {"block"}
+    assert quarantined_count(worker) == 0
+
+    # Different files matching it (re-encodes of the picture at other qualities): the window
+    # holds 12 + n uploads of 1 + n different files, over 20% from n = 2 on. So one more
+    # blocks, then the entry is quarantined and the rest ask for review, saying why.
+    flood = {f"flood-{i}": encode(synthetic_image(1), quality=60 + i) for i in range(15)}
+    for upload_id, content in sorted(flood.items()):
+        kafka.upload(upload_id, content)
+    verdicts = kafka.verdicts_for(set(flood), timeout=120)
     actions = sorted(v["action"] for v in verdicts.values())
-    assert actions == ["block"] * 9 + ["review"] * 6
+    assert actions == ["block"] + ["review"] * 14
     for verdict in verdicts.values():
         (match,) = verdict["matches"]
         assert (match["entry_id"], match["list_action"]) == ("1-dhash", "block")
         assert match["quarantined"] is (verdict["action"] == "review")
-    assert len(kafka.read_all("blocks")) == 9
+    assert len(kafka.read_all("blocks")) == 13
     metrics = worker.metrics()
     assert 'screening_entry_quarantined_timestamp_seconds{entry_id="1-dhash",list="known"}' in (
         metrics
     )
-    assert 'screening_quarantine_demoted_matches_total{list="known"} 6.0' in metrics
+    assert 'screening_quarantine_demoted_matches_total{list="known"} 14.0' in metrics
     assert quarantined_count(worker) == 1
-    assert "entry quarantined: list=known entry=1-dhash matched 10 of the last 10" in worker.log()
+    assert (
+        "entry quarantined: list=known entry=1-dhash matched 3 different files in the last 14 "
+        "uploads" in worker.log()
+    )
 
     result = run_cli("quarantine", "lift", "--list", "known", "--entry", "1-dhash",
                      env=topics.env)  # fmt: skip

@@ -127,8 +127,15 @@ def test_the_hashlist_feed_restarts_until_its_topic_exists(broker: EmbeddedBroke
             published = await asyncio.to_thread(
                 publish_list, broker.bootstrap_servers, topic, "late", 21
             )
-            await eventually(lambda: health.lists_caught_up, 30, "lists caught up")
-            assert sum(matcher.entry_counts().values()) == published
+            # The feed may find the topic while it is still empty (created, not yet published
+            # to) and be caught up with nothing: wait for the entries as well.
+            await eventually(
+                lambda: (
+                    health.lists_caught_up and sum(matcher.entry_counts().values()) == published
+                ),
+                30,
+                "lists caught up with every published entry",
+            )
             state = health.report()["services"]["hashlist_feed"]  # type: ignore[index]
             assert state["state"] == "running"
         finally:

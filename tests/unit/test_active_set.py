@@ -64,7 +64,8 @@ def test_matches_a_plain_dict_model(capacity: int, steps: list[tuple[str, str, f
             model[key] = now + value
             dropped = 0
             while len(model) > capacity:
-                soonest = min(model, key=lambda k: model[k])
+                # Equal ends: the smallest key goes (the set's heap orders by (end, key)).
+                soonest = min(model, key=lambda k: (model[k], k))
                 del model[soonest]
                 dropped += 1
             assert active.add(key, key, now + value) == dropped

@@ -25,6 +25,7 @@ from pipeline.core.types import Algorithm
 from pipeline.errors import PipelineError
 from pipeline.hashpool import HashPool
 from pipeline.hashprocess import HashJobResult, hash_job
+from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 from tests.imagegen import encode, synthetic_image
 
 
@@ -114,14 +115,16 @@ def test_a_sha256_on_a_bare_list_matches_the_byte_identical_file(tmp_path: Path)
     assert (match["list"], match["algorithm"], match["distance"]) == ("known", "sha256", 0)
 
 
-def test_hashlist_validate_and_stats(workspace: Path) -> None:
-    validate = run("hashlist", "validate", str(workspace / "lists.json"))
-    assert validate.returncode == 1
-    assert "entries.csv:4: bad_hash" in validate.stderr
-    assert "2 valid entries in 1 list(s); 1 bad line(s)" in validate.stdout
-    stats = run("hashlist", "stats", "--json", str(workspace / "lists.json"))
-    assert stats.returncode == 0
-    report = json.loads(stats.stdout)
+@pytest.mark.usefixtures("isolated_cli")
+def test_hashlist_validate_and_stats(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # In this process (tests/clirun.py): these hash nothing, an interpreter start each is waste.
+    code, out, err = run_cli(capsys, "hashlist", "validate", str(workspace / "lists.json"))
+    assert code == 1
+    assert "entries.csv:4: bad_hash" in err
+    assert "2 valid entries in 1 list(s); 1 bad line(s)" in out
+    code, out, _ = run_cli(capsys, "hashlist", "stats", "--json", str(workspace / "lists.json"))
+    assert code == 0
+    report = json.loads(out)
     assert report["lists"]["demo"]["action"] == "block"
     assert {(c["algorithm"], c["entries"]) for c in report["counts"]} == {("md5", 1), ("phash", 1)}
 
@@ -131,20 +134,23 @@ def subcommands(help_text: str) -> list[str]:
     return re.findall(r"^ {4}(\S+)", help_text, re.MULTILINE)
 
 
-def test_help_lists_every_command_by_name() -> None:
-    top = run("--help")
-    assert top.returncode == 0
-    assert subcommands(top.stdout) == [
+@pytest.mark.usefixtures("isolated_cli")
+def test_help_lists_every_command_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, top, _ = run_cli(capsys, "--help")
+    assert code == 0
+    assert subcommands(top) == [
         "hash", "match", "hashlist", "worker", "submit", "demo", "demo-traffic", "quarantine",
         "bench",
     ]  # fmt: skip
-    hashlist = run("hashlist", "--help")
-    assert subcommands(hashlist.stdout) == ["validate", "stats", "publish", "retract"]
-    bench = run("bench", "--help")
-    assert subcommands(bench.stdout) == ["hashing", "index", "pipeline", "quality", "detail"]
+    assert subcommands(run_cli(capsys, "hashlist", "--help")[1]) == [
+        "validate", "stats", "publish", "retract",
+    ]  # fmt: skip
+    assert subcommands(run_cli(capsys, "bench", "--help")[1]) == [
+        "hashing", "index", "pipeline", "quality", "detail",
+    ]  # fmt: skip
 
 
-def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) -> None:
+def test_hash_enforces_a_time_limit_per_file(tmp_path: Path) -> None:
     # An uncompressed 3000x3000 noise PNG takes ~0.2 s to decode. The JPEGs running beside it
     # die with its killed process and are run again, alone: only the slow file is refused.
     rng = np.random.default_rng(0)
@@ -152,13 +158,16 @@ def test_hash_enforces_a_time_limit_per_file(workspace: Path, tmp_path: Path) ->
     Image.fromarray(rng.integers(0, 255, (3000, 3000), dtype=np.uint8), "L").save(
         slow, compress_level=0
     )
-    known = str(workspace / "known.jpg")
-    result = run("hash", "--timeout", "0.08", str(slow), known, known, known)
+    # Small JPEGs (~2 ms to hash): the 640x480 one took 30-60 ms on a loaded machine, too
+    # close to the limit, and then timed out too.
+    known = tmp_path / "small.jpg"
+    known.write_bytes(encode(synthetic_image(1, 64, 48)))
+    result = run("hash", "--timeout", "0.08", str(slow), *[str(known)] * 3)
     assert result.returncode == 1, result.stderr
     timed_out, *hashed = lines(result.stdout)
     assert timed_out["error"]["reason"] == "hash_timeout"  # type: ignore[index]
     assert [h["format"] for h in hashed] == ["JPEG"] * 3
-    assert run("hash", "--timeout", "0", known).returncode == 2
+    assert run("hash", "--timeout", "0", str(known)).returncode == 2
 
 
 # Jobs for the pool below: top-level, so the hashing processes can import them.

@@ -13,6 +13,7 @@ picture is flagged; a photo's pHash never is. Thresholds and their measured marg
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from pathlib import Path
@@ -87,6 +88,16 @@ PHOTOS = tuple(name for name in SKIMAGE_PICTURES if name not in PATTERN_DRAWINGS
 def _patterns(size: tuple[int, int]) -> list[tuple[str, str, Image.Image]]:
     rng = np.random.default_rng(size[0])
     return list(low_information_family(*size, rng))
+
+
+@functools.cache
+def _first_of_each_family(size: tuple[int, int]) -> dict[str, Image.Image]:
+    """The first picture of each family at ``size``, in grayscale. Made once: drawing every
+    family takes seconds, which each hypothesis example paid for one picture."""
+    first: dict[str, Image.Image] = {}
+    for family, _, image in _patterns(size):
+        first.setdefault(family, image.convert("L"))
+    return first
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -172,7 +183,7 @@ def test_adding_strong_detail_ungates_a_picture(
 ) -> None:
     """A photo pasted over most of a gated picture makes it a picture worth matching."""
     width, height = 640, 480
-    base = next(img for fam, _, img in _patterns((width, height)) if fam == family).convert("L")
+    base = _first_of_each_family((width, height))[family].copy()  # pasted into below
     assert is_low_information(base)
     detail = skimage_picture(photo)
     assert detail is not None

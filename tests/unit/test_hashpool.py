@@ -47,6 +47,7 @@ def sleep_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) 
         height=1,
         decode_seconds=0.0,
         hash_seconds=seconds,
+        content_digest=b"",
     )
 
 
@@ -74,6 +75,7 @@ def pid_job(data: bytes, limits: GuardLimits, algorithms: tuple[object, ...]) ->
         height=1,
         decode_seconds=0.0,
         hash_seconds=0.0,
+        content_digest=b"",
     )
 
 

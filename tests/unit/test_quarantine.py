@@ -1,6 +1,7 @@
-"""Flood quarantine: an entry matching over 2% of at least 500 of the last 1000 uploads is
-quarantined, stays so until lifted, and a lifted entry is exempt until re-armed; its matches
-ask for review, never block and never allow."""
+"""Flood quarantine: an entry matching over 2% of at least 500 of the last 1000 uploads
+(counting different files: repeats of one file count once) is quarantined, stays so until
+lifted, and a lifted entry is exempt until re-armed; its matches ask for review, never block
+and never allow."""
 
 from __future__ import annotations
 
@@ -144,12 +145,53 @@ def test_an_upload_counts_once_per_entry_and_allow_matches_do_not_count() -> Non
     assert len(counted_entries(many)) == MAX_ENTRIES_PER_UPLOAD
 
 
+def test_one_file_uploaded_again_and_again_counts_once() -> None:
+    # A raid re-posting one known picture: the genuine entry keeps blocking.
+    quarantine = FloodQuarantine(FloodRule(window_uploads=100, min_uploads=50, share=0.2))
+    started = [q for _ in range(100) for q in quarantine.observe([match()], b"known-file")]
+    assert started == []
+    assert quarantine.matched(BLANK) == 1
+    assert not quarantine.is_quarantined(BLANK)
+
+
+def test_different_files_matching_one_entry_flood_it() -> None:
+    quarantine = FloodQuarantine(FloodRule(window_uploads=100, min_uploads=50, share=0.2))
+    started = [
+        q for i in range(50) for q in quarantine.observe([match()], f"file-{i % 11}".encode())
+    ]
+    # 11 different files of 50 uploads is 22% > 20%: quarantined at the 50th upload.
+    assert started == [Quarantine(BLANK, matched=11, uploads=50)]
+
+
+def test_a_repeated_file_counts_until_its_last_copy_leaves_the_window() -> None:
+    quarantine = FloodQuarantine(FloodRule(window_uploads=4, min_uploads=4, share=0.9))
+    quarantine.observe([match()], b"a")
+    quarantine.observe([match()], b"a")
+    quarantine.observe([match()], b"b")
+    assert quarantine.matched(BLANK) == 2
+    quarantine.observe([], b"c")
+    quarantine.observe([], b"c")  # the first "a" leaves; the second still counts
+    assert quarantine.matched(BLANK) == 2
+    quarantine.observe([], b"c")  # the second "a" leaves
+    assert quarantine.matched(BLANK) == 1
+    quarantine.observe([], b"c")  # "b" leaves
+    assert quarantine.matched(BLANK) == 0
+    assert quarantine.entries_counted == 0
+
+
+def test_an_upload_of_unknown_content_counts_as_a_file_of_its_own() -> None:
+    quarantine = FloodQuarantine(FloodRule(window_uploads=10, min_uploads=10, share=0.5))
+    started = [q for _ in range(10) for q in quarantine.observe([match()])]
+    assert started == [Quarantine(BLANK, matched=10, uploads=10)]
+
+
 def test_memory_is_bounded_by_the_window() -> None:
     quarantine = FloodQuarantine(FloodRule(window_uploads=50, min_uploads=50, share=0.5))
-    for i in range(10_000):  # every upload matches a different entry
-        quarantine.observe([match(("l", str(i)))])
+    for i in range(10_000):  # every upload matches a different entry, of two files
+        quarantine.observe([match(("l", str(i)))], i % 2)
     assert quarantine.uploads == 50
     assert quarantine.entries_counted == 50
+    assert len(quarantine._copies) == 50
     assert quarantine.quarantined == {}
 
 

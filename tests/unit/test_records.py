@@ -180,8 +180,51 @@ def test_an_invalid_event_keeps_known_references_and_names_the_rest() -> None:
             {"kind": "url", "url": 7},
             {"kind": "url", "omitted_fields": ["url"], "omitted_field_count": 1},
         ),
+        (
+            {"kind": "s3", "bucket": "b-1", "key": "a/b.jpg", "version_id": "v1", "data": CONTENT},
+            {
+                "kind": "s3",
+                "bucket": "b-1",
+                "key": "a/b.jpg",
+                "version_id": "v1",
+                "omitted_fields": ["data"],
+                "omitted_field_count": 1,
+            },
+        ),
+        (
+            {"kind": "s3", "bucket": "b" * 64, "key": CONTENT, "url": "https://cdn.example/a"},
+            {
+                "kind": "s3",
+                "omitted_fields": ["bucket", "key", "url"],
+                "omitted_field_count": 3,
+            },
+        ),
+        (
+            {"kind": "s3", "bucket": "b-1", "key": "k", "version_id": None},
+            {"kind": "s3", "bucket": "b-1", "key": "k", "version_id": None},
+        ),
+        (
+            {"kind": "url", "url": "https://cdn.example/a", "bucket": "b-1", "key": "k"},
+            {
+                "kind": "url",
+                "url": "https://cdn.example/a",
+                "omitted_fields": ["bucket", "key"],
+                "omitted_field_count": 2,
+            },
+        ),
     ],
-    ids=["inline-path", "url-path", "path-url", "long-path", "unknown-kind", "url-not-text"],
+    ids=[
+        "inline-path",
+        "url-path",
+        "path-url",
+        "long-path",
+        "unknown-kind",
+        "url-not-text",
+        "s3-extra",
+        "s3-over-caps",
+        "s3-no-version",
+        "url-s3-fields",
+    ],
 )
 def test_content_keeps_only_the_reference_its_kind_carries(
     content: dict[str, object], kept: dict[str, object]

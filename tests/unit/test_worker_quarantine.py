@@ -68,7 +68,10 @@ def test_a_flood_is_logged_once_shown_in_metrics_and_demotes_later_matches(
     assert actions == [Action.BLOCK] * 9 + [Action.REVIEW] * 11
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1
-    assert "entry quarantined: list=eokm entry=blank-frame matched 10 of the last 10" in lines[0]
+    assert (
+        "entry quarantined: list=eokm entry=blank-frame matched 10 different files in the last "
+        "10 uploads" in lines[0]
+    )
     assert "pipeline quarantine lift --list eokm --entry blank-frame" in lines[0]
     assert sample(metrics, 'screening_quarantined_entries{list="eokm"}') == 1
     named = 'screening_entry_quarantined_timestamp_seconds{entry_id="blank-frame",list="eokm"}'

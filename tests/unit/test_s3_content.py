@@ -1,0 +1,274 @@
+"""``s3`` content without a server: the wire form's rules (mirrored by the committed schema),
+how the S3 client's errors become fetch reasons, the PIPELINE_S3_* settings, and
+``pipeline submit --s3``'s URI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from pydantic import SecretStr, ValidationError
+
+from pipeline.adapters.s3 import classify_failure
+from pipeline.application.uploads import s3_content, s3_event
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError
+from pipeline.fetch_policy import FetchFailed, FetchRefused
+from pipeline.models import S3Content, UploadEvent
+from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "upload-event.json").read_text()
+)
+
+
+def schema_accepts(content: dict[str, object]) -> bool:
+    event = {"schema_version": 1, "upload_id": "u1", "content": content}
+    return jsonschema.Draft202012Validator(SCHEMA).is_valid(event)
+
+
+def model_accepts(content: dict[str, object]) -> bool:
+    try:
+        UploadEvent.model_validate({"upload_id": "u1", "content": content})
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("bucket", "valid"),
+    [
+        ("abc", True),
+        ("my-uploads.2026", True),
+        ("a" * 63, True),
+        ("ab", False),  # 3 to 63 characters
+        ("a" * 64, False),
+        ("Uploads", False),  # lowercase only
+        ("my_uploads", False),
+        ("-uploads", False),  # starts and ends with a letter or digit
+        ("uploads.", False),
+        ("my..uploads", False),  # no two dots in a row
+        ("192.168.1.10", False),  # not an IP address
+        ("arn:aws:s3:us-east-1:123456789012:accesspoint/other", False),  # another endpoint
+        ("uploads/../other", False),
+    ],
+)
+def test_bucket_names_follow_s3s_rules_in_the_model_and_the_schema(
+    bucket: str, valid: bool
+) -> None:
+    content = {"kind": "s3", "bucket": bucket, "key": "a.jpg"}
+    assert model_accepts(content) is valid
+    assert schema_accepts(content) is valid
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("a.jpg", True),
+        ("2026/12/ünïcode photo (1).jpg", True),
+        ("k" * 1024, True),
+        ("é" * 512, True),  # 1024 bytes of UTF-8
+        ("", False),
+        ("k" * 1025, False),
+        ("é" * 513, False),  # 513 characters, 1026 bytes: S3 caps keys in bytes
+    ],
+)
+def test_keys_are_1_to_1024_bytes_of_utf8(key: str, valid: bool) -> None:
+    assert model_accepts({"kind": "s3", "bucket": "uploads", "key": key}) is valid
+
+
+def test_a_key_with_a_lone_surrogate_is_invalid() -> None:
+    raw = b'{"upload_id": "u1", "content": {"kind": "s3", "bucket": "uploads", "key": "a\\ud800"}}'
+    with pytest.raises(ValidationError):
+        UploadEvent.model_validate_json(raw)
+
+
+@pytest.mark.parametrize(
+    ("version_id", "valid"),
+    [
+        ("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", True),
+        ("null", True),
+        ("v" * 1024, True),
+        ("", False),
+        ("v" * 1025, False),
+        ("has space", False),
+        ("ünïcode", False),
+    ],
+)
+def test_version_ids_are_printable_ascii(version_id: str, valid: bool) -> None:
+    content = {"kind": "s3", "bucket": "uploads", "key": "a.jpg", "version_id": version_id}
+    assert model_accepts(content) is valid
+    assert schema_accepts(content) is valid
+
+
+def test_an_s3_event_round_trips_and_names_its_object() -> None:
+    content = S3Content(bucket="uploads", key="a b/c.jpg", version_id="v1")
+    assert content.uri == "s3://uploads/a b/c.jpg?versionId=v1"
+    event = UploadEvent(upload_id="u1", content=content)
+    assert UploadEvent.model_validate_json(event.model_dump_json()) == event
+    assert S3Content(bucket="uploads", key="c.jpg").uri == "s3://uploads/c.jpg"
+
+
+def client_error(code: str, status: int) -> ClientError:
+    """The exception botocore raises for an error answer of the storage."""
+    response: Any = {
+        "Error": {"Code": code, "Message": "..."},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "GetObject")
+
+
+@pytest.mark.parametrize(
+    ("error", "retried", "reason"),
+    [
+        (client_error("NoSuchKey", 404), False, "s3_no_such_key"),
+        (client_error("NoSuchBucket", 404), False, "s3_no_such_bucket"),
+        (client_error("NoSuchVersion", 404), False, "s3_no_such_version"),
+        (client_error("404", 404), False, "s3_no_such_key"),
+        (client_error("AccessDenied", 403), False, "s3_access_denied"),
+        (client_error("InvalidObjectState", 403), False, "s3_invalid_object_state"),
+        (client_error("InvalidAccessKeyId", 403), False, "s3_bad_credentials"),
+        (client_error("SignatureDoesNotMatch", 403), False, "s3_bad_credentials"),
+        (client_error("ExpiredToken", 400), False, "s3_bad_credentials"),
+        (client_error("InvalidArgument", 400), False, "s3_refused"),
+        (client_error("SlowDown", 503), True, "s3_throttled"),
+        (client_error("Throttling", 400), True, "s3_throttled"),
+        (client_error("", 429), True, "s3_throttled"),
+        (client_error("ServiceUnavailable", 503), True, "s3_throttled"),
+        (client_error("InternalError", 500), True, "http_5xx"),
+        (client_error("", 502), True, "http_5xx"),
+        (client_error("RequestTimeout", 400), True, "timeout"),
+        (ReadTimeoutError(endpoint_url="http://s3"), True, "timeout"),
+        (ConnectTimeoutError(endpoint_url="http://s3"), True, "timeout"),
+        (TimeoutError(), True, "timeout"),
+        (EndpointConnectionError(endpoint_url="http://s3"), True, "connection_failed"),
+        (ResponseStreamingError(error="reset"), True, "connection_failed"),
+        (IncompleteReadError(actual_bytes=1, expected_bytes=2), True, "connection_failed"),
+        (FlexibleChecksumError(error_msg="crc32 mismatch"), True, "connection_failed"),
+        (NoCredentialsError(), False, "s3_no_credentials"),
+        (ParamValidationError(report="bad"), False, "s3_refused"),
+        (aiohttp.ServerDisconnectedError(), True, "connection_failed"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_the_storages_answers_become_retryable_or_permanent_reasons(
+    error: Exception, retried: bool, reason: str
+) -> None:
+    failure = classify_failure(error, "s3://uploads/a.jpg")
+    assert isinstance(failure, FetchFailed if retried else FetchRefused)
+    assert failure.reason == reason
+    assert "s3://uploads/a.jpg" in str(failure)
+
+
+def test_an_error_that_is_not_the_clients_is_left_to_the_screener() -> None:
+    """A bug (here a KeyError) is not dressed up as a refusal: the screener reports it as an
+    internal error with its traceback."""
+    assert classify_failure(KeyError("Body"), "s3://uploads/a.jpg") is None
+
+
+def test_s3_settings_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_S3_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("PIPELINE_S3_REGION", "eu-west-1")
+    monkeypatch.setenv("PIPELINE_S3_ACCESS_KEY_ID", "screening")
+    monkeypatch.setenv("PIPELINE_S3_SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("PIPELINE_S3_ADDRESSING_STYLE", "path")
+    settings = load_settings()
+    access = settings.s3_access()
+    assert (access.endpoint_url, access.region, access.access_key_id) == (
+        "http://minio:9000", "eu-west-1", "screening",
+    )  # fmt: skip
+    assert access.secret_access_key == SecretStr("s3cr3t-value")
+    assert access.addressing_style == "path"
+    for shown in (repr(settings), str(settings), repr(access), str(access)):
+        assert "s3cr3t-value" not in shown
+
+
+def test_unset_s3_settings_leave_the_aws_defaults() -> None:
+    access = load_settings().s3_access()
+    assert (access.endpoint_url, access.region, access.access_key_id) == (None, None, None)
+    assert access.secret_access_key is None
+    assert access.addressing_style == "auto"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"s3_access_key_id": "screening"}, "or neither"),
+        ({"s3_secret_access_key": "s3cr3t-value"}, "or neither"),
+        ({"s3_endpoint_url": "minio:9000"}, "PIPELINE_S3_ENDPOINT_URL"),
+        ({"s3_endpoint_url": "http://minio:9000/bucket?x=1"}, "PIPELINE_S3_ENDPOINT_URL"),
+        ({"s3_addressing_style": "dns"}, "PIPELINE_S3_ADDRESSING_STYLE"),
+        ({"s3_region": "eu west"}, "PIPELINE_S3_REGION"),
+        ({"s3_region": "eu_west_1"}, "PIPELINE_S3_REGION"),  # botocore refuses underscores
+    ],
+)
+def test_bad_s3_settings_fail_at_start_with_a_readable_error(
+    overrides: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**overrides)
+    assert problem in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "key", "version"),
+    [
+        ("s3://uploads/a.jpg", "uploads", "a.jpg", None),
+        ("s3://uploads/2026/12/a b.jpg", "uploads", "2026/12/a b.jpg", None),
+        ("s3://uploads/a.jpg?versionId=3HL4kqtJ", "uploads", "a.jpg", "3HL4kqtJ"),
+        ("s3://uploads/what?.jpg", "uploads", "what?.jpg", None),  # a ? alone is the key's
+        ("s3://uploads/a%20b.jpg", "uploads", "a%20b.jpg", None),  # as written, like aws s3
+    ],
+)
+def test_s3_uris_name_a_bucket_a_key_and_maybe_a_version(
+    uri: str, bucket: str, key: str, version: str | None
+) -> None:
+    content = s3_content(uri)
+    assert (content.bucket, content.key, content.version_id) == (bucket, key, version)
+    event = s3_event(content)
+    assert event.content == content
+    assert event.metadata == {"file": content.uri}
+    assert event.upload_id.startswith(Path(key).stem[:64])
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("https://uploads.s3.amazonaws.com/a.jpg", "not an s3:// URI"),
+        ("s3://uploads", "names no key"),
+        ("s3://uploads/", "names no key"),
+        ("s3://Uploads/a.jpg", "bucket"),
+        ("s3://uploads/a.jpg?versionId=", "version_id"),
+    ],
+)
+def test_bad_s3_uris_say_what_is_wrong(uri: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        s3_content(uri)
+
+
+@pytest.mark.usefixtures("isolated_cli")
+def test_submit_refuses_bad_or_missing_references_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(capsys, "submit", "--s3", "s3://uploads")
+    assert code == 2
+    assert "names no key" in err
+    code, _, err = run_cli(capsys, "submit")
+    assert code == 2
+    assert "--s3" in err
