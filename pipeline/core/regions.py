@@ -95,6 +95,16 @@ _UI_TOLERANCE = 6
 _DETAIL_SHARE = 0.6
 #: The block grid of the largest-detail-rectangle search, in blocks on the long side.
 _GRID = 48
+#: A UI colour covers this share of the search area with flat pixels (within a level of it);
+#: a line is of the UI's colours when its pixels are within :data:`_PALETTE_TOLERANCE` of one.
+_PALETTE_SHARE = 0.01
+_PALETTE_TOLERANCE = 4
+#: A line with fewer steps along it than this share is plain: flat, or flat pieces (a line
+#: through a bubble's edge and the wallpaper beside it).
+_PLAIN_SHARE = 0.1
+#: Cores of detail tried, best first, before the search gives up (a caption, a text bubble,
+#: an icon can each be denser than the picture).
+_CORE_TRIES = 4
 #: A line is flat UI, where growing a picture outwards stops, when its neighbouring pixels
 #: differ by at most this much on average (a slow gradient passes, texture and text do not)
 #: and its colour is one of the surroundings' (within :data:`_UI_TOLERANCE`).
@@ -110,6 +120,9 @@ _SURROUND_REACH = 3
 #: A bubble's margin around a photo at the reduced scale (8-12 px on a 1080 px wide phone
 #: screen, 1-2 px at 1/8): up to this many flat lines of their own colour come off the edges.
 _MARGIN_LINES = 2
+#: Rounded corners: the frame's colour reaches into a picture's first lines near its ends,
+#: so those lines are judged without 1/10 of their length at each end.
+_CORNER_SHARE_INVERSE = 10
 #: Regions smaller than this are not worth a hash: pHash reads a 32x32 resize, and below a
 #: fifth of a side (or 8% of the area) a region is a thumbnail or an icon, where a match is
 #: both unlikely and cheap to fake.
@@ -157,15 +170,12 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
         candidates.append((embedded, RegionKind.EMBEDDED))
 
     regions: list[Region] = []
-    kept: list[_Box] = []
+    seen: list[_Box] = []
     for box, kind in candidates:
-        if (
-            not _worth_hashing(box, width, height)
-            or _nearly_contains(box, whole)
-            or any(_iou(box, other) >= _SAME_REGION_IOU for other in kept)
-        ):
+        duplicate = any(_iou(box, other) >= _SAME_REGION_IOU for other in seen)
+        seen.append(box)  # a near-whole trimmed box also stands for its embedded twin
+        if duplicate or not _worth_hashing(box, width, height) or _nearly_contains(box, whole):
             continue
-        kept.append(box)
         regions.append(_to_image_pixels(box, kind, factor, image.size))
     return tuple(regions[:max_regions])
 
@@ -283,35 +293,52 @@ def _trim_uniform_borders(pixels: _Pixels) -> _Box | None:
 # The embedded picture.
 
 
+def _summed(mask: _Mask) -> npt.NDArray[np.int32]:
+    """The summed-area table of ``mask``: [y, x] counts the pixels above row y and left of
+    column x."""
+    height, width = mask.shape
+    sums = np.zeros((height + 1, width + 1), dtype=np.int32)
+    np.cumsum(mask, axis=0, out=sums[1:, 1:])
+    np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
+    return sums
+
+
 @dataclass(frozen=True, slots=True)
 class _DetailMap:
-    """Which pixels have detail, as a summed-area table: the detail count of any rectangle
-    (a line segment, a block) costs four look-ups."""
+    """Where the pixels have detail, as summed-area tables: the count of any rectangle (a line
+    segment, a block) costs four look-ups.
 
-    sums: npt.NDArray[np.int32]  # [y, x]: detail pixels above row y and left of column x
+    A line (a row or a column) is judged by the steps *along* it: a flat UI line stays flat
+    however much it differs from the next line, so a thin bar or a bubble's margin between two
+    other colours is not mistaken for detail. Blocks are judged by steps either way."""
+
+    along_rows: npt.NDArray[np.int32]  # steps to the right neighbour
+    along_columns: npt.NDArray[np.int32]  # steps to the lower neighbour
+    either: npt.NDArray[np.int32]
 
     @classmethod
     def of(cls, pixels: _Pixels) -> _DetailMap:
         """Pixels that differ from their right or lower neighbour by more than a flat step."""
-        mask = np.zeros(pixels.shape, dtype=np.bool_)
-        mask[:, :-1] = np.abs(np.diff(pixels, axis=1)) > _FLAT_STEP
-        mask[:-1] |= np.abs(np.diff(pixels, axis=0)) > _FLAT_STEP
-        height, width = pixels.shape
-        sums = np.zeros((height + 1, width + 1), dtype=np.int32)
-        np.cumsum(mask, axis=0, out=sums[1:, 1:])
-        np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
-        return cls(sums)
+        across = np.zeros(pixels.shape, dtype=np.bool_)
+        across[:, :-1] = np.abs(np.diff(pixels, axis=1)) > _FLAT_STEP
+        down = np.zeros(pixels.shape, dtype=np.bool_)
+        down[:-1] = np.abs(np.diff(pixels, axis=0)) > _FLAT_STEP
+        return cls(_summed(across), _summed(down), _summed(across | down))
 
-    def row_shares(self, rows: _Indices, left: int, right: int) -> _Floats:
-        """Detail share of each of ``rows`` between columns ``left`` and ``right``."""
-        sums = self.sums
+    def row_shares(self, rows: _Indices, left: int, right: int, along_only: bool = True) -> _Floats:
+        """Detail share of each of ``rows`` between columns ``left`` and ``right``: steps
+        along the row, or with ``along_only`` False steps either way."""
+        sums = self.along_rows if along_only else self.either
         inside = sums[rows + 1, right] - sums[rows + 1, left] - sums[rows, right] + sums[rows, left]
         shares: _Floats = inside / (right - left)
         return shares
 
-    def column_shares(self, columns: _Indices, top: int, bottom: int) -> _Floats:
-        """Detail share of each of ``columns`` between rows ``top`` and ``bottom``."""
-        sums = self.sums
+    def column_shares(
+        self, columns: _Indices, top: int, bottom: int, along_only: bool = True
+    ) -> _Floats:
+        """Detail share of each of ``columns`` between rows ``top`` and ``bottom``: steps
+        along the column, or with ``along_only`` False steps either way."""
+        sums = self.along_columns if along_only else self.either
         inside = (
             sums[bottom, columns + 1]
             - sums[top, columns + 1]
@@ -323,17 +350,47 @@ class _DetailMap:
 
     def share(self, box: _Box) -> float:
         left, top, right, bottom = box
-        sums = self.sums
+        sums = self.either
         inside = sums[bottom, right] - sums[top, right] - sums[bottom, left] + sums[top, left]
         return float(inside) / _area(box)
 
     def block_counts(self, within: _Box, block: int) -> npt.NDArray[np.int32]:
         """Detail counts of the whole ``block`` x ``block`` squares tiling ``within``."""
         left, top, right, bottom = within
-        corners = self.sums[top : bottom + 1 : block, left : right + 1 : block]
+        corners = self.either[top : bottom + 1 : block, left : right + 1 : block]
         rows, columns = (bottom - top) // block, (right - left) // block
         corners = corners[: rows + 1, : columns + 1]
         return corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Palette:
+    """The UI's colours: grey levels that whole flat areas of the search area share (a chat's
+    wallpaper, its bubbles' fill, a bar). JPEG keeps a flat area's 8x8 blocks flat, so each
+    UI colour is a sharp peak in the histogram of flat pixels; a photo's smooth sky or skin
+    spreads over many levels."""
+
+    levels: npt.NDArray[np.bool_]  # [level]: within _PALETTE_TOLERANCE of a UI colour
+
+    @classmethod
+    def of(cls, pixels: _Pixels, within: _Box) -> _Palette:
+        left, top, right, bottom = within
+        area = pixels[top:bottom, left:right]
+        flat = np.ones(area.shape, dtype=np.bool_)
+        flat[:, :-1] &= np.abs(np.diff(area, axis=1)) <= 1
+        flat[:-1] &= np.abs(np.diff(area, axis=0)) <= 1
+        counts = np.bincount(area[flat].ravel().astype(np.intp), minlength=256)[:256]
+        near = np.convolve(counts, np.ones(3, dtype=np.int64), mode="same")
+        colours = np.flatnonzero(near >= _PALETTE_SHARE * area.size)
+        levels = np.zeros(256, dtype=np.bool_)
+        for colour in colours:
+            levels[max(0, colour - _PALETTE_TOLERANCE) : colour + _PALETTE_TOLERANCE + 1] = True
+        return cls(levels)
+
+    def shares(self, lines: _Pixels) -> _Floats:
+        """Share of each line's pixels (rows of ``lines``) that are of a UI colour."""
+        shares: _Floats = self.levels[np.clip(lines, 0, 255)].mean(axis=1)
+        return shares
 
 
 def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
@@ -351,62 +408,105 @@ def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
 
 
 def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
+    """The largest picture inside flat surroundings within ``within``, or None.
+
+    Cores are tried best first: the densest detail is often not the picture but a caption
+    or a text bubble beside it, which ends too small or without a flat surround; its blocks
+    are then left out and the next best core is tried, at most :data:`_CORE_TRIES` times."""
     detail = _DetailMap.of(pixels)
-    core = _largest_detail_rectangle(detail, within)
-    if core is None:
+    grid = _CoreGrid.of(detail, within)
+    if grid is None:
         return None
-    box = _settle_on_detail(detail, core, within)
-    if box is None:
-        return None
-    box = _drop_margins(pixels, _continue_smooth_picture(pixels, box, within))
-    if detail.share(box) < _DETAIL_SHARE / 2:
-        return None
-    if not _surrounded_by_flat_ui(pixels, box, within):
-        return None
-    return box
+    palette = _Palette.of(pixels, within)
+    height, width = pixels.shape
+    for _ in range(_CORE_TRIES):
+        core = grid.best()
+        if core is None:
+            return None
+        box = _settle_on_detail(detail, pixels, palette, core, within)
+        if box is not None:
+            box = _tighten(pixels, _continue_smooth_picture(pixels, box, within))
+            if _worth_hashing(box, width, height) and _surrounded_by_flat_ui(pixels, box, within):
+                return box
+        grid.exclude(core if box is None else _union(core, box))
+    return None
 
 
-def _largest_detail_rectangle(detail: _DetailMap, within: _Box) -> _Box | None:
-    """The block-aligned rectangle with the greatest sum of (detail share - threshold).
-
-    The maximum-sum subrectangle over a coarse block grid, all top/bottom block-row pairs at
-    once: for each pair the column sums form a 1-D array whose best run is its largest rise
-    of running sum (Kadane), kept for all pairs in one sweep over the block columns."""
-    left, top, right, bottom = within
-    block = max(1, -(-max(bottom - top, right - left) // _GRID))
-    counts = detail.block_counts(within, block)
-    rows, columns = counts.shape
-    if rows < 2 or columns < 2:
-        return None
-    weights = counts.astype(np.float32) / np.float32(block * block) - np.float32(_DETAIL_SHARE)
-    down = np.zeros((rows + 1, columns), dtype=np.float32)
-    np.cumsum(weights, axis=0, out=down[1:])
-    # band[c, t, b]: the weight of block column c over block rows t..b (used where t <= b).
-    band = np.ascontiguousarray(
-        (down[np.newaxis, 1:, :] - down[:-1, np.newaxis, :]).transpose(2, 0, 1)
-    )
-    running = np.zeros((rows, rows), dtype=np.float32)
-    lowest = np.zeros((rows, rows), dtype=np.float32)
-    best = np.full((rows, rows), -np.inf, dtype=np.float32)
-    for column in band:
-        running += column
-        np.maximum(best, running - lowest, out=best)
-        np.minimum(lowest, running, out=lowest)
-    best[np.tri(rows, k=-1, dtype=np.bool_)] = -np.inf  # bottom above top
-    first_row, last_row = (int(i) for i in np.unravel_index(int(np.argmax(best)), best.shape))
-    if best[first_row, last_row] <= 0:
-        return None
-    along = np.zeros(columns + 1, dtype=np.float32)
-    np.cumsum(band[:, first_row, last_row], out=along[1:])
-    rises = along[1:] - np.minimum.accumulate(along[:-1])
-    last_column = int(np.argmax(rises))
-    first_column = int(np.argmin(along[: last_column + 1]))
+def _union(first: _Box, second: _Box) -> _Box:
     return (
-        left + first_column * block,
-        top + first_row * block,
-        left + (last_column + 1) * block,
-        top + (last_row + 1) * block,
+        min(first[0], second[0]),
+        min(first[1], second[1]),
+        max(first[2], second[2]),
+        max(first[3], second[3]),
     )
+
+
+@dataclass(slots=True)
+class _CoreGrid:
+    """Detail shares of the blocks tiling the search area, less :data:`_DETAIL_SHARE`: the
+    weights of the largest-detail-rectangle search. Blocks already tried are excluded."""
+
+    weights: npt.NDArray[np.float32]
+    within: _Box
+    block: int
+
+    @classmethod
+    def of(cls, detail: _DetailMap, within: _Box) -> _CoreGrid | None:
+        left, top, right, bottom = within
+        block = max(1, -(-max(bottom - top, right - left) // _GRID))
+        counts = detail.block_counts(within, block)
+        if counts.shape[0] < 2 or counts.shape[1] < 2:
+            return None
+        weights = counts.astype(np.float32) / np.float32(block * block) - np.float32(_DETAIL_SHARE)
+        return cls(weights, within, block)
+
+    def exclude(self, box: _Box) -> None:
+        """Leave the blocks overlapping ``box`` out of later searches."""
+        left, top = self.within[:2]
+        first_column = max(0, (box[0] - left) // self.block)
+        first_row = max(0, (box[1] - top) // self.block)
+        last_column = -(-(box[2] - left) // self.block)
+        last_row = -(-(box[3] - top) // self.block)
+        self.weights[first_row:last_row, first_column:last_column] = -1.0
+
+    def best(self) -> _Box | None:
+        """The block-aligned rectangle with the greatest sum of weights; None when no
+        rectangle has a positive sum.
+
+        The maximum-sum subrectangle over the block grid, all top/bottom block-row pairs at
+        once: for each pair the column sums form a 1-D array whose best run is its largest
+        rise of running sum (Kadane), kept for all pairs in one sweep over the block columns."""
+        weights, block = self.weights, self.block
+        left, top = self.within[:2]
+        rows, columns = weights.shape
+        down = np.zeros((rows + 1, columns), dtype=np.float32)
+        np.cumsum(weights, axis=0, out=down[1:])
+        # band[c, t, b]: the weight of block column c over block rows t..b (used where t <= b).
+        band = np.ascontiguousarray(
+            (down[np.newaxis, 1:, :] - down[:-1, np.newaxis, :]).transpose(2, 0, 1)
+        )
+        running = np.zeros((rows, rows), dtype=np.float32)
+        lowest = np.zeros((rows, rows), dtype=np.float32)
+        best = np.full((rows, rows), -np.inf, dtype=np.float32)
+        for column in band:
+            running += column
+            np.maximum(best, running - lowest, out=best)
+            np.minimum(lowest, running, out=lowest)
+        best[np.tri(rows, k=-1, dtype=np.bool_)] = -np.inf  # bottom above top
+        first_row, last_row = (int(i) for i in np.unravel_index(int(np.argmax(best)), best.shape))
+        if best[first_row, last_row] <= 0:
+            return None
+        along = np.zeros(columns + 1, dtype=np.float32)
+        np.cumsum(band[:, first_row, last_row], out=along[1:])
+        rises = along[1:] - np.minimum.accumulate(along[:-1])
+        last_column = int(np.argmax(rises))
+        first_column = int(np.argmin(along[: last_column + 1]))
+        return (
+            left + first_column * block,
+            top + first_row * block,
+            left + (last_column + 1) * block,
+            top + (last_row + 1) * block,
+        )
 
 
 def _run_length(shares: _Floats, detailed: bool) -> int:
@@ -415,11 +515,31 @@ def _run_length(shares: _Floats, detailed: bool) -> int:
     return int(stops[0]) if stops.size else len(shares)
 
 
-def _settle_on_detail(detail: _DetailMap, box: _Box, within: _Box) -> _Box | None:
-    """Move the block-aligned edges to pixel lines: grow over detailed lines, then drop
-    edge lines without enough detail, twice (each side's share depends on the others)."""
+def _settle_on_detail(
+    detail: _DetailMap, pixels: _Pixels, palette: _Palette, box: _Box, within: _Box
+) -> _Box | None:
+    """Move the block-aligned edges to pixel lines: grow over lines with detail along them
+    (never over a flat UI line, however it differs from its neighbours), then drop edge lines
+    without detail: too few steps either way, or plain lines of the UI's colours (a picture's
+    column can be plain along itself, like wood grain, but is rarely of the UI's colours),
+    twice (each side's share depends on the others)."""
     left, top, right, bottom = box
     min_left, min_top, max_right, max_bottom = within
+
+    def kept_rows(rows: _Indices) -> _Mask:
+        plain = detail.row_shares(rows, left, right) < _PLAIN_SHARE
+        of_ui = palette.shares(pixels[rows, left:right]) >= _SURROUND_SHARE
+        detailed = detail.row_shares(rows, left, right, False) >= _DETAIL_SHARE
+        kept: _Mask = detailed & ~(plain & of_ui)
+        return kept
+
+    def kept_columns(columns: _Indices) -> _Mask:
+        plain = detail.column_shares(columns, top, bottom) < _PLAIN_SHARE
+        of_ui = palette.shares(pixels[top:bottom, columns].T) >= _SURROUND_SHARE
+        detailed = detail.column_shares(columns, top, bottom, False) >= _DETAIL_SHARE
+        kept: _Mask = detailed & ~(plain & of_ui)
+        return kept
+
     for _ in range(2):
         top -= _run_length(
             detail.row_shares(np.arange(top - 1, min_top - 1, -1), left, right), True
@@ -429,19 +549,20 @@ def _settle_on_detail(detail: _DetailMap, box: _Box, within: _Box) -> _Box | Non
             detail.column_shares(np.arange(left - 1, min_left - 1, -1), top, bottom), True
         )
         right += _run_length(detail.column_shares(np.arange(right, max_right), top, bottom), True)
-        top += _run_length(detail.row_shares(np.arange(top, bottom), left, right), False)
-        bottom -= _run_length(
-            detail.row_shares(np.arange(bottom - 1, top - 1, -1), left, right), False
-        )
+        top += _leading_false(kept_rows(np.arange(top, bottom)))
+        bottom -= _leading_false(kept_rows(np.arange(bottom - 1, top - 1, -1)))
         if bottom - top <= 2:
             return None
-        left += _run_length(detail.column_shares(np.arange(left, right), top, bottom), False)
-        right -= _run_length(
-            detail.column_shares(np.arange(right - 1, left - 1, -1), top, bottom), False
-        )
+        left += _leading_false(kept_columns(np.arange(left, right)))
+        right -= _leading_false(kept_columns(np.arange(right - 1, left - 1, -1)))
         if right - left <= 2:
             return None
     return left, top, right, bottom
+
+
+def _leading_false(mask: _Mask) -> int:
+    stops = np.flatnonzero(mask)
+    return int(stops[0]) if stops.size else len(mask)
 
 
 def _continuing_lines(lines: _Pixels, ends: _Floats | None, ui_colours: _Floats) -> int:
@@ -523,21 +644,58 @@ def _continue_smooth_picture(pixels: _Pixels, box: _Box, within: _Box) -> _Box:
     return left, top, right, bottom
 
 
-def _drop_margins(pixels: _Pixels, box: _Box) -> _Box:
-    """Drop up to :data:`_MARGIN_LINES` pad-flat lines from each side: the margin of a
-    bubble around a photo, which has a colour of its own and so is grown over."""
+def _tighten(pixels: _Pixels, box: _Box) -> _Box:
+    """Take the frame off the picture's edges, side by side: up to :data:`_MARGIN_LINES`
+    flat lines (a bubble's margin, which has a colour of its own and so is grown over), then
+    a line that is more the frame than the picture (the decode blends the boundary into one
+    line). A line of frame costs a hash far more than a line of picture lost."""
     left, top, right, bottom = box
-    top += _pad_lines_up_to(pixels[top:bottom, left:right])
-    bottom -= _pad_lines_up_to(pixels[top:bottom, left:right][::-1])
-    left += _pad_lines_up_to(pixels[top:bottom, left:right].T)
-    right -= _pad_lines_up_to(pixels[top:bottom, left:right].T[::-1])
+    height, width = pixels.shape
+    top += _frame_lines(
+        pixels[top:bottom, left:right], pixels[top - 1, left:right] if top else None
+    )
+    bottom -= _frame_lines(
+        pixels[top:bottom, left:right][::-1],
+        pixels[bottom, left:right] if bottom < height else None,
+    )
+    left += _frame_lines(
+        pixels[top:bottom, left:right].T, pixels[top:bottom, left - 1] if left else None
+    )
+    right -= _frame_lines(
+        pixels[top:bottom, left:right].T[::-1],
+        pixels[top:bottom, right] if right < width else None,
+    )
     return left, top, right, bottom
 
 
-def _pad_lines_up_to(lines: _Pixels) -> int:
-    """Leading pad lines of ``lines``, at most :data:`_MARGIN_LINES`."""
-    head = lines[: _MARGIN_LINES + 1]
-    return min(_MARGIN_LINES, _pad_lines(head)) if len(lines) > 2 * _MARGIN_LINES else 0
+def _frame_lines(lines: _Pixels, outside: _Pixels | None) -> int:
+    """How many leading ``lines`` are frame (see :func:`_tighten`); ``outside`` is the line
+    just before them, None at the image's edge."""
+    if len(lines) <= 2 * _MARGIN_LINES + 2:
+        return 0
+    length = lines.shape[1]
+    inner = slice(length // _CORNER_SHARE_INVERSE, length - length // _CORNER_SHARE_INVERSE)
+    dropped = 0
+    while dropped < _MARGIN_LINES and _margin_line(lines[dropped, inner]):
+        dropped += 1
+    reference = lines[dropped - 1] if dropped else outside
+    if reference is not None:
+        line, next_line = (lines[dropped, inner], lines[dropped + 1, inner])
+        to_frame = float(np.abs(line - reference[inner]).mean())
+        to_picture = float(np.abs(line - next_line).mean())
+        if to_frame < to_picture:
+            dropped += 1
+    return dropped
+
+
+def _margin_line(line: _Pixels) -> bool:
+    """A flat line of one colour (a bubble's margin), up to JPEG's noise."""
+    close = np.abs(line - _median(line)) <= _PAD_TOLERANCE
+    steady = np.abs(np.diff(line)) <= 1
+    return bool(
+        np.count_nonzero(close) >= _PAD_SHARE * len(line)
+        and np.count_nonzero(steady) >= _PAD_SHARE * (len(line) - 1)
+    )
 
 
 def _flat_line(line: _Pixels, share: float = 0.0) -> bool:
