@@ -123,12 +123,14 @@ _MARGIN_LINES = 2
 #: Rounded corners: the frame's colour reaches into a picture's first lines near its ends,
 #: so those lines are judged without 1/10 of their length at each end.
 _CORNER_SHARE_INVERSE = 10
-#: Regions smaller than this are not worth a hash: pHash reads a 32x32 resize, and below a
-#: fifth of a side (or 8% of the area) a region is a thumbnail or an icon, where a match is
-#: both unlikely and cheap to fake.
+#: Regions smaller than this are not worth a hash: pHash reads a 32x32 resize, and a region
+#: that spans less than two fifths of the image both ways (or covers under 6% of it) is a
+#: thumbnail, an avatar or an icon, where a match is both unlikely and cheap to fake. One way
+#: is enough: a landscape photo in a portrait phone chat spans 70% of its width and 18% of
+#: its height.
 _MIN_SIDE_PIXELS = 24
-_MIN_SIDE_SHARE = 0.2
-_MIN_AREA_SHARE = 0.08
+_MIN_SPAN_SHARE = 0.4
+_MIN_AREA_SHARE = 0.06
 #: A region is "the whole image" when it keeps this share of both sides: the whole image's
 #: own hash already covers it (a 2% pad moves pHash by a few bits at most).
 _NEAR_WHOLE_SHARE = 0.96
@@ -198,8 +200,7 @@ def _worth_hashing(box: _Box, width: int, height: int) -> bool:
     box_width, box_height = box[2] - box[0], box[3] - box[1]
     return (
         min(box_width, box_height) >= _MIN_SIDE_PIXELS
-        and box_width >= _MIN_SIDE_SHARE * width
-        and box_height >= _MIN_SIDE_SHARE * height
+        and (box_width >= _MIN_SPAN_SHARE * width or box_height >= _MIN_SPAN_SHARE * height)
         and box_width * box_height >= _MIN_AREA_SHARE * width * height
     )
 
@@ -293,52 +294,31 @@ def _trim_uniform_borders(pixels: _Pixels) -> _Box | None:
 # The embedded picture.
 
 
-def _summed(mask: _Mask) -> npt.NDArray[np.int32]:
-    """The summed-area table of ``mask``: [y, x] counts the pixels above row y and left of
-    column x."""
-    height, width = mask.shape
-    sums = np.zeros((height + 1, width + 1), dtype=np.int32)
-    np.cumsum(mask, axis=0, out=sums[1:, 1:])
-    np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
-    return sums
-
-
 @dataclass(frozen=True, slots=True)
-class _DetailMap:
-    """Where the pixels have detail, as summed-area tables: the count of any rectangle (a line
-    segment, a block) costs four look-ups.
+class _Counts:
+    """A mask as a summed-area table: the count of any rectangle (a line segment, a block)
+    costs four look-ups."""
 
-    A line (a row or a column) is judged by the steps *along* it: a flat UI line stays flat
-    however much it differs from the next line, so a thin bar or a bubble's margin between two
-    other colours is not mistaken for detail. Blocks are judged by steps either way."""
-
-    along_rows: npt.NDArray[np.int32]  # steps to the right neighbour
-    along_columns: npt.NDArray[np.int32]  # steps to the lower neighbour
-    either: npt.NDArray[np.int32]
+    sums: npt.NDArray[np.int32]  # [y, x]: pixels set above row y and left of column x
 
     @classmethod
-    def of(cls, pixels: _Pixels) -> _DetailMap:
-        """Pixels that differ from their right or lower neighbour by more than a flat step."""
-        across = np.zeros(pixels.shape, dtype=np.bool_)
-        across[:, :-1] = np.abs(np.diff(pixels, axis=1)) > _FLAT_STEP
-        down = np.zeros(pixels.shape, dtype=np.bool_)
-        down[:-1] = np.abs(np.diff(pixels, axis=0)) > _FLAT_STEP
-        return cls(_summed(across), _summed(down), _summed(across | down))
+    def of(cls, mask: _Mask) -> _Counts:
+        height, width = mask.shape
+        sums = np.zeros((height + 1, width + 1), dtype=np.int32)
+        np.cumsum(mask, axis=0, out=sums[1:, 1:])
+        np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
+        return cls(sums)
 
-    def row_shares(self, rows: _Indices, left: int, right: int, along_only: bool = True) -> _Floats:
-        """Detail share of each of ``rows`` between columns ``left`` and ``right``: steps
-        along the row, or with ``along_only`` False steps either way."""
-        sums = self.along_rows if along_only else self.either
+    def row_shares(self, rows: _Indices, left: int, right: int) -> _Floats:
+        """Share set of each of ``rows`` between columns ``left`` and ``right``."""
+        sums = self.sums
         inside = sums[rows + 1, right] - sums[rows + 1, left] - sums[rows, right] + sums[rows, left]
         shares: _Floats = inside / (right - left)
         return shares
 
-    def column_shares(
-        self, columns: _Indices, top: int, bottom: int, along_only: bool = True
-    ) -> _Floats:
-        """Detail share of each of ``columns`` between rows ``top`` and ``bottom``: steps
-        along the column, or with ``along_only`` False steps either way."""
-        sums = self.along_columns if along_only else self.either
+    def column_shares(self, columns: _Indices, top: int, bottom: int) -> _Floats:
+        """Share set of each of ``columns`` between rows ``top`` and ``bottom``."""
+        sums = self.sums
         inside = (
             sums[bottom, columns + 1]
             - sums[top, columns + 1]
@@ -348,19 +328,34 @@ class _DetailMap:
         shares: _Floats = inside / (bottom - top)
         return shares
 
-    def share(self, box: _Box) -> float:
-        left, top, right, bottom = box
-        sums = self.either
-        inside = sums[bottom, right] - sums[top, right] - sums[bottom, left] + sums[top, left]
-        return float(inside) / _area(box)
 
-    def block_counts(self, within: _Box, block: int) -> npt.NDArray[np.int32]:
-        """Detail counts of the whole ``block`` x ``block`` squares tiling ``within``."""
-        left, top, right, bottom = within
-        corners = self.either[top : bottom + 1 : block, left : right + 1 : block]
-        rows, columns = (bottom - top) // block, (right - left) // block
-        corners = corners[: rows + 1, : columns + 1]
-        return corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+@dataclass(frozen=True, slots=True)
+class _DetailMap:
+    """Where the pixels have detail: a step of more than :data:`_FLAT_STEP` to a neighbour.
+
+    A line (a row or a column) is judged by the steps *along* it: a flat UI line stays flat
+    however much it differs from the next line, so a thin bar or a bubble's margin between two
+    other colours is not mistaken for detail. Blocks are judged by steps either way."""
+
+    along_rows: _Counts  # steps to the right neighbour
+    along_columns: _Counts  # steps to the lower neighbour
+    either: _Mask  # a step either way
+
+    @classmethod
+    def of(cls, pixels: _Pixels) -> _DetailMap:
+        across = np.zeros(pixels.shape, dtype=np.bool_)
+        across[:, :-1] = np.abs(np.diff(pixels, axis=1)) > _FLAT_STEP
+        down = np.zeros(pixels.shape, dtype=np.bool_)
+        down[:-1] = np.abs(np.diff(pixels, axis=0)) > _FLAT_STEP
+        return cls(_Counts.of(across), _Counts.of(down), across | down)
+
+    def row_shares(self, rows: _Indices, left: int, right: int) -> _Floats:
+        """Detail share (steps along the row) of each of ``rows`` in ``left``..``right``."""
+        return self.along_rows.row_shares(rows, left, right)
+
+    def column_shares(self, columns: _Indices, top: int, bottom: int) -> _Floats:
+        """Detail share (steps along the column) of each of ``columns`` in ``top``..``bottom``."""
+        return self.along_columns.column_shares(columns, top, bottom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +382,11 @@ class _Palette:
             levels[max(0, colour - _PALETTE_TOLERANCE) : colour + _PALETTE_TOLERANCE + 1] = True
         return cls(levels)
 
+    def of_colours(self, pixels: _Pixels) -> _Mask:
+        """Which ``pixels`` are of a UI colour."""
+        of_colours: _Mask = self.levels[np.clip(pixels, 0, 255)]
+        return of_colours
+
     def shares(self, lines: _Pixels) -> _Floats:
         """Share of each line's pixels (rows of ``lines``) that are of a UI colour."""
         shares: _Floats = self.levels[np.clip(lines, 0, 255)].mean(axis=1)
@@ -410,20 +410,37 @@ def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
 def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
     """The largest picture inside flat surroundings within ``within``, or None.
 
-    Cores are tried best first: the densest detail is often not the picture but a caption
-    or a text bubble beside it, which ends too small or without a flat surround; its blocks
-    are then left out and the next best core is tried, at most :data:`_CORE_TRIES` times."""
+    Searched twice, for two notions of what is picture: detail alone (a photo's texture; a
+    picture running into the image's edges, as in a meme, keeps its smooth sky), then detail
+    or a colour the UI does not have (a smooth picture: a gradient, a blur, a sky, whose
+    detail is less than that of the text around it). The larger picture found is kept."""
     detail = _DetailMap.of(pixels)
-    grid = _CoreGrid.of(detail, within)
+    palette = _Palette.of(pixels, within)
+    found = [
+        _picture_of(detail, picture, pixels, palette, within)
+        for picture in (detail.either, detail.either | ~palette.of_colours(pixels))
+    ]
+    return max((box for box in found if box is not None), key=_area, default=None)
+
+
+def _picture_of(
+    detail: _DetailMap, picture: _Mask, pixels: _Pixels, palette: _Palette, within: _Box
+) -> _Box | None:
+    """The picture whose core is the densest rectangle of ``picture`` pixels.
+
+    Cores are tried best first: the densest is often not the picture but a caption or a text
+    bubble beside it, which ends too small or without a flat surround; its blocks are then
+    left out and the next best core is tried, at most :data:`_CORE_TRIES` times."""
+    grid = _CoreGrid.of(picture, within)
     if grid is None:
         return None
-    palette = _Palette.of(pixels, within)
+    content = _Counts.of(picture)
     height, width = pixels.shape
     for _ in range(_CORE_TRIES):
         core = grid.best()
         if core is None:
             return None
-        box = _settle_on_detail(detail, pixels, palette, core, within)
+        box = _settle_on_detail(detail, content, pixels, palette, core, within)
         if box is not None:
             box = _tighten(pixels, _continue_smooth_picture(pixels, box, within))
             if _worth_hashing(box, width, height) and _surrounded_by_flat_ui(pixels, box, within):
@@ -451,12 +468,15 @@ class _CoreGrid:
     block: int
 
     @classmethod
-    def of(cls, detail: _DetailMap, within: _Box) -> _CoreGrid | None:
+    def of(cls, content: _Mask, within: _Box) -> _CoreGrid | None:
+        """The grid over ``within`` of ``content`` (the pixels counted as picture)."""
         left, top, right, bottom = within
         block = max(1, -(-max(bottom - top, right - left) // _GRID))
-        counts = detail.block_counts(within, block)
-        if counts.shape[0] < 2 or counts.shape[1] < 2:
+        rows, columns = (bottom - top) // block, (right - left) // block
+        if rows < 2 or columns < 2:
             return None
+        tiles = content[top : top + rows * block, left : left + columns * block]
+        counts = tiles.reshape(rows, block, columns, block).sum(axis=(1, 3), dtype=np.int32)
         weights = counts.astype(np.float32) / np.float32(block * block) - np.float32(_DETAIL_SHARE)
         return cls(weights, within, block)
 
@@ -516,29 +536,33 @@ def _run_length(shares: _Floats, detailed: bool) -> int:
 
 
 def _settle_on_detail(
-    detail: _DetailMap, pixels: _Pixels, palette: _Palette, box: _Box, within: _Box
+    detail: _DetailMap,
+    content: _Counts,
+    pixels: _Pixels,
+    palette: _Palette,
+    box: _Box,
+    within: _Box,
 ) -> _Box | None:
     """Move the block-aligned edges to pixel lines: grow over lines with detail along them
     (never over a flat UI line, however it differs from its neighbours), then drop edge lines
-    without detail: too few steps either way, or plain lines of the UI's colours (a picture's
-    column can be plain along itself, like wood grain, but is rarely of the UI's colours),
-    twice (each side's share depends on the others)."""
+    that are not picture (:func:`_kept_lines`; ``content`` counts the picture pixels), twice
+    (each side's share depends on the others)."""
     left, top, right, bottom = box
     min_left, min_top, max_right, max_bottom = within
 
     def kept_rows(rows: _Indices) -> _Mask:
-        plain = detail.row_shares(rows, left, right) < _PLAIN_SHARE
-        of_ui = palette.shares(pixels[rows, left:right]) >= _SURROUND_SHARE
-        detailed = detail.row_shares(rows, left, right, False) >= _DETAIL_SHARE
-        kept: _Mask = detailed & ~(plain & of_ui)
-        return kept
+        return _kept_lines(
+            content.row_shares(rows, left, right),
+            detail.row_shares(rows, left, right),
+            palette.shares(pixels[rows, left:right]),
+        )
 
     def kept_columns(columns: _Indices) -> _Mask:
-        plain = detail.column_shares(columns, top, bottom) < _PLAIN_SHARE
-        of_ui = palette.shares(pixels[top:bottom, columns].T) >= _SURROUND_SHARE
-        detailed = detail.column_shares(columns, top, bottom, False) >= _DETAIL_SHARE
-        kept: _Mask = detailed & ~(plain & of_ui)
-        return kept
+        return _kept_lines(
+            content.column_shares(columns, top, bottom),
+            detail.column_shares(columns, top, bottom),
+            palette.shares(pixels[top:bottom, columns].T),
+        )
 
     for _ in range(2):
         top -= _run_length(
@@ -558,6 +582,20 @@ def _settle_on_detail(
         if right - left <= 2:
             return None
     return left, top, right, bottom
+
+
+def _kept_lines(picture: _Floats, along: _Floats, of_ui: _Floats) -> _Mask:
+    """Which of a run of lines (outermost first) hold picture: mostly picture pixels (shares
+    ``picture``), and neither a plain line (few steps ``along`` it) of the UI's colours (a
+    picture's column can be plain, like wood grain, but is rarely of the UI's colours: shares
+    ``of_ui``) nor a plain line just outside one (the decode blends two UI colours where they
+    meet: a bubble's rounded bottom over the wallpaper)."""
+    plain = along < _PLAIN_SHARE
+    plain_ui = plain & (of_ui >= _SURROUND_SHARE)
+    before_plain_ui = np.zeros_like(plain_ui)
+    before_plain_ui[:-1] = plain[:-1] & plain_ui[1:]
+    kept: _Mask = (picture >= _DETAIL_SHARE) & ~plain_ui & ~before_plain_ui
+    return kept
 
 
 def _leading_false(mask: _Mask) -> int:
