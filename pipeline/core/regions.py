@@ -86,6 +86,10 @@ _PAD_SHARE = 0.97
 #: ...and its mean within this many levels of the outermost line's: a pad does not drift, so
 #: a gradient picture does not lose its first rows as "pad".
 _PAD_DRIFT = 1.5
+#: Borders of one axis differing by at most this share of the wider one (or by at most
+#: :data:`_PAD_SLACK` lines) are even; beyond it, a centred region is tried too.
+_UNEVEN_PAD_SHARE = 0.25
+_PAD_SLACK = 2
 #: Grey levels within which a line is "of the surroundings' colour" when growing a picture
 #: or judging its surround (UI colours, after JPEG and the reduced decode).
 _UI_TOLERANCE = 6
@@ -163,6 +167,9 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
     candidates: list[tuple[_Box, RegionKind]] = []
     if trimmed is not None and trimmed != whole:
         candidates.append((trimmed, RegionKind.TRIMMED))
+        centred = _centred(trimmed, whole)
+        if centred != trimmed:
+            candidates.append((centred, RegionKind.TRIMMED))
     embedded = None
     if trimmed is not None and (
         _may_frame_a_picture(pixels, whole) or _may_frame_a_picture(pixels, trimmed)
@@ -180,6 +187,23 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
             continue
         regions.append(_to_image_pixels(box, kind, factor, image.size))
     return tuple(regions[:max_regions])
+
+
+def _centred(trimmed: _Box, whole: _Box) -> _Box:
+    """``trimmed`` with each axis's borders made even, at the narrower of the two, where they
+    differ by more than :data:`_UNEVEN_PAD_SHARE` of the wider. Pads, letterboxes and video
+    bars are nearly always centred; a picture whose own edge is of the pad's colour (a dark
+    night sky in black bars) loses that edge to the trim, on one side."""
+    left, top, right, bottom = trimmed
+    pads = (left - whole[0], top - whole[1], whole[2] - right, whole[3] - bottom)
+
+    def even(first: int, second: int) -> tuple[int, int]:
+        if abs(first - second) <= max(_PAD_SLACK, _UNEVEN_PAD_SHARE * max(first, second)):
+            return first, second
+        return (min(first, second),) * 2
+
+    (pad_left, pad_right), (pad_top, pad_bottom) = even(pads[0], pads[2]), even(pads[1], pads[3])
+    return pad_left, pad_top, whole[2] - pad_right, whole[3] - pad_bottom
 
 
 def _working_pixels(image: Image.Image) -> tuple[_Pixels, int]:
