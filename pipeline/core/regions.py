@@ -102,6 +102,9 @@ _GRID = 48
 #: A UI colour covers this share of the search area with flat pixels (within a level of it);
 #: a line is of the UI's colours when its pixels are within :data:`_PALETTE_TOLERANCE` of one.
 _PALETTE_SHARE = 0.01
+#: ...and a sharp peak: its 3-level window holds this many times its 4 flanking levels (a
+#: UI colour decodes to one level, give or take one; a photo's smooth area to a broad hump).
+_PALETTE_SHARPNESS = 2.0
 _PALETTE_TOLERANCE = 4
 #: A line with fewer steps along it than this share is plain: flat, or flat pieces (a line
 #: through a bubble's edge and the wallpaper beside it).
@@ -399,8 +402,12 @@ class _Palette:
         flat[:, :-1] &= np.abs(np.diff(area, axis=1)) <= 1
         flat[:-1] &= np.abs(np.diff(area, axis=0)) <= 1
         counts = np.bincount(area[flat].ravel().astype(np.intp), minlength=256)[:256]
-        near = np.convolve(counts, np.ones(3, dtype=np.int64), mode="same")
-        colours = np.flatnonzero(near >= _PALETTE_SHARE * area.size)
+        padded = np.concatenate([np.zeros(3, np.int64), counts, np.zeros(3, np.int64)])
+        # Level L's own window (L-1..L+1) and its flanks (L-3..L-2, L+2..L+3).
+        near = padded[2:-4] + padded[3:-3] + padded[4:-2]
+        flanks = padded[:-6] + padded[1:-5] + padded[5:-1] + padded[6:]
+        sharp = near >= _PALETTE_SHARPNESS * flanks
+        colours = np.flatnonzero(sharp & (near >= _PALETTE_SHARE * area.size))
         levels = np.zeros(256, dtype=np.bool_)
         for colour in colours:
             levels[max(0, colour - _PALETTE_TOLERANCE) : colour + _PALETTE_TOLERANCE + 1] = True
