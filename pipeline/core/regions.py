@@ -109,6 +109,12 @@ _PALETTE_TOLERANCE = 4
 #: A line with fewer steps along it than this share is plain: flat, or flat pieces (a line
 #: through a bubble's edge and the wallpaper beside it).
 _PLAIN_SHARE = 0.1
+#: An embedded picture is at least this share picture pixels (detail, or not of a UI
+#: colour): a logo or a diagram of flat fills on white is drawn like UI and is not one.
+_PICTURE_SHARE = 0.5
+#: A row of a meme's caption bar: at least this share of it the bars' colour (the rest: the
+#: caption's letters).
+_BAR_SHARE = 0.5
 #: Cores of detail tried, best first, before the search gives up (a caption, a text bubble,
 #: an icon can each be denser than the picture).
 _CORE_TRIES = 4
@@ -173,13 +179,16 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
         centred = _centred(trimmed, whole)
         if centred != trimmed:
             candidates.append((centred, RegionKind.TRIMMED))
-    embedded = None
     if trimmed is not None and (
         _may_frame_a_picture(pixels, whole) or _may_frame_a_picture(pixels, trimmed)
     ):
-        embedded = _embedded_picture(pixels, trimmed)
-    if embedded is not None:
-        candidates.append((embedded, RegionKind.EMBEDDED))
+        palette = _Palette.of(pixels, trimmed)
+        for found in (
+            _embedded_picture(pixels, palette, trimmed),
+            _between_bars(pixels, palette, trimmed),
+        ):
+            if found is not None:
+                candidates.append((found, RegionKind.EMBEDDED))
 
     regions: list[Region] = []
     seen: list[_Box] = []
@@ -438,7 +447,45 @@ def _may_frame_a_picture(pixels: _Pixels, within: _Box) -> bool:
     ) or (mostly_flat(pixels[top:bottom, left]) and mostly_flat(pixels[top:bottom, right - 1]))
 
 
-def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
+def _between_bars(pixels: _Pixels, palette: _Palette, within: _Box) -> _Box | None:
+    """The picture between a meme's caption bars (or a feed post's header and footer): the
+    longest run of rows of ``within`` that are not mostly the bars' colour, when its top and
+    bottom rows are mostly one colour each and that colour is a UI colour (``palette``: a
+    flat sky is not one), whatever text they carry. A picture that fills the width has no
+    flat surround beside it, and a flat-colour illustration has too little detail for the
+    embedded-picture search; the bars' rows are plain to tell."""
+    left, top, right, bottom = within
+    edges = (pixels[top, left:right], pixels[bottom - 1, left:right])
+    if not all(_flat_line(line, _EDGE_UI_SHARE) for line in edges):
+        return None
+    colours = np.array([_median(line) for line in edges], dtype=np.int16)
+    if not palette.levels[colours].all():
+        return None
+    area = pixels[top:bottom, left:right]
+    near = np.abs(area[:, :, np.newaxis] - colours).min(axis=2) <= _UI_TOLERANCE
+    picture_rows = near.mean(axis=1) < _BAR_SHARE
+    if picture_rows.all() or not picture_rows.any():
+        return None
+    # The longest run of picture rows.
+    padded = np.concatenate([[False], picture_rows, [False]])
+    changes = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, stops = changes[::2], changes[1::2]
+    longest = int(np.argmax(stops - starts))
+    first_row, last_row = int(starts[longest]), int(stops[longest])
+    # A picture across the width meets both sides on most of its rows (not a round or a
+    # cut-out picture on the bars' colour: a fundus photo, a logo on white).
+    sides = near[first_row:last_row][:, [0, -1]].mean(axis=0)
+    if (sides > 1 - _BAR_SHARE).any():
+        return None
+    band = (left, top + first_row, right, top + last_row)
+    inner = _trim_uniform_borders(pixels[band[1] : band[3], band[0] : band[2]])
+    if inner is None or inner[2] - inner[0] < _NEAR_WHOLE_SHARE * (right - left):
+        return None  # not a picture across the bars' width (a chat's rows: the search above)
+    box = (band[0] + inner[0], band[1] + inner[1], band[0] + inner[2], band[1] + inner[3])
+    return _tighten(pixels, box)
+
+
+def _embedded_picture(pixels: _Pixels, palette: _Palette, within: _Box) -> _Box | None:
     """The largest picture inside flat surroundings within ``within``, or None.
 
     Searched twice, for two notions of what is picture: detail alone (a photo's texture; a
@@ -446,12 +493,38 @@ def _embedded_picture(pixels: _Pixels, within: _Box) -> _Box | None:
     or a colour the UI does not have (a smooth picture: a gradient, a blur, a sky, whose
     detail is less than that of the text around it). The larger picture found is kept."""
     detail = _DetailMap.of(pixels)
-    palette = _Palette.of(pixels, within)
+    broad = detail.either | ~palette.of_colours(pixels)
     found = [
         _picture_of(detail, picture, pixels, palette, within)
-        for picture in (detail.either, detail.either | ~palette.of_colours(pixels))
+        for picture in (detail.either, broad & ~_of_wallpaper(pixels, within))
     ]
-    return max((box for box in found if box is not None), key=_area, default=None)
+    for box in sorted((box for box in found if box is not None), key=_area, reverse=True):
+        # Mostly picture either way: not a drawing made of the UI's own flat colours.
+        if broad[box[1] : box[3], box[0] : box[2]].mean() >= _PICTURE_SHARE:
+            return box
+    return None
+
+
+def _of_wallpaper(pixels: _Pixels, within: _Box) -> _Mask:
+    """Pixels of the wallpaper's colour where it shades (a gradient is no sharp colour of
+    the palette): within :data:`_PALETTE_TOLERANCE` of their row's colour where the row meets
+    the search area's left and right edges with one smooth colour (a wallpaper shading down
+    the screen), or of their column's where it meets the top and bottom edges alike."""
+    left, top, right, bottom = within
+    area = pixels[top:bottom, left:right]
+    of_wallpaper = np.zeros(pixels.shape, dtype=np.bool_)
+    for lines in (area, area.T):
+        first, last = lines[:, 0], lines[:, -1]
+        smooth = (np.abs(first - lines[:, 1]) <= 1) & (np.abs(last - lines[:, -2]) <= 1)
+        smooth[1:] &= (np.abs(np.diff(first)) <= 1) & (np.abs(np.diff(last)) <= 1)
+        smooth &= np.abs(first - last) <= _PALETTE_TOLERANCE
+        colour = (first + last) / 2
+        matches = smooth[:, np.newaxis] & (
+            np.abs(lines - colour[:, np.newaxis]) <= _PALETTE_TOLERANCE
+        )
+        target = of_wallpaper[top:bottom, left:right]
+        target |= matches if lines is area else matches.T
+    return of_wallpaper
 
 
 def _picture_of(
@@ -473,8 +546,10 @@ def _picture_of(
             return None
         box = _settle_on_detail(detail, content, pixels, palette, core, within)
         if box is not None:
-            box = _tighten(pixels, _continue_smooth_picture(pixels, box, within))
-            if _worth_hashing(box, width, height) and _surrounded_by_flat_ui(pixels, box, within):
+            box = _tighten(pixels, _continue_smooth_picture(pixels, palette, box, within))
+            if _worth_hashing(box, width, height) and _surrounded_by_flat_ui(
+                pixels, palette, box, within
+            ):
                 return box
         grid.exclude(core if box is None else _union(core, box))
     return None
@@ -634,29 +709,42 @@ def _leading_false(mask: _Mask) -> int:
     return int(stops[0]) if stops.size else len(mask)
 
 
-def _continuing_lines(lines: _Pixels, ends: _Floats | None, ui_colours: _Floats) -> int:
-    """How many lines after the first carry the picture on: every line up to the first flat
-    line of the surroundings' colour, that is of one of ``ui_colours`` (the colours along
-    the search area's edges) or of the same line's own ``ends`` (its pixels where it meets
-    the search area's edge, outside the picture; None when the picture reaches that edge)."""
+def _continuing_lines(
+    lines: _Pixels, ends: _Floats | None, ui_colours: _Floats, palette: _Palette
+) -> int:
+    """How many lines after the first carry the picture on: every line up to the first UI
+    line. That is a flat line of the surroundings' colour, one of ``ui_colours`` (the colours
+    along the search area's edges) or of the same line's own ``ends`` (its pixels where it
+    meets the search area's edge, outside the picture; None when the picture reaches that
+    edge), or a plain line of the UI's colours (``palette``: a bubble's edge beside the
+    wallpaper, where the picture's bubble touches the next one)."""
 
     def carries_on(start: int, stop: int) -> _Mask:
-        outward = lines[start + 1 : stop + 1].astype(np.float32)
-        mean = outward.mean(axis=1)
+        outward = lines[start + 1 : stop + 1]
+        steps = np.abs(np.diff(outward, axis=1))
+        mean = outward.mean(axis=1, dtype=np.float32)
         # Flat along the line, up to a slow gradient (wallpapers shade across the screen).
-        flat = np.abs(np.diff(outward, axis=1)).mean(axis=1) <= _FLAT_LINE_STEP
+        flat = steps.mean(axis=1) <= _FLAT_LINE_STEP
         distance = np.abs(mean[:, np.newaxis] - ui_colours[np.newaxis, :]).min(axis=1)
         if ends is not None:
             distance = np.minimum(
                 distance, np.abs(mean[:, np.newaxis] - ends[start + 1 : stop + 1]).min(axis=1)
             )
-        carries: _Mask = ~(flat & (distance <= _UI_TOLERANCE))
+        # A plain line of UI colours with some of the surroundings' own colour in it: the
+        # next bubble's edge (its fill beside the wallpaper). Not a flat fill of the picture
+        # that happens to be a sharp colour too (an illustration's sky): that has none.
+        plain = (steps > _FLAT_STEP).mean(axis=1) < _PLAIN_SHARE
+        of_ui = palette.shares(outward) >= _SURROUND_SHARE
+        beside = np.abs(outward[:, :, np.newaxis] - ui_colours[np.newaxis, np.newaxis, :])
+        some_surroundings = (beside.min(axis=2) <= _PALETTE_TOLERANCE).mean(axis=1) >= 0.1
+        bubble_edge = plain & of_ui & some_surroundings
+        carries: _Mask = ~((flat & (distance <= _UI_TOLERANCE)) | bubble_edge)
         return carries
 
     return _leading(len(lines) - 1, carries_on)
 
 
-def _continue_smooth_picture(pixels: _Pixels, box: _Box, within: _Box) -> _Box:
+def _continue_smooth_picture(pixels: _Pixels, palette: _Palette, box: _Box, within: _Box) -> _Box:
     """Grow each side over lines that carry the picture on (sky, skin, a blurred background
     have too little detail to be found by the detail search), up to the first flat line of
     the surroundings' colour: the UI background, a bar, a pad."""
@@ -694,21 +782,25 @@ def _continue_smooth_picture(pixels: _Pixels, box: _Box, within: _Box) -> _Box:
             pixels[min_top : top + 1, left:right][::-1],
             None if row_ends is None else row_ends[min_top : top + 1][::-1],
             vertical_ui,
+            palette,
         )
         bottom += _continuing_lines(
             pixels[bottom - 1 : max_bottom, left:right],
             None if row_ends is None else row_ends[bottom - 1 : max_bottom],
             vertical_ui,
+            palette,
         )
         left -= _continuing_lines(
             pixels[top:bottom, min_left : left + 1].T[::-1],
             None if column_ends is None else column_ends[min_left : left + 1][::-1],
             horizontal_ui,
+            palette,
         )
         right += _continuing_lines(
             pixels[top:bottom, right - 1 : max_right].T,
             None if column_ends is None else column_ends[right - 1 : max_right],
             horizontal_ui,
+            palette,
         )
     return left, top, right, bottom
 
@@ -781,9 +873,23 @@ def _ui_line(line: _Pixels) -> bool:
     return _flat_line(line) and bool(np.count_nonzero(steady) >= _SURROUND_SHARE * (len(line) - 1))
 
 
-def _surrounded_by_flat_ui(pixels: _Pixels, box: _Box, within: _Box) -> bool:
+_STACKED = ("top", "bottom")
+
+
+def _plain_ui_line(line: _Pixels, palette: _Palette) -> bool:
+    """A line with few steps along it, of the UI's colours."""
+    steps = int(np.count_nonzero(np.abs(np.diff(line)) > _FLAT_STEP))
+    return steps < _PLAIN_SHARE * len(line) and bool(
+        palette.shares(line[np.newaxis])[0] >= _SURROUND_SHARE
+    )
+
+
+def _surrounded_by_flat_ui(pixels: _Pixels, palette: _Palette, box: _Box, within: _Box) -> bool:
     """Whether flat UI lies just outside ``box`` on two opposite sides (top and bottom, or
-    left and right), and on every side that is not on ``within``'s edge."""
+    left and right), and on every side that is not on ``within``'s edge: a line of one
+    colour (:func:`_ui_line`), or above and below a plain line of the UI's colours (the
+    wallpaper and the edge of the next message, which can start right below a picture:
+    messages stack vertically, never side by side)."""
     left, top, right, bottom = box
     min_left, min_top, max_right, max_bottom = within
     reach = _SURROUND_REACH
@@ -798,7 +904,10 @@ def _surrounded_by_flat_ui(pixels: _Pixels, box: _Box, within: _Box) -> bool:
     flat: dict[str, bool] = {}
     for side, lines in outside.items():
         if lines:  # on the search area's edge there is nothing outside to judge
-            flat[side] = any(_ui_line(line) for line in lines)
+            flat[side] = any(
+                _ui_line(line) or (side in _STACKED and _plain_ui_line(line, palette))
+                for line in lines
+            )
             if not flat[side]:
                 return False
     return (flat.get("top", False) and flat.get("bottom", False)) or (
