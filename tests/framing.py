@@ -137,15 +137,22 @@ def chat_screenshot(
     photo_width_share: float = 0.7,
     seed: int = 0,
     gradient: int = 0,
+    margin: int = 8,
+    radius: int = 18,
+    gap: int = 16,
+    outgoing: bool = True,
 ) -> Framed:
     """A phone chat screenshot of ``size`` with ``photo`` in a rounded bubble among text bubbles.
 
     Status bar (clock, icons) and a header bar (back arrow, avatar, contact name) at the top,
     text bubbles above and below the photo, the photo ``photo_width_share`` of the screen wide
-    (its height capped at 45% of the screen, as apps do) inside an outgoing bubble with a thin
-    margin, rounded corners and a timestamp drawn over its bottom-right corner, and an input
-    bar at the bottom. ``gradient`` darkens the background towards the bottom by that many
-    levels (wallpapers are rarely perfectly flat)."""
+    (its height capped at 45% of the screen, as apps do) inside a bubble (``outgoing`` on the
+    right in the outgoing colour, else on the left in the incoming one) with a ``margin`` of
+    bubble around it (0: the photo is the bubble, as iMessage and Telegram draw it), corners
+    rounded by ``radius`` and a timestamp drawn over its bottom-right corner, messages ``gap``
+    apart, and an input bar at the bottom. Lengths are for a 1080 px wide screen. ``gradient``
+    darkens the background towards the bottom by that many levels (wallpapers are rarely
+    perfectly flat)."""
     rng = random.Random(seed)
     palette = CHAT_THEMES[theme]
     width, height = size
@@ -181,10 +188,11 @@ def chat_screenshot(
     )
 
     # Text bubbles above the photo.
+    spacing = round(gap * scale)
     top = status_height + header_height + round(30 * scale)
     for index in range(rng.randint(1, 3)):
         top = _text_bubble(draw, rng, top, width, index % 2 == 1, palette, scale)
-        top += round(16 * scale)
+        top += spacing
 
     # The photo bubble.
     photo_width = round(width * photo_width_share)
@@ -192,23 +200,25 @@ def chat_screenshot(
     if photo_height > height * 0.45:
         photo_height = round(height * 0.45)
         photo_width = round(photo_height * photo.width / photo.height)
-    margin = round(8 * scale)
-    bubble_left = width - round(24 * scale) - photo_width - 2 * margin
-    bubble_top = top + round(8 * scale)
-    draw.rounded_rectangle(
-        (
-            bubble_left,
-            bubble_top,
-            bubble_left + photo_width + 2 * margin,
-            bubble_top + photo_height + 2 * margin,
-        ),
-        radius=round(24 * scale),
-        fill=palette.outgoing,
-    )
+    margin = round(margin * scale)
+    side = round(24 * scale)
+    bubble_left = width - side - photo_width - 2 * margin if outgoing else side
+    bubble_top = top
+    if margin:
+        draw.rounded_rectangle(
+            (
+                bubble_left,
+                bubble_top,
+                bubble_left + photo_width + 2 * margin,
+                bubble_top + photo_height + 2 * margin,
+            ),
+            radius=round((radius + 6) * scale),
+            fill=palette.outgoing if outgoing else palette.incoming,
+        )
     resized = photo.convert("RGB").resize((photo_width, photo_height), Image.Resampling.LANCZOS)
     rounded = Image.new("L", resized.size, 0)
     ImageDraw.Draw(rounded).rounded_rectangle(
-        (0, 0, photo_width - 1, photo_height - 1), radius=round(18 * scale), fill=255
+        (0, 0, photo_width - 1, photo_height - 1), radius=round(radius * scale), fill=255
     )
     photo_x, photo_y = bubble_left + margin, bubble_top + margin
     canvas.paste(resized, (photo_x, photo_y), rounded)
@@ -218,13 +228,13 @@ def chat_screenshot(
         fill=WHITE,
         font=_font(round(26 * scale)),
     )
-    top = bubble_top + photo_height + 2 * margin + round(24 * scale)
+    top = bubble_top + photo_height + 2 * margin + spacing
 
     # Text bubbles below, while they fit above the input bar.
     input_top = height - round(140 * scale)
     while top + round(200 * scale) < input_top:
         top = _text_bubble(draw, rng, top, width, rng.random() < 0.5, palette, scale)
-        top += round(16 * scale)
+        top += spacing
 
     # Input bar.
     draw.rectangle((0, input_top, width, height), fill=palette.background)

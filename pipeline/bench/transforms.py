@@ -28,6 +28,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 #: How a transform is applied: the picture and a seed for whatever a real copy would vary.
 Apply = Callable[[Image.Image, int], Image.Image]
+#: Where a framing transform put the picture: (x, y, width, height) in the output's pixels.
+Placement = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +252,11 @@ def chat_screenshot(image: Image.Image, seed: int) -> Image.Image:
     with a time stamp over its corner, another bubble or two, and the input bar. The seed
     picks the messages, the picture's width and whether it was sent or received.
     """
+    return chat_screenshot_placed(image, seed)[0]
+
+
+def chat_screenshot_placed(image: Image.Image, seed: int) -> tuple[Image.Image, Placement]:
+    """:func:`chat_screenshot` and where the picture went in it (for diagnostics)."""
     rng = random.Random(seed)  # noqa: S311 - layout, not crypto
     screen_w, screen_h = PHONE_SIZE
     screen = Image.new("RGB", PHONE_SIZE, (236, 229, 221))
@@ -301,6 +308,7 @@ def chat_screenshot(image: Image.Image, seed: int) -> Image.Image:
     mask = Image.new("L", picture.size, 0)
     ImageDraw.Draw(mask).rounded_rectangle((0, 0, width - 1, height - 1), radius=24, fill=255)
     screen.paste(picture, (left + frame, top + frame), mask)
+    placed = (left + frame, top + frame, width, height)
     stamp = f"{rng.randint(7, 23):02d}:{rng.randint(0, 59):02d}"
     draw.text((left + frame + width - 110, top + frame + height - 50), stamp, font=_font(28),
               fill=(255, 255, 255), stroke_width=1, stroke_fill=(60, 60, 60))  # fmt: skip
@@ -314,7 +322,7 @@ def chat_screenshot(image: Image.Image, seed: int) -> Image.Image:
                                fill=(255, 255, 255))  # fmt: skip
         draw.text((110, bar_top + 52), "Message", font=_font(40), fill=(140, 150, 155))
         draw.ellipse((925, bar_top + 20, 1035, bar_top + 130), fill=(0, 168, 132))
-    return screen
+    return screen, placed
 
 
 _MEME_LINES = (
@@ -399,3 +407,24 @@ def select(names: str | None) -> tuple[Transform, ...]:
     if unknown:
         raise KeyError(f"unknown transforms {unknown}; known: {', '.join(BY_NAME)}")
     return tuple(transform for transform in TRANSFORMS if transform.name in wanted)
+
+
+def placement(name: str, image: Image.Image, seed: int) -> tuple[Image.Image, Placement | None]:
+    """Transform ``name`` applied to ``image`` and, for the framings (pads, letterbox, chat
+    screenshot, meme bars), where the picture is in the output; None for the other edits."""
+    output = BY_NAME[name].apply(image, seed)
+    width, height = image.size
+    if name in ("pad_black", "pad_white"):
+        return output, (round(width * 0.2), round(height * 0.2), width, height)
+    if name == "letterbox":
+        return output, (
+            (output.width - width) // 2,
+            (output.height - height) // 2,
+            width,
+            height,
+        )
+    if name == "meme_bars":
+        return output, (0, (output.height - height) // 2, width, height)
+    if name == "chat_screenshot":
+        return chat_screenshot_placed(image, seed)
+    return output, None
