@@ -258,7 +258,7 @@ class Settings(BaseSettings):
     # --- S3-API object storage (``s3`` content) -------------------------------------------------
     s3_endpoint_url: str | None = Field(
         None,
-        pattern=r"^https?://[^/?#\s]+/?$",
+        pattern=r"^https?://[^/?#\s@]+/?$",  # no user:password@ (it would be shown in reprs)
         description="S3-API endpoint, e.g. http://minio:9000; unset: AWS's endpoint for the "
         "region. The operator's address: the SSRF policy of URL uploads does not apply to it.",
     )

@@ -183,6 +183,9 @@ class PathContent(Record):
 S3_BUCKET_PATTERN = r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 #: S3's cap on an object key, in bytes of UTF-8.
 S3_KEY_MAX_BYTES = 1024
+#: A key of printable characters: a control character (a newline) in a key would be written into
+#: the worker's log lines and forge others.
+S3_KEY_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 #: A version id as S3 hands them out: opaque, URL-ready (printable ASCII), at most 1024 bytes.
 S3_VERSION_ID_PATTERN = r"^[\x21-\x7e]{1,1024}$"
 
@@ -196,6 +199,10 @@ def _key_within_s3_cap(key: str) -> str:
         raise ValueError("key is not valid Unicode") from None
     if size > S3_KEY_MAX_BYTES:
         raise ValueError(f"key is {size} bytes as UTF-8; S3 keys are at most {S3_KEY_MAX_BYTES}")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        # S3 keeps them literally, but a proxy or a path-style endpoint may normalise
+        # "uploads/../private/x" into another object than the one named.
+        raise ValueError("key has a '.' or '..' path segment")
     return key
 
 
@@ -216,7 +223,9 @@ class S3Content(Record):
     key: Annotated[str, AfterValidator(_key_within_s3_cap)] = Field(
         min_length=1,
         max_length=S3_KEY_MAX_BYTES,
-        description=f"The object key, 1 to {S3_KEY_MAX_BYTES} bytes as UTF-8.",
+        pattern=S3_KEY_PATTERN,
+        description=f"The object key, 1 to {S3_KEY_MAX_BYTES} bytes as UTF-8, no control "
+        "characters, no '.' or '..' path segment.",
     )
     version_id: str | None = Field(
         None,

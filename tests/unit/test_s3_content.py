@@ -86,6 +86,12 @@ def test_bucket_names_follow_s3s_rules_in_the_model_and_the_schema(
         ("", False),
         ("k" * 1025, False),
         ("é" * 513, False),  # 513 characters, 1026 bytes: S3 caps keys in bytes
+        ("a..b/c.d.jpg", True),  # dots inside a name are fine
+        ("a\nentry quarantined: list=x", False),  # a newline would forge a log line
+        ("a\x1b[31m.jpg", False),  # so would a terminal escape
+        ("uploads/../private/x.jpg", False),  # a proxy may normalise it into another object
+        ("uploads/./x.jpg", False),
+        ("..", False),
     ],
 )
 def test_keys_are_1_to_1024_bytes_of_utf8(key: str, valid: bool) -> None:
@@ -212,6 +218,7 @@ def test_unset_s3_settings_leave_the_aws_defaults() -> None:
         ({"s3_secret_access_key": "s3cr3t-value"}, "or neither"),
         ({"s3_endpoint_url": "minio:9000"}, "PIPELINE_S3_ENDPOINT_URL"),
         ({"s3_endpoint_url": "http://minio:9000/bucket?x=1"}, "PIPELINE_S3_ENDPOINT_URL"),
+        ({"s3_endpoint_url": "http://user:pw@minio:9000"}, "PIPELINE_S3_ENDPOINT_URL"),
         ({"s3_addressing_style": "dns"}, "PIPELINE_S3_ADDRESSING_STYLE"),
         ({"s3_region": "eu west"}, "PIPELINE_S3_REGION"),
         ({"s3_region": "eu_west_1"}, "PIPELINE_S3_REGION"),  # botocore refuses underscores
