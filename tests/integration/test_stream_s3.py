@@ -14,7 +14,7 @@ import pytest
 from pipeline.core.hashlist import ListConfig
 from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, Topics, WorkerProcess
+from tests.integration.harness import KafkaIO, Topics, WorkerProcess, wait_until
 from tests.integration.lists import entries_for
 from tests.integration.s3server import S3Server
 
@@ -68,7 +68,7 @@ def test_s3_uploads_are_screened_and_a_missing_object_is_a_clear_error(
         "key": "2026/12/missing.jpg",
         "version_id": None,
     }
-    assert 'screening_dead_letters_total{reason="s3_no_such_key",stage="fetch"} 1.0' in (
-        worker.metrics()
-    )
+    # Counted once the broker has stored the dead letter, which a reader may see a moment sooner.
+    dead_letter_counted = 'screening_dead_letters_total{reason="s3_no_such_key",stage="fetch"} 1.0'
+    wait_until(lambda: dead_letter_counted in worker.metrics(), 10, what="the dead-letter count")
     assert s3_server.screening.secret_access_key not in worker.log()
