@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from pipeline.fetch_policy import (
     bucket_allowed,
 )
 from pipeline.models import S3Content, UploadEvent
+from pipeline.worker import log_s3_buckets
 from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 
 SCHEMA = json.loads(
@@ -274,6 +276,23 @@ def test_a_bucket_pattern_that_can_match_no_bucket_fails_at_start(buckets: str) 
     with pytest.raises(ConfigError) as caught:
         load_settings(s3_buckets=buckets)
     assert "PIPELINE_S3_BUCKETS" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "level", "says"),
+    [
+        ({}, logging.INFO, "PIPELINE_S3_BUCKETS is empty"),
+        ({"s3_endpoint_url": "http://minio:9000"}, logging.WARNING, "PIPELINE_S3_BUCKETS is empty"),
+        ({"s3_buckets": "uploads-*,avatars"}, logging.INFO, "buckets avatars, uploads-*"),
+    ],
+)
+def test_the_worker_says_at_start_which_buckets_s3_uploads_may_name(
+    overrides: dict[str, str], level: int, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pipeline.worker"):
+        log_s3_buckets(load_settings(**overrides))
+    [record] = caplog.records
+    assert (record.levelno, says in record.getMessage()) == (level, True)
 
 
 def test_a_bucket_not_allowed_is_refused_before_the_client_is_made() -> None:
