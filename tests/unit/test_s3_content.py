@@ -303,17 +303,19 @@ def test_a_bucket_not_allowed_is_refused_before_the_client_is_made() -> None:
         S3Access(endpoint_url="http://127.0.0.1:9", buckets=("uploads", "uploads-*")),
     )
 
-    async def refused() -> FetchRefused:
-        with pytest.raises(FetchRefused) as caught:
-            await reader.get(S3Content(bucket="private-uploads", key="a.jpg"))
-        await reader.close()
-        return caught.value
+    async def refused() -> tuple[FetchRefused, bool]:
+        try:
+            with pytest.raises(FetchRefused) as caught:
+                await reader.get(S3Content(bucket="private-uploads", key="a.jpg"))
+            return caught.value, reader._preparing is None and reader._client is None
+        finally:
+            await reader.close()
 
-    failure = asyncio.run(refused())
+    failure, nothing_made = asyncio.run(refused())
     assert failure.reason == "s3_bucket_not_allowed"
     assert "s3://private-uploads/a.jpg" in str(failure)
     assert "PIPELINE_S3_BUCKETS" in str(failure)
-    assert (reader._client, reader._preparing) == (None, None)
+    assert nothing_made  # no client, not even the session's import started
 
 
 @pytest.mark.parametrize(
