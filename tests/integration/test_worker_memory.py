@@ -23,12 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kafka import KafkaProducer
-from PIL import Image
 
-from tests.imagegen import encode
+from tests.imagegen import noise_jpegs
 from tests.integration.harness import KafkaIO, WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,15 +44,6 @@ SLACK_BYTES = 12 * MIB
 #: Resident size back within this of the baseline once idle (without the idle trim it stays
 #: ~18 MiB above it).
 RELEASED_WITHIN_BYTES = 8 * MIB
-
-
-def noise_jpegs(count: int) -> list[bytes]:
-    """``count`` distinct noise JPEGs of ~200-250 KB (noise barely compresses)."""
-    images = []
-    for seed in range(count):
-        pixels = np.random.default_rng(seed).integers(0, 256, (420 + seed * 4, 560, 3), np.uint8)
-        images.append(encode(Image.fromarray(pixels, "RGB"), quality=88))
-    return images
 
 
 def memory_kib(pid: int) -> dict[str, int]:
