@@ -110,8 +110,10 @@ class ScreeningAgent:
         self._retry_backoff_max = retry_backoff_max_seconds
         self._sleep = sleep
         self._forget_content = forget_content
-        #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
+        #: Uploads taken from the stream so far, and those of them not yet screened (waiting
+        #: for a slot or being screened); the worker's idle memory trim watches both.
         self.taken = 0
+        self.in_flight = 0
 
     async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
         """Screen one raw upload event and write every output it produces.
@@ -154,6 +156,7 @@ class ScreeningAgent:
                 await self._screen_until_written(event)
             finally:
                 screening.release()
+                self.in_flight -= 1
             if self._forget_content is not None:
                 # It may wait for an older upload of its partition: without its content.
                 self._forget_content(event)
@@ -168,8 +171,13 @@ class ScreeningAgent:
         try:
             async for event in events:
                 self.taken += 1
-                await uncommitted.acquire()
-                await screening.acquire()
+                self.in_flight += 1
+                try:
+                    await uncommitted.acquire()
+                    await screening.acquire()
+                except BaseException:  # cancelled while waiting for a slot: not in flight
+                    self.in_flight -= 1
+                    raise
                 message = event.message
                 ticket = window.admit((message.topic, message.partition), event)
                 task = asyncio.create_task(screen_then_ack(event, ticket))

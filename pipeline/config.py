@@ -166,11 +166,11 @@ class Settings(BaseSettings):
     consumer_prefetch_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes of upload records the worker reads ahead of screening: Faust's "
-        "buffer of uploads stops taking records at this size (it counts records, 4096, "
-        "otherwise), and one fetch of the Kafka client asks for at most this much, and at most "
-        "1 MiB (see consumer_fetch_bytes). With max_in_flight it bounds the worker's memory "
-        "(see README).",
+        description="Bytes of upload records the worker reads ahead of screening: past this "
+        "size Faust's buffer of uploads (which counts records, 4096, otherwise) pauses the "
+        "partitions that hand it more until it has drained to half, and one fetch of the "
+        "Kafka client asks for at most this much, and at most 1 MiB (see "
+        "consumer_fetch_bytes). With max_in_flight it bounds the worker's memory (see README).",
     )
     producer_max_request_bytes: int = Field(
         1_000_000,
