@@ -244,3 +244,56 @@ def test_uploads_done_behind_a_slow_one_wait_without_their_content(trickling_url
     assert recorder.acked == []  # every one waits behind the slow head of the partition
     assert sorted(forgotten) == sorted(f"inline-{i}" for i in range(10))
     assert [e.value is None for e in events] == [False] + [True] * 10  # the slow one: still needed
+
+
+def test_uploads_taken_before_the_topic_was_recreated_are_screened_but_never_acknowledged(
+    trickling_url: str,
+) -> None:
+    """Their offsets belong to a topic that is gone: committed on the new topic, they would
+    skip its records below them. Acknowledgements resume with what is taken afterwards."""
+    recorder = Recorder()
+    agent = make_agent(
+        recorder, max_in_flight=8, max_uncommitted=100, deadline=SHORT_DEADLINE_SECONDS
+    )
+    old = uploads(trickling_url, inline=6)  # the slow one holds partition 0 of the old topic
+    image = base64.b64encode(encode(synthetic_image(4, 160, 120))).decode()
+    new = [
+        Event(b"k", event_bytes(f"new-{i}", {"kind": "inline", "data_base64": image}),
+              Message("u", i % 2, i // 2))
+        for i in range(4)
+    ]  # fmt: skip
+    recreated = asyncio.Event()
+
+    async def source() -> AsyncIterator[Event]:
+        for event in old:
+            yield event
+        await recreated.wait()
+        for event in new:
+            yield event
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.run(source(), recorder.ack))
+        try:
+            async with asyncio.timeout(30):
+                while len(recorder.verdicts) < len(old) - 1:  # all but the slow one
+                    await asyncio.sleep(0.02)
+                agent.forget_taken()
+                recreated.set()
+                while len(recorder.verdicts) < len(old) + len(new):
+                    await asyncio.sleep(0.02)
+                while len(recorder.acked) < len(new):
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    # Partition 1 of the old topic was acknowledged before the change; after it, only the new
+    # uploads are, although the old partition 0 finished (the slow one at its deadline) later.
+    old_messages = {id(e.message) for e in old}  # equal offsets on both topics: by identity
+    old_acked = [m for m in recorder.acked if id(m) in old_messages]
+    assert [(m.partition, m.offset) for m in old_acked] == [(1, 0), (1, 1), (1, 2)]
+    assert sorted(id(m) for m in recorder.acked[3:]) == sorted(id(e.message) for e in new)
+    assert agent.unacknowledged_old == 4  # the slow one and the 3 inline behind it

@@ -13,14 +13,20 @@ below them, so most of a re-published list was never applied.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.adapters.broker import EmbeddedBroker
+from pipeline.adapters.topics import topic_specs
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.types import Algorithm, HashValue
 from tests.imagegen import encode, synthetic_image
@@ -109,6 +115,75 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
         assert "re-created" in worker.log()
         assert counted(worker.metrics(), "screening_topics_recreated_total") >= 4
         fresh.close()
+
+
+def recreate(topics: Topics, kind: str) -> None:
+    """Delete one topic and create it again, as an operator would (a new topic id, empty)."""
+    admin = KafkaAdminClient(bootstrap_servers=topics.bootstrap)
+    try:
+        admin.delete_topics([topics.name(kind)])
+        spec = next(s for s in topic_specs(topics.settings()) if s.name == topics.name(kind))
+        deadline = time.monotonic() + 30
+        while True:  # the deletion may take a moment to settle
+            try:
+                admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication)])
+                return
+            except TopicAlreadyExistsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    image = encode(synthetic_image(7, 160, 120))
+    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    with running(worker):
+        # Every partition's position well past what the new topic will hold.
+        before = {f"before-{i}" for i in range(40)}
+        for upload_id in sorted(before):
+            kafka.upload(upload_id, image)
+        kafka.verdicts_for(before, timeout=90)
+        resets_before = counted(worker.metrics(), "screening_uploads_resets_total")
+
+        recreate(topics, "uploads")
+        after = {f"after-{i}" for i in range(20)}
+        for upload_id in sorted(after):
+            kafka.upload(upload_id, image)
+
+        # Before: the worker kept its positions from the old topic; the new topic's records
+        # below them were never read, so none of the 20 got a verdict.
+        with contextlib.suppress(AssertionError):  # timed out: say how many arrived
+            kafka.verdicts_for(after, timeout=90)
+        screened = {r["upload_id"] for r in kafka.read_all("verdicts")} & after
+        assert screened == after, f"{len(screened)} of {len(after)} screened"
+        assert counted(worker.metrics(), "screening_uploads_resets_total") > resets_before
+        assert "re-reading the new topic from the start" in worker.log()
+        wait_until(lambda: worker.ready_status() == 200, 30, what="ready again")
+
+        # Committed where the new topic's records end, not at the old topic's positions (a
+        # restarted worker would skip from there).
+        records = Counter(partition for partition, _ in upload_positions(topics).values())
+        name = topics.name("uploads")
+        wanted = {p: records[p] for p in range(topics.settings().topic_partitions)}
+
+        def committed() -> dict[int, int]:
+            admin = KafkaAdminClient(bootstrap_servers=topics.bootstrap)
+            try:
+                group = topics.settings().app_id
+                offsets = admin.list_group_offsets(group).get(group, {})
+            finally:
+                admin.close()
+            return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == name}
+
+        wait_until(lambda: committed() == wanted, 30, what=f"commits at {wanted}")
+    kafka.close()
 
 
 def loaded_entries(metrics: str, list_name: str) -> int:
