@@ -100,6 +100,7 @@ class ScreeningAgent:
         retry_backoff_max_seconds: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         forget_content: Callable[[Any], None] | None = None,
+        release_unacknowledged: Callable[[Any], None] | None = None,
     ) -> None:
         if max_in_flight < 1 or max_uncommitted < max_in_flight:
             raise ValueError("need 1 <= max_in_flight <= max_uncommitted")
@@ -112,6 +113,9 @@ class ScreeningAgent:
         self._retry_backoff_max = retry_backoff_max_seconds
         self._sleep = sleep
         self._forget_content = forget_content
+        #: Called instead of ``ack`` for an upload taken before :meth:`forget_taken`, once it is
+        #: done (Faust must stop waiting for it without committing its offset).
+        self._release_unacknowledged = release_unacknowledged
         #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
         self.taken = 0
         #: Advances when the uploads topic is found re-created (:meth:`forget_taken`).
@@ -177,6 +181,8 @@ class ScreeningAgent:
                         await ack(ready)
                     else:  # its offset is one of a topic that is gone (forget_taken)
                         self.unacknowledged_old += 1
+                        if self._release_unacknowledged is not None:
+                            self._release_unacknowledged(ready)
                 except Exception:  # not expected; the upload is then screened again later
                     log.exception("acknowledging an upload failed")
                 finally:

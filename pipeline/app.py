@@ -40,7 +40,7 @@ from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.topic_guard import TopicGuard
-from pipeline.uploads_reset import FaustUploadPositions, UploadsReset
+from pipeline.uploads_reset import FaustUploadPositions, UploadsReset, release_unacknowledged
 from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def create_app(
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
         forget_content=forget_content,
+        release_unacknowledged=release_unacknowledged,
     )
     # Faust's stream buffer counts records (4096): bound it in bytes too (pipeline.prefetch).
     uploads = PrefetchBoundedTopic(

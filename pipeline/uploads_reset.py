@@ -129,6 +129,17 @@ class UploadsReset:
             return
 
 
+def release_unacknowledged(event: Any) -> None:
+    """Mark a Faust event's message done without acknowledging it: Faust waits for every
+    message it handed out to be acknowledged before a rebalance or a shutdown goes on
+    (``Consumer.wait_empty``), and one read from a topic that is gone never will be; its offset
+    must not enter the commit bookkeeping (``Consumer.ack``) either."""
+    from faust.types.tuples import ack_lock
+
+    with ack_lock:
+        event.message.acked = True
+
+
 class FaustUploadPositions:
     """:class:`UploadPositions` for the worker's Faust app (see the module docstring)."""
 
