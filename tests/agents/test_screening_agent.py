@@ -86,6 +86,7 @@ def make_agent(
     max_uncommitted: int,
     deadline: float = LONG_DEADLINE_SECONDS,
     forget_content: Callable[[Any], None] | None = None,
+    release_unacknowledged: Callable[[Any], None] | None = None,
 ) -> ScreeningAgent:
     settings = Settings(
         bootstrap_servers="unused:9092",
@@ -113,6 +114,7 @@ def make_agent(
         max_in_flight=max_in_flight,
         max_uncommitted=max_uncommitted,
         forget_content=forget_content,
+        release_unacknowledged=release_unacknowledged,
     )
 
 
@@ -252,8 +254,13 @@ def test_uploads_taken_before_the_topic_was_recreated_are_screened_but_never_ack
     """Their offsets belong to a topic that is gone: committed on the new topic, they would
     skip its records below them. Acknowledgements resume with what is taken afterwards."""
     recorder = Recorder()
+    released: list[Message] = []
     agent = make_agent(
-        recorder, max_in_flight=8, max_uncommitted=100, deadline=SHORT_DEADLINE_SECONDS
+        recorder,
+        max_in_flight=8,
+        max_uncommitted=100,
+        deadline=SHORT_DEADLINE_SECONDS,
+        release_unacknowledged=lambda event: released.append(event.message),
     )
     old = uploads(trickling_url, inline=6)  # the slow one holds partition 0 of the old topic
     image = base64.b64encode(encode(synthetic_image(4, 160, 120))).decode()
@@ -297,3 +304,5 @@ def test_uploads_taken_before_the_topic_was_recreated_are_screened_but_never_ack
     assert [(m.partition, m.offset) for m in old_acked] == [(1, 0), (1, 1), (1, 2)]
     assert sorted(id(m) for m in recorder.acked[3:]) == sorted(id(e.message) for e in new)
     assert agent.unacknowledged_old == 4  # the slow one and the 3 inline behind it
+    # ... each released instead (Faust must not wait for it before a rebalance goes on).
+    assert sorted((m.partition, m.offset) for m in released) == [(0, o) for o in range(4)]
