@@ -323,6 +323,13 @@ class PipelineMetrics:
             "from the start into a fresh index.",
             registry=r,
         )
+        self.uploads_resets = Counter(
+            f"{p}_uploads_resets_total",
+            "Times the uploads topic was found deleted or re-created and this worker stopped "
+            "acknowledging what it had read of the old topic and re-read the new one from the "
+            "start.",
+            registry=r,
+        )
         self.topics_recreated = Counter(
             f"{p}_topics_recreated_total",
             "Topics of this worker found missing or re-created (a new topic id) on the broker, "
@@ -451,6 +458,10 @@ class PipelineMetrics:
     def list_reset(self) -> None:
         """The hashlists topic was reset under the worker and is being re-read."""
         self.list_resets.inc()
+
+    def uploads_reset(self) -> None:
+        """The uploads topic was re-created under the worker and is read again from its start."""
+        self.uploads_resets.inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""
