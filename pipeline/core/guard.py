@@ -32,6 +32,15 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import AvifImagePlugin, Image, ImageMode, UnidentifiedImageError
 
+from pipeline.core.containers import (
+    EBML_MAGIC,
+    iso_boxes,
+    iso_child,
+    iso_cut_short,
+    iso_media_format,
+    matroska_format,
+    u32be,
+)
 from pipeline.errors import InputRejected
 
 # HEIF (HEIC from phones) opens through pillow-heif's Pillow plugin, AVIF through Pillow's own.
@@ -83,18 +92,6 @@ _CANVAS_BYTES_PER_PIXEL: dict[str, int] = {
     "AVIF": _HEIF_CANVAS_BYTES_PER_PIXEL,
 }
 
-#: ISO base media file format (ftyp) brands of still pictures: AVIF (AV1 Image File Format) and
-#: HEIF (ISO/IEC 23008-12; HEIC is its HEVC-coded form, what phones write). A file whose major
-#: brand is generic HEIF (mif1, msf1) but which lists an AVIF brand is AVIF.
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
-#: ftyp brands of the video containers, by the name the pipeline gives them.
-_QUICKTIME_BRANDS = frozenset({b"qt  "})
-_M4V_BRANDS = frozenset({b"M4V ", b"M4VH", b"M4VP"})
-_3GPP_BRAND_PREFIXES = (b"3gp", b"3g2", b"3ge", b"3gg", b"3gs")
-
 #: EXIF orientation tag value -> the transpose that makes the image upright.
 _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -141,6 +138,12 @@ class GuardReason(enum.StrEnum):
     TRUNCATED = "truncated"
     UNDECODABLE = "undecodable"
     MEMORY_LIMIT = "memory_limit"
+    # Videos (pipeline/core/video.py), from the container header before any frame is decoded.
+    NO_VIDEO_STREAM = "no_video_stream"
+    TOO_MANY_STREAMS = "too_many_streams"
+    TOO_LONG = "too_long"
+    FRAME_RATE_TOO_HIGH = "frame_rate_too_high"
+    CODEC_NOT_ALLOWED = "codec_not_allowed"
 
 
 class ImageRejected(InputRejected):
@@ -217,7 +220,9 @@ def sniff_format(data: bytes) -> str | None:
         # RIFF also wraps WAV and AVI; only the form type at bytes 8-11 says WebP.
         return "WEBP" if b"WEBP".startswith(data[8:12]) else "RIFF"
     if data[4:8] == b"ftyp":
-        return _isobmff_format(data)
+        return iso_media_format(data)
+    if data.startswith(EBML_MAGIC):
+        return matroska_format(data)
     for signature, name in _SIGNATURES:
         if data.startswith(signature) or (
             _MIN_SIGNATURE_PREFIX <= len(data) < len(signature) and signature.startswith(data)
@@ -238,68 +243,10 @@ def _u32le(data: bytes, at: int) -> int:
     return int.from_bytes(data[at : at + 4], "little")
 
 
-def _u32be(data: bytes, at: int) -> int:
-    return int.from_bytes(data[at : at + 4], "big")
-
-
-def _isobmff_brands(data: bytes) -> tuple[bytes, frozenset[bytes]]:
-    """The major brand and the compatible brands of an ISO base media file's ftyp box (the
-    ones present, when the data stops inside it)."""
-    end = min(max(_u32be(data, 0), 16), len(data))
-    compatible = frozenset(data[at : at + 4] for at in range(16, end - 3, 4))
-    return data[8:12], compatible
-
-
-def _isobmff_format(data: bytes) -> str:
-    """The format an ISO base media file (``ftyp`` at bytes 4-7) claims by its brands: AVIF or
-    HEIF for still pictures; MOV, M4V, 3GP or MP4 for videos; ISOBMFF before the major brand."""
-    if len(data) < 12:
-        return "ISOBMFF"
-    major, compatible = _isobmff_brands(data)
-    if major in _AVIF_BRANDS or (major in _HEIF_BRANDS and compatible & _AVIF_BRANDS):
-        return "AVIF"
-    if major in _HEIF_BRANDS:
-        return "HEIF"
-    if major in _QUICKTIME_BRANDS:
-        return "MOV"
-    if major in _M4V_BRANDS:
-        return "M4V"
-    if major.startswith(_3GPP_BRAND_PREFIXES):
-        return "3GP"
-    return "MP4"
-
-
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, offset of the payload, declared end) of each ISO base media box whose header lies
-    within ``data[start:end]``. Declared ends are as the boxes say, not clipped to the data;
-    stops at a size the format forbids (smaller than the box's own header)."""
-    position = start
-    while position + 8 <= min(end, len(data)):
-        size, kind, header = _u32be(data, position), data[position + 4 : position + 8], 8
-        if size == 1:  # a 64-bit size follows the type
-            if position + 16 > len(data):
-                return
-            size, header = int.from_bytes(data[position + 8 : position + 16], "big"), 16
-        elif size == 0:  # the box runs to the end of its parent
-            size = end - position
-        if size < header:
-            return
-        yield kind, position + header, position + size
-        position += size
-
-
-def _isobmff_child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    """(payload offset, declared end) of the first ``kind`` box in ``data[start:end]``."""
-    for found, payload, box_end in _boxes(data, start, end):
-        if found == kind:
-            return payload, box_end
-    return None
-
-
 def _heif_meta(data: bytes) -> tuple[int, int] | None:
     """Where the children of a HEIF/AVIF file's top-level ``meta`` box lie (a full box: its
     4-byte version and flags come first)."""
-    meta = _isobmff_child(data, 0, len(data), b"meta")
+    meta = iso_child(data, 0, len(data), b"meta")
     return None if meta is None else (meta[0] + 4, meta[1])
 
 
@@ -307,13 +254,13 @@ def _heif_declared_sizes(data: bytes) -> list[tuple[int, int]]:
     """Width and height of every image spatial extent (``ispe``) property of a HEIF/AVIF file:
     each coded item's size (a grid picture's and each of its tiles')."""
     meta = _heif_meta(data)
-    iprp = None if meta is None else _isobmff_child(data, *meta, b"iprp")
-    ipco = None if iprp is None else _isobmff_child(data, *iprp, b"ipco")
+    iprp = None if meta is None else iso_child(data, *meta, b"iprp")
+    ipco = None if iprp is None else iso_child(data, *iprp, b"ipco")
     if ipco is None:
         return []
     return [
-        (_u32be(data, payload + 4), _u32be(data, payload + 8))
-        for kind, payload, end in _boxes(data, *ipco)
+        (u32be(data, payload + 4), u32be(data, payload + 8))
+        for kind, payload, end in iso_boxes(data, *ipco)
         if kind == b"ispe" and end >= payload + 12 and payload + 12 <= len(data)
     ]
 
@@ -328,7 +275,7 @@ def _heif_items_end(data: bytes) -> int | None:
     counting only data stored in the file by offset (construction method 0); None without a
     readable iloc box. ISO/IEC 14496-12 section 8.11.3."""
     meta = _heif_meta(data)
-    iloc = None if meta is None else _isobmff_child(data, *meta, b"iloc")
+    iloc = None if meta is None else iso_child(data, *meta, b"iloc")
     if iloc is None:
         return None
     position, box_end = iloc
@@ -365,14 +312,7 @@ def _heif_items_end(data: bytes) -> int | None:
 def _heif_cut_short(data: bytes) -> bool:
     """Whether a HEIF/AVIF file ends before what its boxes declare: a top-level box running
     past the end, no ``meta`` box at all, or item data located beyond the last byte."""
-    position = 0
-    for _, _, end in _boxes(data, 0, len(data)):
-        if end > len(data):
-            return True
-        position = end
-    if position < len(data) and len(data) - position < 8:
-        return True  # the data ends inside a box header
-    if _heif_meta(data) is None:
+    if iso_cut_short(data) or _heif_meta(data) is None:
         return True
     items_end = _heif_items_end(data)
     return items_end is not None and items_end > len(data)
