@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64_000_000, gt=0, description="Pixel cap (width x height).")
     max_frames: int = Field(1000, gt=0, description="Frame cap for animated formats.")
     allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"}),
+        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF"}),
         description="Pillow format names accepted (comma-separated in the environment).",
     )
     draft_size: int = Field(
