@@ -37,6 +37,7 @@ from pipeline.metrics import PipelineMetrics, consumer_lag
 from pipeline.models import SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records
 from pipeline.screening import Screener, ScreeningOutcome
+from pipeline.upload_forms import Headers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class MessageLike(Protocol):
     def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 class EventLike(Protocol):
@@ -132,13 +135,20 @@ class ScreeningAgent:
         outputs are keyed, a repeat overwrites); the worker reads the new topic from its start."""
         self._incarnation += 1
 
-    async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
-        """Screen one raw upload event and write every output it produces.
+    async def screen_event(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: SourceRef,
+        headers: Headers = None,
+    ) -> None:
+        """Screen one raw upload record (a JSON event, or by its ``headers`` the binary inline
+        form) and write every output it produces.
 
         Returns once the outputs are written (the writer waits out broker trouble for as long as
         it takes). Raises only what the writer or the screener do not handle (not expected).
         """
-        outcome = await self._screener.screen(value, key, source)
+        outcome = await self._screener.screen(value, key, source, headers)
         started = time.perf_counter()
         await self._writer.write(output_records(outcome, source))
         emitted_at = time.time()
@@ -221,7 +231,7 @@ class ScreeningAgent:
         attempt = 0
         while True:
             try:
-                await self.screen_event(event.value, event.key, source)
+                await self.screen_event(event.value, event.key, source, message.headers)
                 return
             except asyncio.CancelledError:
                 raise
