@@ -9,6 +9,7 @@ by imagehash objects.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from pipeline.errors import InputRejected
@@ -98,15 +99,17 @@ class HashValue:
         the algorithm's width.
         """
         cleaned = text.strip().lower().removeprefix("0x")
-        if len(cleaned) != algorithm.hex_digits or any(
-            c not in "0123456789abcdef" for c in cleaned
-        ):
+        if len(cleaned) != algorithm.hex_digits or _HEX.fullmatch(cleaned) is None:
             raise InputRejected(
                 f"{algorithm} hash must be {algorithm.hex_digits} hex digits, got {len(cleaned)}"
                 " characters",
                 reason="bad_hash",
             )
         return cls(algorithm, int(cleaned, 16))
+
+
+#: Lower-case hex digits only (``int(text, 16)`` alone would take "+", "_" and spaces).
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def hamming_distance(a: int, b: int) -> int:
