@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.matching import Operation
-from pipeline.core.types import Algorithm, HashValue
+from pipeline.core.types import Algorithm, HashValue, hex_value
 from pipeline.errors import InputRejected
 from pipeline.models import HashListConfigRecord, HashListEntryRecord, QuarantineLiftRecord
 
@@ -244,6 +244,31 @@ def _decode_entry(value: bytes) -> HashListEntryRecord | _EntryWire:
         return _ENTRY_DECODER.decode(value)
     except msgspec.DecodeError:  # msgspec.ValidationError is one
         return HashListEntryRecord.model_validate_json(value)
+
+
+#: An entry as the bulk path decodes it: (list, entry id, algorithm, hash value, category).
+FastEntry = tuple[str, str, Algorithm, int, Category]
+
+
+def fast_entry(key: bytes | None, value: bytes | None) -> FastEntry | None:
+    """The entry an ``entry/...`` record publishes, decoded without a model or an object per
+    field; None for anything else (a retraction, another kind of record, or an entry record
+    the fast path does not accept: :func:`parse_hashlist_record` then decides, and names the
+    fault). What it returns is what :func:`parse_hashlist_record` gives for the same record
+    (tests/unit/test_hashlist_fastpath.py), less the source and note, which no match uses."""
+    if value is None or key is None or not key.startswith(b"entry/"):
+        return None
+    try:
+        list_name, slash, entry_id = key[6:].decode().partition("/")
+        entry = _ENTRY_DECODER.decode(value)
+    except (UnicodeDecodeError, msgspec.DecodeError):
+        return None
+    if not slash or entry.list != list_name or entry.entry_id != entry_id:
+        return None
+    parsed = hex_value(entry.algorithm, entry.hash)
+    if parsed is None:
+        return None
+    return (list_name, entry_id, entry.algorithm, parsed, entry.category)
 
 
 def parse_hashlist_record(key: bytes | None, value: bytes | None) -> TopicOperation:

@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from pipeline.adapters.hashlist_topic import (
     _ENTRY_DECODER,
     entry_key,
+    fast_entry,
     parse_hashlist_record,
     to_core_entry,
 )
-from pipeline.core.hashlist import Category
+from pipeline.core.hashlist import Category, HashListEntry
 from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected
 from pipeline.models import HashListEntryRecord
@@ -157,3 +158,43 @@ def test_a_refused_record_keeps_the_models_message(fields: dict[str, Any], messa
         parse_hashlist_record(key, json.dumps(fields).encode())
     assert caught.value.reason == "bad_record"
     assert message in str(caught.value), str(caught.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry_fields(), st.sampled_from(["same", "other-list", "other-id", "bad-key"]))
+def test_the_bulk_path_gives_what_parsing_gives(fields: dict[str, Any], key_kind: str) -> None:
+    name, entry_id = str(fields.get("list")), str(fields.get("entry_id"))
+    key = {
+        "same": entry_key(name, entry_id),
+        "other-list": entry_key(name + "x", entry_id),
+        "other-id": entry_key(name, entry_id + "x"),
+        "bad-key": f"entry/{name}",
+    }[key_kind].encode()
+    value = json.dumps(fields).encode()
+    fast = fast_entry(key, value)
+    if fast is None:
+        return  # parse_hashlist_record decides: the other tests cover it
+    _, _, entry = parse_hashlist_record(key, value)
+    assert isinstance(entry, HashListEntry)
+    assert fast == (
+        entry.list_name,
+        entry.entry_id,
+        entry.hash.algorithm,
+        entry.hash.value,
+        entry.category,
+    )
+
+
+def test_the_bulk_path_takes_ordinary_records_and_leaves_the_rest() -> None:
+    value = json.dumps(good()).encode()
+    assert fast_entry(b"entry/eokm/e1", value) == (
+        "eokm",
+        "e1",
+        Algorithm.PHASH,
+        0x0123456789ABCDEF,
+        Category.CSAM,
+    )
+    assert fast_entry(b"entry/eokm/e2", value) is None  # the key names another entry
+    assert fast_entry(b"entry/eokm/e1", None) is None  # a retraction
+    assert fast_entry(b"list/eokm", value) is None
+    assert fast_entry(b"entry/eokm/e1", json.dumps(good(hash="0123")).encode()) is None

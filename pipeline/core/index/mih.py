@@ -94,7 +94,9 @@ def _flip_masks(width: int, max_bits: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
-@njit_cached()
+# nogil: a build runs on the hash-list feed's thread while the event loop serves (a 10M-entry
+# table takes ~0.6 s, which would otherwise hold the GIL, and the loop, all that time).
+@njit_cached(nogil=True)
 def _build_table(
     hashes: np.ndarray, ids: np.ndarray, shift: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -101,7 +101,7 @@ def _chunk_key(hashes: np.ndarray, row: int, start: int, width: int) -> Any:
     return (high | low) & mask
 
 
-@njit_cached()
+@njit_cached(nogil=True)  # builds run off the event loop: see mih._build_table
 def _counting_sort(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(offsets[2**w + 1] int32, order uint32): rows grouped by key, stable."""
     n = keys.shape[0]
@@ -119,7 +119,7 @@ def _counting_sort(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray
     return offsets, order
 
 
-@njit_cached()
+@njit_cached(nogil=True)
 def _keys(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
     n = hashes.shape[0]
     out = np.empty(n, dtype=np.int64)
