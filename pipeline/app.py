@@ -40,6 +40,7 @@ from pipeline.screening import Screener
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.topic_guard import TopicGuard
+from pipeline.uploads_reset import FaustUploadPositions, UploadsReset, release_unacknowledged
 from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def create_app(
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
         forget_content=forget_content,
+        release_unacknowledged=release_unacknowledged,
     )
     # Faust's stream buffer counts records (4096): bound it in bytes too (pipeline.prefetch).
     uploads = PrefetchBoundedTopic(
@@ -150,6 +152,8 @@ def create_app(
         manual: Any = stream.noack()  # type: ignore[attr-defined]  # StreamT omits noack()
         log.info("screening uploads from %r", settings.topic_uploads)
         await agent.run(manual.events(), manual.ack)
+
+    restart_uploads_when_recreated(app, settings, topics, agent, health, metrics)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -187,7 +191,7 @@ def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def release_memory_when_idle() -> None:
-        if idle.due(agent.taken, time.monotonic()):
+        if idle.due(agent.taken, agent.in_flight, time.monotonic()):
             started = time.perf_counter()
             released = await asyncio.to_thread(trim)  # off the loop: it walks every arena
             log.debug(
@@ -195,6 +199,33 @@ def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
                 "released memory" if released else "found nothing to release",
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def restart_uploads_when_recreated(
+    app: faust.App,
+    settings: Settings,
+    topics: TopicGuard,
+    agent: ScreeningAgent,
+    health: WorkerHealth,
+    metrics: PipelineMetrics,
+) -> UploadsReset:
+    """When the topic guard finds ``uploads`` deleted or re-created, read the new topic from
+    its start and acknowledge nothing read from the old one (pipeline.uploads_reset)."""
+    reset = UploadsReset(
+        settings.topic_uploads,
+        FaustUploadPositions(app, agent),
+        agent,
+        health=health,
+        metrics=metrics,
+        backoff_max_seconds=settings.emit_backoff_max_seconds,
+    )
+
+    def uploads_recreated(kinds: frozenset[str]) -> None:
+        if "uploads" in kinds:
+            reset.request("was deleted or re-created")
+
+    topics.on_reset(uploads_recreated)
+    return reset
 
 
 def guard_topics(
