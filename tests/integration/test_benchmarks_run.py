@@ -85,6 +85,7 @@ def test_bench_pipeline_runs(tmp_path: Path) -> None:
         assert row["errors"] == 0, form
         assert row["uploads_per_s"] > 0
         assert row["worker_cpu_s_per_upload"] > 0, "the worker tree's CPU is read"
+        assert 0 < row["worker_loop_cpu_s_per_upload"] < row["worker_cpu_s_per_upload"]
         assert row["efficiency"] == pytest.approx(
             data["bare_hashing_cpu_s_per_upload"] / row["worker_cpu_s_per_upload"]
         )
