@@ -349,6 +349,7 @@ def s3_origin(pictures: list[bytes], log_path: Path) -> Iterator[tuple[dict[str,
                 "PIPELINE_S3_ACCESS_KEY_ID": "bench",
                 "PIPELINE_S3_SECRET_ACCESS_KEY": S3_SECRET,
                 "PIPELINE_S3_ADDRESSING_STYLE": "path",
+                "PIPELINE_S3_BUCKETS": S3_BUCKET,
             },
             process.pid,
         )
