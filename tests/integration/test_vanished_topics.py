@@ -30,7 +30,14 @@ from pipeline.adapters.topics import topic_specs
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.types import Algorithm, HashValue
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running, wait_until
+from tests.integration.harness import (
+    KafkaIO,
+    Topics,
+    WebhookReceiver,
+    WorkerProcess,
+    running,
+    wait_until,
+)
 from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -245,3 +252,41 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
         assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
         assert "re-reading it from the start" in worker.log()
         fresh.close()
+
+
+def test_alerts_on_a_recreated_alerts_topic_are_all_delivered(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    kafka.publish(ListConfig.create("known", action="block"), entries_for("known", seed=4))
+    receiver = WebhookReceiver().start()
+    worker = WorkerProcess(
+        topics, tmp_path, webhook_url=receiver.url, webhook_secret="s3cret", **SETTINGS
+    ).start()
+    matching = encode(synthetic_image(4), quality=75)
+
+    def delivered() -> set[str]:
+        return {body["upload_id"] for body in receiver.bodies()}
+
+    try:
+        with running(worker):
+            # Every partition's delivery position well past what the new topic will hold.
+            before = {f"before-{i}" for i in range(24)}
+            for upload_id in sorted(before):
+                kafka.upload(upload_id, matching)
+            wait_until(lambda: before <= delivered(), 90, what="alerts before")
+
+            recreate(topics, "alerts")
+            after = {f"after-{i}" for i in range(8)}
+            for upload_id in sorted(after):
+                kafka.upload(upload_id, matching)
+            assert {v["action"] for v in kafka.verdicts_for(after, 90).values()} == {"block"}
+            # Before: the sink's consumer kept its positions from the old topic, and the new
+            # topic's alerts below them were never delivered.
+            wait_until(lambda: after <= delivered(), 60, what="alerts after the re-creation")
+            assert "delivering it again from the start" in worker.log()
+    finally:
+        receiver.stop()
+        kafka.close()
