@@ -213,8 +213,17 @@ def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
     return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
 
 
+@pytest.mark.parametrize(
+    "check_interval",
+    [
+        pytest.param("1", id="topic-id"),
+        # The topic check does not run before list B is loaded: only the feed's own test (a
+        # high watermark below its position) can see the reset, as on a broker without ids.
+        pytest.param("3600", id="high-watermark"),
+    ],
+)
 def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path, check_interval: str
 ) -> None:
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
@@ -232,7 +241,9 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
     ]
     kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
     kafka.close()
-    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    worker = WorkerProcess(
+        topics, tmp_path, **{**SETTINGS, "topic_check_interval_seconds": check_interval}
+    ).start()
     with running(worker):
         assert loaded_entries(worker.metrics(), "a") == 22
 
@@ -251,6 +262,8 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
         assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more
         assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
         assert "re-reading it from the start" in worker.log()
+        if check_interval == "3600":
+            assert "below the next offset to apply" in worker.log()
         fresh.close()
 
 
