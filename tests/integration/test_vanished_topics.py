@@ -153,21 +153,26 @@ def recreate(topics: Topics, kind: str) -> None:
         admin.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path, workers: int
 ) -> None:
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
     kafka = KafkaIO(topics)
     image = encode(synthetic_image(7, 160, 120))
-    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
-    with running(worker):
+    started = [WorkerProcess(topics, tmp_path, **SETTINGS).start() for _ in range(workers)]
+
+    def resets() -> float:
+        return sum(counted(w.metrics(), "screening_uploads_resets_total") for w in started)
+
+    with running(*started):
         # Every partition's position well past what the new topic will hold.
         before = {f"before-{i}" for i in range(40)}
         for upload_id in sorted(before):
             kafka.upload(upload_id, image)
         kafka.verdicts_for(before, timeout=90)
-        resets_before = counted(worker.metrics(), "screening_uploads_resets_total")
+        resets_before = resets()
 
         recreate(topics, "uploads")
         after = {f"after-{i}" for i in range(20)}
@@ -180,9 +185,11 @@ def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
             kafka.verdicts_for(after, timeout=90)
         screened = {r["upload_id"] for r in kafka.read_all("verdicts")} & after
         assert screened == after, f"{len(screened)} of {len(after)} screened"
-        assert counted(worker.metrics(), "screening_uploads_resets_total") > resets_before
-        assert "re-reading the new topic from the start" in worker.log()
-        wait_until(lambda: worker.ready_status() == 200, 30, what="ready again")
+        assert resets() > resets_before
+        assert any("re-reading the new topic from the start" in w.log() for w in started)
+        wait_until(
+            lambda: all(w.ready_status() == 200 for w in started), 30, what="all ready again"
+        )
 
         # Committed where the new topic's records end, not at the old topic's positions (a
         # restarted worker would skip from there).
