@@ -37,6 +37,7 @@ from pipeline.metrics import PipelineMetrics, consumer_lag
 from pipeline.models import SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records
 from pipeline.screening import Screener, ScreeningOutcome
+from pipeline.upload_forms import Headers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class MessageLike(Protocol):
     def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 class EventLike(Protocol):
@@ -116,8 +119,10 @@ class ScreeningAgent:
         #: Called instead of ``ack`` for an upload taken before :meth:`forget_taken`, once it is
         #: done (Faust must stop waiting for it without committing its offset).
         self._release_unacknowledged = release_unacknowledged
-        #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
+        #: Uploads taken from the stream so far, and those of them not yet screened (waiting
+        #: for a slot or being screened); the worker's idle memory trim watches both.
         self.taken = 0
+        self.in_flight = 0
         #: Advances when the uploads topic is found re-created (:meth:`forget_taken`).
         self._incarnation = 0
         #: Uploads taken before the last :meth:`forget_taken` and never acknowledged.
@@ -130,13 +135,20 @@ class ScreeningAgent:
         outputs are keyed, a repeat overwrites); the worker reads the new topic from its start."""
         self._incarnation += 1
 
-    async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
-        """Screen one raw upload event and write every output it produces.
+    async def screen_event(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: SourceRef,
+        headers: Headers = None,
+    ) -> None:
+        """Screen one raw upload record (a JSON event, or by its ``headers`` the binary inline
+        form) and write every output it produces.
 
         Returns once the outputs are written (the writer waits out broker trouble for as long as
         it takes). Raises only what the writer or the screener do not handle (not expected).
         """
-        outcome = await self._screener.screen(value, key, source)
+        outcome = await self._screener.screen(value, key, source, headers)
         started = time.perf_counter()
         await self._writer.write(output_records(outcome, source))
         emitted_at = time.time()
@@ -172,6 +184,7 @@ class ScreeningAgent:
                 await self._screen_until_written(event)
             finally:
                 screening.release()
+                self.in_flight -= 1
             if self._forget_content is not None:
                 # It may wait for an older upload of its partition: without its content.
                 self._forget_content(event)
@@ -192,8 +205,13 @@ class ScreeningAgent:
             async for event in events:
                 incarnation = self._incarnation  # before waiting for room: taken now
                 self.taken += 1
-                await uncommitted.acquire()
-                await screening.acquire()
+                self.in_flight += 1
+                try:
+                    await uncommitted.acquire()
+                    await screening.acquire()
+                except BaseException:  # cancelled while waiting for a slot: not in flight
+                    self.in_flight -= 1
+                    raise
                 message = event.message
                 ticket = window.admit((message.topic, message.partition), (event, incarnation))
                 task = asyncio.create_task(screen_then_ack(event, ticket))
@@ -213,7 +231,7 @@ class ScreeningAgent:
         attempt = 0
         while True:
             try:
-                await self.screen_event(event.value, event.key, source)
+                await self.screen_event(event.value, event.key, source, message.headers)
                 return
             except asyncio.CancelledError:
                 raise

@@ -191,7 +191,7 @@ def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def release_memory_when_idle() -> None:
-        if idle.due(agent.taken, time.monotonic()):
+        if idle.due(agent.taken, agent.in_flight, time.monotonic()):
             started = time.perf_counter()
             released = await asyncio.to_thread(trim)  # off the loop: it walks every arena
             log.debug(

@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.hashpool import HashPool
 from pipeline.health import WorkerHealth
+from pipeline.memory import IdleTrim
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.screening import Screener
@@ -38,6 +39,7 @@ class Message:
     topic: str
     partition: int
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,46 @@ def test_uploads_done_behind_a_slow_one_wait_without_their_content(trickling_url
     assert recorder.acked == []  # every one waits behind the slow head of the partition
     assert sorted(forgotten) == sorted(f"inline-{i}" for i in range(10))
     assert [e.value is None for e in events] == [False] + [True] * 10  # the slow one: still needed
+
+
+def test_a_slow_upload_keeps_the_worker_busy_for_the_idle_trim(trickling_url: str) -> None:
+    """The idle memory trim waits for the last upload in flight, not only for the last one
+    taken: before, a worker whose last upload was a slow URL trimmed 2 s after taking it, while
+    it was still being screened."""
+    recorder = Recorder()
+    agent = make_agent(recorder, max_in_flight=8, max_uncommitted=100, deadline=3.0)
+    events = uploads(trickling_url, inline=4)
+    idle = IdleTrim(idle_seconds=2)
+    clock = 0.0  # the trim's clock, advanced 1 s per check (its timer's interval)
+    due: list[bool] = []
+
+    def check() -> None:
+        nonlocal clock
+        clock += 1.0
+        due.append(idle.due(agent.taken, agent.in_flight, clock))
+
+    async def main() -> None:
+        inline_done = lambda: len(recorder.verdicts) >= 4  # noqa: E731
+        task = asyncio.create_task(agent.run(stream_of(events, []), recorder.ack))
+        try:
+            async with asyncio.timeout(30):
+                while not inline_done():
+                    await asyncio.sleep(0.02)
+                assert (agent.taken, agent.in_flight) == (5, 1)  # only the slow URL is left
+                for _ in range(10):  # 10 s on the trim's clock: never idle while it screens
+                    check()
+                assert not any(due)
+                while "slow" not in recorder.verdicts:  # its deadline ends it
+                    await asyncio.sleep(0.05)
+                assert agent.in_flight == 0
+                for _ in range(3):
+                    check()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert due == [False] * 10 + [False, False, True]  # idle for 2 s after it ended: trim
 
 
 def test_uploads_taken_before_the_topic_was_recreated_are_screened_but_never_acknowledged(
