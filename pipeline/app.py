@@ -308,13 +308,17 @@ def add_services(
         on_running=lambda: health.service_running("hashlist_feed"),
         on_fetch_response=None if broker is None else broker.fetched,
     )
+    deliveries: list[AlertDeliveryService] = []
     if topics is not None:
 
-        def hashlists_recreated(kinds: frozenset[str]) -> None:
+        def consumed_topics_recreated(kinds: frozenset[str]) -> None:
             if "hashlists" in kinds:
                 feed.topic_reset("the topic was deleted or re-created (a new topic id)")
+            if "alerts" in kinds:
+                for delivery in deliveries:
+                    delivery.topic_reset("was deleted or re-created")
 
-        topics.on_reset(hashlists_recreated)
+        topics.on_reset(consumed_topics_recreated)
     runs = {"hashlist_feed": feed.run}  # and one per sink: metrics.SERVICES
     for sink in sinks:
         delivery = AlertDeliveryService(
@@ -335,6 +339,7 @@ def add_services(
             start_from_group=f"{settings.app_id}-alerts",  # all sinks shared it before
         )
         runs[f"alert_delivery_{sink.name}"] = delivery.run
+        deliveries.append(delivery)
     if not sinks:
         log.info("no alert sinks configured; alerts stay in topic %r", settings.topic_alerts)
     for name, run in runs.items():

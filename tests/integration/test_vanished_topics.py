@@ -30,7 +30,14 @@ from pipeline.adapters.topics import topic_specs
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.types import Algorithm, HashValue
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running, wait_until
+from tests.integration.harness import (
+    KafkaIO,
+    Topics,
+    WebhookReceiver,
+    WorkerProcess,
+    running,
+    wait_until,
+)
 from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -146,21 +153,26 @@ def recreate(topics: Topics, kind: str) -> None:
         admin.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path, workers: int
 ) -> None:
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
     kafka = KafkaIO(topics)
     image = encode(synthetic_image(7, 160, 120))
-    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
-    with running(worker):
+    started = [WorkerProcess(topics, tmp_path, **SETTINGS).start() for _ in range(workers)]
+
+    def resets() -> float:
+        return sum(counted(w.metrics(), "screening_uploads_resets_total") for w in started)
+
+    with running(*started):
         # Every partition's position well past what the new topic will hold.
         before = {f"before-{i}" for i in range(40)}
         for upload_id in sorted(before):
             kafka.upload(upload_id, image)
         kafka.verdicts_for(before, timeout=90)
-        resets_before = counted(worker.metrics(), "screening_uploads_resets_total")
+        resets_before = resets()
 
         recreate(topics, "uploads")
         after = {f"after-{i}" for i in range(20)}
@@ -173,9 +185,11 @@ def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
             kafka.verdicts_for(after, timeout=90)
         screened = {r["upload_id"] for r in kafka.read_all("verdicts")} & after
         assert screened == after, f"{len(screened)} of {len(after)} screened"
-        assert counted(worker.metrics(), "screening_uploads_resets_total") > resets_before
-        assert "re-reading the new topic from the start" in worker.log()
-        wait_until(lambda: worker.ready_status() == 200, 30, what="ready again")
+        assert resets() > resets_before
+        assert any("re-reading the new topic from the start" in w.log() for w in started)
+        wait_until(
+            lambda: all(w.ready_status() == 200 for w in started), 30, what="all ready again"
+        )
 
         # Committed where the new topic's records end, not at the old topic's positions (a
         # restarted worker would skip from there).
@@ -206,8 +220,17 @@ def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
     return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
 
 
+@pytest.mark.parametrize(
+    "check_interval",
+    [
+        pytest.param("1", id="topic-id"),
+        # The topic check does not run before list B is loaded: only the feed's own test (a
+        # high watermark below its position) can see the reset, as on a broker without ids.
+        pytest.param("3600", id="high-watermark"),
+    ],
+)
 def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path, check_interval: str
 ) -> None:
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
@@ -225,7 +248,9 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
     ]
     kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
     kafka.close()
-    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    worker = WorkerProcess(
+        topics, tmp_path, **{**SETTINGS, "topic_check_interval_seconds": check_interval}
+    ).start()
     with running(worker):
         assert loaded_entries(worker.metrics(), "a") == 22
 
@@ -244,4 +269,44 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
         assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more
         assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
         assert "re-reading it from the start" in worker.log()
+        if check_interval == "3600":
+            assert "below the next offset to apply" in worker.log()
         fresh.close()
+
+
+def test_alerts_on_a_recreated_alerts_topic_are_all_delivered(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    kafka.publish(ListConfig.create("known", action="block"), entries_for("known", seed=4))
+    receiver = WebhookReceiver().start()
+    worker = WorkerProcess(
+        topics, tmp_path, webhook_url=receiver.url, webhook_secret="s3cret", **SETTINGS
+    ).start()
+    matching = encode(synthetic_image(4), quality=75)
+
+    def delivered() -> set[str]:
+        return {body["upload_id"] for body in receiver.bodies()}
+
+    try:
+        with running(worker):
+            # Every partition's delivery position well past what the new topic will hold.
+            before = {f"before-{i}" for i in range(24)}
+            for upload_id in sorted(before):
+                kafka.upload(upload_id, matching)
+            wait_until(lambda: before <= delivered(), 90, what="alerts before")
+
+            recreate(topics, "alerts")
+            after = {f"after-{i}" for i in range(8)}
+            for upload_id in sorted(after):
+                kafka.upload(upload_id, matching)
+            assert {v["action"] for v in kafka.verdicts_for(after, 90).values()} == {"block"}
+            # Before: the sink's consumer kept its positions from the old topic, and the new
+            # topic's alerts below them were never delivered.
+            wait_until(lambda: after <= delivered(), 60, what="alerts after the re-creation")
+            assert "delivering it again from the start" in worker.log()
+    finally:
+        receiver.stop()
+        kafka.close()
