@@ -141,6 +141,7 @@ class DecodedSample:
     keyframe: bool
     gray: Image.Image
     rgb: Image.Image | None
+    cut: bool = False
 
 
 def reduced_size(width: int, height: int, draft_size: int) -> tuple[int, int]:
@@ -313,6 +314,7 @@ def sample_frames(
             keyframe=bool(frame.key_frame),
             gray=_upright(Image.fromarray(gray.to_ndarray()), rotation),
             rgb=None if rgb is None else _upright(rgb, rotation),
+            cut=target.cut,
         )
 
 
@@ -373,7 +375,7 @@ def hash_video(
                 frames=1,
             )
             views = upload_views(decoded, algorithms)
-            frames.append(FrameHashes(sample.seconds, sample.keyframe, views))
+            frames.append(FrameHashes(sample.seconds, sample.keyframe, views, cut=sample.cut))
         features: tuple[VpdqFeature, ...] = ()
         if with_vpdq:
             container.seek(0)

@@ -205,11 +205,13 @@ class PacketInfo:
 @dataclass(frozen=True, slots=True)
 class SampleTarget:
     """A frame to hash: the first frame shown at or after ``seconds``, decoded from the
-    keyframe packet at ``start`` (an index into the packets in decode order)."""
+    keyframe packet at ``start`` (an index into the packets in decode order). ``cut`` marks a
+    frame sampled because its size says a scene cut (not a keyframe, not on the interval)."""
 
     seconds: float
     start: int
     keyframe: bool
+    cut: bool = False
 
 
 #: Most keyframes and cuts sampled in one sampling interval: all-intra or badly encoded videos
@@ -285,7 +287,7 @@ def sample_plan(
             position += 1
         if in_slot:
             targets += [
-                SampleTarget(seconds, gop, keyframe)
+                SampleTarget(seconds, gop, keyframe, cut=not keyframe)
                 for seconds, gop, keyframe in in_slot[:MAX_CHANGES_PER_INTERVAL]
             ]
         else:
@@ -323,11 +325,13 @@ class FrameHashes:
     """The still-image hashes of one sampled frame: when it is shown (seconds from the start),
     whether it is a keyframe, and its views (the whole frame, then content regions such as the
     picture inside letterbox bars, each in every orientation; :func:`pipeline.core.hashing.
-    upload_views`). Nothing else of the frame is kept."""
+    upload_views`). ``cut``: sampled for a scene cut seen by its size (see
+    :class:`SampleTarget`). Nothing else of the frame is kept."""
 
     seconds: float
     keyframe: bool
     views: tuple[View, ...]
+    cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)

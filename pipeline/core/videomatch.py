@@ -152,11 +152,19 @@ class VpdqComparison:
 
 
 def upload_frames(video: VideoHashes, turned: bool = True) -> list[UploadFrame]:
-    """Each sampled frame of an upload as the PDQ features of its views, in every orientation
-    (upright only when not ``turned``)."""
+    """The sampled frames of an upload that vPDQ compares, as the PDQ features of their views,
+    in every orientation (upright only when not ``turned``).
+
+    Frames sampled for a cut seen only by its coded size are left out: vPDQ lists hash one
+    frame a second from the first, and the interval and keyframe samples stand where those do,
+    while an off-grid frame in moving content can be far from every listed one and would count
+    against the upload's share (measured: VP9 realtime encodes code periodic large frames that
+    read as cuts, and took 2 of 3 re-encoded copies below 80%)."""
     orientations = ORIENTATIONS if turned else (Orientation.IDENTITY,)
     frames = []
     for frame in video.frames:
+        if frame.cut:
+            continue
         features: list[CompactFeature] = []
         turns: list[Orientation] = []
         for view in frame.views:
