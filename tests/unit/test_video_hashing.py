@@ -192,3 +192,25 @@ def test_damaged_media_data_ends_in_hashes_or_a_reason(data: st.DataObject) -> N
     except ImageRejected as exc:
         reason = exc.guard_reason
     assert reason is not GuardReason.EMPTY
+
+
+def test_the_hashing_job_takes_videos_only_when_given_video_limits() -> None:
+    from pipeline.config import Settings
+    from pipeline.core.guard import GuardLimits
+    from pipeline.hashprocess import hash_job
+
+    result = hash_job(SHOW, GuardLimits(video=LIMITS), ALGORITHMS)
+    assert (result.media, result.format, result.views) == ("video", "MP4", ())
+    assert [f.seconds for f in result.frames] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert result.duration_seconds == pytest.approx(6.0)
+    with pytest.raises(ImageRejected) as caught:
+        hash_job(SHOW, GuardLimits(), ALGORITHMS)
+    assert caught.value.guard_reason is GuardReason.FORMAT_NOT_ALLOWED
+    settings = Settings(video_codecs="H264, vp9", video_max_duration_seconds=5)
+    limits = settings.guard_limits(videos=True)
+    assert limits.video is not None
+    assert limits.video.codecs == frozenset({"h264", "vp9"})
+    assert settings.guard_limits().video is None
+    with pytest.raises(ImageRejected) as caught:
+        hash_job(SHOW, limits, ALGORITHMS)
+    assert caught.value.guard_reason is GuardReason.TOO_LONG
