@@ -88,6 +88,23 @@ class Settings(BaseSettings):
         description="JPEGs are decoded at the smallest DCT scale still >= this many pixels a side.",
     )
 
+    # --- Videos (pipeline/core/video.py) ------------------------------------------------------
+    video_formats: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"}),
+        description="Video containers `pipeline hash` accepts (comma-separated).",
+    )
+    video_max_duration_seconds: float = Field(1800.0, gt=0, description="Longest video.")
+    video_max_pixels: int = Field(3840 * 2160, gt=0, description="Pixel cap of a video frame.")
+    video_max_frame_rate: float = Field(240.0, gt=0, description="Highest frame rate.")
+    video_max_streams: int = Field(16, gt=0, description="Most streams of any kind.")
+    video_codecs: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "h263"}),
+        description="FFmpeg video decoders run on uploads (comma-separated).",
+    )
+    video_sample_interval_seconds: float = Field(
+        1.0, gt=0, description="Frames sampled: one per interval plus scene changes."
+    )
+
     # --- Matching ----------------------------------------------------------------------------
     index_kind: IndexKind = IndexKind.AUTO
     on_error: Literal[Action.REVIEW, Action.BLOCK] | None = Field(
@@ -347,11 +364,18 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("allowed_formats", mode="before")
+    @field_validator("allowed_formats", "video_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("video_codecs", mode="before")
+    @classmethod
+    def _split_codecs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("fetch_allow_networks", mode="before")
@@ -452,19 +476,33 @@ class Settings(BaseSettings):
         """
         return Path(tempfile.gettempdir()) / f"upload-screening-faust-{os.getuid()}"
 
-    def guard_limits(self) -> GuardLimits:
-        """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads.
+    def guard_limits(self, videos: bool = False) -> GuardLimits:
+        """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads,
+        with the ``PIPELINE_VIDEO_*`` limits when ``videos`` (the offline commands; the worker
+        does not screen videos yet, so they stay ``format_not_allowed`` there).
 
         Imported here, not at the top: the guard loads Pillow, which ``pipeline --help`` and
         the Kafka commands never need."""
         from pipeline.core.guard import GuardLimits
+        from pipeline.core.video import VideoLimits
 
+        video = VideoLimits(
+            max_bytes=self.max_upload_bytes,
+            allowed_formats=self.video_formats,
+            max_duration_seconds=self.video_max_duration_seconds,
+            max_pixels=self.video_max_pixels,
+            max_frame_rate=self.video_max_frame_rate,
+            max_streams=self.video_max_streams,
+            codecs=self.video_codecs,
+            sample_interval_seconds=self.video_sample_interval_seconds,
+        )
         return GuardLimits(
             max_bytes=self.max_upload_bytes,
             max_pixels=self.max_pixels,
             max_frames=self.max_frames,
             allowed_formats=self.allowed_formats,
             draft_size=self.draft_size,
+            video=video if videos else None,
         )
 
     def flood_rule(self) -> FloodRule:

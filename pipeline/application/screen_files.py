@@ -121,14 +121,16 @@ def hash_files(
     handle: Callable[[Path, HashOutcome], None],
     *,
     timeout_seconds: float | None = None,
+    videos: bool = False,
 ) -> None:
     """Hash each file with ``algorithms`` and call ``handle`` with its result or refusal, in
-    input order. Blocking (runs its own event loop).
+    input order. Blocking (runs its own event loop). Videos are hashed (sampled frames) when
+    ``videos``, else refused as ``format_not_allowed``.
 
     Up to PIPELINE_HASH_PROCESSES processes (no more than files), each file limited to
     ``timeout_seconds`` of running time (default PIPELINE_HASH_TIMEOUT_SECONDS); a timeout
     beside other files is run again alone, as a crash is (the limit may be tight)."""
-    limits = settings.guard_limits()
+    limits = settings.guard_limits(videos=videos)
     pool = HashPool(
         min(settings.hash_processes, len(paths)),
         HASH_PROCESS_MEMORY_BYTES,

@@ -1,4 +1,4 @@
-"""``pipeline bench hashing|index|pipeline|quality|detail``: argument parsing for the benchmarks.
+"""``pipeline bench hashing|index|pipeline|quality|detail|video``: the benchmarks' arguments.
 
 Each benchmark lives in :mod:`pipeline.bench` and exposes ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. Benchmark modules keep heavy imports (numba, Pillow, Kafka
@@ -22,6 +22,8 @@ BENCHMARKS: dict[str, str] = {
     "quality": "recall per transform and algorithm, false matches on unrelated photos and on "
     "low-information pictures, 1080p images/s against today's pHash+dHash path",
     "detail": "the low-information gate and list-entry flag on generated patterns and photos",
+    "video": "seconds of video screened per CPU second (720p/1080p H.264 and VP9), recall of "
+    "edited copies and false matches against vPDQ hashes of the originals",
 }
 
 

@@ -28,6 +28,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pillow_heif
 from PIL import AvifImagePlugin, Image, ImageMode, UnidentifiedImageError
@@ -42,6 +43,9 @@ from pipeline.core.containers import (
     u32be,
 )
 from pipeline.errors import InputRejected
+
+if TYPE_CHECKING:  # the video guard imports this module
+    from pipeline.core.video import VideoLimits
 
 # HEIF (HEIC from phones) opens through pillow-heif's Pillow plugin, AVIF through Pillow's own.
 # Both decode on one thread: the hashing pool runs one process per core, so a decoder's own
@@ -183,6 +187,9 @@ class GuardLimits:
     max_decoded_bytes: int = 256 * 1024 * 1024
     max_compression_ratio: float = 400.0
     ratio_exempt_decoded_bytes: int = 64 * 1024 * 1024
+    video: VideoLimits | None = None
+    """Limits for video uploads (:mod:`pipeline.core.video`); None: videos are refused as
+    ``format_not_allowed`` like any format off the allowlist."""
 
     def __post_init__(self) -> None:
         unknown = set(self.allowed_formats) - SUPPORTED_FORMATS

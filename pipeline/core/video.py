@@ -25,6 +25,8 @@ from pipeline.core.containers import (
     matroska_track_count,
 )
 from pipeline.core.guard import GuardReason, ImageRejected, sniff_format
+from pipeline.core.hashing import View
+from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected
 
 #: Container formats screened as videos, by the names :func:`sniff_format` gives them.
@@ -191,3 +193,162 @@ def declared_duration(facts: VideoFacts, video: StreamFacts) -> float:
     stream's, or its frame count at its frame rate."""
     by_frames = video.frames / video.frame_rate if video.frame_rate > 0 else 0.0
     return max(facts.duration_seconds, video.duration_seconds, by_frames)
+
+
+@dataclass(frozen=True, slots=True)
+class PacketInfo:
+    """One video packet in decode order: its presentation time (seconds from the stream's
+    start; None when the container gives none), whether it starts a keyframe, its size."""
+
+    seconds: float | None
+    keyframe: bool
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SampleTarget:
+    """A frame to hash: the first frame shown at or after ``seconds``, decoded from the
+    keyframe packet at ``start`` (an index into the packets in decode order). ``cut`` marks a
+    frame sampled because its size says a scene cut (not a keyframe, not on the interval)."""
+
+    seconds: float
+    start: int
+    keyframe: bool
+    cut: bool = False
+
+
+#: Most keyframes and cuts sampled in one sampling interval: all-intra or badly encoded videos
+#: have a keyframe every frame, and sampling those all would defeat the interval.
+MAX_CHANGES_PER_INTERVAL = 2
+#: A frame coded in this many times the bytes of the frames before it (the upper quartile of
+#: the last :data:`_CUT_WINDOW`, so that tiny B-frames do not set the scale) is taken for a
+#: scene cut: after a cut an encoder that places no keyframe there codes the new picture
+#: mostly intra, many times a predicted frame's size.
+CUT_SIZE_RATIO = 4.0
+_CUT_WINDOW = 24
+_CUT_MIN_BYTES = 256
+
+
+def _cuts(packets: tuple[PacketInfo, ...]) -> set[int]:
+    """Indexes of the non-key packets that look like a scene cut by their size."""
+    cuts: set[int] = set()
+    recent: list[int] = []
+    for index, info in enumerate(packets):
+        if info.keyframe:
+            recent = []
+            continue
+        if len(recent) >= 4:
+            typical = sorted(recent)[3 * len(recent) // 4]
+            if info.size >= max(_CUT_MIN_BYTES, CUT_SIZE_RATIO * typical):
+                cuts.add(index)
+        recent = [*recent[-(_CUT_WINDOW - 1) :], info.size]
+    return cuts
+
+
+def sample_plan(
+    packets: tuple[PacketInfo, ...], duration_seconds: float, interval_seconds: float
+) -> tuple[SampleTarget, ...]:
+    """Which frames of a video to hash, in time order: about one per ``interval_seconds``
+    plus scene changes, decoding as little as possible.
+
+    A scene change is a keyframe (encoders place one at cuts they detect, and one decodes on
+    its own) or a frame coded in far more bytes than the frames before it (:data:`CUT_SIZE_RATIO`,
+    a cut the encoder coded without a keyframe). Each interval takes its first
+    :data:`MAX_CHANGES_PER_INTERVAL` scene changes; an interval with none takes the frame
+    shown at its start. Every target decodes from the keyframe before it. Packets without a
+    time (or before the first keyframe) are never sampled.
+    """
+    if interval_seconds <= 0:
+        return ()
+    cuts = _cuts(packets)
+    last_keyframe: int | None = None
+    changes: list[tuple[float, int, bool]] = []  # (seconds, GOP start, is a keyframe)
+    gop_starts: list[tuple[float, int]] = []
+    for index, info in enumerate(packets):
+        if info.keyframe and info.seconds is not None:
+            last_keyframe = index
+            gop_starts.append((info.seconds, index))
+        if info.seconds is None or last_keyframe is None:
+            continue
+        if info.keyframe or index in cuts:
+            changes.append((info.seconds, last_keyframe, info.keyframe))
+    if not gop_starts:
+        return ()
+    changes.sort()
+    gop_starts.sort()
+    end = max(duration_seconds, changes[-1][0])
+    targets: list[SampleTarget] = []
+    position = 0
+    slot = 0
+    while slot == 0 or slot * interval_seconds < end:  # the last frame is shown before the end
+        start, stop = slot * interval_seconds, (slot + 1) * interval_seconds
+        while position < len(changes) and changes[position][0] < start:
+            position += 1
+        in_slot = []
+        while position < len(changes) and changes[position][0] < stop:
+            in_slot.append(changes[position])
+            position += 1
+        if in_slot:
+            targets += [
+                SampleTarget(seconds, gop, keyframe, cut=not keyframe)
+                for seconds, gop, keyframe in in_slot[:MAX_CHANGES_PER_INTERVAL]
+            ]
+        else:
+            before = [index for seconds, index in gop_starts if seconds <= start]
+            if before:
+                targets.append(SampleTarget(start, before[-1], keyframe=False))
+        slot += 1
+    return tuple(targets)
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqFeature:
+    """One frame of a vPDQ video hash (ThreatExchange's format): the frame's number in decode
+    order, when it is shown (frame number / frame rate, as vPDQ computes it), its PDQ hash and
+    PDQ quality."""
+
+    frame_number: int
+    seconds: float
+    pdq: int
+    quality: int
+
+    def line(self) -> str:
+        """The feature as vPDQ's hash files write it: ``frame,quality,hex,seconds``."""
+        return f"{self.frame_number},{self.quality},{self.pdq:064x},{self.seconds:.3f}"
+
+
+def vpdq_frame_step(frame_rate: float, seconds_per_hash: float) -> int:
+    """Every how many frames vPDQ hashes one: ``int(seconds_per_hash * frame_rate)``, at least
+    1 (its reference implementation's rule, truncation included)."""
+    return max(1, int(seconds_per_hash * frame_rate))
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHashes:
+    """The still-image hashes of one sampled frame: when it is shown (seconds from the start),
+    whether it is a keyframe, and its views (the whole frame, then content regions such as the
+    picture inside letterbox bars, each in every orientation; :func:`pipeline.core.hashing.
+    upload_views`). ``cut``: sampled for a scene cut seen by its size (see
+    :class:`SampleTarget`). Nothing else of the frame is kept."""
+
+    seconds: float
+    keyframe: bool
+    views: tuple[View, ...]
+    cut: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VideoHashes:
+    """Everything computed for one video upload: the header's facts, exact digests of the file,
+    the sampled frames' hashes in time order, and (when asked for) its vPDQ hash.
+    ``decoded_frames`` counts the packets the decoder was fed for sampling."""
+
+    format: str
+    width: int
+    height: int
+    duration_seconds: float
+    frame_rate: float
+    hashes: dict[Algorithm, int]
+    frames: tuple[FrameHashes, ...]
+    vpdq: tuple[VpdqFeature, ...] = ()
+    decoded_frames: int = 0

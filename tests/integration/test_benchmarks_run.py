@@ -124,3 +124,18 @@ def test_bench_quality_runs_on_bundled_photos(tmp_path: Path) -> None:
     assert data["speed_1080p"]["images_per_s"]["today: reduced decode + pHash + dHash"] > 0
     assert "any (decision) %" in stdout
     assert "low-information pictures" in stdout
+
+
+def test_bench_video_runs(tmp_path: Path) -> None:
+    """A small real run: one 720p H.264 clip for speed, three originals for recall."""
+    stdout, data = bench(
+        tmp_path, "video", "--sizes", "1280x720", "--codecs", "h264", "--seconds", "4",
+        "--clips", "3", "--clip-seconds", "4",
+    )  # fmt: skip
+    (speed,) = data["speed"]
+    assert speed["realtime_factor"] > 0
+    assert 0 < speed["decoded_frames"] <= speed["frames"]
+    assert set(data["recall"]) >= {"reencoded_h264_crf40", "letterboxed", "trimmed_30"}
+    assert data["recall"]["reencoded_h264_crf40"]["percent"] == 100
+    assert data["false_matches"] == {"pairs": 3 * 2 * len(data["recall"]), "matches": 0}
+    assert "x realtime" in stdout
