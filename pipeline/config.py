@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pipeline.fetch_policy import FetchLimits, S3Access
 
 ENV_PREFIX = "PIPELINE_"
+#: The prefix of a ``prefix*`` pattern in PIPELINE_S3_BUCKETS: the start of a bucket name (maybe
+#: empty: ``*`` alone allows every bucket).
+S3_BUCKET_PREFIX_PATTERN = r"(?:[a-z0-9][a-z0-9.-]{0,61})?"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
 EMBEDDED_FETCH_MAX_WAIT_MS = 50
 #: Consumer-group session timeouts (seconds) when PIPELINE_SESSION_TIMEOUT_SECONDS is unset.
@@ -76,7 +79,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64_000_000, gt=0, description="Pixel cap (width x height).")
     max_frames: int = Field(1000, gt=0, description="Frame cap for animated formats.")
     allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"}),
+        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF"}),
         description="Pillow format names accepted (comma-separated in the environment).",
     )
     draft_size: int = Field(
@@ -283,6 +286,19 @@ class Settings(BaseSettings):
         description="`path` puts the bucket in the URL path (MinIO and most S3-compatible "
         "servers), `virtual` in the host name; `auto` lets the client choose.",
     )
+    s3_buckets: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="Buckets `s3` uploads may name (comma-separated): bucket names, or a prefix "
+        "ending in `*` (`uploads-*`; `*` alone: any bucket the credentials reach). Empty: every "
+        "`s3` upload is refused as s3_bucket_not_allowed, without a request.",
+    )
+    s3_client_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Time to make the S3 client on the first `s3` upload: loading it and "
+        "resolving credentials through the default chain (container endpoint, instance "
+        "metadata, STS). Over it the attempt fails as s3_client_timeout and is retried.",
+    )
 
     # --- Alerting sinks ----------------------------------------------------------------------
     webhook_url: str | None = None
@@ -345,6 +361,28 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad CIDR
+        return frozenset(value)
+
+    @field_validator("s3_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        import re
+
+        from pipeline.models import S3_BUCKET_PATTERN
+
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for pattern in value:
+            prefix = pattern.removesuffix("*")
+            if "*" in prefix or not (
+                re.fullmatch(S3_BUCKET_PREFIX_PATTERN, prefix)
+                if pattern.endswith("*")
+                else re.fullmatch(S3_BUCKET_PATTERN, pattern)
+            ):
+                raise ValueError(
+                    f"{pattern[:80]!r} is neither a bucket name (3 to 63 lowercase letters, "
+                    "digits, dots and hyphens) nor such a prefix followed by '*'"
+                )
         return frozenset(value)
 
     @model_validator(mode="after")
@@ -458,8 +496,9 @@ class Settings(BaseSettings):
         )
 
     def s3_access(self) -> S3Access:
-        """Where and as whom ``s3`` content is read: endpoint, region, credentials (the secret
-        stays a SecretStr) and addressing style; unset ones leave the AWS defaults in force."""
+        """Where, as whom and from which buckets ``s3`` content is read: endpoint, region,
+        credentials (the secret stays a SecretStr), addressing style, the allowed buckets and
+        the client's creation timeout; unset ones leave the AWS defaults in force."""
         from pipeline.fetch_policy import S3Access
 
         return S3Access(
@@ -468,6 +507,8 @@ class Settings(BaseSettings):
             access_key_id=self.s3_access_key_id,
             secret_access_key=self.s3_secret_access_key,
             addressing_style=self.s3_addressing_style,
+            buckets=tuple(sorted(self.s3_buckets)),
+            client_timeout=self.s3_client_timeout_seconds,
         )
 
 

@@ -17,7 +17,8 @@ from pipeline.config import Settings
 BENCHMARKS: dict[str, str] = {
     "hashing": "images/s by upload size against plain imagehash and a bare reduced decode",
     "index": "Hamming index queries/s and bytes/hash against pybktree and a numpy scan",
-    "pipeline": "events/s through a real broker against bare hashing; latency; time to ready",
+    "pipeline": "CPU per upload of the worker process tree against bare hashing, per upload "
+    "form (json, binary, url, s3) and worker count; uploads/s; latency; time to ready",
     "quality": "recall per transform and algorithm, false matches on unrelated photos and on "
     "low-information pictures, 1080p images/s against today's pHash+dHash path",
     "detail": "the low-information gate and list-entry flag on generated patterns and photos",
