@@ -37,6 +37,7 @@ from pipeline.outputs import OutputWriter
 from pipeline.prefetch import PrefetchBoundedTopic, configure_faust_fetches, forget_content
 from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
+from pipeline.seek_back import configure_faust_seek_back
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.topic_guard import TopicGuard
@@ -51,6 +52,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     configure_faust_fetches(
         max_wait_ms=settings.fetch_max_wait_ms, max_bytes=settings.consumer_fetch_bytes
     )
+    # A rebalance can drop records Faust already took from the client: seek every partition
+    # back, also those with no commit yet (pipeline.seek_back).
+    configure_faust_seek_back(earliest=True)  # as consumer_auto_offset_reset below
     return faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
