@@ -1,4 +1,4 @@
-"""``pipeline bench hashing|index|pipeline|quality|detail``: argument parsing for the benchmarks.
+"""``pipeline bench hashing|index|pipeline|quality|detail|lists``: benchmark arguments.
 
 Each benchmark lives in :mod:`pipeline.bench` and exposes ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. Benchmark modules keep heavy imports (numba, Pillow, Kafka
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "quality": "recall per transform and algorithm, false matches on unrelated photos and on "
     "low-information pictures, 1080p images/s against today's pHash+dHash path",
     "detail": "the low-information gate and list-entry flag on generated patterns and photos",
+    "lists": "worker RSS per loaded list entry, time to ready and topic read rate, real broker",
 }
 
 
