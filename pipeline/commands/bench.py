@@ -1,4 +1,4 @@
-"""``pipeline bench hashing|index|pipeline|quality|detail|video``: the benchmarks' arguments.
+"""``pipeline bench hashing|index|pipeline|quality|detail|video|lists``: benchmark arguments.
 
 Each benchmark lives in :mod:`pipeline.bench` and exposes ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. Benchmark modules keep heavy imports (numba, Pillow, Kafka
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "detail": "the low-information gate and list-entry flag on generated patterns and photos",
     "video": "seconds of video screened per CPU second (720p/1080p H.264 and VP9), recall of "
     "edited copies and false matches against vPDQ hashes of the originals",
+    "lists": "worker RSS per loaded list entry, time to ready and topic read rate, real broker",
 }
 
 

@@ -99,6 +99,17 @@ def test_bench_pipeline_runs(tmp_path: Path) -> None:
     assert "efficiency" in stdout
 
 
+def test_bench_lists_runs(tmp_path: Path) -> None:
+    stdout, data = bench(tmp_path, "lists", "--size", "3000", "--algorithms", "phash,pdq")
+    for algorithm in ("phash", "pdq"):
+        row = data["algorithms"][algorithm]
+        assert row["entries_loaded"] == 3000
+        assert row["topic_records"] == 3001  # the config and the entries
+        assert row["time_to_ready_seconds"] > 0
+        assert row["rss_loaded_bytes"] > 0
+    assert "B/entry" in stdout
+
+
 def test_bench_quality_runs_on_bundled_photos(tmp_path: Path) -> None:
     """A small real run: scikit-image's photos only, four transforms. Recall of the identity
     and JPEG q30 copies is the easy case every version of the matcher must keep."""
