@@ -143,7 +143,7 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
 
     idle = _Run(bootstrap, settings)
     try:
-        idle_ready_s = idle.start_worker(1, logs / f"bench-lists-idle-{algorithm}.log")
+        idle_ready_s = idle.start_worker(logs / f"bench-lists-idle-{algorithm}.log")
         time.sleep(2)
         assert idle.process is not None
         rss_idle = rss_bytes(idle.process.pid)
@@ -155,7 +155,7 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
     records, read_per_s = asyncio.run(read_rate(bootstrap, topic))
     load_before = os.getloadavg()[0]
     try:
-        ready_s = loaded.start_worker(1, logs / f"bench-lists-{algorithm}.log")
+        ready_s = loaded.start_worker(logs / f"bench-lists-{algorithm}.log")
         time.sleep(2)
         assert loaded.process is not None
         rss_loaded = rss_bytes(loaded.process.pid)
