@@ -19,7 +19,9 @@ answers 503 with ``uploads_problem`` meanwhile; one ERROR line says it and
 ``screening_uploads_resets_total`` counts it. Records of the new topic screened before the
 repair are screened again (duplicates, never a loss).
 
-:class:`FaustUploadPositions` is the only place that moves Faust's consumer. It follows what
+:class:`FaustUploadPositions` is the only place that moves Faust's consumer (how Faust's own
+seek back after a rebalance goes is :mod:`pipeline.seek_back`'s: it seeks a partition
+committed at 0 to 0, as the repair expects, where aiokafka's seek left it). It follows what
 Faust itself does around a rebalance (stop the flow, clear the stream buffers, seek, resume) and
 clears the per-partition bookkeeping Faust clears when a partition is revoked; those are
 private attributes of faust-streaming 0.15's ``Consumer`` (pinned in pyproject), covered by the
