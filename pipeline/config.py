@@ -221,7 +221,7 @@ class Settings(BaseSettings):
     )
 
     topic_confirm_window_seconds: float = Field(
-        0.02,
+        0.05,
         ge=0,
         description="Shortest time between two checks that the written outputs' topics still "
         "exist: every output batch acknowledged meanwhile is confirmed by one metadata request "
