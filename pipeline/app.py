@@ -253,7 +253,12 @@ def guard_topics(
         bootstrap_servers, connect_timeout_seconds=settings.broker_connect_timeout_seconds
     )
     guard = TopicGuard(
-        inspector, topic_specs(settings), health=health, metrics=metrics, kinds=kinds
+        inspector,
+        topic_specs(settings),
+        health=health,
+        metrics=metrics,
+        kinds=kinds,
+        window=settings.topic_confirm_window_seconds,
     )
 
     @app.timer(interval=settings.topic_check_interval_seconds)  # type: ignore[untyped-decorator]

@@ -237,6 +237,15 @@ class Settings(BaseSettings):
         "is checked before it is counted anyway.",
     )
 
+    topic_confirm_window_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Shortest time between two checks that the written outputs' topics still "
+        "exist: every output batch acknowledged meanwhile is confirmed by one metadata request "
+        "(one per batch cost the worker process more CPU than anything else it does per "
+        "upload). Delays each batch's confirmation by at most this much, none when idle.",
+    )
+
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
     service_backoff_max_seconds: float = Field(
         30.0, gt=0, description="Cap on the backoff between restarts of a failed service."
