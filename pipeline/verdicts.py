@@ -71,6 +71,9 @@ def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
             kind=match.region.kind,
         ),
         quarantined=quarantined,
+        frame_seconds=[round(t, 3) for t in match.frame_seconds[:50]]
+        if match.frame_seconds
+        else None,
     )
 
 
@@ -82,6 +85,8 @@ def image_facts(result: HashJobResult) -> ImageFacts:
         height=result.height,
         low_information=bool(result.views) and result.views[0].low_information,
         pdq_quality=result.views[0].pdq_quality if result.views else None,
+        media="video" if result.media == "video" else "image",
+        duration_seconds=round(result.duration_seconds, 3) if result.media == "video" else None,
     )
 
 

@@ -163,7 +163,9 @@ def screen_files(
         handle(path, file_verdict(path, outcome, matcher, settings))
 
     algorithms = verdict_algorithms(matcher.algorithms_in_use())
-    hash_files(paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds)
+    hash_files(
+        paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds, videos=True
+    )
 
 
 def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: Settings) -> Verdict:
@@ -181,11 +183,17 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
             worker_id=settings.worker_id,
             decided_at=now,
         )
+    if outcome.media == "video":
+        from pipeline.core.videomatch import match_video
+
+        matches = [found.match for found in match_video(matcher, outcome.hashes, outcome.frames)]
+    else:
+        matches = matcher.match(outcome.hashes, outcome.views)
     return screened_verdict(
         upload_id=str(path),
         hashes=outcome.hashes,
         image=image_facts(outcome),
-        decision=decide(matcher.match(outcome.hashes, outcome.views)),
+        decision=decide(matches),
         worker_id=settings.worker_id,
         decided_at=now,
     )

@@ -191,10 +191,34 @@ def test_frame_entries_match_through_sampled_frames_with_their_times() -> None:
             ),
         ]
     )
-    found = {m.match.entry_id: m for m in match_video(matcher, upload)}
+    found = {m.match.entry_id: m for m in match_video(matcher, upload.hashes, upload.frames)}
     assert set(found) == {"coffee-still", "the-file"}
     assert found["the-file"].seconds == ()
     seconds = found["coffee-still"].seconds
     assert seconds[0] == 2.0
     assert all(2.0 <= t < 4.0 for t in seconds)  # while the coffee photo is shown
     assert found["coffee-still"].match.distance == 0
+    assert found["coffee-still"].match.frame_seconds == seconds
+
+
+def test_a_video_verdict_names_the_media_and_the_matching_frames() -> None:
+    from pathlib import Path
+
+    from pipeline.application.screen_files import file_verdict
+    from pipeline.config import Settings
+    from pipeline.core.guard import GuardLimits
+    from pipeline.hashprocess import hash_job
+
+    outcome = hash_job(ORIGINAL, GuardLimits(video=LIMITS), ALGORITHMS)
+    chelsea = outcome.frames[4].views[0].hashes[Algorithm.PDQ].identity  # shown at 4-6 s
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("l"))
+    matcher.upsert([HashListEntry("l", "cat", HashValue(Algorithm.PDQ, chelsea), Category.CSAM)])
+    verdict = file_verdict(Path("clip.mp4"), outcome, matcher, Settings())
+    assert verdict.image is not None
+    assert (verdict.image.media, verdict.image.duration_seconds) == ("video", 8.0)
+    (record,) = verdict.matches
+    assert record.entry_id == "cat"
+    assert record.frame_seconds is not None
+    assert record.frame_seconds[0] == 4.0
+    assert all(4.0 <= t < 6.0 for t in record.frame_seconds)
