@@ -64,6 +64,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -238,7 +239,7 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        matches = self._matcher.match(result.hashes, result.views)
+        matches = upload_matches(self._matcher, result)
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review

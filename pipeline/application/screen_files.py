@@ -36,6 +36,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -183,17 +184,11 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
             worker_id=settings.worker_id,
             decided_at=now,
         )
-    if outcome.media == "video":
-        from pipeline.core.videomatch import match_video
-
-        matches = [found.match for found in match_video(matcher, outcome.hashes, outcome.frames)]
-    else:
-        matches = matcher.match(outcome.hashes, outcome.views)
     return screened_verdict(
         upload_id=str(path),
         hashes=outcome.hashes,
         image=image_facts(outcome),
-        decision=decide(matches),
+        decision=decide(upload_matches(matcher, outcome)),
         worker_id=settings.worker_id,
         decided_at=now,
     )
