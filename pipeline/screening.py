@@ -230,6 +230,8 @@ class Screener:
             del data  # content lives no longer than the hash step
         timings[Stage.DECODE] = result.decode_seconds
         timings[Stage.HASH] = result.hash_seconds
+        if result.media == "video":
+            self._metrics.video_screened(result.duration_seconds)
 
         progress.stage = Stage.MATCH  # matching, deciding and building the records
         return self._decide(event, result, timings)

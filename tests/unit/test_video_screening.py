@@ -25,13 +25,15 @@ from tests.videogen import encode_clip, slideshow
 CLIP = encode_clip(list(slideshow(["astronaut", "coffee"], seconds_each=2.0)), gop=25)
 
 
-def screen(limits: GuardLimits, matcher: Matcher) -> ScreeningOutcome:
+def screen(
+    limits: GuardLimits, matcher: Matcher, metrics: PipelineMetrics | None = None
+) -> ScreeningOutcome:
     screener = Screener(
         Settings(bootstrap_servers="unused:9092", worker_id="w1"),
         matcher=matcher,
         fetcher=Fetcher(FetchLimits(max_bytes=10_000_000)),
         pool=HashPool(0),
-        metrics=PipelineMetrics(),
+        metrics=metrics or PipelineMetrics(),
         limits=limits,
     )
     content = {"kind": "inline", "data_base64": base64.b64encode(CLIP).decode()}
@@ -53,8 +55,11 @@ def test_a_video_upload_is_screened_by_its_frames() -> None:
             )
         ]
     )  # fmt: skip
-    outcome = screen(GuardLimits(video=VideoLimits()), matcher)
+    metrics = PipelineMetrics()
+    outcome = screen(GuardLimits(video=VideoLimits()), matcher, metrics)
     verdict = outcome.verdict
+    assert metrics.registry.get_sample_value("screening_videos_total") == 1
+    assert metrics.registry.get_sample_value("screening_video_seconds_total") == 4.0
     assert verdict.action == "block"
     assert verdict.image is not None
     assert (verdict.image.media, verdict.image.format) == ("video", "MP4")
