@@ -47,19 +47,22 @@ def listed_vpdq(data: bytes) -> tuple[CompactFeature, ...]:
 ENTRY = listed_vpdq(ORIGINAL)
 
 
+def usable(features):
+    seen, kept = set(), []
+    for f in features:
+        if f.pdq not in seen:
+            seen.add(f.pdq)
+            kept.append(f)
+    return [f for f in kept if f.quality >= 50]
+
+
 def reference_match(query: list[CompactFeature], compared: list[CompactFeature]):
     """python-threatexchange's match_VPDQ_hash_brute, ported as it is (dedupe by hash, drop
-    quality < 50, a frame matches within 31 bits inclusive)."""
-
-    def usable(features):
-        seen, kept = set(), []
-        for f in features:
-            if f.pdq not in seen:
-                seen.add(f.pdq)
-                kept.append(f)
-        return [f for f in kept if f.quality >= 50]
-
+    quality < 50, a frame matches within 31 bits inclusive); None where it would divide by
+    zero (no usable frame on a side)."""
     q, c = usable(query), usable(compared)
+    if not q or not c:
+        return None
 
     def count(a, b):
         return sum(any((x.pdq ^ y.pdq).bit_count() <= 31 for y in b) for x in a)
@@ -92,11 +95,11 @@ def test_comparison_agrees_with_threatexchange_brute_force(
     got = compare_vpdq(
         [UploadFrame(f.seconds, (f,), (Orientation.IDENTITY,)) for f in query], listed
     )
-    if not [f for f in query if f.quality >= 50] or not [f for f in listed if f.quality >= 50]:
+    want = reference_match(query, listed)
+    if want is None:
         assert got is None
         return
     assert got is not None
-    want = reference_match(query, listed)
     assert (got.query_percent, got.entry_percent) == pytest.approx(want)
 
 
