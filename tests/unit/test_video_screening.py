@@ -7,6 +7,8 @@ import asyncio
 import base64
 import json
 
+import pytest
+
 from pipeline.adapters.fetch import Fetcher
 from pipeline.config import Settings
 from pipeline.core.guard import GuardLimits
@@ -73,3 +75,69 @@ def test_without_video_limits_a_video_is_refused_as_before() -> None:
     outcome = screen(GuardLimits(), Matcher())
     assert outcome.verdict.error is not None
     assert outcome.verdict.error.reason == "format_not_allowed"
+
+
+def animated_gif() -> bytes:
+    """Three seconds of animation: a photo for 1.5 s, then another (100 ms frames)."""
+    import io
+
+    from tests.imagegen import sample_photo
+
+    first, second = (sample_photo(name).resize((160, 120)) for name in ("astronaut", "coffee"))
+    frames = [first] * 15 + [second] * 15
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+def test_an_animated_gif_is_hashed_beyond_its_first_frame() -> None:
+    from pipeline.core.guard import decode
+    from pipeline.core.hashing import upload_views
+    from pipeline.core.videomatch import match_video
+    from pipeline.hashprocess import hash_job
+    from tests.imagegen import sample_photo
+
+    gif = animated_gif()
+    result = hash_job(gif, GuardLimits(video=VideoLimits()), (Algorithm.SHA256, Algorithm.PDQ))
+    assert (result.media, result.format) == ("video", "GIF")
+    # Pillow stores each photo as one frame of 1.5 s: the second is on screen at 2 s.
+    assert [frame.seconds for frame in result.frames] == pytest.approx([0.0, 1.5])
+    coffee = io_png(sample_photo("coffee").resize((160, 120)))
+    listed = upload_views(decode(coffee, GuardLimits()), (Algorithm.PDQ,))[0]
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("l"))
+    value = listed.hashes[Algorithm.PDQ].identity
+    matcher.upsert([HashListEntry("l", "coffee", HashValue(Algorithm.PDQ, value), Category.CSAM)])
+    (found,) = match_video(matcher, result.hashes, result.frames)
+    assert found.seconds == pytest.approx((1.5,))
+    # Without video limits an animated GIF is a picture: its first frame, as before.
+    assert hash_job(gif, GuardLimits(), (Algorithm.PDQ,)).media == "image"
+
+
+def io_png(image: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def test_animation_samples_are_the_frames_on_screen_at_each_second() -> None:
+    import io
+
+    from PIL import Image
+
+    from pipeline.core.video import animation_samples
+
+    frames = [Image.new("L", (8, 8), color) for color in (0, 80, 160, 240)]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[500, 700, 1800, 100],
+    )
+    samples = list(animation_samples(buffer.getvalue(), 1.0))
+    assert [seconds for seconds, _ in samples] == pytest.approx([0.5, 1.2, 3.0])
+    assert [image.getpixel((0, 0)) for _, image in samples] == [80, 160, 240]
