@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pipeline.fetch_policy import FetchLimits, S3Access
 
 ENV_PREFIX = "PIPELINE_"
+#: The prefix of a ``prefix*`` pattern in PIPELINE_S3_BUCKETS: the start of a bucket name (maybe
+#: empty: ``*`` alone allows every bucket).
+S3_BUCKET_PREFIX_PATTERN = r"(?:[a-z0-9][a-z0-9.-]{0,61})?"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
 EMBEDDED_FETCH_MAX_WAIT_MS = 50
 #: Consumer-group session timeouts (seconds) when PIPELINE_SESSION_TIMEOUT_SECONDS is unset.
@@ -180,11 +183,11 @@ class Settings(BaseSettings):
     consumer_prefetch_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes of upload records the worker reads ahead of screening: Faust's "
-        "buffer of uploads stops taking records at this size (it counts records, 4096, "
-        "otherwise), and one fetch of the Kafka client asks for at most this much, and at most "
-        "1 MiB (see consumer_fetch_bytes). With max_in_flight it bounds the worker's memory "
-        "(see README).",
+        description="Bytes of upload records the worker reads ahead of screening: past this "
+        "size Faust's buffer of uploads (which counts records, 4096, otherwise) pauses the "
+        "partitions that hand it more until it has drained to half, and one fetch of the "
+        "Kafka client asks for at most this much, and at most 1 MiB (see "
+        "consumer_fetch_bytes). With max_in_flight it bounds the worker's memory (see README).",
     )
     producer_max_request_bytes: int = Field(
         1_000_000,
@@ -300,6 +303,19 @@ class Settings(BaseSettings):
         description="`path` puts the bucket in the URL path (MinIO and most S3-compatible "
         "servers), `virtual` in the host name; `auto` lets the client choose.",
     )
+    s3_buckets: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="Buckets `s3` uploads may name (comma-separated): bucket names, or a prefix "
+        "ending in `*` (`uploads-*`; `*` alone: any bucket the credentials reach). Empty: every "
+        "`s3` upload is refused as s3_bucket_not_allowed, without a request.",
+    )
+    s3_client_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Time to make the S3 client on the first `s3` upload: loading it and "
+        "resolving credentials through the default chain (container endpoint, instance "
+        "metadata, STS). Over it the attempt fails as s3_client_timeout and is retried.",
+    )
 
     # --- Alerting sinks ----------------------------------------------------------------------
     webhook_url: str | None = None
@@ -369,6 +385,28 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad CIDR
+        return frozenset(value)
+
+    @field_validator("s3_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        import re
+
+        from pipeline.models import S3_BUCKET_PATTERN
+
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for pattern in value:
+            prefix = pattern.removesuffix("*")
+            if "*" in prefix or not (
+                re.fullmatch(S3_BUCKET_PREFIX_PATTERN, prefix)
+                if pattern.endswith("*")
+                else re.fullmatch(S3_BUCKET_PATTERN, pattern)
+            ):
+                raise ValueError(
+                    f"{pattern[:80]!r} is neither a bucket name (3 to 63 lowercase letters, "
+                    "digits, dots and hyphens) nor such a prefix followed by '*'"
+                )
         return frozenset(value)
 
     @model_validator(mode="after")
@@ -496,8 +534,9 @@ class Settings(BaseSettings):
         )
 
     def s3_access(self) -> S3Access:
-        """Where and as whom ``s3`` content is read: endpoint, region, credentials (the secret
-        stays a SecretStr) and addressing style; unset ones leave the AWS defaults in force."""
+        """Where, as whom and from which buckets ``s3`` content is read: endpoint, region,
+        credentials (the secret stays a SecretStr), addressing style, the allowed buckets and
+        the client's creation timeout; unset ones leave the AWS defaults in force."""
         from pipeline.fetch_policy import S3Access
 
         return S3Access(
@@ -506,6 +545,8 @@ class Settings(BaseSettings):
             access_key_id=self.s3_access_key_id,
             secret_access_key=self.s3_secret_access_key,
             addressing_style=self.s3_addressing_style,
+            buckets=tuple(sorted(self.s3_buckets)),
+            client_timeout=self.s3_client_timeout_seconds,
         )
 
 

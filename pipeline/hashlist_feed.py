@@ -5,8 +5,13 @@ worker needs every list entry, not a share of them), tailing it for live additio
 retractions, and deciding when the worker has *caught up*. Catch-up is judged against the high
 watermark that Fetch responses carry, never against ListOffsets end offsets, which the embedded
 test broker reports short (see shared/BROKER.md); the rule is correct on Apache Kafka as well.
-Updates are applied in chunks between which the event loop runs, so loading a million entries
-never starves Kafka heartbeats or the web views.
+Nothing heavy runs on the event loop: each fetched chunk is decoded (entry records by the bulk
+path, :func:`pipeline.adapters.hashlist_topic.fast_entry`, into columns) and applied on the
+feed's one worker thread, in order, while the loop keeps Kafka heartbeats, screening and the web
+views going; the matcher publishes what readers see as one reference swap. A load from empty
+(the first one, and every re-read after a reset) is applied without building any index
+(:meth:`pipeline.core.matching.Matcher.defer_builds`) and, once caught up, each index is built
+once on that thread (``screening_index_build_seconds``); the worker is ready only after that.
 When the topic is reset under the worker (deleted and created again: the high watermark of a
 partition falls below the next offset to apply, or the worker's topic check sees a new topic
 id), the old positions mean nothing: kept, they would skip the new topic's records below them.
@@ -23,18 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.adapters.hashlist_topic import TopicOperation as HashListOperation
-from pipeline.adapters.hashlist_topic import parse_hashlist_record, record_kind
+from pipeline.adapters.hashlist_topic import fast_entry, parse_hashlist_record, record_kind
 from pipeline.core.detail import low_information_hashes
-from pipeline.core.hashlist import HashListEntry
-from pipeline.core.matching import Matcher
+from pipeline.core.entrystore import EntryBatch
+from pipeline.core.hashlist import Category, HashListEntry
+from pipeline.core.matching import EntriesOperation, Matcher
 from pipeline.core.matching import Operation as MatcherOperation
 from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected, RetryableError
@@ -45,14 +54,31 @@ from pipeline.quarantines import WorkerQuarantine
 log = logging.getLogger(__name__)
 
 
+#: What the feed hands its target: decoded records, with runs of entries as one batch.
+FeedOperation = HashListOperation | EntriesOperation
+
+
 class ListUpdateTarget(Protocol):
-    """Where decoded hash-list operations go (the matcher, in the worker)."""
+    """Where decoded hash-list operations go (the matcher, in the worker). Every method but
+    :meth:`after_apply` runs on the feed's worker thread, one call at a time."""
 
-    def apply(self, operations: list[HashListOperation]) -> None: ...
+    def apply(self, operations: list[FeedOperation]) -> None: ...
 
-    def outcome(self, operation: HashListOperation) -> str:
-        """How an applied operation is counted: ``applied``, or ``held`` for an entry stored
-        but not matched (its list has no config after the chunk it came in)."""
+    def outcomes(self, operation: FeedOperation) -> Mapping[str, int]:
+        """How the records of an applied operation are counted: ``applied``, or ``held`` for
+        an entry stored but not matched (its list has no config after the chunk it came in)."""
+        ...
+
+    def defer_builds(self) -> None:
+        """A load from empty begins: store updates, build nothing until :meth:`build`."""
+        ...
+
+    def build(self) -> None:
+        """Build what the deferred load left unbuilt, and publish it to readers."""
+        ...
+
+    def after_apply(self) -> None:
+        """On the event loop, after each applied chunk: what must not run on another thread."""
         ...
 
     def fresh(self) -> ListUpdateTarget:
@@ -65,11 +91,13 @@ class ListUpdateTarget(Protocol):
 
 
 class FeedMetrics(Protocol):
-    def list_update(self, operation: str, outcome: str) -> None: ...
+    def list_update(self, operation: str, outcome: str, count: int = 1) -> None: ...
 
     def list_updated_at(self, timestamp_seconds: float) -> None: ...
 
     def list_reset(self) -> None: ...
+
+    def index_built(self, seconds: float) -> None: ...
 
 
 class HashListFeed:
@@ -112,6 +140,9 @@ class HashListFeed:
         #: for the live one once caught up), and why.
         self._rebuild: ListUpdateTarget | None = None
         self._reset_requested: str | None = None
+        #: The one thread that decodes, applies and builds (in order: one at a time).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashlist-feed")
+        self._loading = False
 
     async def run(self) -> None:
         """Apply the topic until :meth:`stop`; marks ``health.lists_caught_up`` once caught up.
@@ -137,6 +168,9 @@ class HashListFeed:
                 if tp in self._next:
                     self._consumer.seek(tp, self._next[tp])
             log.info("reading hash lists from %r (%d partitions)", self._topic, len(partitions))
+            if not self._health.lists_caught_up and not self._loading:
+                await self._on_worker(self._target.defer_builds)
+                self._loading = True
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._chunk)
                 if self._on_running is not None:
@@ -146,21 +180,20 @@ class HashListFeed:
                 if reset is not None:
                     await self._start_rebuild(partitions, reset)
                     continue  # the batch belongs to the old positions: read it again
-                operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]] = []
-                newest_ms = 0
-                for records in batches.values():
-                    for record in records:
-                        newest_ms = max(newest_ms, record.timestamp)
-                        operation = self._decode(record)
-                        if operation is not None:
-                            operations.append((operation, record))
-                if operations:
-                    self._apply(operations)
-                    self._metrics.list_updated_at(newest_ms / 1000)
-                for tp, records in batches.items():
-                    if records:
-                        self._next[tp] = records[-1].offset + 1
+                records = [record for part in batches.values() for record in part]
+                if records:
+                    target = self._rebuild or self._target
+                    await self._on_worker(self._decode_and_apply, target, records)
+                    target.after_apply()
+                    self._metrics.list_updated_at(max(r.timestamp for r in records) / 1000)
+                for tp, part in batches.items():
+                    if part:
+                        self._next[tp] = part[-1].offset + 1
                 if not self._health.lists_caught_up and await self._caught_up(partitions):
+                    # One build of everything loaded (also when the topic was empty), then
+                    # ready: a query never searches a half-loaded list.
+                    await self._on_worker(self._build, self._rebuild or self._target)
+                    self._loading = False
                     if self._rebuild is not None:
                         self._target.adopt(self._rebuild)
                         self._rebuild = None
@@ -175,9 +208,56 @@ class HashListFeed:
                     self._health.lists_caught_up = True
                     if self._on_caught_up is not None:
                         self._on_caught_up()
-                await asyncio.sleep(0)  # let heartbeats and web requests run between chunks
         finally:
             await self._consumer.stop()
+
+    async def _on_worker(self, function: Callable[..., None], *args: Any) -> None:
+        """Run ``function(*args)`` on the feed's worker thread; the loop runs meanwhile."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+
+    def _build(self, target: ListUpdateTarget) -> None:
+        started = time.perf_counter()
+        target.build()
+        seconds = time.perf_counter() - started
+        self._metrics.index_built(seconds)
+        log.info("hash-list indexes built in %.2f s", seconds)
+
+    def _decode_and_apply(
+        self, target: ListUpdateTarget, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """Decode a chunk (runs of entries into columns) and apply it: on the worker thread."""
+        operations: list[tuple[FeedOperation, list[ConsumerRecord[bytes, bytes]]]] = []
+        names: list[str] = []
+        ids: list[str] = []
+        algorithms: list[Algorithm] = []
+        values: list[int] = []
+        categories: list[Category] = []
+        run: list[ConsumerRecord[bytes, bytes]] = []
+
+        def end_run() -> None:
+            if run:
+                batch = EntryBatch(names[:], ids[:], algorithms[:], values[:], categories[:])
+                operations.append((("entries", None, batch), run[:]))
+                for column in (names, ids, algorithms, values, categories, run):
+                    column.clear()
+
+        for record in records:
+            entry = fast_entry(record.key, record.value)
+            if entry is not None:
+                names.append(entry[0])
+                ids.append(entry[1])
+                algorithms.append(entry[2])
+                values.append(entry[3])
+                categories.append(entry[4])
+                run.append(record)
+                continue
+            operation = self._decode(record)
+            if operation is not None:
+                end_run()
+                operations.append((operation, [record]))
+        end_run()
+        if operations:
+            self._apply(target, operations)
 
     def topic_reset(self, reason: str) -> None:
         """The topic was re-created (a new topic id, seen by the worker's topic check): re-read
@@ -203,6 +283,8 @@ class HashListFeed:
         not ready meanwhile (its lists are not those of the topic any more)."""
         self._reset_requested = None
         self._rebuild = self._target.fresh()
+        await self._on_worker(self._rebuild.defer_builds)
+        self._loading = True
         self._next = {}
         self.records_applied = 0
         self._health.lists_caught_up = False
@@ -230,37 +312,40 @@ class HashListFeed:
             self._on_fetch_response(newest / 1000)
 
     def _apply(
-        self, operations: list[tuple[HashListOperation, ConsumerRecord[bytes, bytes]]]
+        self,
+        target: ListUpdateTarget,
+        operations: list[tuple[FeedOperation, list[ConsumerRecord[bytes, bytes]]]],
     ) -> None:
         """Apply a chunk; if the target fails on it, apply record by record and skip (count and
         log) the ones it fails on, so one bad record cannot stop the feed for good."""
-        target = self._rebuild or self._target
         try:
             target.apply([operation for operation, _ in operations])
         except Exception:
-            log.exception("applying %d hash-list records failed; one by one", len(operations))
-            for operation, record in operations:
-                try:
-                    target.apply([operation])
-                except Exception as exc:
-                    self._metrics.list_update(operation[0], "rejected_apply_failed")
-                    log.error(
-                        "skipping hash-list record at %s[%d]@%d: applying it failed (%s)",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        type(exc).__name__,
-                    )
-                else:
-                    self._count_applied(operation)
+            log.exception("applying %d hash-list operations failed; one by one", len(operations))
+            for operation, records in operations:
+                for single, record in _one_by_one(operation, records):
+                    try:
+                        target.apply([single])
+                    except Exception as exc:
+                        self._metrics.list_update(record_kind(record.key), "rejected_apply_failed")
+                        log.error(
+                            "skipping hash-list record at %s[%d]@%d: applying it failed (%s)",
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            type(exc).__name__,
+                        )
+                    else:
+                        self._count_applied(target, single)
             return
         for operation, _ in operations:
-            self._count_applied(operation)
+            self._count_applied(target, operation)
 
-    def _count_applied(self, operation: HashListOperation) -> None:
-        self.records_applied += 1
-        target = self._rebuild or self._target
-        self._metrics.list_update(operation[0], target.outcome(operation))
+    def _count_applied(self, target: ListUpdateTarget, operation: FeedOperation) -> None:
+        kind = "entry" if operation[0] == "entries" else operation[0]
+        for outcome, count in target.outcomes(operation).items():
+            self.records_applied += count
+            self._metrics.list_update(kind, outcome, count)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -300,6 +385,33 @@ class HashListFeed:
             return None
 
 
+def _one_by_one(
+    operation: FeedOperation, records: list[ConsumerRecord[bytes, bytes]]
+) -> list[tuple[FeedOperation, ConsumerRecord[bytes, bytes]]]:
+    """``operation`` as one operation per record (a batch of entries split up)."""
+    if operation[0] != "entries":
+        return [(operation, records[0])]
+    batch = operation[2]
+    assert isinstance(batch, EntryBatch)
+    return [
+        (
+            (
+                "entries",
+                None,
+                EntryBatch(
+                    [batch.list_names[i]],
+                    [batch.entry_ids[i]],
+                    [batch.algorithms[i]],
+                    [batch.values[i]],
+                    [batch.categories[i]],
+                ),
+            ),
+            record,
+        )
+        for i, record in enumerate(records)
+    ]
+
+
 class MatcherTarget:
     """Applies hash-list operations to the matcher and keeps the index metrics current; with a
     ``quarantine``, hands it operators' lifts and re-arms, and the entries retracted.
@@ -337,6 +449,9 @@ class MatcherTarget:
         self._known_lists: set[str] = set()
         #: (list, entry id) -> algorithm of every loaded entry flagged low-information.
         self._low_information: dict[tuple[str, str], Algorithm] = {}
+        #: Quarantine lifts, re-arms and retracted keys, for the event loop (:meth:`after_apply`):
+        #: the quarantine is the screening path's, which runs there.
+        self._for_loop: list[tuple[str, tuple[str, str], Any]] = []
 
     def fresh(self) -> MatcherTarget:
         """A target on an empty matcher of the same index kind (same metrics, quarantine; the
@@ -358,19 +473,34 @@ class MatcherTarget:
         )
         self._report_held(self._matcher.held_counts())
 
+    def defer_builds(self) -> None:
+        self._matcher.defer_builds()
+
+    def build(self) -> None:
+        self._matcher.build()
+
+    def after_apply(self) -> None:
+        work, self._for_loop = self._for_loop, []
+        if self._quarantine is None:
+            return
+        for kind, key, value in work:
+            if kind == "quarantine":
+                self._quarantine.apply(key, value)
+            else:
+                self._quarantine.retracted(key)
+
     def apply(self, operations: list[Any]) -> None:
-        matcher_operations: list[MatcherOperation] = []
+        matcher_operations: list[MatcherOperation | EntriesOperation] = []
         for operation in operations:
             if operation[0] == "quarantine":
-                if self._quarantine is not None:
-                    self._quarantine.apply(operation[1], operation[2])
+                self._for_loop.append(operation)
                 continue
             matcher_operations.append(operation)
         self._matcher.apply(matcher_operations)
-        if self._quarantine is not None:
-            for _, key, value in matcher_operations:
-                if value is None and isinstance(key, tuple):  # an entry's retraction
-                    self._quarantine.retracted(key)
+        for operation in matcher_operations:
+            key: object = operation[1]
+            if operation[0] == "entry" and operation[2] is None and isinstance(key, tuple):
+                self._for_loop.append(("retracted", key, None))  # a retraction
         self._flag_low_information(matcher_operations)
         lists = set(self._matcher.lists)
         for name in lists - self._known_lists:
@@ -389,6 +519,17 @@ class MatcherTarget:
         if kind == "entry" and value is not None and isinstance(key, tuple):
             return "held" if self._matcher.config(key[0]) is None else "applied"
         return "applied"
+
+    def outcomes(self, operation: FeedOperation) -> Mapping[str, int]:
+        """:meth:`outcome` of each record an operation carries (a batch: one per entry)."""
+        if operation[0] != "entries":
+            return {self.outcome(operation): 1}
+        batch = operation[2]
+        assert isinstance(batch, EntryBatch)
+        counts: Counter[str] = Counter()
+        for name, count in Counter(batch.list_names).items():
+            counts["held" if self._matcher.config(name) is None else "applied"] += count
+        return counts
 
     def _report_held(self, held: dict[str, int]) -> None:
         """Publish held entries per list, and log each list that starts or stops holding."""
@@ -413,44 +554,81 @@ class MatcherTarget:
         """Entries held per list, as of the last chunk applied."""
         return dict(self._held)
 
-    def _flag_low_information(self, operations: list[MatcherOperation]) -> None:
+    def _flag_low_information(self, operations: list[MatcherOperation | EntriesOperation]) -> None:
         """Track the flagged entries among ``operations`` (applied in order) and log new ones."""
-        latest: dict[tuple[str, str], HashListEntry | None] = {}
+        # (list, entry id) -> (algorithm, value), or None for a retraction: the last word.
+        latest: dict[tuple[str, str], tuple[Algorithm, int] | None] = {}
         for operation in operations:
-            if operation[0] == "entry":
-                latest[operation[1]] = operation[2]
-        by_algorithm: dict[Algorithm, list[HashListEntry]] = {}
-        for key, entry in latest.items():
+            kind, key, value = operation[0], operation[1], operation[2]
+            if kind == "entry" and isinstance(key, tuple):
+                entry = value if isinstance(value, HashListEntry) else None
+                latest[key] = None if entry is None else (entry.hash.algorithm, entry.hash.value)
+            elif kind == "entries" and isinstance(value, EntryBatch):
+                forget = self._low_information.pop if self._low_information else None
+                for name_id in zip(value.list_names, value.entry_ids, strict=True):
+                    latest.pop(name_id, None)  # the batch has the last word on what it names
+                    if forget is not None:
+                        forget(name_id, None)
+                by_batch = self._flagged(value)
+                self._low_information.update({k: found[0] for k, found in by_batch.items()})
+                self._log_flagged(list(by_batch.items()))
+        by_algorithm: dict[Algorithm, list[tuple[tuple[str, str], int]]] = {}
+        for key, found in latest.items():
             self._low_information.pop(key, None)
-            if entry is not None and entry.hash.algorithm.is_perceptual:
-                by_algorithm.setdefault(entry.hash.algorithm, []).append(entry)
-        flagged = [
-            entry
-            for algorithm, entries in by_algorithm.items()
-            for entry, low in zip(
-                entries,
-                low_information_hashes(algorithm, [e.hash.value for e in entries]),
-                strict=True,
+            if found is not None and found[0].is_perceptual:
+                by_algorithm.setdefault(found[0], []).append((key, found[1]))
+        flagged: list[tuple[tuple[str, str], tuple[Algorithm, int]]] = [
+            (key, (algorithm, value))
+            for algorithm, pairs in by_algorithm.items()
+            for (key, value), low in zip(
+                pairs, low_information_hashes(algorithm, [v for _, v in pairs]), strict=True
             )
             if low
         ]
-        for entry in flagged[: self.LOG_LIMIT]:
+        for key, (algorithm, _) in flagged:
+            self._low_information[key] = algorithm
+        self._log_flagged(flagged)
+
+    @staticmethod
+    def _flagged(batch: EntryBatch) -> dict[tuple[str, str], tuple[Algorithm, int]]:
+        """The low-information entries of a batch (computed per algorithm, vectorised)."""
+        positions: dict[Algorithm, list[int]] = {}
+        kinds = set(batch.algorithms)
+        if len(kinds) == 1:  # the usual batch: one list, one algorithm
+            positions[kinds.pop()] = list(range(len(batch)))
+        else:
+            for i, algorithm in enumerate(batch.algorithms):
+                positions.setdefault(algorithm, []).append(i)
+        found: dict[tuple[str, str], tuple[Algorithm, int]] = {}
+        for algorithm, chosen in positions.items():
+            if not algorithm.is_perceptual:
+                continue
+            values = (
+                batch.values if len(chosen) == len(batch) else [batch.values[i] for i in chosen]
+            )
+            low = low_information_hashes(algorithm, values)
+            for i in np.flatnonzero(low).tolist():
+                at = chosen[i]
+                found[(batch.list_names[at], batch.entry_ids[at])] = (algorithm, batch.values[at])
+        return found
+
+    def _log_flagged(self, flagged: Any) -> None:
+        """Log up to :data:`LOG_LIMIT` flagged entries: ((list, entry id), (algorithm, value))."""
+        for (list_name, entry_id), (algorithm, value) in flagged[: self.LOG_LIMIT]:
             log.warning(
                 "hash list %r entry %r: its %s hash %s is the hash of a low-information picture "
                 "(blank, gradient, vignette or stripes); uploads like that are not matched "
                 "perceptually, so check the entry with the list's owner",
-                entry.list_name,
-                entry.entry_id,
-                entry.hash.algorithm,
-                entry.hash.hex,
+                list_name,
+                entry_id,
+                algorithm,
+                format(value, f"0{algorithm.hex_digits}x"),
             )
         if len(flagged) > self.LOG_LIMIT:
             log.warning(
                 "%d more low-information hash-list entries in this update (not logged one by one)",
                 len(flagged) - self.LOG_LIMIT,
             )
-        for entry in flagged:
-            self._low_information[entry.key] = entry.hash.algorithm
 
     @property
     def low_information_entries(self) -> frozenset[tuple[str, str]]:

@@ -82,6 +82,8 @@ MAX_NAMED_QUARANTINES = 50
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8)
+#: Index builds: milliseconds for a small list, ~2 s a 10M-entry one, minutes a 50M one.
+BUILD_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 def consumer_lag(highwater: int | None, position: int | None) -> int | None:
@@ -243,6 +245,13 @@ class PipelineMetrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.index_build_seconds = Histogram(
+            f"{p}_index_build_seconds",
+            "Time to build the hash-list indexes after a load from empty (the first one, or a "
+            "re-read after a topic reset), on the hash-list feed's thread, off the event loop.",
+            buckets=BUILD_BUCKETS,
+            registry=r,
+        )
         self.low_information_entries = Gauge(
             f"{p}_hashlist_low_information_entries",
             "Hash-list entries loaded whose perceptual hash is the hash of a low-information "
@@ -331,6 +340,13 @@ class PipelineMetrics:
             f"{p}_hashlist_resets_total",
             "Times the hashlists topic was found reset (deleted and created again) and re-read "
             "from the start into a fresh index.",
+            registry=r,
+        )
+        self.uploads_resets = Counter(
+            f"{p}_uploads_resets_total",
+            "Times the uploads topic was found deleted or re-created and this worker stopped "
+            "acknowledging what it had read of the old topic and re-read the new one from the "
+            "start.",
             registry=r,
         )
         self.topics_recreated = Counter(
@@ -455,16 +471,24 @@ class PipelineMetrics:
     def alerts_dropped_from_active(self, sink: str, count: int) -> None:
         self.active_alerts_dropped.labels(sink).inc(count)
 
-    def list_update(self, operation: str, outcome: str) -> None:
-        """Count a hash-list record; an operation or outcome outside the vocabularies counts
-        as ``unknown`` or ``rejected``."""
+    def list_update(self, operation: str, outcome: str, count: int = 1) -> None:
+        """Count ``count`` hash-list records; an operation or outcome outside the vocabularies
+        counts as ``unknown`` or ``rejected``."""
         op = operation if operation in LIST_OPERATIONS else "unknown"
         known = outcome if outcome in LIST_UPDATE_OUTCOMES else "rejected"
-        self.list_updates.labels(op, known).inc()
+        self.list_updates.labels(op, known).inc(count)
+
+    def index_built(self, seconds: float) -> None:
+        """The hash-list indexes were built from a load (off the event loop) in ``seconds``."""
+        self.index_build_seconds.observe(seconds)
 
     def list_reset(self) -> None:
         """The hashlists topic was reset under the worker and is being re-read."""
         self.list_resets.inc()
+
+    def uploads_reset(self) -> None:
+        """The uploads topic was re-created under the worker and is read again from its start."""
+        self.uploads_resets.inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""

@@ -171,7 +171,10 @@ def _bit_grids(algorithm: Algorithm, values: Sequence[int]) -> npt.NDArray[np.ui
     """The hashes as (n, side, side) bit grids, first bit top-left (imagehash's layout)."""
     width = algorithm.bits // 8
     side = math.isqrt(algorithm.bits)
-    raw = np.frombuffer(b"".join(v.to_bytes(width, "big") for v in values), dtype=np.uint8)
+    if width == 8:
+        raw = np.array(values, dtype=np.uint64).astype(">u8").view(np.uint8)
+    else:
+        raw = np.frombuffer(b"".join(v.to_bytes(width, "big") for v in values), dtype=np.uint8)
     return np.unpackbits(raw.reshape(len(values), width), axis=1).reshape(-1, side, side)
 
 
@@ -199,7 +202,11 @@ def low_information_hashes(algorithm: Algorithm, values: Sequence[int]) -> npt.N
     if not algorithm.is_perceptual or not values:
         return np.zeros(len(values), dtype=np.bool_)
     bits = algorithm.bits
-    set_bits = np.array([v.bit_count() for v in values], dtype=np.int64)
+    if bits == 64:  # the bulk case (a list load): no Python work per value
+        words = np.array(values, dtype=np.uint64)
+        set_bits = np.bitwise_count(words).astype(np.int64)
+    else:
+        set_bits = np.array([v.bit_count() for v in values], dtype=np.int64)
     if algorithm is Algorithm.DHASH:
         extreme = np.minimum(set_bits, bits - set_bits) <= DHASH_EXTREME_BITS
     else:

@@ -1,12 +1,21 @@
 """Matching an upload's hashes against every loaded hash list.
 
-Owns the in-memory state a worker screens with: list configs, entries keyed by (list, entry
-id), and one index per algorithm (exact-digest sets for MD5/SHA-1/SHA-256, a Hamming index for
-pHash/dHash) over internal ids that are allocated monotonically and never reused. Updates
-(upsert, retract, list config changes) apply while matching continues: they are plain method
-calls on the same thread, so there is no window where an index is half-built. Each perceptual
-index is searched once at the largest threshold of any enabled list, then hits are filtered
-per list, so adding lists does not multiply search cost.
+Owns the in-memory state a worker screens with: list configs, entries in columns
+(:class:`pipeline.core.entrystore.EntryStore`: no Python object per entry), and one index per
+algorithm (exact-digest sets for MD5/SHA-1/SHA-256, a Hamming index for pHash/dHash/PDQ) over
+the store's row numbers, which are allocated monotonically and never reused. A match's
+:class:`Match` is made from the columns only for a hit. Each perceptual index is searched once
+at the largest threshold of any enabled list, then hits are filtered per list, so adding lists
+does not multiply search cost.
+
+Writer and readers: one writer (a thread at a time: the hash-list feed's worker thread in the
+worker) applies updates (upsert, retract, list config changes) to its own indexes, then
+*publishes* a :class:`MatcherView`: the configs, the columns as of that moment and a read-only
+snapshot of each index changed since the last view (built tables shared, only the small delta
+and tombstones copied). A match reads the one view reference it finds, so it never sees half of
+an update, never changes anything, and never waits for the writer. A load from empty is
+deferred (:meth:`Matcher.defer_builds`): entries go to the columns only and each index is built
+once, from everything, by :meth:`Matcher.build`, which then publishes.
 
 Each perceptual index is built for that radius and its size by
 :func:`pipeline.core.index.select.build_hamming_index` (the constructor ``pipeline bench
@@ -44,11 +53,18 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
+from pipeline.core.entrystore import (
+    ALGORITHM_CODES,
+    ALGORITHMS,
+    EntryBatch,
+    EntryStore,
+    RowReader,
+)
 from pipeline.core.hashing import View
 from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
@@ -58,7 +74,7 @@ from pipeline.core.hashlist import (
     ListConfig,
     ListKind,
 )
-from pipeline.core.index.base import HammingIndex
+from pipeline.core.index.base import HammingIndex, I64Array
 from pipeline.core.index.exact import ExactHashSet
 from pipeline.core.index.mih import MultiIndexHash
 from pipeline.core.index.mih256 import MultiIndexHash256
@@ -68,6 +84,7 @@ from pipeline.core.index.select import (
     kind_for_width,
     mih_ever,
 )
+from pipeline.core.index.wide import BruteForceIndex256, as_words
 from pipeline.core.orientation import ORIENTATIONS, Orientation
 from pipeline.core.regions import Region
 from pipeline.core.types import EXACT_ALGORITHMS, PERCEPTUAL_ALGORITHMS, Action, Algorithm
@@ -139,177 +156,17 @@ Operation = (
 )
 
 
-class Matcher:
-    """All loaded lists and their indexes; see the module docstring for the rules."""
+@dataclass(frozen=True, slots=True)
+class MatcherView:
+    """The lists as of one published moment: what a match reads. Never changes; the writer
+    (:class:`Matcher`) publishes a new one after each change, as one reference swap."""
 
-    def __init__(self, index_kind: str = "auto", expected_size: int = 0) -> None:
-        """``index_kind``: "auto", "mih", "bktree" or "scan" (ValueError otherwise).
-        ``expected_size`` only sizes the first, empty indexes; every load re-plans them."""
-        self._index_kind = index_kind
-        self._configs: dict[str, ListConfig] = {}
-        self._entries: dict[tuple[str, str], tuple[int, HashListEntry]] = {}
-        self._by_id: dict[int, HashListEntry] = {}
-        self._next_id = 0
-        self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
-        self._hamming: dict[Algorithm, HammingIndex] = {
-            alg: build_hamming_index(
-                index_kind, expected_size, DEFAULT_THRESHOLDS[alg], bits=alg.bits
-            )
-            for alg in PERCEPTUAL_ALGORITHMS
-        }
-        self._counts: Counter[tuple[str, Algorithm]] = Counter()
-
-    # -- lists --------------------------------------------------------------------------------
-
-    def set_list(self, config: ListConfig) -> None:
-        """Add or replace a list's policy (takes effect for the next match).
-
-        May rebuild a perceptual index when the largest threshold changes (see the module doc).
-        """
-        self._configs[config.name] = config
-        for algorithm in PERCEPTUAL_ALGORITHMS:
-            self._plan(algorithm)
-
-    def remove_list(self, name: str) -> None:
-        """Forget a list's policy; its entries are held (match nothing) until a config arrives
-        again or they are retracted."""
-        self._configs.pop(name, None)
-        for algorithm in PERCEPTUAL_ALGORITHMS:
-            self._plan(algorithm)
-
-    def config(self, name: str) -> ListConfig | None:
-        """The policy in force for list ``name``; None when it has none (its entries are held)."""
-        return self._configs.get(name)
-
-    def held_counts(self) -> dict[str, int]:
-        """Entries held per list: lists with entries and no config (see the module docstring)."""
-        held: Counter[str] = Counter()
-        for (name, _), count in self._counts.items():
-            if name not in self._configs:
-                held[name] += count
-        return dict(held)
-
-    @property
-    def lists(self) -> tuple[str, ...]:
-        """Names of every list with a config or at least one entry."""
-        return tuple(sorted(set(self._configs) | {name for name, _ in self._counts}))
-
-    # -- entries ------------------------------------------------------------------------------
-
-    def upsert(self, entries: Iterable[HashListEntry]) -> int:
-        """Add entries; an entry re-published under the same key replaces the old one.
-        Returns the number of entries added or changed (identical re-publishes are no-ops)."""
-        batches: dict[Algorithm, tuple[list[int], list[int]]] = {}
-        changed = 0
-        for entry in entries:
-            old = self._entries.get(entry.key)
-            if old is not None:
-                if old[1] == entry:
-                    continue
-                self._drop(old[0], old[1])
-            internal = self._next_id
-            self._next_id += 1
-            self._entries[entry.key] = (internal, entry)
-            self._by_id[internal] = entry
-            self._counts[(entry.list_name, entry.hash.algorithm)] += 1
-            ids, values = batches.setdefault(entry.hash.algorithm, ([], []))
-            ids.append(internal)
-            values.append(entry.hash.value)
-            changed += 1
-        for algorithm, (ids, values) in batches.items():
-            if algorithm.is_perceptual:
-                # Planned for the size it is about to reach, so a bulk load goes straight
-                # into the index that will serve it.
-                self._plan(algorithm, extra=len(ids))
-                # Values go as ints: each index lays them out for its width (PDQ: 256 bits).
-                self._hamming[algorithm].add(np.array(ids, dtype=np.int64), values)
-            else:
-                self._exact[algorithm].add_many(ids, values)
-        for algorithm in PERCEPTUAL_ALGORITHMS:
-            if algorithm not in batches:
-                self._plan(algorithm)  # replacements may have moved the radius
-        return changed
-
-    def retract(self, keys: Iterable[tuple[str, str]]) -> int:
-        """Remove entries by (list, entry id); unknown keys are ignored. Returns how many."""
-        removed = 0
-        for key in keys:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._drop(*old)
-                removed += 1
-        if removed:
-            for algorithm in PERCEPTUAL_ALGORITHMS:
-                self._plan(algorithm)  # a list's last entry gone may lower the radius
-        return removed
-
-    def _drop(self, internal: int, entry: HashListEntry) -> None:
-        algorithm = entry.hash.algorithm
-        if algorithm.is_perceptual:
-            self._hamming[algorithm].remove([internal], [entry.hash.value])
-        else:
-            self._exact[algorithm].remove(internal, entry.hash.value)
-        del self._by_id[internal]
-        self._counts[(entry.list_name, algorithm)] -= 1
-        if not self._counts[(entry.list_name, algorithm)]:
-            del self._counts[(entry.list_name, algorithm)]
-
-    def _plan(self, algorithm: Algorithm, extra: int = 0) -> None:
-        """Keep ``algorithm``'s index the kind and shape its size (+ ``extra`` about to be
-        added) and search radius call for; build a replacement, then swap it in."""
-        radius = self._search_radius(algorithm)
-        if radius is None:
-            return  # nothing searches this index now: keep it until something does
-        index = self._hamming[algorithm]
-        size = len(index) + extra
-        bits = algorithm.bits
-        kind = kind_for_width(self._index_kind, bits)
-        if kind == "auto":
-            kind = choose_index_kind(size, radius, bits)
-            if kind == "scan" and index.name == "mih" and mih_ever(radius, bits):
-                kind = "mih"  # shrank below the threshold: stay (no flapping)
-        if kind != index.name:
-            ids, values = index.entries()
-            replacement = build_hamming_index(kind, size, radius, bits)
-            if ids.size:
-                replacement.add(ids, values)
-            self._hamming[algorithm] = replacement
-        elif isinstance(index, MultiIndexHash | MultiIndexHash256):
-            index.replan(radius)
-
-    def apply(self, operations: Iterable[Operation]) -> None:
-        """Apply decoded ``hashlists`` records in order (batched per kind, order preserved)."""
-        pending: list[HashListEntry] = []
-        retractions: list[tuple[str, str]] = []
-
-        def flush() -> None:
-            if pending:
-                self.upsert(pending)
-                pending.clear()
-            if retractions:
-                self.retract(retractions)
-                retractions.clear()
-
-        for kind, key, value in operations:
-            if kind == "list":
-                flush()
-                if value is None:
-                    self.remove_list(str(key))
-                else:
-                    assert isinstance(value, ListConfig)
-                    self.set_list(value)
-            elif value is None:
-                if pending:
-                    flush()
-                retractions.append(key)  # type: ignore[arg-type]
-            else:
-                if retractions:
-                    flush()
-                assert isinstance(value, HashListEntry)
-                pending.append(value)
-        flush()
-
-    # -- matching -----------------------------------------------------------------------------
+    configs: Mapping[str, ListConfig]
+    rows: RowReader
+    hamming: Mapping[Algorithm, HammingIndex]
+    exact: Mapping[Algorithm, ExactHashSet]
+    #: Per perceptual algorithm, the radius its index is searched at (absent: not searched).
+    radii: Mapping[Algorithm, int]
 
     def match(self, hashes: Mapping[Algorithm, int], views: Sequence[View] = ()) -> list[Match]:
         """Every (list, entry) the upload matches under each list's policy, nearest first.
@@ -323,23 +180,23 @@ class Matcher:
         best: dict[int, tuple[tuple[int, int, int], Match, int]] = {}
         for algorithm, value in hashes.items():
             if not algorithm.is_perceptual:
-                for internal in self._exact[algorithm].lookup(value):
+                for internal in self.exact[algorithm].lookup(value):
                     self._consider(
                         best, internal, algorithm, 0, (value, Orientation.IDENTITY, 0, None)
                     )
         queries_by_algorithm = self._perceptual_queries(hashes, views)
         for algorithm, queries in queries_by_algorithm.items():
-            radius = self._search_radius(algorithm)
+            radius = self.radii.get(algorithm)
             if radius is None:
                 continue
             values = [query[0] for query in queries]
             for query, hits in zip(
-                queries, self._hamming[algorithm].search_many(values, radius), strict=True
+                queries, self.hamming[algorithm].search_many(values, radius), strict=True
             ):
                 for internal, distance in hits:
                     self._consider(best, internal, algorithm, distance, query)
         alone = {
-            internal: counts_alone(m.algorithm, m.distance, query, self._by_id[internal].hash.value)
+            internal: counts_alone(m.algorithm, m.distance, query, self.rows.value64(internal))
             for internal, (_, m, query) in best.items()
         }
         if all(alone.values()):
@@ -366,7 +223,7 @@ class Matcher:
         sharing a value with an earlier one (a symmetric picture)."""
         found: set[tuple[str, int, int]] = set()
         for algorithm, radius in CORROBORATION.items():
-            index = self._hamming[algorithm]
+            index = self.hamming[algorithm]
             where: dict[int, list[tuple[int, int]]] = {}
             if views:
                 for position, view in enumerate(views):
@@ -380,7 +237,7 @@ class Matcher:
                 continue
             values = list(where)
             for value, hits in zip(values, index.search_many(values, radius), strict=True):
-                names = ((self._by_id[internal].list_name, distance) for internal, distance in hits)
+                names = ((self.rows.list_name(internal), distance) for internal, distance in hits)
                 lists = {
                     name for name, distance in names if self._near_miss(name, algorithm, distance)
                 }
@@ -390,7 +247,7 @@ class Matcher:
     def _near_miss(self, list_name: str, algorithm: Algorithm, distance: int) -> bool:
         """Whether a hit at ``distance`` on ``list_name`` is beyond what that list matches by
         ``algorithm`` (a match of its own entry is no near miss)."""
-        config = self._configs.get(list_name)
+        config = self.configs.get(list_name)
         threshold = None if config is None or not config.enabled else config.threshold(algorithm)
         return threshold is None or distance > threshold
 
@@ -432,8 +289,8 @@ class Matcher:
         kept = best.get(internal)
         if kept is not None and kept[0] <= rank:
             return
-        entry = self._by_id[internal]
-        config = self._configs.get(entry.list_name)
+        list_name = self.rows.list_name(internal)
+        config = self.configs.get(list_name)
         if config is None:
             return  # held: no policy to match it under
         threshold = config.threshold(algorithm)
@@ -442,12 +299,12 @@ class Matcher:
         best[internal] = (
             rank,
             Match(
-                list_name=entry.list_name,
+                list_name=list_name,
                 list_version=config.version,
                 list_kind=config.kind,
                 list_action=config.action,
-                entry_id=entry.entry_id,
-                category=entry.category,
+                entry_id=self.rows.entry_id(internal),
+                category=self.rows.category(internal),
                 algorithm=algorithm,
                 distance=distance,
                 threshold=threshold,
@@ -457,6 +314,353 @@ class Matcher:
                 region=region,
             ),
             value,
+        )
+
+
+#: A run of entries to add, in columns (the hash-list feed's bulk form of ``entry`` records).
+EntriesOperation = tuple[Literal["entries"], None, EntryBatch]
+
+
+class Matcher:
+    """All loaded lists and their indexes; see the module docstring for the rules.
+
+    One writer (a thread at a time) calls the mutating methods; any thread may call
+    :meth:`match`, which reads the last published :class:`MatcherView`."""
+
+    def __init__(self, index_kind: str = "auto", expected_size: int = 0) -> None:
+        """``index_kind``: "auto", "mih", "bktree" or "scan" (ValueError otherwise).
+        ``expected_size`` only sizes the first, empty indexes; every load re-plans them."""
+        self._index_kind = index_kind
+        #: Replaced, never changed in place, so other threads may read them at any time.
+        self._configs: dict[str, ListConfig] = {}
+        self._counts: dict[tuple[str, Algorithm], int] = {}
+        self._store = EntryStore()
+        self._exact = {alg: ExactHashSet(alg) for alg in EXACT_ALGORITHMS}
+        self._hamming: dict[Algorithm, HammingIndex] = {
+            alg: build_hamming_index(
+                index_kind, expected_size, DEFAULT_THRESHOLDS[alg], bits=alg.bits
+            )
+            for alg in PERCEPTUAL_ALGORITHMS
+        }
+        self._live = 0
+        #: While builds are deferred (:meth:`defer_builds`): per algorithm, the (rows, values)
+        #: added since, and the first row added since.
+        self._deferred: dict[Algorithm, list[tuple[I64Array, Any]]] | None = None
+        self._deferred_from = 0
+        self._holding = False
+        self._dirty: set[Algorithm] = set(Algorithm)
+        self._snapshots: dict[Algorithm, HammingIndex | ExactHashSet] = {}
+        self._view = self._snapshot()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def view(self) -> MatcherView:
+        """The lists as last published (what :meth:`match` searches)."""
+        return self._view
+
+    def match(self, hashes: Mapping[Algorithm, int], views: Sequence[View] = ()) -> list[Match]:
+        """:meth:`MatcherView.match` on the last published view (never changes any state)."""
+        return self._view.match(hashes, views)
+
+    # -- lists --------------------------------------------------------------------------------
+
+    def set_list(self, config: ListConfig) -> None:
+        """Add or replace a list's policy (takes effect for the next match).
+
+        May rebuild a perceptual index when the largest threshold changes (see the module doc).
+        """
+        self._configs = {**self._configs, config.name: config}
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)
+        self._publish()
+
+    def remove_list(self, name: str) -> None:
+        """Forget a list's policy; its entries are held (match nothing) until a config arrives
+        again or they are retracted."""
+        self._configs = {key: value for key, value in self._configs.items() if key != name}
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)
+        self._publish()
+
+    def config(self, name: str) -> ListConfig | None:
+        """The policy in force for list ``name``; None when it has none (its entries are held)."""
+        return self._configs.get(name)
+
+    def held_counts(self) -> dict[str, int]:
+        """Entries held per list: lists with entries and no config (see the module docstring)."""
+        held: Counter[str] = Counter()
+        configs = self._configs
+        for (name, _), count in self._counts.items():
+            if name not in configs:
+                held[name] += count
+        return dict(held)
+
+    @property
+    def lists(self) -> tuple[str, ...]:
+        """Names of every list with a config or at least one entry."""
+        return tuple(sorted(set(self._configs) | {name for name, _ in self._counts}))
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def upsert(self, entries: Iterable[HashListEntry]) -> int:
+        """Add entries; an entry re-published under the same key replaces the old one.
+        Returns the number of entries added or changed (identical re-publishes are no-ops)."""
+        listed = list(entries)
+        return self.upsert_batch(
+            EntryBatch(
+                list_names=[e.list_name for e in listed],
+                entry_ids=[e.entry_id for e in listed],
+                algorithms=[e.hash.algorithm for e in listed],
+                values=[e.hash.value for e in listed],
+                categories=[e.category for e in listed],
+            )
+        )
+
+    def upsert_batch(self, batch: EntryBatch) -> int:
+        """:meth:`upsert` of entries given as columns (no object per entry)."""
+        count = len(batch)
+        if count:
+            keys = list(zip(batch.list_names, batch.entry_ids, strict=True))
+            last = dict(zip(keys, range(count), strict=True))
+            if len(last) < count:  # a key repeated in the batch: its last entry wins
+                batch = _select(batch, sorted(last.values()))
+            batch = self._without_unchanged(batch)
+        if not len(batch):
+            self._publish()
+            return 0
+        rows = self._store.add(batch)
+        counts = dict(self._counts)
+        for key, added in Counter(zip(batch.list_names, batch.algorithms, strict=True)).items():
+            counts[key] = counts.get(key, 0) + added
+        self._counts = counts
+        self._live += len(batch)
+        codes = np.fromiter((ALGORITHM_CODES[a] for a in batch.algorithms), np.uint8, len(batch))
+        for code in np.unique(codes).tolist():
+            algorithm = ALGORITHMS[code]
+            chosen = np.flatnonzero(codes == code)
+            ids = rows[chosen]
+            values = [batch.values[i] for i in chosen.tolist()]
+            self._dirty.add(algorithm)
+            if self._deferred is not None:
+                self._deferred.setdefault(algorithm, []).append(
+                    (ids, _index_values(algorithm, values))
+                )
+            elif algorithm.is_perceptual:
+                # Planned for the size it is about to reach, so a bulk load goes straight
+                # into the index that will serve it.
+                self._plan(algorithm, extra=len(ids))
+                self._hamming[algorithm].add(ids, _index_values(algorithm, values))
+            else:
+                self._exact[algorithm].add_many(ids.tolist(), values)
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)  # replacements may have moved the radius
+        self._publish()
+        return len(batch)
+
+    def _without_unchanged(self, batch: EntryBatch) -> EntryBatch:
+        """``batch`` less the entries stored already exactly so; the rows of the others' keys
+        are dropped (they are replaced)."""
+        old = self._store.find(batch.list_names, batch.entry_ids)
+        present = np.flatnonzero(old >= 0).tolist()
+        if not present:
+            return batch
+        unchanged: set[int] = set()
+        replaced: list[int] = []
+        for i in present:
+            row = int(old[i])
+            if self._store.same(row, batch.algorithms[i], batch.values[i], batch.categories[i]):
+                unchanged.add(i)
+            else:
+                replaced.append(row)
+        if replaced:
+            self._drop(np.array(replaced, dtype=np.int64))
+        if not unchanged:
+            return batch
+        return _select(batch, [i for i in range(len(batch)) if i not in unchanged])
+
+    def retract(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remove entries by (list, entry id); unknown keys are ignored. Returns how many."""
+        listed = list(keys)
+        found = self._store.find([k[0] for k in listed], [k[1] for k in listed])
+        rows = np.unique(found[found >= 0])
+        if rows.size:
+            self._drop(rows)
+            for algorithm in PERCEPTUAL_ALGORITHMS:
+                self._plan(algorithm)  # a list's last entry gone may lower the radius
+        self._publish()
+        return int(rows.size)
+
+    def _drop(self, rows: I64Array) -> None:
+        """Take live ``rows`` out of their indexes and the counts, and retire them."""
+        reader = self._store.reader()
+        codes = self._store.algorithm_codes(rows)
+        counts = dict(self._counts)
+        for row, code in zip(rows.tolist(), codes.tolist(), strict=True):
+            key = (reader.list_name(row), ALGORITHMS[code])
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+        self._counts = counts
+        self._live -= int(rows.size)
+        for code in np.unique(codes).tolist():
+            algorithm = ALGORITHMS[code]
+            ids = rows[codes == code]
+            if self._deferred is not None:
+                ids = ids[ids < self._deferred_from]  # the rest are in no index yet
+            if not ids.size:
+                continue
+            self._dirty.add(algorithm)
+            if not algorithm.is_perceptual:
+                for row in ids.tolist():
+                    self._exact[algorithm].discard(row)
+                continue
+            index = self._hamming[algorithm]
+            if isinstance(index, MultiIndexHash256 | BruteForceIndex256):
+                index.discard(ids)  # no copy of a 256-bit hash is kept outside its index
+            else:
+                index.remove(ids, reader.values64[ids])
+        self._store.retire(rows)
+
+    def _plan(self, algorithm: Algorithm, extra: int = 0) -> None:
+        """Keep ``algorithm``'s index the kind and shape its size (+ ``extra`` about to be
+        added) and search radius call for; build a replacement, then swap it in."""
+        if self._deferred is not None:
+            return  # planned once, by build()
+        radius = self._search_radius(algorithm)
+        if radius is None:
+            return  # nothing searches this index now: keep it until something does
+        index = self._hamming[algorithm]
+        size = len(index) + extra
+        bits = algorithm.bits
+        kind = kind_for_width(self._index_kind, bits)
+        if kind == "auto":
+            kind = choose_index_kind(size, radius, bits)
+            if kind == "scan" and index.name == "mih" and mih_ever(radius, bits):
+                kind = "mih"  # shrank below the threshold: stay (no flapping)
+        if kind != index.name:
+            ids, values = index.entries()
+            replacement = build_hamming_index(kind, size, radius, bits)
+            if ids.size:
+                replacement.add(ids, values)
+            self._hamming[algorithm] = replacement
+            self._dirty.add(algorithm)
+        elif isinstance(index, MultiIndexHash | MultiIndexHash256) and index.replan(radius):
+            self._dirty.add(algorithm)
+
+    def apply(self, operations: Iterable[Operation | EntriesOperation]) -> None:
+        """Apply decoded ``hashlists`` records in order (batched per kind, order preserved);
+        publishes once, at the end."""
+        pending: list[HashListEntry] = []
+        retractions: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            if pending:
+                self.upsert(pending)
+                pending.clear()
+            if retractions:
+                self.retract(retractions)
+                retractions.clear()
+
+        self._holding = True
+        try:
+            key: object
+            for kind, key, value in operations:
+                if kind == "list":
+                    flush()
+                    if value is None:
+                        self.remove_list(str(key))
+                    else:
+                        assert isinstance(value, ListConfig)
+                        self.set_list(value)
+                elif kind == "entries":
+                    flush()
+                    assert isinstance(value, EntryBatch)
+                    self.upsert_batch(value)
+                elif value is None:
+                    if pending:
+                        flush()
+                    retractions.append(key)  # type: ignore[arg-type]
+                else:
+                    if retractions:
+                        flush()
+                    assert isinstance(value, HashListEntry)
+                    pending.append(value)
+            flush()
+        finally:
+            self._holding = False
+        self._publish()
+
+    # -- building and publishing ----------------------------------------------------------------
+
+    def defer_builds(self) -> None:
+        """Until :meth:`build`: store entries, but build no index and publish nothing (a load
+        from empty then builds each index once, from everything, instead of once per batch).
+        Matches meanwhile read the view published before."""
+        if self._deferred is None:
+            self._deferred = {}
+            self._deferred_from = len(self._store)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether builds are deferred (:meth:`defer_builds`)."""
+        return self._deferred is not None
+
+    def build(self) -> None:
+        """Build every index the deferred entries go into (each once), then publish."""
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            for algorithm, parts in deferred.items():
+                ids = np.concatenate([part[0] for part in parts])
+                live = self._store.is_live(ids)
+                ids = ids[live]
+                if algorithm.is_perceptual:
+                    values = np.concatenate([part[1] for part in parts])[live]
+                    self._plan(algorithm, extra=int(ids.size))
+                    if ids.size:
+                        self._hamming[algorithm].add(ids, values)
+                else:
+                    digests = [v for part in parts for v in part[1]]
+                    kept = [v for v, keep in zip(digests, live.tolist(), strict=True) if keep]
+                    self._exact[algorithm].add_many(ids.tolist(), kept)
+                self._dirty.add(algorithm)
+            self._store.pack()
+        for algorithm in PERCEPTUAL_ALGORITHMS:
+            self._plan(algorithm)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self._deferred is None and not self._holding:
+            self._view = self._snapshot()
+
+    def _snapshot(self) -> MatcherView:
+        """A new view: indexes changed since the last one are copied for readers (see
+        :meth:`pipeline.core.index.base.HammingIndex.snapshot`), the others reused."""
+        for algorithm in self._dirty:
+            if algorithm.is_perceptual:
+                self._snapshots[algorithm] = self._hamming[algorithm].snapshot()
+            else:
+                self._snapshots[algorithm] = self._exact[algorithm].snapshot()
+        self._dirty = set()
+        snapshots = self._snapshots
+        return MatcherView(
+            configs=self._configs,
+            rows=self._store.reader(),
+            hamming={
+                alg: index
+                for alg in PERCEPTUAL_ALGORITHMS
+                if isinstance(index := snapshots[alg], HammingIndex)
+            },
+            exact={
+                alg: index
+                for alg in EXACT_ALGORITHMS
+                if isinstance(index := snapshots[alg], ExactHashSet)
+            },
+            radii={
+                alg: radius
+                for alg in PERCEPTUAL_ALGORITHMS
+                if (radius := self._search_radius(alg)) is not None
+            },
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
@@ -484,7 +688,7 @@ class Matcher:
         return tuple(alg for alg in Algorithm if alg in used)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._live
 
     def empty_like(self) -> Matcher:
         """A new, empty matcher with this one's index kind (to build a replacement in)."""
@@ -500,12 +704,37 @@ class Matcher:
         self.__dict__ = other.__dict__
 
     def hamming_index(self, algorithm: Algorithm) -> HammingIndex:
-        """The index serving ``algorithm`` now (for metrics, benchmarks and tests)."""
+        """The writer's index for ``algorithm`` now (for metrics, benchmarks and tests)."""
         return self._hamming[algorithm]
 
     @property
     def index_bytes(self) -> int:
-        """Bytes held by the indexes (not counting the entry dictionaries)."""
+        """Bytes held by the indexes (not counting the entry columns: :attr:`store_bytes`)."""
         return sum(i.nbytes for i in self._hamming.values()) + sum(
             s.nbytes for s in self._exact.values()
         )
+
+    @property
+    def store_bytes(self) -> int:
+        """Bytes held by the entry columns (:class:`pipeline.core.entrystore.EntryStore`)."""
+        return self._store.nbytes
+
+
+def _select(batch: EntryBatch, positions: Sequence[int]) -> EntryBatch:
+    """The entries of ``batch`` at ``positions``, in that order."""
+    return EntryBatch(
+        list_names=[batch.list_names[i] for i in positions],
+        entry_ids=[batch.entry_ids[i] for i in positions],
+        algorithms=[batch.algorithms[i] for i in positions],
+        values=[batch.values[i] for i in positions],
+        categories=[batch.categories[i] for i in positions],
+    )
+
+
+def _index_values(algorithm: Algorithm, values: list[int]) -> Any:
+    """Hash values as the index of ``algorithm`` takes them (digests stay ints)."""
+    if not algorithm.is_perceptual:
+        return values
+    if algorithm.bits == 64:
+        return np.array(values, dtype=np.uint64)
+    return as_words(values)

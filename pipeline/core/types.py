@@ -9,6 +9,7 @@ by imagehash objects.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from pipeline.errors import InputRejected
@@ -97,16 +98,28 @@ class HashValue:
         Raises :class:`InputRejected` (reason ``bad_hash``) when the text is not hex of exactly
         the algorithm's width.
         """
-        cleaned = text.strip().lower().removeprefix("0x")
-        if len(cleaned) != algorithm.hex_digits or any(
-            c not in "0123456789abcdef" for c in cleaned
-        ):
+        value = hex_value(algorithm, text)
+        if value is None:
+            cleaned = text.strip().lower().removeprefix("0x")
             raise InputRejected(
                 f"{algorithm} hash must be {algorithm.hex_digits} hex digits, got {len(cleaned)}"
                 " characters",
                 reason="bad_hash",
             )
-        return cls(algorithm, int(cleaned, 16))
+        return cls(algorithm, value)
+
+
+#: Lower-case hex digits only (``int(text, 16)`` alone would take "+", "_" and spaces).
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def hex_value(algorithm: Algorithm, text: str) -> int | None:
+    """The value of ``text`` by :meth:`HashValue.from_hex`'s rules, or None where it refuses it
+    (the bulk path of a list load, which makes no object per hash)."""
+    cleaned = text.strip().lower().removeprefix("0x")
+    if len(cleaned) != algorithm.hex_digits or _HEX.fullmatch(cleaned) is None:
+        return None
+    return int(cleaned, 16)
 
 
 def hamming_distance(a: int, b: int) -> int:

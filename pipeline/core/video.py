@@ -115,8 +115,9 @@ def check_container(data: bytes, limits: VideoLimits) -> str:
 
     Refuses: empty, over the byte cap, not a video container on the allowlist, cut short (an
     MP4's top-level boxes or a Matroska segment running past the end: a truncated ``moov``
-    included), or declaring more tracks than ``max_streams`` (counted from the ``moov`` box or
-    the Matroska Tracks element, so FFmpeg never sets up thousands of streams).
+    included, or cut at a box boundary before the ``moov`` box), or declaring more tracks than
+    ``max_streams`` (counted from the ``moov`` box or the Matroska Tracks element, so FFmpeg
+    never sets up thousands of streams).
     """
     if not data:
         raise _reject(GuardReason.EMPTY, "upload is empty")
@@ -134,6 +135,8 @@ def check_container(data: bytes, limits: VideoLimits) -> str:
         raise _reject(GuardReason.TRUNCATED, f"{fmt} data is truncated")
     most = limits.max_streams + 1  # enough to know the cap is passed
     tracks = iso_track_count(data, most) if iso else matroska_track_count(data, most)
+    if iso and tracks is None:  # every playable ISO movie has one; muxers write it last
+        raise _reject(GuardReason.TRUNCATED, f"{fmt} data has no movie box (cut before it)")
     if tracks is not None and tracks > limits.max_streams:
         raise _reject(
             GuardReason.TOO_MANY_STREAMS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ from pipeline.adapters.alerts import WebhookSink
 from pipeline.adapters.broker import EmbeddedBroker, free_port
 from pipeline.adapters.topics import TopicSpec, ensure_topics
 from pipeline.alerting import AlertDeliveryService
+from pipeline.core.entrystore import EntryBatch
 from pipeline.core.hashlist import ListConfig
 from pipeline.core.matching import Matcher
-from pipeline.core.matching import Operation as HashListOperation
-from pipeline.hashlist_feed import HashListFeed, MatcherTarget
+from pipeline.hashlist_feed import FeedOperation, HashListFeed, MatcherTarget
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import AlertRecord, DeadLetter
@@ -87,14 +87,25 @@ class PoisonedTarget:
     def __init__(self, target: MatcherTarget) -> None:
         self._target = target
 
-    def apply(self, operations: list[HashListOperation]) -> None:
-        for kind, key, _ in operations:
+    def apply(self, operations: list[FeedOperation]) -> None:
+        for kind, key, value in operations:
             if kind == "entry" and "poison" in str(key):
+                raise RuntimeError("matcher bug")
+            if isinstance(value, EntryBatch) and any("poison" in i for i in value.entry_ids):
                 raise RuntimeError("matcher bug")
         self._target.apply(operations)
 
-    def outcome(self, operation: HashListOperation) -> str:
-        return self._target.outcome(operation)
+    def outcomes(self, operation: FeedOperation) -> Mapping[str, int]:
+        return self._target.outcomes(operation)
+
+    def defer_builds(self) -> None:
+        self._target.defer_builds()
+
+    def build(self) -> None:
+        self._target.build()
+
+    def after_apply(self) -> None:
+        self._target.after_apply()
 
 
 def test_the_hashlist_feed_restarts_until_its_topic_exists(broker: EmbeddedBroker) -> None:

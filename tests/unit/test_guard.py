@@ -134,6 +134,7 @@ NOT_ALLOWED_PREFIXES = [
     b"\x00\x00\x01\x00",
     b"RIFF\x24\x00\x00\x00WAVEfmt ",
     b"\x00\x00\x00\x18ftypisom",  # MP4: a video, not a still picture
+    b"\x1a\x45\xdf\xa3",  # Matroska/WebM (EBML): a video, not a still picture
     b"  <?xml version='1.0'?>",
     b"<svg xmlns='http://www.w3.org/2000/svg'/>",
 ]
@@ -220,6 +221,7 @@ def starts_another_format(data: bytes) -> bool:
     return (
         any(data.startswith(prefix[:4]) for prefix in NOT_ALLOWED_PREFIXES[:6])
         or data.startswith(b"RIFF")
+        or data.startswith(b"\x1a\x45\xdf\xa3")  # EBML: Matroska/WebM
         or data[4:8] == b"ftyp"
         or data.lstrip().startswith((b"<?xml", b"<svg"))
     )

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from pipeline.core.index.base import BruteForceIndex, HammingIndex
 from pipeline.core.index.bktree import BKTree
 from pipeline.core.index.mih import (
-    REBUILD_COST_IN_SCANS,
     MultiIndexHash,
     choose_chunks,
     chunk_widths,
@@ -199,20 +198,27 @@ def test_tiny_merge_threshold_drives_tables_tombstones_and_merges() -> None:
     assert len(index) == 0
 
 
-def test_delta_is_folded_in_once_scanning_it_cost_about_a_rebuild() -> None:
+@pytest.mark.parametrize("factory", ["mih-delta", "mih-r8-tables", "bktree"])
+def test_a_search_changes_nothing_and_a_snapshot_ignores_later_updates(factory: str) -> None:
+    # Readers search snapshots while the writer updates the index (pipeline.core.matching).
     rng = np.random.default_rng(3)
-    hashes = rng.integers(0, 1 << 63, size=100, dtype=np.uint64)
-    index, reference = MultiIndexHash(radius=8), BruteForceIndex()
-    index.add(np.arange(100), hashes)
-    reference.add(np.arange(100), hashes)
-    assert (index.indexed, index.pending) == (0, 100)
-    # Each query scans 100 delta entries; the debt passes 256 x 100 at query 257.
-    for _ in range(REBUILD_COST_IN_SCANS):
+    hashes = rng.integers(0, 1 << 63, size=300, dtype=np.uint64)
+    index, reference = FACTORIES[factory](), BruteForceIndex()
+    index.add(np.arange(100), hashes[:100])
+    reference.add(np.arange(100), hashes[:100])
+    state = (len(index), index.entries()[0].tolist())
+    for _ in range(300):
         index.search(int(hashes[0]), 8)
-    assert index.pending == 100
-    assert index.search(int(hashes[5]), 8) == reference.search(int(hashes[5]), 8)
-    assert (index.indexed, index.pending) == (100, 0)
-    assert index.search(int(hashes[7]) ^ 0b111, 8) == reference.search(int(hashes[7]) ^ 0b111, 8)
+    assert (len(index), index.entries()[0].tolist()) == state
+    snapshot = index.snapshot()
+    index.add(np.arange(100, 300), hashes[100:])
+    index.remove(np.arange(0, 100, 2), hashes[:100:2])
+    queries = np.concatenate([hashes[:20], hashes[150:170]]) ^ np.uint64(0b1011)
+    for radius in (3, 8, 20):
+        assert snapshot.search_many(queries, radius) == reference.search_many(queries, radius)
+    reference.add(np.arange(100, 300), hashes[100:])
+    reference.remove(np.arange(0, 100, 2), hashes[:100:2])
+    assert index.search_many(queries, 8) == reference.search_many(queries, 8)
 
 
 def test_replan_rebuilds_only_when_the_chunk_count_changes() -> None:

@@ -85,10 +85,12 @@ def test_a_lift_from_the_topic_blocks_again_and_exempts(metrics: PipelineMetrics
     flood(quarantine)
     record = encode_lift(LIFT)
     matcher_target.apply([parse_hashlist_record(record.key, record.value)])
+    matcher_target.after_apply()  # on the event loop, where the feed calls it
     assert flood(quarantine) == [Action.BLOCK] * 20  # exempt: floods on, still blocks
     assert sample(metrics, 'screening_quarantined_entries{list="eokm"}') == 0
     assert sample(metrics, "screening_entry_quarantined_timestamp_seconds{") is None
     matcher_target.apply([parse_hashlist_record(record.key, None)])  # re-armed
+    matcher_target.after_apply()
     assert flood(quarantine, 1) == [Action.REVIEW]
 
 
@@ -98,7 +100,9 @@ def test_retracting_the_entry_ends_its_quarantine(metrics: PipelineMetrics) -> N
     entry = HashListEntry("eokm", "blank-frame", HashValue(Algorithm.DHASH, 0), Category.CSAM)
     matcher.upsert([entry])
     flood(quarantine)
-    MatcherTarget(matcher, metrics, quarantine).apply([("entry", BLANK, None)])
+    target = MatcherTarget(matcher, metrics, quarantine)
+    target.apply([("entry", BLANK, None)])
+    target.after_apply()
     assert len(matcher) == 0
     assert not quarantine.state.is_quarantined(BLANK)
     assert quarantine.state.exempt == frozenset()

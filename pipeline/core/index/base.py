@@ -6,13 +6,18 @@ set to check it, which at 10M entries would outweigh the index); hashes are unsi
 most 64 bits; ``search`` is exact (every stored id whose hash is
 within ``radius`` bits of the query, nothing else), sorted by (distance, id). Removal takes the
 hash next to the id so that an index never needs an id -> position map of its own.
+
+Readers and the writer never share an index: the writer (one thread) adds and removes, and
+hands readers :meth:`HammingIndex.snapshot` copies, which share the large built arrays (never
+changed in place once built) and copy what ``add`` and ``remove`` change in place. Searching
+never changes an index's entries or layout (only its scratch buffers, a snapshot's own).
 Must not do I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +66,23 @@ class HammingIndex(Protocol):
     def nbytes(self) -> int:
         """Bytes of memory held by the index (the bytes/hash figure divides this)."""
         ...
+
+    def snapshot(self) -> HammingIndex:
+        """A copy for readers, unaffected by later ``add`` and ``remove`` on this index (see
+        the module docstring); cost: what changed since the last build, not the whole index."""
+        ...
+
+
+IndexT = TypeVar("IndexT")
+
+
+def reader_copy(index: IndexT, **own: object) -> IndexT:
+    """A shallow copy of ``index`` with the attributes in ``own`` replaced: the shared part of
+    every :meth:`HammingIndex.snapshot`."""
+    copy = object.__new__(type(index))
+    copy.__dict__.update(index.__dict__)
+    copy.__dict__.update(own)
+    return copy
 
 
 def as_u64(values: Sequence[int] | U64Array | Iterable[int]) -> U64Array:
@@ -148,6 +170,10 @@ class BruteForceIndex:
 
     def entries(self) -> tuple[I64Array, U64Array]:
         return self._ids[self._live].copy(), self._hashes[self._live].copy()
+
+    def snapshot(self) -> BruteForceIndex:
+        # add and compaction make new arrays; remove clears live flags in place.
+        return reader_copy(self, _live=self._live.copy())
 
     @property
     def nbytes(self) -> int:

@@ -25,6 +25,7 @@ from pipeline.core.index.base import (
     as_i64,
     as_u64,
     check_radius,
+    reader_copy,
 )
 
 _NONE = -1
@@ -308,6 +309,24 @@ class BKTree:
     def entries(self) -> tuple[I64Array, U64Array]:
         keep = self._live[: self._size]
         return self._ids[: self._size][keep].copy(), self._hashes[: self._size][keep].copy()
+
+    def snapshot(self) -> BKTree:
+        """A full copy: inserts link new nodes into existing ones in place (the BK-tree is
+        never chosen automatically; a list served by it pays O(n) per published change)."""
+        size = self._size
+        return reader_copy(
+            self,
+            _hashes=self._hashes[:size].copy(),
+            _ids=self._ids[:size].copy(),
+            _live=self._live[:size].copy(),
+            _first_child=self._first_child[:size].copy(),
+            _next_sibling=self._next_sibling[:size].copy(),
+            _edge=self._edge[:size].copy(),
+            _stack=np.zeros(max(size, 16), dtype=np.int32),
+            _stack_distance=np.zeros(max(size, 16), dtype=np.int32),
+            _out_ids=np.zeros(64, dtype=np.int64),
+            _out_dist=np.zeros(64, dtype=np.int64),
+        )
 
     @property
     def tombstones(self) -> int:

@@ -3,7 +3,8 @@
 Owns lookup of ids by full digest. Entries live in sorted numpy arrays keyed by the digest's
 top 64 bits (candidates found by binary search, confirmed against the full digest, ~40 bytes
 per SHA-256 entry) plus a small dict of recent additions; removals of sorted entries are
-tombstones; both are folded into the arrays when they grow (build, then swap). Must not do I/O.
+tombstones; both are folded into the arrays when they grow (build, then swap). Readers search
+:meth:`ExactHashSet.snapshot` copies while the writer changes the original. Must not do I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class ExactHashSet:
         self._digests = np.empty((0, self._width), np.uint8)
         self._ids = np.empty(0, np.int64)
         self._recent: dict[int, list[int]] = {}
+        #: id -> digest of the recent entries, and the sorted entries' ids in order (made on
+        #: the first :meth:`discard` after a merge): removal by id alone.
+        self._recent_digest: dict[int, int] = {}
+        self._by_id: np.ndarray | None = None
         self._recent_count = 0
         self._tombstones: set[int] = set()
 
@@ -35,6 +40,7 @@ class ExactHashSet:
     def add(self, id_: int, digest: int) -> None:
         """Store ``id_`` under ``digest``."""
         self._recent.setdefault(digest, []).append(id_)
+        self._recent_digest[id_] = digest
         self._recent_count += 1
         if self._recent_count > max(4096, self._prefixes.size // 8):
             self._merge()
@@ -43,6 +49,7 @@ class ExactHashSet:
         """Bulk :meth:`add` (one merge at the end)."""
         for id_, digest in zip(ids, digests, strict=True):
             self._recent.setdefault(digest, []).append(id_)
+            self._recent_digest[id_] = digest
         self._recent_count += len(ids)
         if self._recent_count > max(4096, self._prefixes.size // 8):
             self._merge()
@@ -54,9 +61,27 @@ class ExactHashSet:
             recent.remove(id_)
             if not recent:
                 del self._recent[digest]
+            del self._recent_digest[id_]
             self._recent_count -= 1
             return True
         if id_ in self._tombstones or id_ not in self._sorted_ids(digest):
+            return False
+        self._tombstones.add(id_)
+        if len(self._tombstones) > max(4096, self._prefixes.size // 8):
+            self._merge()
+        return True
+
+    def discard(self, id_: int) -> bool:
+        """Forget ``id_`` without its digest; False if it was not there."""
+        digest = self._recent_digest.get(id_)
+        if digest is not None:
+            return self.remove(id_, digest)
+        if self._by_id is None:
+            self._by_id = np.sort(self._ids)
+        at = int(np.searchsorted(self._by_id, id_))
+        if at == self._by_id.size or int(self._by_id[at]) != id_:
+            return False
+        if id_ in self._tombstones:
             return False
         self._tombstones.add(id_)
         if len(self._tombstones) > max(4096, self._prefixes.size // 8):
@@ -99,11 +124,23 @@ class ExactHashSet:
         self._digests = np.concatenate(digests)[order]
         self._ids = np.concatenate(ids)[order]
         self._recent.clear()
+        self._recent_digest.clear()
+        self._by_id = None
         self._recent_count = 0
         self._tombstones.clear()
 
     def __len__(self) -> int:
         return int(self._ids.size) - len(self._tombstones) + self._recent_count
+
+    def snapshot(self) -> ExactHashSet:
+        """A copy for readers, unaffected by later adds and removes (the sorted arrays are
+        shared: merges replace them, never change them; the recent entries are copied)."""
+        copy = object.__new__(ExactHashSet)
+        copy.__dict__.update(self.__dict__)
+        copy._recent = {digest: list(ids) for digest, ids in self._recent.items()}
+        copy._recent_digest = {}  # readers never remove
+        copy._tombstones = set(self._tombstones)
+        return copy
 
     @property
     def nbytes(self) -> int:

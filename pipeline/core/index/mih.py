@@ -11,9 +11,9 @@ first table whose probe could reach it, which removes duplicates without a set.
 
 Live updates: new entries go to a small unsorted delta that is scanned linearly; deletions of
 indexed entries are tombstones filtered from results. The tables are rebuilt (counting sort,
-O(n)) and swapped in when the delta or the tombstones grow past a fraction of the indexed size,
-when the delta has been scanned for about what a rebuild costs, or when the expected radius
-changes M (:meth:`MultiIndexHash.replan`). Must not do I/O.
+O(n)) and swapped in when the delta or the tombstones grow past 1/32 of the indexed size, or
+when the expected radius changes M (:meth:`MultiIndexHash.replan`): always by the writer,
+never by a search (readers search :meth:`MultiIndexHash.snapshot` copies). Must not do I/O.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pipeline.core.index.base import (
     as_i64,
     as_u64,
     check_radius,
+    reader_copy,
 )
 
 BITS = 64
@@ -41,12 +42,12 @@ BITS = 64
 #: 6-7 bits a bucket holds thousands of entries at 10M hashes and probing stops paying.
 MIN_CHUNKS, MAX_CHUNKS = 3, 10
 
-#: Rebuild cost in units of one delta-scan step. Measured at 10M hashes on the 2-vCPU
-#: development machine: a rebuild (3 tables) takes ~1.9 s, ~190 ns an entry; the delta scan
-#: ~0.54 ns an entry. When the delta scanned since the last rebuild adds up to this many times
-#: the index size, the scanning has cost about what a rebuild costs and the delta is folded in
-#: (the ski-rental rule: never more than ~2x the best schedule in hindsight).
-REBUILD_COST_IN_SCANS = 256
+#: The delta (and the tombstones) are folded in past this fraction of the indexed size. At 10M
+#: hashes a rebuild (3 tables) takes ~1.9 s on the 2-vCPU development machine, ~190 ns an
+#: entry, and the delta scan ~0.54 ns an entry: a delta of 1/32 (312k) adds ~0.17 ms to each
+#: search, and a bulk addition in 20k-record chunks rebuilds every ~16 chunks. (A load from
+#: empty goes in as one batch: :class:`pipeline.core.matching.Matcher` defers it.)
+MERGE_FRACTION = 32
 
 
 def chunk_widths(chunks: int) -> tuple[int, ...]:
@@ -93,7 +94,9 @@ def _flip_masks(width: int, max_bits: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
-@njit_cached()
+# nogil: a build runs on the hash-list feed's thread while the event loop serves (a 10M-entry
+# table takes ~0.6 s, which would otherwise hold the GIL, and the loop, all that time).
+@njit_cached(nogil=True)
 def _build_table(
     hashes: np.ndarray, ids: np.ndarray, shift: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,8 +188,8 @@ class MultiIndexHash:
     reached, and :meth:`replan` re-chooses it for a new expected radius.
 
     ``merge_threshold`` is the smallest delta (or tombstone count) that triggers a rebuild;
-    the effective threshold is ``max(merge_threshold, indexed size // 8)``, so a bulk load
-    costs O(log n) rebuilds. Tests set it to 1-8 so that small sets live in the tables.
+    the effective threshold is ``max(merge_threshold, indexed size // MERGE_FRACTION)``.
+    Tests set it to 1-8 so that small sets live in the tables.
     """
 
     name = "mih"
@@ -214,7 +217,6 @@ class MultiIndexHash:
         self._delta_ids: I64Array = np.empty(1024, np.int64)
         self._delta_hashes: U64Array = np.empty(1024, np.uint64)
         self._delta_count = 0
-        self._scan_debt = 0
         self._tombstones: set[int] = set()
         self._out_ids: I64Array = np.zeros(256, np.int64)
         self._out_dist = np.zeros(256, np.int64)
@@ -253,7 +255,6 @@ class MultiIndexHash:
             for shift, width in zip(self._shifts, self._widths, strict=True)
         ]
         self._built_size = int(ids.size)
-        self._scan_debt = 0
         self._typed = None
         self._plans: dict[int, tuple[np.ndarray, numba.typed.List]] = {}
 
@@ -305,7 +306,7 @@ class MultiIndexHash:
         self._rebuild(np.ascontiguousarray(ids), np.ascontiguousarray(hashes))
 
     def _merge_threshold(self) -> int:
-        return max(self._min_merge, self._built_size // 8)
+        return max(self._min_merge, self._built_size // MERGE_FRACTION)
 
     # -- the HammingIndex interface -------------------------------------------------------------
 
@@ -427,12 +428,6 @@ class MultiIndexHash:
             hits.extend(
                 zip(self._out_ids[:found].tolist(), self._out_dist[:found].tolist(), strict=True)
             )
-            # A delta left behind by a load in chunks (the hash-list feed applies 20k records
-            # at a time, merging at 1/8 of the size) can hold 12% of the entries: at 10M that
-            # scan cuts queries/s ~9x. Fold it in once scanning has cost about a rebuild.
-            self._scan_debt += self._delta_count
-            if self._scan_debt > REBUILD_COST_IN_SCANS * (self._built_size + self._delta_count):
-                self._merge()
         hits.sort(key=lambda hit: (hit[1], hit[0]))
         return hits
 
@@ -450,6 +445,20 @@ class MultiIndexHash:
         return (
             np.concatenate([ids, self._delta_ids[: self._delta_count]]).astype(np.int64),
             np.concatenate([hashes, self._delta_hashes[: self._delta_count]]),
+        )
+
+    def snapshot(self) -> MultiIndexHash:
+        # Rebuilds make new tables; add and remove change the delta and tombstones in place;
+        # searches write their hits into scratch buffers: the copy gets its own of each.
+        count = self._delta_count
+        return reader_copy(
+            self,
+            _delta_ids=self._delta_ids[:count].copy(),
+            _delta_hashes=self._delta_hashes[:count].copy(),
+            _tombstones=set(self._tombstones),
+            _out_ids=np.zeros(256, np.int64),
+            _out_dist=np.zeros(256, np.int64),
+            _plans=dict(self._plans),
         )
 
     @property

@@ -26,8 +26,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.index._kernels import njit_cached, popcount64
-from pipeline.core.index.base import Hit, I64Array, U64Array, as_i64, check_radius
-from pipeline.core.index.mih import REBUILD_COST_IN_SCANS, _flip_masks
+from pipeline.core.index.base import (
+    Hit,
+    I64Array,
+    U64Array,
+    as_i64,
+    check_radius,
+    reader_copy,
+)
+from pipeline.core.index.mih import MERGE_FRACTION, _flip_masks
 from pipeline.core.index.wide import WIDE_BITS, WORDS, as_words, query_words, words_to_int
 
 #: 8-bit chunks (M = 32) at the most; at the least 11 (23-24 bits: 64 MB directories each).
@@ -94,7 +101,7 @@ def _chunk_key(hashes: np.ndarray, row: int, start: int, width: int) -> Any:
     return (high | low) & mask
 
 
-@njit_cached()
+@njit_cached(nogil=True)  # builds run off the event loop: see mih._build_table
 def _counting_sort(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(offsets[2**w + 1] int32, order uint32): rows grouped by key, stable."""
     n = keys.shape[0]
@@ -112,7 +119,7 @@ def _counting_sort(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray
     return offsets, order
 
 
-@njit_cached()
+@njit_cached(nogil=True)
 def _keys(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
     n = hashes.shape[0]
     out = np.empty(n, dtype=np.int64)
@@ -263,7 +270,6 @@ class MultiIndexHash256:
         self._delta_ids: I64Array = np.empty(256, np.int64)
         self._delta_hashes: U64Array = np.empty((256, WORDS), np.uint64)
         self._delta_count = 0
-        self._scan_debt = 0
         self._tombstones: set[int] = set()
         self._out_ids: I64Array = np.zeros(256, np.int64)
         self._out_dist = np.zeros(256, np.int64)
@@ -309,7 +315,6 @@ class MultiIndexHash256:
             np.concatenate(positions) if positions and ids.size else np.empty(0, np.uint32)
         )
         self._built_size = int(ids.size)
-        self._scan_debt = 0
         self._plans: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def replan(self, radius: int) -> bool:
@@ -341,7 +346,7 @@ class MultiIndexHash256:
         self._rebuild(np.ascontiguousarray(ids), np.ascontiguousarray(hashes))
 
     def _merge_threshold(self) -> int:
-        return max(self._min_merge, self._built_size // 8)
+        return max(self._min_merge, self._built_size // MERGE_FRACTION)
 
     # -- the HammingIndex interface -------------------------------------------------------------
 
@@ -386,6 +391,23 @@ class MultiIndexHash256:
         if len(self._tombstones) > self._merge_threshold():
             self._merge()
         return removed
+
+    def discard(self, ids: Sequence[int] | I64Array) -> None:
+        """Delete ids the caller knows are live here, without their hashes (the matcher keeps
+        no copy of a 256-bit hash outside its index)."""
+        id_arr = as_i64(ids)
+        count = self._delta_count
+        in_delta = np.isin(self._delta_ids[:count], id_arr)
+        delta_ids = set(self._delta_ids[:count][in_delta].tolist())
+        if in_delta.any():
+            keep = ~in_delta
+            kept = int(keep.sum())
+            self._delta_ids[:kept] = self._delta_ids[:count][keep]
+            self._delta_hashes[:kept] = self._delta_hashes[:count][keep]
+            self._delta_count = kept
+        self._tombstones.update(i for i in id_arr.tolist() if i not in delta_ids)
+        if len(self._tombstones) > self._merge_threshold():
+            self._merge()
 
     def _probe_plan(self, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-table radii and the flat flip masks with each table's start (cached)."""
@@ -468,10 +490,6 @@ class MultiIndexHash256:
             hits.extend(
                 zip(self._out_ids[:found].tolist(), self._out_dist[:found].tolist(), strict=True)
             )
-            # Fold the delta in once scanning it has cost about a rebuild (see mih.py).
-            self._scan_debt += self._delta_count
-            if self._scan_debt > REBUILD_COST_IN_SCANS * (self._built_size + self._delta_count):
-                self._merge()
         hits.sort(key=lambda hit: (hit[1], hit[0]))
         return hits
 
@@ -490,6 +508,21 @@ class MultiIndexHash256:
         return (
             np.concatenate([ids, self._delta_ids[: self._delta_count]]),
             np.concatenate([hashes, self._delta_hashes[: self._delta_count]]),
+        )
+
+    def snapshot(self) -> MultiIndexHash256:
+        # As MultiIndexHash.snapshot; _rows and _tables_of are the probe's scratch buffers.
+        count = self._delta_count
+        return reader_copy(
+            self,
+            _delta_ids=self._delta_ids[:count].copy(),
+            _delta_hashes=self._delta_hashes[:count].copy(),
+            _tombstones=set(self._tombstones),
+            _out_ids=np.zeros(256, np.int64),
+            _out_dist=np.zeros(256, np.int64),
+            _rows=np.empty(4096, np.int64),
+            _tables_of=np.empty(4096, np.int8),
+            _plans=dict(self._plans),
         )
 
     @property

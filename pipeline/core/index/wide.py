@@ -14,7 +14,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.core.index.base import Hit, I64Array, U64Array, as_i64, check_radius
+from pipeline.core.index.base import (
+    Hit,
+    I64Array,
+    U64Array,
+    as_i64,
+    check_radius,
+    reader_copy,
+)
 
 #: Width of a wide hash and its words.
 WIDE_BITS = 256
@@ -115,6 +122,15 @@ class BruteForceIndex256:
 
     def entries(self) -> tuple[I64Array, U64Array]:
         return self._ids[self._live].copy(), self._hashes[self._live].copy()
+
+    def discard(self, ids: Sequence[int] | I64Array) -> None:
+        """Delete ids without their hashes (see :meth:`MultiIndexHash256.discard`)."""
+        dead = np.isin(self._ids, as_i64(ids)) & self._live
+        self._live[dead] = False
+        self._live_count -= int(dead.sum())
+
+    def snapshot(self) -> BruteForceIndex256:
+        return reader_copy(self, _live=self._live.copy())
 
     @property
     def nbytes(self) -> int:
