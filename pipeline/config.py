@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # --- Videos (pipeline/core/video.py) ------------------------------------------------------
     video_formats: Annotated[frozenset[str], NoDecode] = Field(
         frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"}),
-        description="Video containers `pipeline hash` accepts (comma-separated).",
+        description="Video containers screened (comma-separated; empty: none).",
     )
     video_max_duration_seconds: float = Field(1800.0, gt=0, description="Longest video.")
     video_max_pixels: int = Field(3840 * 2160, gt=0, description="Pixel cap of a video frame.")
@@ -487,8 +487,8 @@ class Settings(BaseSettings):
 
     def guard_limits(self, videos: bool = False) -> GuardLimits:
         """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads,
-        with the ``PIPELINE_VIDEO_*`` limits when ``videos`` (the offline commands; the worker
-        does not screen videos yet, so they stay ``format_not_allowed`` there).
+        with the ``PIPELINE_VIDEO_*`` limits when ``videos`` (else videos are
+        ``format_not_allowed``).
 
         Imported here, not at the top: the guard loads Pillow, which ``pipeline --help`` and
         the Kafka commands never need."""

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
-from pipeline.core.guard import GuardLimits, decode
-from pipeline.core.hashing import View, upload_hashes
+from pipeline.core.guard import DecodedImage, GuardLimits, decode
+from pipeline.core.hashing import View, upload_hashes, upload_views
 from pipeline.core.types import Algorithm
-from pipeline.core.video import FrameHashes, video_format
+from pipeline.core.video import FrameHashes, VideoLimits, animation_samples, video_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,8 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     decoded = decode(data, limits)
     decoded_at = time.perf_counter()
     hashes, views = upload_hashes(data, decoded, algorithms)
+    if decoded.format == "GIF" and decoded.frames > 1 and limits.video is not None:
+        return _animation_job(data, decoded, limits.video, algorithms, hashes, views, start)
     done = time.perf_counter()
     return HashJobResult(
         hashes=hashes,
@@ -84,6 +86,37 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
         decode_seconds=decoded_at - start,
         hash_seconds=done - decoded_at,
         content_digest=content_digest(data),
+    )
+
+
+def _animation_job(
+    data: bytes,
+    decoded: DecodedImage,
+    video: VideoLimits,
+    algorithms: tuple[Algorithm, ...],
+    hashes: dict[Algorithm, int],
+    views: tuple[View, ...],
+    start: float,
+) -> HashJobResult:
+    """An animated GIF as a video: its first frame (already hashed, ``views``) at 0 s, then
+    the frame shown at each sampling interval (:func:`pipeline.core.video.animation_samples`),
+    each hashed as a still."""
+    frames = [FrameHashes(0.0, True, views)]
+    for seconds, gray in animation_samples(data, video.sample_interval_seconds):
+        frame = DecodedImage(gray, "GIF", decoded.width, decoded.height, 1)
+        frames.append(FrameHashes(seconds, False, upload_views(frame, algorithms)))
+    return HashJobResult(
+        hashes=hashes,
+        views=(),
+        format="GIF",
+        width=decoded.width,
+        height=decoded.height,
+        decode_seconds=time.perf_counter() - start,
+        hash_seconds=0.0,
+        content_digest=content_digest(data),
+        media="video",
+        frames=tuple(frames),
+        duration_seconds=frames[-1].seconds,  # the last sampled frame: the end is not read
     )
 
 

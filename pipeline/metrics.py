@@ -150,9 +150,19 @@ class PipelineMetrics:
             ["stage", "reason"],
             registry=r,
         )
+        self.videos = Counter(
+            f"{p}_videos_total",
+            "Video uploads hashed (guarded, sampled, every sampled frame hashed).",
+            registry=r,
+        )
+        self.video_seconds = Counter(
+            f"{p}_video_seconds_total",
+            "Seconds of video hashed (each video's duration from its header).",
+            registry=r,
+        )
         self.guard_rejections = Counter(
             f"{p}_guard_rejections_total",
-            "Uploads refused by the image guard, by reason.",
+            "Uploads refused by the image or video guard, by reason.",
             ["reason"],
             registry=r,
         )
@@ -413,6 +423,10 @@ class PipelineMetrics:
     def verdict(self, action: Action) -> None:
         self.verdicts.labels(action.value).inc()
         self.last_event.set(time.time())
+
+    def video_screened(self, duration_seconds: float) -> None:
+        self.videos.inc()
+        self.video_seconds.inc(max(0.0, duration_seconds))
 
     def match(self, list_name: str, category: str, algorithm: str) -> None:
         self.matches.labels(list_name, category, algorithm).inc()

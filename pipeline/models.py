@@ -11,6 +11,7 @@ core's entries and configs, are :mod:`pipeline.adapters.hashlist_topic`'s.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import json
@@ -399,12 +400,22 @@ class MatchRecord(Record):
         description="The entry is quarantined on this worker (it matched too large a share of "
         "uploads): this match asks for review, whatever list_action says.",
     )
+    frame_seconds: builtins.list[float] | None = Field(
+        None,
+        max_length=50,
+        description="For a video: when the sampled frames that matched are shown, in seconds "
+        "from its start (the first 50); absent for images and file-digest matches.",
+    )
 
 
 class ImageFacts(Record):
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    media: Literal["image", "video"] = Field("image", description="What the upload is.")
+    duration_seconds: float | None = Field(
+        None, ge=0, description="A video's duration (from its header); absent for images."
+    )
     low_information: bool = Field(
         False,
         description="Too little detail (near-uniform, gradient, vignette, stripes) for a"

@@ -74,6 +74,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -262,6 +263,8 @@ class Screener:
             del data  # content lives no longer than the hash step
         timings[Stage.DECODE] = result.decode_seconds
         timings[Stage.HASH] = result.hash_seconds
+        if result.media == "video":
+            self._metrics.video_screened(result.duration_seconds)
 
         progress.stage = Stage.MATCH  # matching, deciding and building the records
         return self._decide(event, result, timings)
@@ -271,7 +274,7 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        matches = self._matcher.match(result.hashes, result.views)
+        matches = upload_matches(self._matcher, result)
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review

@@ -142,6 +142,14 @@ class DecodedSample:
     gray: Image.Image
     rgb: Image.Image | None
     cut: bool = False
+    width: int = 0
+    height: int = 0
+    """The frame's own size, upright (a stream may change size mid-way)."""
+
+
+#: Frames with a side shorter than this are not hashed: only a damaged stream decodes such
+#: slivers, and a hash of a few pixels describes nothing.
+MIN_FRAME_SIDE = 16
 
 
 def reduced_size(width: int, height: int, draft_size: int) -> tuple[int, int]:
@@ -305,7 +313,16 @@ def sample_frames(
         if seconds <= last:
             continue  # two targets landed on one frame
         last = seconds
+        if frame.width * frame.height > limits.max_pixels:
+            raise ImageRejected(
+                GuardReason.TOO_MANY_PIXELS,
+                f"a {frame.width}x{frame.height} frame exceeds {limits.max_pixels} pixels",
+            )
+        if min(frame.width, frame.height) < MIN_FRAME_SIDE:
+            continue  # a damaged stream's sliver: nothing a hash could describe
         rotation = int(getattr(frame, "rotation", 0) or 0)
+        turned = rotation % 180 != 0
+        full = (frame.height, frame.width) if turned else (frame.width, frame.height)
         width, height = reduced_size(frame.width, frame.height, draft_size)
         gray = frame.reformat(width=width, height=height, format="gray", interpolation="AREA")
         rgb = Image.fromarray(frame.to_ndarray(format="rgb24")) if full_size_rgb else None
@@ -315,6 +332,8 @@ def sample_frames(
             gray=_upright(Image.fromarray(gray.to_ndarray()), rotation),
             rgb=None if rgb is None else _upright(rgb, rotation),
             cut=target.cut,
+            width=full[0],
+            height=full[1],
         )
 
 
@@ -370,8 +389,8 @@ def hash_video(
             decoded = DecodedImage(
                 image=sample.gray,
                 format=facts.format,
-                width=video.width,
-                height=video.height,
+                width=sample.width,
+                height=sample.height,
                 frames=1,
             )
             views = upload_views(decoded, algorithms)

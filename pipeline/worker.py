@@ -120,7 +120,13 @@ def _start_pool(pool: HashPool, settings: Settings) -> None:
     for start-up."""
     pool.start()
     pool.warm_up(
-        [(encode(synthetic_image(0, 64, 48)), settings.guard_limits(), tuple(Algorithm))]
+        [
+            (
+                encode(synthetic_image(0, 64, 48)),
+                settings.guard_limits(videos=bool(settings.video_formats)),
+                tuple(Algorithm),
+            )
+        ]
         * max(1, settings.hash_processes)
     )
 
@@ -139,7 +145,7 @@ def _build_app(
         fetcher=Fetcher(settings.fetch_limits(), settings.s3_access()),
         pool=pool,
         metrics=metrics,
-        limits=settings.guard_limits(),
+        limits=settings.guard_limits(videos=bool(settings.video_formats)),
         quarantine=quarantine,
     )
     return create_app(

@@ -36,6 +36,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -163,7 +164,9 @@ def screen_files(
         handle(path, file_verdict(path, outcome, matcher, settings))
 
     algorithms = verdict_algorithms(matcher.algorithms_in_use())
-    hash_files(paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds)
+    hash_files(
+        paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds, videos=True
+    )
 
 
 def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: Settings) -> Verdict:
@@ -185,7 +188,7 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
         upload_id=str(path),
         hashes=outcome.hashes,
         image=image_facts(outcome),
-        decision=decide(matcher.match(outcome.hashes, outcome.views)),
+        decision=decide(upload_matches(matcher, outcome)),
         worker_id=settings.worker_id,
         decided_at=now,
     )

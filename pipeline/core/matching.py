@@ -107,6 +107,9 @@ class Match:
     """How the upload is turned relative to the listed picture (``mirror``: a mirrored copy)."""
     region: Region | None = None
     """Which part of the upload matched, in its pixels; None when matched without views."""
+    frame_seconds: tuple[float, ...] = ()
+    """For a video: when the sampled frames that matched are shown (seconds into the upload,
+    earliest first); empty for an image or a match of the file's digest."""
 
 
 #: A dHash match counts on its own only this close to its entry, and only when neither the

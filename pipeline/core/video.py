@@ -15,8 +15,12 @@ Must not: decode frames, read settings or the clock, or keep the bytes.
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from PIL import Image, ImageSequence
 
 from pipeline.core.containers import (
     iso_cut_short,
@@ -352,3 +356,24 @@ class VideoHashes:
     frames: tuple[FrameHashes, ...]
     vpdq: tuple[VpdqFeature, ...] = ()
     decoded_frames: int = 0
+
+
+#: A GIF frame without a duration is shown for this long (browsers' usual floor for 0 and 1).
+_GIF_DEFAULT_FRAME_SECONDS = 0.1
+
+
+def animation_samples(data: bytes, interval_seconds: float) -> Iterator[tuple[float, Image.Image]]:
+    """The frames of an animated GIF to hash beyond its first, as a video's are sampled: each
+    frame on screen at an ``interval_seconds`` boundary (by the frames' own durations), with the
+    time it appears, as grayscale, full size. The caller has guarded the file (pixels, frames,
+    bytes: the guard's caps bound the decode); frames are composited by Pillow, so each is the
+    picture shown."""
+    with Image.open(io.BytesIO(data), formats=["GIF"]) as animation:
+        start = 0.0
+        for index, frame in enumerate(ImageSequence.Iterator(animation)):
+            duration = frame.info.get("duration") or 0
+            end = start + (duration / 1000 if duration > 10 else _GIF_DEFAULT_FRAME_SECONDS)
+            boundary = math.ceil(start / interval_seconds) * interval_seconds
+            if index > 0 and boundary < end:
+                yield start, frame.convert("L")
+            start = end

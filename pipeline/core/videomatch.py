@@ -22,8 +22,8 @@ of the video is kept. Must not do I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -240,21 +240,26 @@ class VideoFrameMatch:
     seconds: tuple[float, ...]
 
 
-def match_video(matcher: Matcher, video: VideoHashes) -> list[VideoFrameMatch]:
-    """Every entry of ``matcher``'s lists that the video matches: its exact file digests, and
-    each sampled frame's views under the image rules. One result per entry, by its nearest
-    match (the earliest frame on a tie), nearest first."""
+def match_video(
+    matcher: Matcher, hashes: Mapping[Algorithm, int], frames: Sequence[FrameHashes]
+) -> list[VideoFrameMatch]:
+    """Every entry of ``matcher``'s lists that a video matches: its exact file digests
+    (``hashes``), and each sampled frame's views under the image rules. One result per entry,
+    by its nearest match (the earliest frame on a tie; its ``frame_seconds`` set to every
+    matching frame's time), nearest first."""
     found: dict[tuple[str, str], tuple[Match, list[float]]] = {}
-    for match in matcher.match(video.hashes):
+    for match in matcher.match({alg: v for alg, v in hashes.items() if not alg.is_perceptual}):
         found[(match.list_name, match.entry_id)] = (match, [])
-    frame: FrameHashes
-    for frame in video.frames:
+    for frame in frames:
         for match in matcher.match({}, frame.views):
             key = (match.list_name, match.entry_id)
             best, seconds = found.setdefault(key, (match, []))
             seconds.append(frame.seconds)
             if match.distance < best.distance:
                 found[key] = (match, seconds)
-    results = [VideoFrameMatch(match, tuple(seconds)) for match, seconds in found.values()]
+    results = [
+        VideoFrameMatch(replace(match, frame_seconds=tuple(seconds)), tuple(seconds))
+        for match, seconds in found.values()
+    ]
     results.sort(key=lambda r: (r.match.distance, r.match.list_name, r.match.entry_id))
     return results

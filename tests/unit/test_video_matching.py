@@ -47,19 +47,22 @@ def listed_vpdq(data: bytes) -> tuple[CompactFeature, ...]:
 ENTRY = listed_vpdq(ORIGINAL)
 
 
+def usable(features):
+    seen, kept = set(), []
+    for f in features:
+        if f.pdq not in seen:
+            seen.add(f.pdq)
+            kept.append(f)
+    return [f for f in kept if f.quality >= 50]
+
+
 def reference_match(query: list[CompactFeature], compared: list[CompactFeature]):
     """python-threatexchange's match_VPDQ_hash_brute, ported as it is (dedupe by hash, drop
-    quality < 50, a frame matches within 31 bits inclusive)."""
-
-    def usable(features):
-        seen, kept = set(), []
-        for f in features:
-            if f.pdq not in seen:
-                seen.add(f.pdq)
-                kept.append(f)
-        return [f for f in kept if f.quality >= 50]
-
+    quality < 50, a frame matches within 31 bits inclusive); None where it would divide by
+    zero (no usable frame on a side)."""
     q, c = usable(query), usable(compared)
+    if not q or not c:
+        return None
 
     def count(a, b):
         return sum(any((x.pdq ^ y.pdq).bit_count() <= 31 for y in b) for x in a)
@@ -92,11 +95,11 @@ def test_comparison_agrees_with_threatexchange_brute_force(
     got = compare_vpdq(
         [UploadFrame(f.seconds, (f,), (Orientation.IDENTITY,)) for f in query], listed
     )
-    if not [f for f in query if f.quality >= 50] or not [f for f in listed if f.quality >= 50]:
+    want = reference_match(query, listed)
+    if want is None:
         assert got is None
         return
     assert got is not None
-    want = reference_match(query, listed)
     assert (got.query_percent, got.entry_percent) == pytest.approx(want)
 
 
@@ -191,10 +194,34 @@ def test_frame_entries_match_through_sampled_frames_with_their_times() -> None:
             ),
         ]
     )
-    found = {m.match.entry_id: m for m in match_video(matcher, upload)}
+    found = {m.match.entry_id: m for m in match_video(matcher, upload.hashes, upload.frames)}
     assert set(found) == {"coffee-still", "the-file"}
     assert found["the-file"].seconds == ()
     seconds = found["coffee-still"].seconds
     assert seconds[0] == 2.0
     assert all(2.0 <= t < 4.0 for t in seconds)  # while the coffee photo is shown
     assert found["coffee-still"].match.distance == 0
+    assert found["coffee-still"].match.frame_seconds == seconds
+
+
+def test_a_video_verdict_names_the_media_and_the_matching_frames() -> None:
+    from pathlib import Path
+
+    from pipeline.application.screen_files import file_verdict
+    from pipeline.config import Settings
+    from pipeline.core.guard import GuardLimits
+    from pipeline.hashprocess import hash_job
+
+    outcome = hash_job(ORIGINAL, GuardLimits(video=LIMITS), ALGORITHMS)
+    chelsea = outcome.frames[4].views[0].hashes[Algorithm.PDQ].identity  # shown at 4-6 s
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("l"))
+    matcher.upsert([HashListEntry("l", "cat", HashValue(Algorithm.PDQ, chelsea), Category.CSAM)])
+    verdict = file_verdict(Path("clip.mp4"), outcome, matcher, Settings())
+    assert verdict.image is not None
+    assert (verdict.image.media, verdict.image.duration_seconds) == ("video", 8.0)
+    (record,) = verdict.matches
+    assert record.entry_id == "cat"
+    assert record.frame_seconds is not None
+    assert record.frame_seconds[0] == 4.0
+    assert all(4.0 <= t < 6.0 for t in record.frame_seconds)
