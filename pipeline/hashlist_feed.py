@@ -48,6 +48,7 @@ from pipeline.core.matching import Operation as MatcherOperation
 from pipeline.core.types import Algorithm
 from pipeline.errors import InputRejected, RetryableError
 from pipeline.health import WorkerHealth
+from pipeline.memory import glibc_malloc_trim
 from pipeline.metrics import PipelineMetrics
 from pipeline.quarantines import WorkerQuarantine
 
@@ -142,6 +143,7 @@ class HashListFeed:
         self._reset_requested: str | None = None
         #: The one thread that decodes, applies and builds (in order: one at a time).
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashlist-feed")
+        self._trim = glibc_malloc_trim()
         self._loading = False
 
     async def run(self) -> None:
@@ -221,6 +223,11 @@ class HashListFeed:
         seconds = time.perf_counter() - started
         self._metrics.index_built(seconds)
         log.info("hash-list indexes built in %.2f s", seconds)
+        # A load leaves the C heaps holding what its chunks, staging arrays and the build
+        # freed (below glibc's mmap threshold, so kept): give it back, or the resident size
+        # stays ~2x what the lists hold.
+        if self._trim is not None:
+            self._trim()
 
     def _decode_and_apply(
         self, target: ListUpdateTarget, records: list[ConsumerRecord[bytes, bytes]]

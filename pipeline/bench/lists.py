@@ -3,7 +3,10 @@
 For each algorithm asked for (pHash: 64-bit; PDQ: 256-bit), on an embedded tansu broker:
 
 1. ``--size`` random entries of one list are produced to a fresh ``hashlists`` topic (the
-   record shape ``pipeline hashlist publish`` writes; ids ``e0``, ``e1``, ...).
+   record shape ``pipeline hashlist publish`` writes; ids ``e0``, ``e1``, ...). Each hash has
+   half its bits set, as pHash and PDQ hashes do (each bit is a median split): a uniformly
+   random hash is the hash of a low-information picture one time in six, and the worker
+   would track and log those as it does for a real list with that many.
 2. **Topic read throughput**: a bare aiokafka consumer reads the whole topic to its high
    watermark and does nothing else: the ceiling for any worker's load (records/s).
 3. **Time to ready**: a worker (pinned to one core) is started on that topic; seconds from spawn
@@ -56,11 +59,18 @@ def ready_target(size: int) -> float:
     return READY_TARGET[1_000_000] + share * (READY_TARGET[10_000_000] - 15.0)
 
 
+def balanced(bits: int, half: int, mask: int) -> int:
+    """A hash of 2 x ``half`` bits with exactly ``half`` set: ``bits`` then its complement."""
+    return (bits << half) | (~bits & mask)
+
+
 async def produce(bootstrap: str, topic: str, algorithm: str, size: int) -> float:
     """Produce the list's config and ``size`` random entries; returns seconds taken."""
     from aiokafka import AIOKafkaProducer
 
     digits = 16 if algorithm == "phash" else 64
+    half = digits * 2
+    mask = (1 << half) - 1
     rng = random.Random(algorithm)  # noqa: S311 - random list entries
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20, acks=1
@@ -75,7 +85,8 @@ async def produce(bootstrap: str, topic: str, algorithm: str, size: int) -> floa
         for i in range(size):
             value = (
                 f'{{"list":"bench","entry_id":"e{i}","algorithm":"{algorithm}",'
-                f'"hash":"{rng.getrandbits(digits * 4):0{digits}x}","category":"csam"}}'
+                f'"hash":"{balanced(rng.getrandbits(half), half, mask):0{digits}x}",'
+                '"category":"csam"}'
             )
             pending.append(
                 await producer.send(topic, key=f"entry/bench/e{i}".encode(), value=value.encode())
@@ -130,6 +141,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process's own threads used (children not included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric(port: int, name: str) -> float:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -144,8 +161,9 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
     idle = _Run(bootstrap, settings)
     try:
         idle_ready_s = idle.start_worker(logs / f"bench-lists-idle-{algorithm}.log")
-        time.sleep(2)
         assert idle.process is not None
+        idle_cpu_s = cpu_seconds(idle.process.pid)
+        time.sleep(2)
         rss_idle = rss_bytes(idle.process.pid)
     finally:
         idle.stop()
@@ -156,8 +174,9 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
     load_before = os.getloadavg()[0]
     try:
         ready_s = loaded.start_worker(logs / f"bench-lists-{algorithm}.log")
-        time.sleep(2)
         assert loaded.process is not None
+        ready_cpu_s = cpu_seconds(loaded.process.pid)
+        time.sleep(2)
         rss_loaded = rss_bytes(loaded.process.pid)
         entries = metric(loaded.web_port, "screening_index_entries{")
         build_s = metric(loaded.web_port, "screening_index_build_seconds_sum")
@@ -173,6 +192,9 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
         "topic_read_records_per_s": read_per_s,
         "time_to_ready_seconds": ready_s,
         "idle_time_to_ready_seconds": idle_ready_s,
+        "worker_cpu_seconds_to_ready": ready_cpu_s,
+        "idle_worker_cpu_seconds_to_ready": idle_cpu_s,
+        "load_cpu_microseconds_per_entry": (ready_cpu_s - idle_cpu_s) / size * 1e6,
         "worker_records_per_s": size / ready_s,
         "index_build_seconds": build_s,
         "rss_idle_bytes": rss_idle,
@@ -210,6 +232,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     row["time_to_ready_seconds"],
                     row["idle_time_to_ready_seconds"],
                     row["ready_target_seconds"],
+                    row["worker_cpu_seconds_to_ready"],
+                    row["load_cpu_microseconds_per_entry"],
                     row["worker_records_per_s"] / row["topic_read_records_per_s"],
                     row["index_build_seconds"],
                     row["rss_loaded_bytes"] / 1e6,
@@ -227,6 +251,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "ready s",
                 "empty s",
                 "target s",
+                "CPU s",
+                "CPU us/entry",
                 "x bare read",
                 "build s",
                 "RSS MB",
@@ -239,8 +265,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(
         "\nready s: worker spawn to /readyz 200 (one core); empty s: the same on an empty list "
-        "topic (start-up itself); x bare read: the worker's records/s to ready over a bare "
-        "consumer's; B/entry: worker RSS growth over an idle worker's."
+        "topic (start-up itself); CPU s: the worker process's CPU seconds to ready (its hashing "
+        "processes not included), CPU us/entry: over the empty worker's, per entry (what a "
+        "busy machine cannot inflate); x bare read: the worker's records/s to ready over a "
+        "bare consumer's; B/entry: worker RSS growth over an idle worker's."
     )
     written = write_json(args.json, "lists", results)
     print(f"wrote {written}")
