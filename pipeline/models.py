@@ -370,7 +370,10 @@ class RegionRecord(Record):
     height: int = Field(gt=0)
     kind: RegionKind = Field(
         description="whole: the whole upload; trimmed: without uniform borders (pad,"
-        " letterbox); embedded: a picture inside a screenshot, chat frame or meme."
+        " letterbox); embedded: a picture inside a screenshot, chat frame or meme; uncropped:"
+        " the whole upload with its edges extended, as if a crop of a few percent of each side"
+        " were undone; straightened: the whole upload turned back by the few degrees its"
+        " fill-coloured corners show."
     )
 
 

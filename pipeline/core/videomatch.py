@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.core.matching import Match, Matcher
-from pipeline.core.orientation import ORIENTATIONS, Orientation
+from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes
 from pipeline.core.types import Algorithm
 from pipeline.core.video import FrameHashes, VideoHashes, VpdqFeature
 
@@ -170,8 +170,11 @@ def upload_frames(video: VideoHashes, turned: bool = True) -> list[UploadFrame]:
         for view in frame.views:
             if Algorithm.PDQ not in view.hashes or view.pdq_quality is None:
                 continue
-            for orientation in orientations:
-                value = view.hashes[Algorithm.PDQ][orientation]
+            pdq = view.hashes[Algorithm.PDQ]
+            # A view hashed upright only (a reframed one) has no turned values to compare.
+            turned_values = isinstance(pdq, OrientationHashes)
+            for orientation in orientations if turned_values else (Orientation.IDENTITY,):
+                value = pdq[orientation] if isinstance(pdq, OrientationHashes) else pdq.identity
                 features.append(CompactFeature(value, view.pdq_quality, frame.seconds))
                 turns.append(orientation)
         frames.append(UploadFrame(frame.seconds, tuple(features), tuple(turns)))

@@ -133,6 +133,7 @@ def test_bench_quality_runs_on_bundled_photos(tmp_path: Path) -> None:
         "uniform", "gradient", "vignette", "stripes",
     }  # fmt: skip
     assert data["speed_1080p"]["images_per_s"]["today: reduced decode + pHash + dHash"] > 0
+    assert data["gated_members"] == []  # no scikit-image photo is refused as listed
     assert "any (decision) %" in stdout
     assert "low-information pictures" in stdout
 
