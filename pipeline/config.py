@@ -67,6 +67,11 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+#: The video containers the guard knows (``pipeline.core.video.VIDEO_FORMATS``, which this
+#: module does not import: that would load PyAV's and Pillow's neighbours for every command).
+VIDEO_CONTAINERS = frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"})
+
+
 class Settings(BaseSettings):
     """Every setting, with its environment variable ``PIPELINE_<FIELD NAME IN CAPITALS>``."""
 
@@ -90,7 +95,7 @@ class Settings(BaseSettings):
 
     # --- Videos (pipeline/core/video.py) ------------------------------------------------------
     video_formats: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"}),
+        VIDEO_CONTAINERS,
         description="Video containers screened (comma-separated; empty: none).",
     )
     video_max_duration_seconds: float = Field(1800.0, gt=0, description="Longest video.")
@@ -378,6 +383,16 @@ class Settings(BaseSettings):
     def _split_formats(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("video_formats")
+    @classmethod
+    def _known_video_formats(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = value - VIDEO_CONTAINERS
+        if unknown:
+            raise ValueError(
+                f"unknown video formats {sorted(unknown)}; known: {sorted(VIDEO_CONTAINERS)}"
+            )
         return value
 
     @field_validator("video_codecs", mode="before")

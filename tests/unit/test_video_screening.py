@@ -141,3 +141,14 @@ def test_animation_samples_are_the_frames_on_screen_at_each_second() -> None:
     samples = list(animation_samples(buffer.getvalue(), 1.0))
     assert [seconds for seconds, _ in samples] == pytest.approx([0.5, 1.2, 3.0])
     assert [image.getpixel((0, 0)) for _, image in samples] == [80, 160, 240]
+
+
+def test_video_settings_are_validated_and_name_the_guards_formats() -> None:
+    from pipeline.config import VIDEO_CONTAINERS
+    from pipeline.core.video import VIDEO_FORMATS
+
+    assert VIDEO_CONTAINERS == VIDEO_FORMATS
+    assert Settings(video_formats="mp4, webm").video_formats == frozenset({"MP4", "WEBM"})
+    assert Settings(video_formats="").video_formats == frozenset()
+    with pytest.raises(ValueError, match="unknown video formats \\['AVI'\\]"):
+        Settings(video_formats="MP4,AVI")
