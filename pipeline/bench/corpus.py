@@ -62,13 +62,29 @@ class Source:
 
 _IMAGES = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.webp", "**/*.gif")
 
-#: The Debian sources, members first. Members: photos and wallpapers of seven packages plus
+#: The four pictures lomiri-wallpapers-20.04 adds beside 16.04's in the same directory.
+_LOMIRI_2004_NAMES = ("Fossa", "Infinite-Sea", "Kleiber", "Painting-Colors")
+_LOMIRI_2004 = "^(" + "|".join(_LOMIRI_2004_NAMES) + ")_by_"
+
+#: The Debian sources, members first. Members: photos and wallpapers of six packages plus
 #: scikit-image's photos. Non-members: Plasma's wallpapers, Scratch's photo backgrounds, Tux
 #: Paint's photo templates and its stamps (photos and drawings of objects, animals, food, on
 #: white; symbols and letters left out).
 DEBIAN_SOURCES: tuple[Source, ...] = (
     Source("mate-backgrounds", "/usr/share/backgrounds/mate", _IMAGES, MEMBER),
-    Source("lomiri-wallpapers-16.04", "/usr/share/backgrounds", ("*_by_*.jpg",), MEMBER),
+    Source(
+        "lomiri-wallpapers-16.04",
+        "/usr/share/backgrounds",
+        ("*_by_*.jpg",),
+        MEMBER,
+        exclude=_LOMIRI_2004,
+    ),
+    Source(
+        "lomiri-wallpapers-20.04",
+        "/usr/share/backgrounds",
+        tuple(f"{name}_by_*.jpg" for name in _LOMIRI_2004_NAMES),
+        MEMBER,
+    ),
     Source("lxqt-themes", "/usr/share/lxqt/wallpapers", _IMAGES, MEMBER),
     Source(
         "ukui-wallpapers", "/usr/share/backgrounds", ("*.jpg", "*.png"), MEMBER, exclude=r"_by_"

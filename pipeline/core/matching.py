@@ -142,7 +142,7 @@ CORROBORATION: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 12})
 #: unrelated picture to come near an entry, while a turned copy is an exact transpose of the
 #: listed picture: its hits lie at the upright copy's distances, 0-2 bits for 476 of the 497
 #: turned whole-picture pHash hits measured. Measured with ``pipeline bench quality`` (98
-#: listed photos x 511 unrelated ones, 50,078 pairs, each unrelated photo also mirrored,
+#: listed photos x 510 unrelated ones, 49,980 pairs, each unrelated photo also mirrored,
 #: letterboxed, in a chat screenshot, with meme bars, turned 4 degrees and cropped 5%): the last
 #: 2 false pairs were both letterboxed pictures whose whole view, turned, came near a wallpaper
 #: (pHash 8 turned 180 degrees; dHash 8 transposed, corroborated by a pHash near miss of another
