@@ -11,7 +11,9 @@ concurrency finite: ``max_in_flight`` uploads screened at once, and ``max_uncomm
 taken but not yet acknowledged (when a slow upload holds its partition's commits back, the agent
 stops taking more once that many have piled up behind it). An upload waiting for its
 acknowledgement no longer holds its content: ``forget_content`` drops it once the outputs are
-written, so what the window costs beyond the uploads being screened is bookkeeping.
+written, so what the window costs beyond the uploads being screened is bookkeeping. When the
+uploads topic is re-created, :meth:`ScreeningAgent.forget_taken` makes every upload taken so far
+unacknowledgeable (its offset is the old topic's; see :mod:`pipeline.uploads_reset`).
 
 :meth:`ScreeningAgent.run` takes any async iterable of events and an ``ack`` callable, so tests
 drive it without Faust; :meth:`ScreeningAgent.screen_event` screens and writes one upload.
@@ -35,6 +37,7 @@ from pipeline.metrics import PipelineMetrics, consumer_lag
 from pipeline.models import SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records
 from pipeline.screening import Screener, ScreeningOutcome
+from pipeline.upload_forms import Headers
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class MessageLike(Protocol):
     def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 class EventLike(Protocol):
@@ -98,6 +103,7 @@ class ScreeningAgent:
         retry_backoff_max_seconds: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         forget_content: Callable[[Any], None] | None = None,
+        release_unacknowledged: Callable[[Any], None] | None = None,
     ) -> None:
         if max_in_flight < 1 or max_uncommitted < max_in_flight:
             raise ValueError("need 1 <= max_in_flight <= max_uncommitted")
@@ -110,16 +116,39 @@ class ScreeningAgent:
         self._retry_backoff_max = retry_backoff_max_seconds
         self._sleep = sleep
         self._forget_content = forget_content
-        #: Uploads taken from the stream so far (the worker's idle memory trim watches it).
+        #: Called instead of ``ack`` for an upload taken before :meth:`forget_taken`, once it is
+        #: done (Faust must stop waiting for it without committing its offset).
+        self._release_unacknowledged = release_unacknowledged
+        #: Uploads taken from the stream so far, and those of them not yet screened (waiting
+        #: for a slot or being screened); the worker's idle memory trim watches both.
         self.taken = 0
+        self.in_flight = 0
+        #: Advances when the uploads topic is found re-created (:meth:`forget_taken`).
+        self._incarnation = 0
+        #: Uploads taken before the last :meth:`forget_taken` and never acknowledged.
+        self.unacknowledged_old = 0
 
-    async def screen_event(self, value: bytes | None, key: bytes | None, source: SourceRef) -> None:
-        """Screen one raw upload event and write every output it produces.
+    def forget_taken(self) -> None:
+        """Never acknowledge an upload taken so far: the uploads topic was deleted or re-created,
+        so their offsets belong to the old topic, and committed on the new one they would skip
+        its records below them. They are still screened and their outputs written (the agent's
+        outputs are keyed, a repeat overwrites); the worker reads the new topic from its start."""
+        self._incarnation += 1
+
+    async def screen_event(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: SourceRef,
+        headers: Headers = None,
+    ) -> None:
+        """Screen one raw upload record (a JSON event, or by its ``headers`` the binary inline
+        form) and write every output it produces.
 
         Returns once the outputs are written (the writer waits out broker trouble for as long as
         it takes). Raises only what the writer or the screener do not handle (not expected).
         """
-        outcome = await self._screener.screen(value, key, source)
+        outcome = await self._screener.screen(value, key, source, headers)
         started = time.perf_counter()
         await self._writer.write(output_records(outcome, source))
         emitted_at = time.time()
@@ -146,20 +175,27 @@ class ScreeningAgent:
         )
         screening = asyncio.Semaphore(self._max_in_flight)
         uncommitted = asyncio.Semaphore(self._max_uncommitted)
-        window: InFlight[Any] = InFlight()
+        #: (event, incarnation it was taken in), per partition in delivery order.
+        window: InFlight[tuple[Any, int]] = InFlight()
         tasks: set[asyncio.Task[None]] = set()
 
-        async def screen_then_ack(event: EventLike, ticket: Ticket[Any]) -> None:
+        async def screen_then_ack(event: EventLike, ticket: Ticket[tuple[Any, int]]) -> None:
             try:
                 await self._screen_until_written(event)
             finally:
                 screening.release()
+                self.in_flight -= 1
             if self._forget_content is not None:
                 # It may wait for an older upload of its partition: without its content.
                 self._forget_content(event)
-            for ready in window.finish(ticket):
+            for ready, taken_in in window.finish(ticket):
                 try:
-                    await ack(ready)
+                    if taken_in == self._incarnation:
+                        await ack(ready)
+                    else:  # its offset is one of a topic that is gone (forget_taken)
+                        self.unacknowledged_old += 1
+                        if self._release_unacknowledged is not None:
+                            self._release_unacknowledged(ready)
                 except Exception:  # not expected; the upload is then screened again later
                     log.exception("acknowledging an upload failed")
                 finally:
@@ -167,11 +203,17 @@ class ScreeningAgent:
 
         try:
             async for event in events:
+                incarnation = self._incarnation  # before waiting for room: taken now
                 self.taken += 1
-                await uncommitted.acquire()
-                await screening.acquire()
+                self.in_flight += 1
+                try:
+                    await uncommitted.acquire()
+                    await screening.acquire()
+                except BaseException:  # cancelled while waiting for a slot: not in flight
+                    self.in_flight -= 1
+                    raise
                 message = event.message
-                ticket = window.admit((message.topic, message.partition), event)
+                ticket = window.admit((message.topic, message.partition), (event, incarnation))
                 task = asyncio.create_task(screen_then_ack(event, ticket))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -189,7 +231,7 @@ class ScreeningAgent:
         attempt = 0
         while True:
             try:
-                await self.screen_event(event.value, event.key, source)
+                await self.screen_event(event.value, event.key, source, message.headers)
                 return
             except asyncio.CancelledError:
                 raise

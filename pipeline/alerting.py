@@ -160,6 +160,8 @@ class AlertDeliveryService:
         self._expired: list[float] = []
         self._start_from_group = start_from_group
         self._stopping = asyncio.Event()
+        #: Why the topic must be read again from its start (:meth:`topic_reset`), or None.
+        self._reset_requested: str | None = None
 
     @property
     def sink(self) -> AlertSink:
@@ -182,6 +184,8 @@ class AlertDeliveryService:
                 self._consumer_options["group_id"],
             )
             while not self._stopping.is_set():
+                if self._reset_requested is not None:
+                    await self._restart_from_beginning(self._reset_requested)
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=100)
                 if self._on_running is not None:
                     self._on_running()
@@ -190,6 +194,8 @@ class AlertDeliveryService:
                     for record in records:
                         if self._stopping.is_set():
                             return
+                        if self._reset_requested is not None:
+                            break  # read from a topic that is gone: start over on the new one
                         if floor is not None and record.offset < floor:
                             await self._skip_to(tp, floor)
                             break
@@ -246,6 +252,29 @@ class AlertDeliveryService:
             tp.partition,
             offset,
             self._start_from_group,
+        )
+
+    def topic_reset(self, reason: str) -> None:
+        """The alerts topic was deleted or re-created (seen by the worker's topic check): its
+        positions belong to the old topic and would skip the new one's first alerts, so read
+        the new topic from its start (committed there) before the next fetch."""
+        self._reset_requested = reason
+
+    async def _restart_from_beginning(self, reason: str) -> None:
+        partitions = self._consumer.assignment()
+        await self._consumer.seek_to_beginning(*partitions)
+        positions = {tp: await self._consumer.position(tp) for tp in partitions}
+        if positions:
+            await self._consumer.commit(positions)
+        self._reset_requested = None
+        self._undelivered = {}
+        self._earlier = {}  # the earlier group's offsets were the old topic's too
+        self._floors = {}
+        log.error(
+            "alert delivery to %s: topic %r %s; delivering it again from the start",
+            self._sink.name,
+            self._topic,
+            reason,
         )
 
     async def stop(self) -> None:

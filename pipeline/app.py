@@ -37,9 +37,11 @@ from pipeline.outputs import OutputWriter
 from pipeline.prefetch import PrefetchBoundedTopic, configure_faust_fetches, forget_content
 from pipeline.quarantines import WorkerQuarantine
 from pipeline.screening import Screener
+from pipeline.seek_back import configure_faust_seek_back
 from pipeline.startup import BrokerGate, WebFirst
 from pipeline.supervision import supervise
 from pipeline.topic_guard import TopicGuard
+from pipeline.uploads_reset import FaustUploadPositions, UploadsReset, release_unacknowledged
 from pipeline.web import register_views
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ def build_faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     configure_faust_fetches(
         max_wait_ms=settings.fetch_max_wait_ms, max_bytes=settings.consumer_fetch_bytes
     )
+    # A rebalance can drop records Faust already took from the client: seek every partition
+    # back, also those with no commit yet (pipeline.seek_back).
+    configure_faust_seek_back(earliest=True)  # as consumer_auto_offset_reset below
     return faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -132,6 +137,7 @@ def create_app(
         max_uncommitted=settings.max_uncommitted,
         retry_backoff_max_seconds=settings.emit_backoff_max_seconds,
         forget_content=forget_content,
+        release_unacknowledged=release_unacknowledged,
     )
     # Faust's stream buffer counts records (4096): bound it in bytes too (pipeline.prefetch).
     uploads = PrefetchBoundedTopic(
@@ -150,6 +156,8 @@ def create_app(
         manual: Any = stream.noack()  # type: ignore[attr-defined]  # StreamT omits noack()
         log.info("screening uploads from %r", settings.topic_uploads)
         await agent.run(manual.events(), manual.ack)
+
+    restart_uploads_when_recreated(app, settings, topics, agent, health, metrics)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -187,7 +195,7 @@ def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def release_memory_when_idle() -> None:
-        if idle.due(agent.taken, time.monotonic()):
+        if idle.due(agent.taken, agent.in_flight, time.monotonic()):
             started = time.perf_counter()
             released = await asyncio.to_thread(trim)  # off the loop: it walks every arena
             log.debug(
@@ -195,6 +203,33 @@ def trim_when_idle(app: faust.App, agent: ScreeningAgent) -> None:
                 "released memory" if released else "found nothing to release",
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def restart_uploads_when_recreated(
+    app: faust.App,
+    settings: Settings,
+    topics: TopicGuard,
+    agent: ScreeningAgent,
+    health: WorkerHealth,
+    metrics: PipelineMetrics,
+) -> UploadsReset:
+    """When the topic guard finds ``uploads`` deleted or re-created, read the new topic from
+    its start and acknowledge nothing read from the old one (pipeline.uploads_reset)."""
+    reset = UploadsReset(
+        settings.topic_uploads,
+        FaustUploadPositions(app, agent),
+        agent,
+        health=health,
+        metrics=metrics,
+        backoff_max_seconds=settings.emit_backoff_max_seconds,
+    )
+
+    def uploads_recreated(kinds: frozenset[str]) -> None:
+        if "uploads" in kinds:
+            reset.request("was deleted or re-created")
+
+    topics.on_reset(uploads_recreated)
+    return reset
 
 
 def guard_topics(
@@ -218,7 +253,12 @@ def guard_topics(
         bootstrap_servers, connect_timeout_seconds=settings.broker_connect_timeout_seconds
     )
     guard = TopicGuard(
-        inspector, topic_specs(settings), health=health, metrics=metrics, kinds=kinds
+        inspector,
+        topic_specs(settings),
+        health=health,
+        metrics=metrics,
+        kinds=kinds,
+        window=settings.topic_confirm_window_seconds,
     )
 
     @app.timer(interval=settings.topic_check_interval_seconds)  # type: ignore[untyped-decorator]
@@ -277,13 +317,17 @@ def add_services(
         on_running=lambda: health.service_running("hashlist_feed"),
         on_fetch_response=None if broker is None else broker.fetched,
     )
+    deliveries: list[AlertDeliveryService] = []
     if topics is not None:
 
-        def hashlists_recreated(kinds: frozenset[str]) -> None:
+        def consumed_topics_recreated(kinds: frozenset[str]) -> None:
             if "hashlists" in kinds:
                 feed.topic_reset("the topic was deleted or re-created (a new topic id)")
+            if "alerts" in kinds:
+                for delivery in deliveries:
+                    delivery.topic_reset("was deleted or re-created")
 
-        topics.on_reset(hashlists_recreated)
+        topics.on_reset(consumed_topics_recreated)
     runs = {"hashlist_feed": feed.run}  # and one per sink: metrics.SERVICES
     for sink in sinks:
         delivery = AlertDeliveryService(
@@ -304,6 +348,7 @@ def add_services(
             start_from_group=f"{settings.app_id}-alerts",  # all sinks shared it before
         )
         runs[f"alert_delivery_{sink.name}"] = delivery.run
+        deliveries.append(delivery)
     if not sinks:
         log.info("no alert sinks configured; alerts stay in topic %r", settings.topic_alerts)
     for name, run in runs.items():

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pipeline.fetch_policy import FetchLimits, S3Access
 
 ENV_PREFIX = "PIPELINE_"
+#: The prefix of a ``prefix*`` pattern in PIPELINE_S3_BUCKETS: the start of a bucket name (maybe
+#: empty: ``*`` alone allows every bucket).
+S3_BUCKET_PREFIX_PATTERN = r"(?:[a-z0-9][a-z0-9.-]{0,61})?"
 #: Long-poll cap used against the embedded broker (see Settings.fetch_max_wait_ms).
 EMBEDDED_FETCH_MAX_WAIT_MS = 50
 #: Consumer-group session timeouts (seconds) when PIPELINE_SESSION_TIMEOUT_SECONDS is unset.
@@ -64,6 +67,11 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+#: The video containers the guard knows (``pipeline.core.video.VIDEO_FORMATS``, which this
+#: module does not import: that would load PyAV's and Pillow's neighbours for every command).
+VIDEO_CONTAINERS = frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"})
+
+
 class Settings(BaseSettings):
     """Every setting, with its environment variable ``PIPELINE_<FIELD NAME IN CAPITALS>``."""
 
@@ -76,13 +84,30 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64_000_000, gt=0, description="Pixel cap (width x height).")
     max_frames: int = Field(1000, gt=0, description="Frame cap for animated formats.")
     allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"}),
+        frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF"}),
         description="Pillow format names accepted (comma-separated in the environment).",
     )
     draft_size: int = Field(
         128,
         ge=32,
         description="JPEGs are decoded at the smallest DCT scale still >= this many pixels a side.",
+    )
+
+    # --- Videos (pipeline/core/video.py) ------------------------------------------------------
+    video_formats: Annotated[frozenset[str], NoDecode] = Field(
+        VIDEO_CONTAINERS,
+        description="Video containers screened (comma-separated; empty: none).",
+    )
+    video_max_duration_seconds: float = Field(1800.0, gt=0, description="Longest video.")
+    video_max_pixels: int = Field(3840 * 2160, gt=0, description="Pixel cap of a video frame.")
+    video_max_frame_rate: float = Field(240.0, gt=0, description="Highest frame rate.")
+    video_max_streams: int = Field(16, gt=0, description="Most streams of any kind.")
+    video_codecs: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "h263"}),
+        description="FFmpeg video decoders run on uploads (comma-separated).",
+    )
+    video_sample_interval_seconds: float = Field(
+        1.0, gt=0, description="Frames sampled: one per interval plus scene changes."
     )
 
     # --- Matching ----------------------------------------------------------------------------
@@ -163,11 +188,11 @@ class Settings(BaseSettings):
     consumer_prefetch_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes of upload records the worker reads ahead of screening: Faust's "
-        "buffer of uploads stops taking records at this size (it counts records, 4096, "
-        "otherwise), and one fetch of the Kafka client asks for at most this much, and at most "
-        "1 MiB (see consumer_fetch_bytes). With max_in_flight it bounds the worker's memory "
-        "(see README).",
+        description="Bytes of upload records the worker reads ahead of screening: past this "
+        "size Faust's buffer of uploads (which counts records, 4096, otherwise) pauses the "
+        "partitions that hand it more until it has drained to half, and one fetch of the "
+        "Kafka client asks for at most this much, and at most 1 MiB (see "
+        "consumer_fetch_bytes). With max_in_flight it bounds the worker's memory (see README).",
     )
     producer_max_request_bytes: int = Field(
         1_000_000,
@@ -215,6 +240,15 @@ class Settings(BaseSettings):
         description="How often the worker checks that its topics still exist with the ids "
         "they had (re-creating vanished ones) while no output is written; every output batch "
         "is checked before it is counted anyway.",
+    )
+
+    topic_confirm_window_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Shortest time between two checks that the written outputs' topics still "
+        "exist: every output batch acknowledged meanwhile is confirmed by one metadata request "
+        "(one per batch cost the worker process more CPU than anything else it does per "
+        "upload). Delays each batch's confirmation by at most this much, none when idle.",
     )
 
     # --- Supervision of background services (hash-list feed, alert delivery) ------------------
@@ -283,6 +317,19 @@ class Settings(BaseSettings):
         description="`path` puts the bucket in the URL path (MinIO and most S3-compatible "
         "servers), `virtual` in the host name; `auto` lets the client choose.",
     )
+    s3_buckets: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="Buckets `s3` uploads may name (comma-separated): bucket names, or a prefix "
+        "ending in `*` (`uploads-*`; `*` alone: any bucket the credentials reach). Empty: every "
+        "`s3` upload is refused as s3_bucket_not_allowed, without a request.",
+    )
+    s3_client_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Time to make the S3 client on the first `s3` upload: loading it and "
+        "resolving credentials through the default chain (container endpoint, instance "
+        "metadata, STS). Over it the attempt fails as s3_client_timeout and is retried.",
+    )
 
     # --- Alerting sinks ----------------------------------------------------------------------
     webhook_url: str | None = None
@@ -331,11 +378,28 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("allowed_formats", mode="before")
+    @field_validator("allowed_formats", "video_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("video_formats")
+    @classmethod
+    def _known_video_formats(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = value - VIDEO_CONTAINERS
+        if unknown:
+            raise ValueError(
+                f"unknown video formats {sorted(unknown)}; known: {sorted(VIDEO_CONTAINERS)}"
+            )
+        return value
+
+    @field_validator("video_codecs", mode="before")
+    @classmethod
+    def _split_codecs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("fetch_allow_networks", mode="before")
@@ -345,6 +409,28 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad CIDR
+        return frozenset(value)
+
+    @field_validator("s3_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        import re
+
+        from pipeline.models import S3_BUCKET_PATTERN
+
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for pattern in value:
+            prefix = pattern.removesuffix("*")
+            if "*" in prefix or not (
+                re.fullmatch(S3_BUCKET_PREFIX_PATTERN, prefix)
+                if pattern.endswith("*")
+                else re.fullmatch(S3_BUCKET_PATTERN, pattern)
+            ):
+                raise ValueError(
+                    f"{pattern[:80]!r} is neither a bucket name (3 to 63 lowercase letters, "
+                    "digits, dots and hyphens) nor such a prefix followed by '*'"
+                )
         return frozenset(value)
 
     @model_validator(mode="after")
@@ -414,19 +500,33 @@ class Settings(BaseSettings):
         """
         return Path(tempfile.gettempdir()) / f"upload-screening-faust-{os.getuid()}"
 
-    def guard_limits(self) -> GuardLimits:
-        """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads.
+    def guard_limits(self, videos: bool = False) -> GuardLimits:
+        """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads,
+        with the ``PIPELINE_VIDEO_*`` limits when ``videos`` (else videos are
+        ``format_not_allowed``).
 
         Imported here, not at the top: the guard loads Pillow, which ``pipeline --help`` and
         the Kafka commands never need."""
         from pipeline.core.guard import GuardLimits
+        from pipeline.core.video import VideoLimits
 
+        video = VideoLimits(
+            max_bytes=self.max_upload_bytes,
+            allowed_formats=self.video_formats,
+            max_duration_seconds=self.video_max_duration_seconds,
+            max_pixels=self.video_max_pixels,
+            max_frame_rate=self.video_max_frame_rate,
+            max_streams=self.video_max_streams,
+            codecs=self.video_codecs,
+            sample_interval_seconds=self.video_sample_interval_seconds,
+        )
         return GuardLimits(
             max_bytes=self.max_upload_bytes,
             max_pixels=self.max_pixels,
             max_frames=self.max_frames,
             allowed_formats=self.allowed_formats,
             draft_size=self.draft_size,
+            video=video if videos else None,
         )
 
     def flood_rule(self) -> FloodRule:
@@ -458,8 +558,9 @@ class Settings(BaseSettings):
         )
 
     def s3_access(self) -> S3Access:
-        """Where and as whom ``s3`` content is read: endpoint, region, credentials (the secret
-        stays a SecretStr) and addressing style; unset ones leave the AWS defaults in force."""
+        """Where, as whom and from which buckets ``s3`` content is read: endpoint, region,
+        credentials (the secret stays a SecretStr), addressing style, the allowed buckets and
+        the client's creation timeout; unset ones leave the AWS defaults in force."""
         from pipeline.fetch_policy import S3Access
 
         return S3Access(
@@ -468,6 +569,8 @@ class Settings(BaseSettings):
             access_key_id=self.s3_access_key_id,
             secret_access_key=self.s3_secret_access_key,
             addressing_style=self.s3_addressing_style,
+            buckets=tuple(sorted(self.s3_buckets)),
+            client_timeout=self.s3_client_timeout_seconds,
         )
 
 

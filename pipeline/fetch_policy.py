@@ -9,8 +9,10 @@ parsed once into the :class:`yarl.URL` object handed to aiohttp and its host is 
 exactly as aiohttp will read it (:func:`checked_url`: IDNA-normalised, so ``127。0。0。1`` or
 fullwidth digits are the IP literal they become; non-ASCII hosts and legacy numeric IPv4
 spellings such as ``127.1`` or ``0x7f.1`` are refused, never resolved). DNS names pass here and
-are judged by the fetcher's resolver with the same :func:`address_allowed`. Also where and as
-whom ``s3`` content is read (:class:`S3Access`). Pure: no I/O.
+are judged by the fetcher's resolver with the same :func:`address_allowed`. Also where, as whom
+and from which buckets ``s3`` content is read (:class:`S3Access`, :func:`bucket_allowed`: the
+events name the object, so the operator's allow-list, not the worker's credentials, bounds what
+an event producer can make the worker read). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class FetchReason(enum.StrEnum):
     S3_ACCESS_DENIED = "s3_access_denied"
     #: The credentials were refused (unknown key id, bad signature, expired token): a setting.
     S3_BAD_CREDENTIALS = "s3_bad_credentials"
+    #: The bucket is not in PIPELINE_S3_BUCKETS: refused before any request to the storage.
+    S3_BUCKET_NOT_ALLOWED = "s3_bucket_not_allowed"
+    #: Making the S3 client (loading it, resolving credentials through the default chain: a
+    #: container endpoint, instance metadata, STS) took over PIPELINE_S3_CLIENT_TIMEOUT_SECONDS.
+    S3_CLIENT_TIMEOUT = "s3_client_timeout"
+    #: A credential provider of the default chain failed to answer with credentials (container
+    #: endpoint or STS down or erring); retried.
+    S3_CREDENTIALS_UNAVAILABLE = "s3_credentials_unavailable"
     #: The object is archived (Glacier, Deep Archive) and must be restored before it is read.
     S3_INVALID_OBJECT_STATE = "s3_invalid_object_state"
     #: No credentials: PIPELINE_S3_* unset and nothing in the default AWS credential chain.
@@ -89,8 +99,11 @@ class FetchLimits:
 
 @dataclass(frozen=True, slots=True)
 class S3Access:
-    """Where and as whom ``s3`` content is read. The endpoint is the operator's (no SSRF policy
-    applies to it); buckets and keys come from events and are validated by the wire model.
+    """Where, as whom and from which buckets ``s3`` content is read. The endpoint is the
+    operator's (no SSRF policy applies to it); buckets and keys come from events and are
+    validated by the wire model, and the bucket must be one ``buckets`` allows
+    (:func:`bucket_allowed`; none by default, so ``s3`` uploads are refused until the operator
+    names the upload buckets).
 
     Unset fields fall back to the AWS defaults: AWS's own endpoint for the region, the region
     and the credentials from the default chain (environment, shared files, container or
@@ -105,6 +118,23 @@ class S3Access:
     #: ``auto``, ``virtual`` (bucket in the host name) or ``path`` (bucket in the path; MinIO
     #: and most S3-compatible servers on one host name want it).
     addressing_style: str = "auto"
+    #: Bucket names and ``prefix*`` patterns ``s3`` content may name (:func:`bucket_allowed`).
+    buckets: tuple[str, ...] = ()
+    #: Seconds to make the client: import, S3 model and credentials from the default chain.
+    client_timeout: float = 5.0
+
+
+def bucket_allowed(bucket: str, allowed: tuple[str, ...]) -> bool:
+    """True when ``bucket`` is one of ``allowed``: equal to a name there, or starting with the
+    prefix of a pattern ending in ``*`` (``uploads-*``; ``*`` alone allows every bucket).
+
+    Exact comparison, no case folding: bucket names are lowercase under S3's rules and the
+    settings refuse any other spelling. Nothing allowed (the default) allows no bucket.
+    """
+    return any(
+        bucket.startswith(pattern[:-1]) if pattern.endswith("*") else bucket == pattern
+        for pattern in allowed
+    )
 
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
-from pipeline.core.guard import GuardLimits, decode
-from pipeline.core.hashing import View, upload_hashes
+from pipeline.core.guard import DecodedImage, GuardLimits, decode
+from pipeline.core.hashing import View, upload_hashes, upload_views
 from pipeline.core.types import Algorithm
+from pipeline.core.video import FrameHashes, VideoLimits, animation_samples, video_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,11 @@ class HashJobResult:
     decode_seconds: float
     hash_seconds: float
     content_digest: bytes
+    media: str = "image"
+    """``image`` or ``video``."""
+    frames: tuple[FrameHashes, ...] = ()
+    """A video's sampled frames and their hashes (``views`` is empty for a video)."""
+    duration_seconds: float = 0.0
 
 
 def content_digest(data: bytes) -> bytes:
@@ -63,9 +69,13 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
     image (:func:`~pipeline.core.hashing.upload_hashes`, in canonical algorithm order).
     """
     start = time.perf_counter()
+    if limits.video is not None and video_format(data) is not None:
+        return _video_job(data, limits, algorithms, start)
     decoded = decode(data, limits)
     decoded_at = time.perf_counter()
     hashes, views = upload_hashes(data, decoded, algorithms)
+    if decoded.format == "GIF" and decoded.frames > 1 and limits.video is not None:
+        return _animation_job(data, decoded, limits.video, algorithms, hashes, views, start)
     done = time.perf_counter()
     return HashJobResult(
         hashes=hashes,
@@ -76,6 +86,62 @@ def hash_job(data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...]
         decode_seconds=decoded_at - start,
         hash_seconds=done - decoded_at,
         content_digest=content_digest(data),
+    )
+
+
+def _animation_job(
+    data: bytes,
+    decoded: DecodedImage,
+    video: VideoLimits,
+    algorithms: tuple[Algorithm, ...],
+    hashes: dict[Algorithm, int],
+    views: tuple[View, ...],
+    start: float,
+) -> HashJobResult:
+    """An animated GIF as a video: its first frame (already hashed, ``views``) at 0 s, then
+    the frame shown at each sampling interval (:func:`pipeline.core.video.animation_samples`),
+    each hashed as a still."""
+    frames = [FrameHashes(0.0, True, views)]
+    for seconds, gray in animation_samples(data, video.sample_interval_seconds):
+        frame = DecodedImage(gray, "GIF", decoded.width, decoded.height, 1)
+        frames.append(FrameHashes(seconds, False, upload_views(frame, algorithms)))
+    return HashJobResult(
+        hashes=hashes,
+        views=(),
+        format="GIF",
+        width=decoded.width,
+        height=decoded.height,
+        decode_seconds=time.perf_counter() - start,
+        hash_seconds=0.0,
+        content_digest=content_digest(data),
+        media="video",
+        frames=tuple(frames),
+        duration_seconds=frames[-1].seconds,  # the last sampled frame: the end is not read
+    )
+
+
+def _video_job(
+    data: bytes, limits: GuardLimits, algorithms: tuple[Algorithm, ...], start: float
+) -> HashJobResult:
+    """A video upload's job: :func:`pipeline.videodecode.hash_video` (guard, sampling, hashes)
+    under the same process caps as an image's. Its time is all reported as decode time: the
+    decoder and the hashes interleave frame by frame."""
+    from pipeline.videodecode import hash_video
+
+    assert limits.video is not None
+    video = hash_video(data, limits.video, algorithms, limits.draft_size)
+    return HashJobResult(
+        hashes=video.hashes,
+        views=(),
+        format=video.format,
+        width=video.width,
+        height=video.height,
+        decode_seconds=time.perf_counter() - start,
+        hash_seconds=0.0,
+        content_digest=content_digest(data),
+        media="video",
+        frames=video.frames,
+        duration_seconds=video.duration_seconds,
     )
 
 

@@ -8,7 +8,8 @@ is *ready* only when every hash list has been read up to the high watermark seen
 the screening agent is running, so a load balancer or orchestrator never routes traffic to a
 worker that would under-match, and while it can reach its broker (see
 :mod:`pipeline.connectivity`; an outage makes a worker not ready, never not live) and its topics
-exist (see :mod:`pipeline.topic_guard`). Must not do
+exist (see :mod:`pipeline.topic_guard`) and it reads the uploads topic it should (see
+:mod:`pipeline.uploads_reset`). Must not do
 I/O; the services that know set the flags.
 """
 
@@ -64,6 +65,10 @@ class WorkerHealth:
     #: Why the worker's topics are not usable now (vanished, being re-created); None when
     #: they are (see pipeline.topic_guard).
     topics_problem: str | None = None
+    #: Why the worker is not reading uploads where it should (the uploads topic was re-created
+    #: and its positions are being moved to the new topic's start); None when it is (see
+    #: pipeline.uploads_reset).
+    uploads_problem: str | None = None
 
     def register_service(self, name: str) -> None:
         """Make a service known (reported from the start, before anything happened to it)."""
@@ -111,6 +116,7 @@ class WorkerHealth:
             and self.screening_started
             and broker_reachable
             and self.topics_problem is None
+            and self.uploads_problem is None
         )
 
     def report(self) -> dict[str, object]:
@@ -123,6 +129,7 @@ class WorkerHealth:
             "screening_started": self.screening_started,
             "pool_broken_reason": self.pool_broken_reason,
             "topics_problem": self.topics_problem,
+            "uploads_problem": self.uploads_problem,
             "services": {
                 name: {
                     "state": state.state,

@@ -6,8 +6,10 @@ glibc raises its mmap threshold to the size of freed blocks, so blocks of a few 
 being unmapped on free). After a backlog of inline uploads drained, a worker stayed at ~1 GB.
 ``malloc_trim(0)`` gives every arena's free pages back (also those in the middle of a heap).
 
-:class:`IdleTrim` decides when: once after each burst, when no upload has been taken for
-``idle_seconds``, never while the worker is busy. :func:`glibc_malloc_trim` is the call, or
+:class:`IdleTrim` decides when: once after each burst, when no upload has been in flight
+(taken and not yet screened) and none taken for ``idle_seconds``; never while an upload is
+being screened, however long it takes (a slow URL, a large image), nor while one waits for a
+screening slot. :func:`glibc_malloc_trim` is the call, or
 None where the C library is not glibc (musl, macOS), where there is nothing to do.
 """
 
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-#: How long no upload may be taken before the worker counts as idle and trims.
+#: How long the worker must have had no upload in flight and taken none before it trims.
 IDLE_SECONDS = 2.0
 
 
@@ -46,19 +48,20 @@ def glibc_malloc_trim() -> Callable[[], bool] | None:
 
 class IdleTrim:
     """Trims once a burst is over: call :meth:`due` every second or so with the number of
-    uploads taken so far and the monotonic time; it says when to trim. Pure bookkeeping."""
+    uploads taken so far, the number in flight and the monotonic time; it says when to trim.
+    Pure bookkeeping."""
 
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self._idle_seconds = idle_seconds
-        self._last_taken = 0
+        self._last_seen = (0, 0)
         self._last_change = 0.0
         self._trimmed_at_taken = 0
 
-    def due(self, taken: int, now: float) -> bool:
-        """True once per burst: uploads were taken since the last trim, none for
-        ``idle_seconds``."""
-        if taken != self._last_taken:
-            self._last_taken, self._last_change = taken, now
+    def due(self, taken: int, in_flight: int, now: float) -> bool:
+        """True once per burst: uploads were taken since the last trim, and for
+        ``idle_seconds`` since a call first saw none in flight, none was taken or in flight."""
+        if (taken, in_flight) != self._last_seen or in_flight > 0:
+            self._last_seen, self._last_change = (taken, in_flight), now
             return False
         if taken == self._trimmed_at_taken or now - self._last_change < self._idle_seconds:
             return False

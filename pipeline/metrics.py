@@ -150,9 +150,19 @@ class PipelineMetrics:
             ["stage", "reason"],
             registry=r,
         )
+        self.videos = Counter(
+            f"{p}_videos_total",
+            "Video uploads hashed (guarded, sampled, every sampled frame hashed).",
+            registry=r,
+        )
+        self.video_seconds = Counter(
+            f"{p}_video_seconds_total",
+            "Seconds of video hashed (each video's duration from its header).",
+            registry=r,
+        )
         self.guard_rejections = Counter(
             f"{p}_guard_rejections_total",
-            "Uploads refused by the image guard, by reason.",
+            "Uploads refused by the image or video guard, by reason.",
             ["reason"],
             registry=r,
         )
@@ -332,6 +342,13 @@ class PipelineMetrics:
             "from the start into a fresh index.",
             registry=r,
         )
+        self.uploads_resets = Counter(
+            f"{p}_uploads_resets_total",
+            "Times the uploads topic was found deleted or re-created and this worker stopped "
+            "acknowledging what it had read of the old topic and re-read the new one from the "
+            "start.",
+            registry=r,
+        )
         self.topics_recreated = Counter(
             f"{p}_topics_recreated_total",
             "Topics of this worker found missing or re-created (a new topic id) on the broker, "
@@ -407,6 +424,10 @@ class PipelineMetrics:
         self.verdicts.labels(action.value).inc()
         self.last_event.set(time.time())
 
+    def video_screened(self, duration_seconds: float) -> None:
+        self.videos.inc()
+        self.video_seconds.inc(max(0.0, duration_seconds))
+
     def match(self, list_name: str, category: str, algorithm: str) -> None:
         self.matches.labels(list_name, category, algorithm).inc()
 
@@ -464,6 +485,10 @@ class PipelineMetrics:
     def list_reset(self) -> None:
         """The hashlists topic was reset under the worker and is being re-read."""
         self.list_resets.inc()
+
+    def uploads_reset(self) -> None:
+        """The uploads topic was re-created under the worker and is read again from its start."""
+        self.uploads_resets.inc()
 
     def list_updated_at(self, timestamp_seconds: float) -> None:
         """The newest applied hash-list record was written to Kafka at this Unix time."""

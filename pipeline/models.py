@@ -11,6 +11,7 @@ core's entries and configs, are :mod:`pipeline.adapters.hashlist_topic`'s.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import json
@@ -27,6 +28,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import to_json
@@ -135,6 +137,8 @@ class ParseReason(enum.StrEnum):
 
     INVALID_JSON = "invalid_json"
     INVALID_EVENT = "invalid_event"
+    #: A record in the binary inline form whose headers are missing or invalid.
+    INVALID_HEADERS = "invalid_headers"
 
 
 class EmitReason(enum.StrEnum):
@@ -262,6 +266,96 @@ class UploadEvent(Record):
     metadata: Metadata = Field(default_factory=dict)
 
 
+#: The ``content-type`` header that marks an ``uploads`` record as the binary inline form.
+BINARY_UPLOAD_CONTENT_TYPE = "application/octet-stream"
+#: The version of the binary form's header set (the ``upload-schema-version`` header).
+BINARY_UPLOAD_SCHEMA_VERSION = "1"
+#: W3C Trace Context ``traceparent``: version, trace id, parent id, flags (lowercase hex).
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+class BinaryUploadHeaders(BaseModel):
+    """The Kafka headers of an upload in the binary inline form (topic ``uploads``).
+
+    The record's value is the file's bytes, as they are (no JSON, no base64); these headers
+    carry what a JSON event carries beside its content. Each header's value is UTF-8 text.
+    ``content-type: application/octet-stream`` is what selects the form; a record without it is
+    read as a JSON :class:`UploadEvent`. Headers not named here (a tracer's ``b3``, say) are
+    allowed and ignored. A header given twice makes the record invalid, like a repeated key in
+    a JSON event. ``traceparent`` and ``tracestate`` (W3C Trace Context) are copied into the
+    upload's metadata under those names, so its verdict carries them."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    content_type: Literal["application/octet-stream"] = Field(
+        alias="content-type",
+        description="Selects the binary form: the record's value is the file's bytes.",
+    )
+    schema_version: Literal["1"] = Field(alias="upload-schema-version")
+    upload_id: UploadId = Field(alias="upload-id")
+    media_type: str | None = Field(
+        None,
+        alias="upload-content-type",
+        max_length=255,
+        description="The file's declared type (the JSON event's content_type); informative only.",
+    )
+    uploader_id: str | None = Field(
+        None, alias="uploader-id", max_length=256, description="Opaque to the pipeline."
+    )
+    received_at: datetime | None = Field(
+        None, alias="received-at", description="RFC 3339, as in the JSON event."
+    )
+    metadata: Annotated[
+        Metadata | None,
+        # The header is text: JSON of an object (the validator below parses it).
+        WithJsonSchema(
+            {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"type": "object"}}
+        ),
+    ] = Field(
+        None,
+        alias="upload-metadata",
+        description="The JSON event's metadata as compact JSON text, with its caps.",
+    )  # fmt: skip
+    traceparent: str | None = Field(None, pattern=TRACEPARENT_PATTERN)
+    tracestate: str | None = Field(None, max_length=512)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_from_json(cls, value: object) -> object:
+        """The header holds the object as JSON text (a record's header is bytes, not JSON)."""
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("upload-metadata is not a JSON object") from None
+        return value
+
+    def event(self) -> UploadEvent:
+        """The JSON event these headers describe, its content inline; the bytes themselves stay
+        in the record's value (``data_base64`` is empty here, never filled)."""
+        metadata = dict(self.metadata or {})
+        for name in ("traceparent", "tracestate"):
+            value = getattr(self, name)
+            if value is not None:
+                metadata.setdefault(name, value)
+        return UploadEvent(
+            upload_id=self.upload_id,
+            content=InlineContent(data_base64=""),
+            content_type=self.media_type,
+            uploader_id=self.uploader_id,
+            received_at=self.received_at,
+            metadata=metadata,
+        )
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """The headers to produce, in schema order, absent ones left out."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if "upload-metadata" in fields:
+            fields["upload-metadata"] = json.dumps(fields["upload-metadata"], separators=(",", ":"))
+        return [(name, str(value).encode()) for name, value in fields.items()]
+
+
 # --- verdicts and what follows from them -------------------------------------------------------
 
 
@@ -276,7 +370,10 @@ class RegionRecord(Record):
     height: int = Field(gt=0)
     kind: RegionKind = Field(
         description="whole: the whole upload; trimmed: without uniform borders (pad,"
-        " letterbox); embedded: a picture inside a screenshot, chat frame or meme."
+        " letterbox); embedded: a picture inside a screenshot, chat frame or meme; uncropped:"
+        " the whole upload with its edges extended, as if a crop of a few percent of each side"
+        " were undone; straightened: the whole upload turned back by the few degrees its"
+        " fill-coloured corners show."
     )
 
 
@@ -306,12 +403,22 @@ class MatchRecord(Record):
         description="The entry is quarantined on this worker (it matched too large a share of "
         "uploads): this match asks for review, whatever list_action says.",
     )
+    frame_seconds: builtins.list[float] | None = Field(
+        None,
+        max_length=50,
+        description="For a video: when the sampled frames that matched are shown, in seconds "
+        "from its start (the first 50); absent for images and file-digest matches.",
+    )
 
 
 class ImageFacts(Record):
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    media: Literal["image", "video"] = Field("image", description="What the upload is.")
+    duration_seconds: float | None = Field(
+        None, ge=0, description="A video's duration (from its header); absent for images."
+    )
     low_information: bool = Field(
         False,
         description="Too little detail (near-uniform, gradient, vignette, stripes) for a"
@@ -496,8 +603,9 @@ class QuarantineLiftRecord(Record):
 # --- schemas -----------------------------------------------------------------------------------
 
 #: Every wire record and the schema file it is published as.
-SCHEMAS: Mapping[str, type[Record]] = {
+SCHEMAS: Mapping[str, type[BaseModel]] = {
     "upload-event.json": UploadEvent,
+    "upload-headers.json": BinaryUploadHeaders,
     "verdict.json": Verdict,
     "block.json": BlockRecord,
     "alert.json": AlertRecord,
@@ -508,7 +616,7 @@ SCHEMAS: Mapping[str, type[Record]] = {
 }
 
 
-def schema_text(model: type[Record]) -> str:
+def schema_text(model: type[BaseModel]) -> str:
     """The JSON Schema of a record, as committed in schemas/."""
     schema = model.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -4,23 +4,31 @@ Faust hands every fetched record to the buffer of the stream that reads its topi
 buffer holds up to ``stream_buffer_maxsize`` records (4096) whatever their size. Inline uploads
 are a few hundred KB of base64 JSON each, so a backlog was read into the worker whole: a few
 thousand took it from 154 MB to ~1 GB. :class:`PrefetchBoundedTopic` is the ``uploads`` topic
-with a buffer (:class:`ByteBoundedQueue`) that is also full once it holds ``max_bytes`` of
-records. Faust's consumer waits on a full buffer before it hands over the next record (its own
-path for a full buffer: no partition is paused, nothing is dropped), and the Kafka client keeps
-at most one fetched chunk per partition meanwhile, which :func:`configure_faust_fetches` caps
-at ``Settings.consumer_fetch_bytes``. Together that is what a worker holds ahead of screening.
+with a buffer (:class:`ByteBoundedQueue`) that is under pressure once it holds ``max_bytes`` of
+records: every partition that hands it a record then is paused, through Faust's own hook for
+a buffer under pressure (``Consumer.on_buffer_full``: the partition's fetched records stay in
+the Kafka client, which fetches no more for it), and resumed once the buffer has drained to
+half the bound. The buffer never makes Faust's consumer wait: Faust delivers the records of
+every partition from one loop, and a wait there for one partition's room held up all of them
+and the rebalance behind them. The Kafka client keeps at most one fetched chunk per partition
+meanwhile, which :func:`configure_faust_fetches` caps at ``Settings.consumer_fetch_bytes``.
+Together that is what a worker holds ahead of screening.
+
+At a rebalance Faust empties the buffer (every partition is revoked); the buffer then forgets
+its bytes and its paused partitions (Faust makes every partition it assigns fetchable again).
 
 :func:`forget_content` drops an event's record bytes once its upload is screened and its
 outputs are written: the event still waits for its acknowledgement (behind an older upload of
 its partition, up to ``max_uncommitted`` of them), but without the content.
 
 Uses Faust's public extension points (a Topic subclass, a channel's ``queue``) and mode's queue
-with the hooks ``asyncio.Queue`` subclasses use (``_put``, ``_get``, ``full``).
+with the hooks its flow control and ``asyncio.Queue`` subclasses use (``in_pressure_high_state``,
+``maybe_endorse_pressure_drop``, ``_put``, ``_get``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -36,10 +44,16 @@ def record_bytes(event: Any) -> int:
 
 
 class ByteBoundedQueue(ThrowableQueue[Any]):
-    """Faust's stream buffer, full at ``maxsize`` events *or* ``max_bytes`` of their records.
+    """Faust's stream buffer, under pressure at ``max_bytes`` of records as well as at Faust's
+    own share of ``maxsize`` records; full (Faust's consumer waits) only at ``maxsize``.
 
-    One record always fits in an empty buffer, however large, so the buffer never holds more
-    than ``max_bytes`` plus one record. ``held_bytes`` is what it holds now.
+    Faust's consumer puts every record with ``put_nowait_enhanced``, which first asks
+    :meth:`in_pressure_high_state`: under pressure, the record's partition is paused
+    (``on_pressure_high``) and its ``on_pressure_drop`` kept. Every ``get`` asks
+    :meth:`maybe_endorse_pressure_drop`, which calls the kept callbacks once the buffer holds
+    at most ``max_bytes // 2`` (and at most Faust's low mark of records), so the paused
+    partitions fetch again. What is buffered past the bound is what the paused partitions
+    had fetched already. ``held_bytes`` is what the buffer holds now.
     """
 
     def __init__(
@@ -48,13 +62,38 @@ class ByteBoundedQueue(ThrowableQueue[Any]):
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         self.max_bytes = max_bytes
+        self.resume_bytes = max_bytes // 2
         self.held_bytes = 0
         super().__init__(
             maxsize=maxsize, flow_control=flow_control, clear_on_resume=clear_on_resume
         )
 
-    def full(self) -> bool:
-        return self.held_bytes >= self.max_bytes or bool(super().full())
+    @property
+    def paused(self) -> int:
+        """Partitions paused by this buffer's pressure, waiting for it to drain."""
+        return len(self._pending_pressure_drop_callbacks)
+
+    def in_pressure_high_state(self, callback: Callable[[], None]) -> bool:
+        pending = self._pending_pressure_drop_callbacks
+        if callback in pending:
+            return False  # this partition is paused already
+        if self.held_bytes >= self.max_bytes or self.qsize() >= self.pressure_high_size:
+            pending.add(callback)
+            self.on_pressure_high()
+            return True
+        return False
+
+    def maybe_endorse_pressure_drop(self) -> None:
+        pending = self._pending_pressure_drop_callbacks
+        if pending and (
+            self.empty()
+            or (self.held_bytes <= self.resume_bytes and self.qsize() <= self.pressure_drop_size)
+        ):
+            callbacks = list(pending)
+            pending.clear()
+            for resume_partition in callbacks:
+                resume_partition()
+            self.on_pressure_drop()
 
     def _put(self, item: Any) -> None:
         super()._put(item)
@@ -63,11 +102,16 @@ class ByteBoundedQueue(ThrowableQueue[Any]):
     def _get(self) -> Any:
         item = super()._get()
         self.held_bytes -= record_bytes(item)
+        # mode asks before it takes the record; asking after too resumes without a lag.
+        self.maybe_endorse_pressure_drop()
         return item
 
-    def clear(self) -> None:  # Faust empties the buffer at rebalances
+    def clear(self) -> None:
+        # Faust empties the buffer at a rebalance (all partitions revoked) and makes every
+        # partition it then assigns fetchable: nothing held, nothing to resume.
         super().clear()
         self.held_bytes = 0
+        self._pending_pressure_drop_callbacks.clear()
 
 
 class PrefetchBoundedTopic(faust.Topic):

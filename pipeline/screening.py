@@ -45,6 +45,7 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.models import (
     AlertRecord,
     AnyContent,
+    BinaryUploadHeaders,
     BlockRecord,
     DeadLetter,
     ParseReason,
@@ -57,6 +58,15 @@ from pipeline.models import (
     Verdict,
 )
 from pipeline.quarantines import WorkerQuarantine
+from pipeline.upload_forms import (
+    Headers,
+    binary_event,
+    header_pairs,
+    invalid_headers_reference,
+    is_binary,
+    misdirected_binary,
+    parse_binary_headers,
+)
 from pipeline.verdicts import (
     alert_records,
     block_record,
@@ -64,6 +74,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -148,14 +159,19 @@ class Screener:
         await self._fetcher.close()
 
     async def screen(
-        self, value: bytes | None, key: bytes | None, source: SourceRef
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: SourceRef,
+        headers: Headers = None,
     ) -> ScreeningOutcome:
-        """Screen one raw event from the ``uploads`` topic. Never raises."""
+        """Screen one raw record from the ``uploads`` topic, a JSON event or, by its
+        ``headers``, the binary inline form (:mod:`pipeline.upload_forms`). Never raises."""
         self._metrics.events_received.inc()
         self._metrics.in_flight.inc()
         progress = _Progress()
         try:
-            return await self._screen(value, key, source, progress)
+            return await self._screen(value, key, source, header_pairs(headers), progress)
         except Exception as exc:
             log.exception(
                 "unexpected error screening %s[%d]@%d at stage %s",
@@ -181,18 +197,36 @@ class Screener:
             self._metrics.in_flight.dec()
 
     async def _screen(
-        self, value: bytes | None, key: bytes | None, source: SourceRef, progress: _Progress
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: SourceRef,
+        headers: list[tuple[str, bytes | None]],
+        progress: _Progress,
     ) -> ScreeningOutcome:
-        event = parse_event(value)
-        if isinstance(event, str):
-            return self._invalid(key, value, source, event)
+        binary = is_binary(headers)
+        if binary:
+            parsed = parse_binary_headers(headers)
+            event = binary_event(parsed) if isinstance(parsed, BinaryUploadHeaders) else parsed
+            if isinstance(event, str):
+                return self._invalid_headers(key, headers, source, event)
+        else:
+            event = parse_event(value)
+            if isinstance(event, str):
+                misdirected = misdirected_binary(headers)
+                if misdirected is not None:  # never parse the file as JSON's leftovers
+                    return self._invalid_headers(key, headers, source, misdirected)
+                return self._invalid(key, value, source, event)
         progress.event, progress.stage = event, Stage.FETCH
         timings: dict[Stage, float] = {}
 
         started = time.perf_counter()
         try:
-            refuse_unusable_path(event.content)
-            data, attempts = await self._fetch(event)
+            if binary:  # the record's value is the file: nothing to fetch, only the cap
+                data, attempts = self._binary_content(value), 1
+            else:
+                refuse_unusable_path(event.content)
+                data, attempts = await self._fetch(event)
         except PipelineError as exc:
             timings[Stage.FETCH] = time.perf_counter() - started
             attempts = exc.attempts
@@ -229,6 +263,8 @@ class Screener:
             del data  # content lives no longer than the hash step
         timings[Stage.DECODE] = result.decode_seconds
         timings[Stage.HASH] = result.hash_seconds
+        if result.media == "video":
+            self._metrics.video_screened(result.duration_seconds)
 
         progress.stage = Stage.MATCH  # matching, deciding and building the records
         return self._decide(event, result, timings)
@@ -238,7 +274,7 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        matches = self._matcher.match(result.hashes, result.views)
+        matches = upload_matches(self._matcher, result)
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review
@@ -267,6 +303,16 @@ class Screener:
             alerts=alert_records(verdict),
             received_at=event.received_at,
         )
+
+    def _binary_content(self, value: bytes | None) -> bytes:
+        """A binary upload's bytes, within the byte cap inline content has. Raises
+        FetchRefused (``too_large_bytes``) over it."""
+        data = value or b""
+        if len(data) > self._settings.max_upload_bytes:
+            raise FetchRefused(
+                "binary inline content exceeds the byte cap", reason=FetchReason.TOO_LARGE_BYTES
+            )
+        return data
 
     async def _fetch(self, event: UploadEvent) -> tuple[bytes, int]:
         """The upload's bytes and the attempts it took, within one total deadline for every
@@ -361,6 +407,28 @@ class Screener:
             event=None,
             stage_seconds={},
             original=event,
+        )
+
+    def _invalid_headers(
+        self,
+        key: bytes | None,
+        headers: list[tuple[str, bytes | None]],
+        source: SourceRef,
+        problem: str,
+    ) -> ScreeningOutcome:
+        """The outcome of a binary upload refused for its headers (the value, the file, is
+        never looked at): keyed by its ``upload-id`` header when usable, else its record key."""
+        raw = invalid_headers_reference(headers)
+        return self._failure(
+            body_upload_id(raw) or key_upload_id(key, source),
+            Stage.PARSE,
+            ParseReason.INVALID_HEADERS,
+            f"binary upload: {problem}",
+            source=source,
+            attempts=1,
+            event=None,
+            stage_seconds={},
+            original=invalid_event_reference(raw),
         )
 
     def _failure(

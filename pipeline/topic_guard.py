@@ -9,8 +9,11 @@ nothing. An acknowledgement alone is therefore no proof that a record is readabl
 
 Owns the proof the output writer asks for before it counts records and lets their upload be
 committed (:meth:`TopicGuard.confirm`): after the acknowledgements, a metadata request shows
-every output topic exists with the topic id it had when the records were sent. Concurrent
-callers share one request (a check starts after the last of them arrived). A topic found
+every output topic exists with the topic id it had when the records were sent. Callers share
+requests in rounds (:class:`CheckRounds`): a caller waits for the next round to start, which
+is never before it arrived, and rounds start at most once per ``window`` seconds, so under load
+every batch acknowledged within one window shares one request (checking per batch cost more of
+the worker process's CPU than anything else it does per upload). A topic found
 missing or re-created (a new topic id) is repaired: the missing topics are created with the
 pipeline's specs, the new ids become the baseline, ``screening_topics_recreated_total`` counts
 it, one log line names it, /readyz answers 503 with the reason until the topics are back; and
@@ -78,6 +81,42 @@ def topic_changes(
     return changes
 
 
+class CheckRounds:
+    """Which metadata check proves which caller: the pure bookkeeping of :class:`TopicGuard`.
+
+    Checks are numbered rounds started one after the other. A caller arriving now waits for
+    round :meth:`join` (the next one to start, so it starts after the caller's acknowledgements
+    arrived: an earlier check may have asked the broker before they did) and is proven by that
+    round's result. A round starts no sooner than ``window`` seconds after the previous one
+    started (:meth:`due`), so every caller arriving meanwhile joins it: one request per window
+    under load, none delayed when rounds are rarer than that. ``now`` is any monotonic clock."""
+
+    def __init__(self, window: float) -> None:
+        if window < 0:
+            raise ValueError("window must be >= 0")
+        self._window = window
+        #: Rounds started so far: round ``started`` is the last one that asked the broker.
+        self.started = 0
+        self._last_start: float | None = None
+
+    def join(self) -> int:
+        """The round a caller arriving now waits for."""
+        return self.started + 1
+
+    def due(self, now: float) -> float:
+        """Seconds to wait before the next round may start."""
+        if self._last_start is None:
+            return 0.0
+        return max(0.0, self._last_start + self._window - now)
+
+    def start(self, now: float) -> int:
+        """The next round starts now (its request is sent after this); returns its number.
+        Callers joining from now on wait for the round after it."""
+        self.started += 1
+        self._last_start = now
+        return self.started
+
+
 class TopicGuard:
     """The worker's topics, checked against their ids at start; see the module docstring."""
 
@@ -89,9 +128,12 @@ class TopicGuard:
         health: WorkerHealth,
         metrics: PipelineMetrics,
         kinds: Mapping[str, str],
+        window: float = 0.0,
     ) -> None:
         """``specs``: every topic of the worker (all checked at once: one metadata request);
-        ``kinds``: topic name -> its fixed kind (``verdicts``, ``uploads``...) for the metric."""
+        ``kinds``: topic name -> its fixed kind (``verdicts``, ``uploads``...) for the metric;
+        ``window``: seconds between the starts of two checks, at least (see
+        :class:`CheckRounds`; it delays a confirmation by at most that)."""
         self._reset_listeners: list[Callable[[frozenset[str]], None]] = []
         self._inspector = inspector
         self._specs = specs
@@ -105,7 +147,9 @@ class TopicGuard:
         #: Advances whenever the baseline changes: a write sent under an older epoch is resent.
         self.epoch = 0
         self._lock = asyncio.Lock()
-        self._next_check: asyncio.Future[None] | None = None
+        self._rounds = CheckRounds(window)
+        #: The futures of rounds not started yet (at most one: the next), by round number.
+        self._waiting: dict[int, asyncio.Future[None]] = {}
         self._checks: set[asyncio.Task[None]] = set()  # referenced until done
 
     def on_reset(self, listener: Callable[[frozenset[str]], None]) -> None:
@@ -145,21 +189,31 @@ class TopicGuard:
             log.debug("topic check failed (%s)", type(exc).__name__)
 
     async def _shared_check(self) -> None:
-        if self._next_check is None:
-            self._next_check = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(self._run_check(self._next_check))
+        round_ = self._rounds.join()
+        done = self._waiting.get(round_)
+        if done is None:
+            done = self._waiting[round_] = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._run_check(round_, done))
             self._checks.add(task)
             task.add_done_callback(self._checks.discard)
-        await asyncio.shield(self._next_check)
+        await asyncio.shield(done)
 
-    async def _run_check(self, done: asyncio.Future[None]) -> None:
+    async def _run_check(self, round_: int, done: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async with self._lock:
-                # Callers arriving from now on wait for the next check: this one may have
-                # asked the broker before their records were acknowledged.
-                self._next_check = None
+                # Callers arriving while this waits join this round.
+                await asyncio.sleep(self._rounds.due(loop.time()))
+                # Callers arriving from now on wait for the next round: this one may ask the
+                # broker before their records were acknowledged.
+                started = self._rounds.start(loop.time())
+                del self._waiting[round_]
+                if started != round_:  # rounds start in order under the lock
+                    raise AssertionError(f"round {started} started for round {round_}")
                 await self._check_and_repair()
         except BaseException as exc:
+            if self._waiting.get(round_) is done:  # never started: later callers start anew
+                del self._waiting[round_]
             if not done.done():
                 done.set_exception(exc)
             if not isinstance(exc, Exception):

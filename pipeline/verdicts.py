@@ -17,8 +17,9 @@ from typing import Any
 from pipeline.core.decision import Decision
 from pipeline.core.guard import ImageRejected
 from pipeline.core.hashlist import ListKind
-from pipeline.core.matching import Match
+from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import BASELINE_PERCEPTUAL, Action, Algorithm, HashValue
+from pipeline.core.videomatch import match_video
 from pipeline.errors import PipelineError
 from pipeline.hashprocess import HashJobResult
 from pipeline.models import (
@@ -71,7 +72,19 @@ def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
             kind=match.region.kind,
         ),
         quarantined=quarantined,
+        frame_seconds=[round(t, 3) for t in match.frame_seconds[:50]]
+        if match.frame_seconds
+        else None,
     )
+
+
+def upload_matches(matcher: Matcher, result: HashJobResult) -> list[Match]:
+    """What one hashed upload matches: an image by its hashes and views, a video by its file
+    digests and each sampled frame (:func:`pipeline.core.videomatch.match_video`: every match
+    names the times of the frames that matched)."""
+    if result.media == "video":
+        return [found.match for found in match_video(matcher, result.hashes, result.frames)]
+    return matcher.match(result.hashes, result.views)
 
 
 def image_facts(result: HashJobResult) -> ImageFacts:
@@ -82,6 +95,8 @@ def image_facts(result: HashJobResult) -> ImageFacts:
         height=result.height,
         low_information=bool(result.views) and result.views[0].low_information,
         pdq_quality=result.views[0].pdq_quality if result.views else None,
+        media="video" if result.media == "video" else "image",
+        duration_seconds=round(result.duration_seconds, 3) if result.media == "video" else None,
     )
 
 

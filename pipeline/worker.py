@@ -78,6 +78,7 @@ def run_worker(settings: Settings) -> int:
                 flush=True,
             )
         _start_pool(pool, settings)
+        log_s3_buckets(settings)
         app = _build_app(settings, bootstrap, pool, health)
         log.info(
             "worker %s: web on http://%s:%d (/livez /readyz /metrics), %d hashing process(es)",
@@ -88,6 +89,19 @@ def run_worker(settings: Settings) -> int:
         pool.close()
         if broker is not None:
             broker.stop()
+
+
+def log_s3_buckets(settings: Settings) -> None:
+    """Say which buckets ``s3`` uploads may name; when none, that they are all refused: as a
+    warning if other PIPELINE_S3_* settings show ``s3`` uploads are expected."""
+    if settings.s3_buckets:
+        log.info("s3 uploads are read from buckets %s", ", ".join(sorted(settings.s3_buckets)))
+        return
+    expected = any((settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id))
+    log.log(
+        logging.WARNING if expected else logging.INFO,
+        "PIPELINE_S3_BUCKETS is empty: every s3 upload is refused as s3_bucket_not_allowed",
+    )
 
 
 def _start_embedded_broker(settings: Settings) -> EmbeddedBroker:
@@ -106,7 +120,13 @@ def _start_pool(pool: HashPool, settings: Settings) -> None:
     for start-up."""
     pool.start()
     pool.warm_up(
-        [(encode(synthetic_image(0, 64, 48)), settings.guard_limits(), tuple(Algorithm))]
+        [
+            (
+                encode(synthetic_image(0, 64, 48)),
+                settings.guard_limits(videos=bool(settings.video_formats)),
+                tuple(Algorithm),
+            )
+        ]
         * max(1, settings.hash_processes)
     )
 
@@ -125,7 +145,7 @@ def _build_app(
         fetcher=Fetcher(settings.fetch_limits(), settings.s3_access()),
         pool=pool,
         metrics=metrics,
-        limits=settings.guard_limits(),
+        limits=settings.guard_limits(videos=bool(settings.video_formats)),
         quarantine=quarantine,
     )
     return create_app(

@@ -15,7 +15,15 @@ from PIL import Image
 
 from pipeline.demo.images import encode, synthetic_image
 
-__all__ = ["encode", "gif_with_frames", "png_declaring", "sample_photo", "synthetic_image"]
+__all__ = [
+    "encode",
+    "gif_with_frames",
+    "noise_jpeg",
+    "noise_jpegs",
+    "png_declaring",
+    "sample_photo",
+    "synthetic_image",
+]
 
 
 def sample_photo(name: str = "astronaut") -> Image.Image:
@@ -26,6 +34,18 @@ def sample_photo(name: str = "astronaut") -> Image.Image:
     if pixels.ndim == 2:
         return Image.fromarray(pixels, "L").convert("RGB")
     return Image.fromarray(pixels[..., :3], "RGB")
+
+
+def noise_jpeg(seed: int, width: int, height: int, quality: int = 88) -> bytes:
+    """A JPEG of RGB noise: it barely compresses (~1 byte per pixel at quality 88), so its
+    size follows its pixel count, and it is slow-ish to decode and hash."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    return encode(Image.fromarray(pixels, "RGB"), quality=quality)
+
+
+def noise_jpegs(count: int) -> list[bytes]:
+    """``count`` distinct noise JPEGs of ~200-250 KB."""
+    return [noise_jpeg(seed, 560, 420 + seed * 4) for seed in range(count)]
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

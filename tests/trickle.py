@@ -79,12 +79,15 @@ def _serving(answer: Callable[[socket.socket, threading.Event], None]) -> Iterat
 
 
 @contextlib.contextmanager
-def silent_server() -> Iterator[str]:
-    """A server that reads requests and never answers (a hung backend); yields its base URL."""
+def silent_server(received: list[bytes] | None = None) -> Iterator[str]:
+    """A server that reads requests and never answers (a hung backend); yields its base URL.
+    What it read of each request is appended to ``received`` when one is given."""
 
     def answer(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
-            conn.recv(65536)
+            request = conn.recv(65536)
+            if received is not None:
+                received.append(request)
             stop.wait()
 
     with _serving(answer) as url:

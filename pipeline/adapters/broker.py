@@ -62,6 +62,11 @@ class EmbeddedBroker:
         """``host:port`` for Kafka clients."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         """Start the broker and wait until it answers metadata requests."""
         url = f"tcp://127.0.0.1:{self.port}"

@@ -152,14 +152,21 @@ class Delivery:
             connect_timeout=settings.broker_connect_timeout_seconds,
         )
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Hand one record to the producer; its outcome is counted when it settles."""
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand one record (with Kafka ``headers``, if any) to the producer; its outcome is
+        counted when it settles."""
         from kafka.errors import KafkaError
 
         with self._lock:
             self.report.sent += 1
         try:
-            future = self._producer.send(topic, key=key, value=value)
+            future = self._producer.send(topic, key=key, value=value, headers=headers)
         except (KafkaError, ValueError, AssertionError) as exc:  # refused before it left
             self._failed(key, exc)
             return

@@ -2,7 +2,15 @@
 
 Owns the S3 client of a worker (one, created on the first ``s3`` upload and closed with the
 fetcher) and the translation of what the storage answers into the fetch vocabulary of
-:mod:`pipeline.fetch_policy`. The rules are :mod:`pipeline.adapters.fetch`'s:
+:mod:`pipeline.fetch_policy`. The rules are :mod:`pipeline.adapters.fetch`'s, and two of its own:
+- only buckets the operator allows are read (:func:`~pipeline.fetch_policy.bucket_allowed`,
+  PIPELINE_S3_BUCKETS, none by default): the event producer names the object, so without it any
+  producer could make the worker read, and learn from the verdict about, any object its
+  credentials reach. A bucket not allowed is refused before the client is made or any request
+  is sent;
+- making the client (its import, the S3 model, credentials from the default chain, which may
+  ask a container endpoint, instance metadata or STS) has its own time limit, so a credential
+  provider that never answers is a retryable failure, not a consumer stuck on its first upload;
 - the byte cap is checked from the object's Content-Length before its body is read, and again
   while streaming: never more than the cap + 1 bytes are read, whatever the server sends;
 - connect and read timeouts, plus a total for one attempt (connect + 3 x read), so a server
@@ -10,8 +18,9 @@ fetcher) and the translation of what the storage answers into the fetch vocabula
 - one attempt per call: the client's own retries are off, so every retry is the screener's,
   with its backoff and deadline, exactly as for ``url`` content;
 - clear reasons: a missing key, bucket or version, a refused access, an archived object and
-  refused credentials are permanent (:class:`FetchRefused`); throttling, 5xx, timeouts and
-  broken connections are retryable (:class:`FetchFailed`).
+  refused credentials are permanent (:class:`FetchRefused`); throttling, 5xx, timeouts,
+  broken connections and credential providers that fail or do not answer in time are retryable
+  (:class:`FetchFailed`).
 
 The endpoint and credentials are the operator's settings (:class:`~pipeline.fetch_policy.
 S3Access`), never logged: messages name the object (``s3://bucket/key``) and the storage's
@@ -30,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from pipeline.errors import PipelineError
-from pipeline.fetch_policy import FetchFailed, FetchLimits, FetchReason, FetchRefused, S3Access
+from pipeline.fetch_policy import (
+    FetchFailed,
+    FetchLimits,
+    FetchReason,
+    FetchRefused,
+    S3Access,
+    bucket_allowed,
+)
 from pipeline.models import S3Content
 
 if TYPE_CHECKING:
@@ -86,6 +102,7 @@ def classify_failure(exc: Exception, uri: str) -> PipelineError | None:
         BotoCoreError,
         ClientError,
         ConnectTimeoutError,
+        CredentialRetrievalError,
         FlexibleChecksumError,
         HTTPClientError,
         IncompleteReadError,
@@ -118,6 +135,13 @@ def classify_failure(exc: Exception, uri: str) -> PipelineError | None:
         # match what the storage holds: the transfer failed, the object may be fine.
         return FetchFailed(
             f"reading {uri} failed: {type(exc).__name__}", reason=FetchReason.CONNECTION_FAILED
+        )
+    if isinstance(exc, CredentialRetrievalError):
+        # A provider of the default chain (container endpoint, STS) was asked and failed after
+        # its own retries: it may answer later, and the role is likely right.
+        return FetchFailed(
+            f"no S3 credentials to read {uri}: {type(exc).__name__} from the default chain",
+            reason=FetchReason.S3_CREDENTIALS_UNAVAILABLE,
         )
     if isinstance(exc, NoCredentialsError):
         # The client resolved its credentials when it was created; asking again will not find
@@ -172,21 +196,39 @@ class S3Reader:
         self._client: S3Client | None = None
         self._exit = contextlib.AsyncExitStack()
         self._creating: asyncio.Lock | None = None
+        self._preparing: asyncio.Future[tuple[AioSession, AioConfig]] | None = None
 
     def __repr__(self) -> str:
         return f"S3Reader(endpoint={self.access.endpoint_url!r}, region={self.access.region!r})"
 
+    async def _session(self) -> tuple[AioSession, AioConfig]:
+        """The prepared session, made once in a thread. A caller that stops waiting (its time
+        ran out) leaves the thread's work to the next one, which takes it over rather than
+        loading everything again; a failed preparation is tried again by the next caller."""
+        if self._preparing is None:
+            self._preparing = asyncio.ensure_future(
+                asyncio.to_thread(_prepared_session, self.access, self.limits)
+            )
+        try:
+            return await asyncio.shield(self._preparing)
+        except Exception:
+            self._preparing = None
+            raise
+
     async def _s3(self) -> S3Client:
-        """The client, created once (concurrent first uploads wait for the same one)."""
+        """The client, created once (concurrent first uploads wait for the same one).
+
+        Unbounded in time (credentials from the default chain may wait on a provider that never
+        answers): :meth:`get` bounds it with the access's ``client_timeout``. Cancelled, it
+        leaves no client, and the next call starts again from the prepared session.
+        """
         if self._client is not None:
             return self._client
         if self._creating is None:
             self._creating = asyncio.Lock()
         async with self._creating:
             if self._client is None:
-                session, config = await asyncio.to_thread(
-                    _prepared_session, self.access, self.limits
-                )
+                session, config = await self._session()
                 credentials: dict[str, Any] = {}
                 if self.access.access_key_id is not None:
                     credentials["aws_access_key_id"] = self.access.access_key_id
@@ -207,18 +249,31 @@ class S3Reader:
     async def close(self) -> None:
         """Close the client and its connection pool (nothing happens if none was made)."""
         self._client = None
+        if self._preparing is not None:
+            if self._preparing.done() and not self._preparing.cancelled():
+                self._preparing.exception()  # retrieved: a failure nobody awaited is no news
+            self._preparing.cancel()  # the thread finishes on its own; its result is dropped
+            self._preparing = None
         await self._exit.aclose()
 
     async def get(self, content: S3Content) -> bytes:
         """The object's bytes. Raises :class:`FetchFailed` (retry) or :class:`FetchRefused`.
 
-        One attempt, bounded by the byte cap and by connect + 3 x read timeout in total.
+        A bucket the access does not allow is refused (``s3_bucket_not_allowed``) before
+        anything else. One attempt, bounded by the byte cap, by the access's client timeout
+        while the client is made (``s3_client_timeout``, retryable), then by connect + 3 x read
+        timeout in total.
         """
+        if not bucket_allowed(content.bucket, self.access.buckets):
+            raise FetchRefused(
+                f"{content.uri}: bucket {content.bucket} is not one PIPELINE_S3_BUCKETS allows",
+                reason=FetchReason.S3_BUCKET_NOT_ALLOWED,
+            )
         request: dict[str, Any] = {"Bucket": content.bucket, "Key": content.key}
         if content.version_id is not None:
             request["VersionId"] = content.version_id
         try:
-            client = await self._s3()  # a client the settings cannot make fails every upload
+            client = await self._client_within_its_time(content.uri)
             async with asyncio.timeout(self.limits.connect_timeout + 3 * self.limits.read_timeout):
                 response = await client.get_object(**request)
                 return await self._body(response, content.uri)
@@ -229,6 +284,19 @@ class S3Reader:
             if failure is None:
                 raise
             raise failure from None
+
+    async def _client_within_its_time(self, uri: str) -> S3Client:
+        """The client, or :class:`FetchFailed` (``s3_client_timeout``) when making it (or
+        waiting for another upload making it) takes over the access's client timeout."""
+        try:
+            async with asyncio.timeout(self.access.client_timeout):
+                return await self._s3()  # a client the settings cannot make fails every upload
+        except TimeoutError:
+            raise FetchFailed(
+                f"making the S3 client to read {uri} took over {self.access.client_timeout:g}s "
+                "(loading it, or a credential provider of the default chain not answering)",
+                reason=FetchReason.S3_CLIENT_TIMEOUT,
+            ) from None
 
     async def _body(self, response: GetObjectOutputTypeDef, uri: str) -> bytes:
         """The body, read to its end but never past the cap + 1 bytes; closed in any case (an

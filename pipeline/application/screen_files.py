@@ -36,6 +36,7 @@ from pipeline.verdicts import (
     hashing_failure_stage,
     image_facts,
     screened_verdict,
+    upload_matches,
     verdict_algorithms,
 )
 
@@ -121,14 +122,16 @@ def hash_files(
     handle: Callable[[Path, HashOutcome], None],
     *,
     timeout_seconds: float | None = None,
+    videos: bool = False,
 ) -> None:
     """Hash each file with ``algorithms`` and call ``handle`` with its result or refusal, in
-    input order. Blocking (runs its own event loop).
+    input order. Blocking (runs its own event loop). Videos are hashed (sampled frames) when
+    ``videos``, else refused as ``format_not_allowed``.
 
     Up to PIPELINE_HASH_PROCESSES processes (no more than files), each file limited to
     ``timeout_seconds`` of running time (default PIPELINE_HASH_TIMEOUT_SECONDS); a timeout
     beside other files is run again alone, as a crash is (the limit may be tight)."""
-    limits = settings.guard_limits()
+    limits = settings.guard_limits(videos=videos)
     pool = HashPool(
         min(settings.hash_processes, len(paths)),
         HASH_PROCESS_MEMORY_BYTES,
@@ -161,7 +164,9 @@ def screen_files(
         handle(path, file_verdict(path, outcome, matcher, settings))
 
     algorithms = verdict_algorithms(matcher.algorithms_in_use())
-    hash_files(paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds)
+    hash_files(
+        paths, settings, algorithms, verdict_of, timeout_seconds=timeout_seconds, videos=True
+    )
 
 
 def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: Settings) -> Verdict:
@@ -183,7 +188,7 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
         upload_id=str(path),
         hashes=outcome.hashes,
         image=image_facts(outcome),
-        decision=decide(matcher.match(outcome.hashes, outcome.views)),
+        decision=decide(upload_matches(matcher, outcome)),
         worker_id=settings.worker_id,
         decided_at=now,
     )

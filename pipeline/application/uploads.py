@@ -2,10 +2,11 @@
 
 Owns the upload events the CLI and the demo make (inline content, or a reference to an S3
 object given as ``s3://bucket/key[?versionId=...]``; an id of the file's or key's name plus a
-random suffix) and the submit-and-wait use case: the verdicts topic is read from its end
-*before* the uploads are produced, so a verdict that comes fast is not missed, and every
-upload is confirmed by the broker (:class:`~pipeline.adapters.delivery.Delivery`) before any
-wait begins.
+random suffix), as JSON records or, inline ones, in the binary inline form (the file as the
+record's value, the event in headers), and the submit-and-wait use case: the verdicts topic is
+read from its end *before* the uploads are produced, so a verdict that comes fast is not
+missed, and every upload is confirmed by the broker
+(:class:`~pipeline.adapters.delivery.Delivery`) before any wait begins.
 
 Must not print or choose exit codes: verdicts are returned (those seen in time, in the order
 of the uploads), failures raised (:class:`~pipeline.adapters.delivery.DeliveryFailed`,
@@ -28,7 +29,14 @@ from pydantic import ValidationError
 from pipeline.adapters.delivery import Delivery
 from pipeline.adapters.topics import short_lived_consumer
 from pipeline.config import Settings
-from pipeline.models import S3Content, UploadEvent
+from pipeline.models import (
+    BINARY_UPLOAD_CONTENT_TYPE,
+    BINARY_UPLOAD_SCHEMA_VERSION,
+    BinaryUploadHeaders,
+    InlineContent,
+    S3Content,
+    UploadEvent,
+)
 
 S3_SCHEME = "s3://"
 #: How ``s3://bucket/key?versionId=ID`` names a version (the AWS console's spelling).
@@ -93,19 +101,55 @@ def s3_event(content: S3Content, upload_id: str | None = None) -> UploadEvent:
     )
 
 
-def send_events(delivery: Delivery, settings: Settings, events: Sequence[UploadEvent]) -> None:
-    """Hand ``events`` to ``delivery``, keyed by upload id, for the uploads topic."""
+def binary_record(event: UploadEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """An inline event in the binary inline form: the file's bytes as the record's value and
+    the rest of the event as Kafka headers (:class:`~pipeline.models.BinaryUploadHeaders`).
+    Raises :class:`ValueError` for an event whose content is not inline."""
+    if not isinstance(event.content, InlineContent):
+        raise ValueError(f"only inline content has a binary form, not {event.content.kind}")
+    headers = BinaryUploadHeaders.model_validate(
+        {
+            "content-type": BINARY_UPLOAD_CONTENT_TYPE,
+            "upload-schema-version": BINARY_UPLOAD_SCHEMA_VERSION,
+            "upload-id": event.upload_id,
+            "upload-content-type": event.content_type,
+            "uploader-id": event.uploader_id,
+            "received-at": event.received_at,
+            "upload-metadata": event.metadata or None,
+        }
+    )
+    return base64.b64decode(event.content.data_base64), headers.kafka_headers()
+
+
+def send_events(
+    delivery: Delivery,
+    settings: Settings,
+    events: Sequence[UploadEvent],
+    *,
+    binary: bool = False,
+) -> None:
+    """Hand ``events`` to ``delivery``, keyed by upload id, for the uploads topic; with
+    ``binary``, inline ones in the binary inline form (:func:`binary_record`)."""
     for event in events:
-        delivery.send(
-            settings.topic_uploads, event.upload_id.encode(), event.model_dump_json().encode()
-        )
+        key = event.upload_id.encode()
+        if binary and isinstance(event.content, InlineContent):
+            value, headers = binary_record(event)
+            delivery.send(settings.topic_uploads, key, value, headers)
+        else:
+            delivery.send(settings.topic_uploads, key, event.model_dump_json().encode())
 
 
 def submit_events(
-    bootstrap: str, settings: Settings, events: Sequence[UploadEvent], wait: float
+    bootstrap: str,
+    settings: Settings,
+    events: Sequence[UploadEvent],
+    wait: float,
+    *,
+    binary: bool = False,
 ) -> list[VerdictJson]:
-    """Produce ``events``; with ``wait`` > 0, return their verdicts seen within ``wait`` seconds
-    of the last being confirmed (in the order of ``events``; missing ones left out).
+    """Produce ``events`` (inline ones in the binary form with ``binary``); with ``wait`` > 0,
+    return their verdicts seen within ``wait`` seconds of the last being confirmed (in the
+    order of ``events``; missing ones left out).
 
     Raises :class:`~pipeline.adapters.delivery.DeliveryFailed` (naming the first upload ids)
     unless the broker confirmed every event, and
@@ -114,7 +158,7 @@ def submit_events(
     consumer = _verdicts_from_now(bootstrap, settings) if wait > 0 else None
     try:
         delivery = Delivery.from_settings(bootstrap, settings)
-        send_events(delivery, settings, events)
+        send_events(delivery, settings, events, binary=binary)
         delivery.finish_or_raise()
         if consumer is None:
             return []

@@ -160,7 +160,7 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
 
     idle = _Run(bootstrap, settings)
     try:
-        idle_ready_s = idle.start_worker(1, logs / f"bench-lists-idle-{algorithm}.log")
+        idle_ready_s = idle.start_worker(logs / f"bench-lists-idle-{algorithm}.log")
         assert idle.process is not None
         idle_cpu_s = cpu_seconds(idle.process.pid)
         time.sleep(2)
@@ -173,7 +173,7 @@ def measure(bootstrap: str, settings: Settings, algorithm: str, size: int, logs:
     records, read_per_s = asyncio.run(read_rate(bootstrap, topic))
     load_before = os.getloadavg()[0]
     try:
-        ready_s = loaded.start_worker(1, logs / f"bench-lists-{algorithm}.log")
+        ready_s = loaded.start_worker(logs / f"bench-lists-{algorithm}.log")
         assert loaded.process is not None
         ready_cpu_s = cpu_seconds(loaded.process.pid)
         time.sleep(2)

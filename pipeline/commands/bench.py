@@ -1,4 +1,4 @@
-"""``pipeline bench hashing|index|pipeline|quality|detail|lists``: benchmark arguments.
+"""``pipeline bench hashing|index|pipeline|quality|detail|video|lists``: benchmark arguments.
 
 Each benchmark lives in :mod:`pipeline.bench` and exposes ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. Benchmark modules keep heavy imports (numba, Pillow, Kafka
@@ -17,10 +17,13 @@ from pipeline.config import Settings
 BENCHMARKS: dict[str, str] = {
     "hashing": "images/s by upload size against plain imagehash and a bare reduced decode",
     "index": "Hamming index queries/s and bytes/hash against pybktree and a numpy scan",
-    "pipeline": "events/s through a real broker against bare hashing; latency; time to ready",
+    "pipeline": "CPU per upload of the worker process tree against bare hashing, per upload "
+    "form (json, binary, url, s3) and worker count; uploads/s; latency; time to ready",
     "quality": "recall per transform and algorithm, false matches on unrelated photos and on "
     "low-information pictures, 1080p images/s against today's pHash+dHash path",
     "detail": "the low-information gate and list-entry flag on generated patterns and photos",
+    "video": "seconds of video screened per CPU second (720p/1080p H.264 and VP9), recall of "
+    "edited copies and false matches against vPDQ hashes of the originals",
     "lists": "worker RSS per loaded list entry, time to ready and topic read rate, real broker",
 }
 

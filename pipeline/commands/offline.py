@@ -90,18 +90,37 @@ def cmd_hash(args: argparse.Namespace, settings: Settings) -> int:
             refused += 1
             _emit({"file": str(path), "error": {"reason": result.reason, "message": str(result)}})
             return
-        _emit(
-            {
-                "file": str(path),
-                "format": result.format,
-                "width": result.width,
-                "height": result.height,
-                "hashes": hex_hashes(result.hashes),
-            }
-        )
+        line: dict[str, Any] = {
+            "file": str(path),
+            "media": result.media,
+            "format": result.format,
+            "width": result.width,
+            "height": result.height,
+            "hashes": hex_hashes(result.hashes),
+        }
+        if result.media == "video":
+            line["duration_seconds"] = round(result.duration_seconds, 3)
+            line["frames"] = [
+                {
+                    "seconds": round(frame.seconds, 3),
+                    "hashes": hex_hashes(
+                        {alg: oriented.identity for alg, oriented in frame.views[0].hashes.items()}
+                    ),
+                }
+                for frame in result.frames
+                if frame.views
+            ]
+        _emit(line)
 
     with _progress(args.quiet)("hashing", len(args.files), "file") as advance:
-        hash_files(args.files, settings, tuple(Algorithm), handle, timeout_seconds=args.timeout)
+        hash_files(
+            args.files,
+            settings,
+            tuple(Algorithm),
+            handle,
+            timeout_seconds=args.timeout,
+            videos=True,
+        )
     return 1 if refused else 0
 
 

@@ -17,11 +17,24 @@ from pipeline.config import Settings
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the screening worker."""
+    """Run the screening worker, or with ``--workers N`` N of them as child processes."""
+    if args.workers != 1:
+        from pipeline.worker_group import run_worker_group
+
+        return run_worker_group(settings, args.workers)
     from pipeline.worker import run_worker
 
-    del args
     return run_worker(settings)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return count
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +44,15 @@ def register(subparsers: Any) -> None:
         help="run the screening worker (embedded broker when PIPELINE_BOOTSTRAP_SERVERS is unset)",
         description="Consume uploads, screen them, emit verdicts/blocks/alerts/dead letters. "
         "Settings: PIPELINE_* environment variables (see README).",
+    )
+    worker.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="run N worker processes, each its own consumer-group member with its own hashing "
+        "pool and web port (PIPELINE_WEB_PORT + i); SIGTERM stops all, a dead one is restarted "
+        "(default %(default)s: this process is the worker)",
     )
     worker.set_defaults(handler=cmd_worker)
     uploads.register(subparsers)

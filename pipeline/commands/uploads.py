@@ -1,5 +1,5 @@
-"""``submit``: image files (inline) or S3 objects (by reference) as upload events, and their
-verdicts as lines a person reads.
+"""``submit``: image files (inline, as JSON or with ``--binary`` in the binary form) or S3
+objects (by reference) as upload events, and their verdicts as lines a person reads.
 
 Owns submit's arguments, output and exit codes, and the verdict line that ``submit`` and
 ``demo`` print (:func:`verdict_line`, explained by :data:`SUMMARY_LEGEND`); submitting and
@@ -111,7 +111,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     events = [upload_event(path) for path in args.files]
     events += [s3_event(content) for content in args.s3]
     try:
-        verdicts = submit_events(bootstrap, settings, events, args.wait)
+        verdicts = submit_events(bootstrap, settings, events, args.wait, binary=args.binary)
     except BrokerUnreachable as exc:
         return unreachable(exc)
     except DeliveryFailed as exc:
@@ -147,6 +147,12 @@ def register(subparsers: Any) -> None:
         metavar="URI",
         help="an object in S3-API storage, s3://BUCKET/KEY or s3://BUCKET/KEY?versionId=ID, "
         "read by the worker with its PIPELINE_S3_* settings (repeatable)",
+    )
+    submit.add_argument(
+        "--binary",
+        action="store_true",
+        help="send FILEs in the binary inline form: the file's bytes as the record's value, the "
+        "upload id and the rest in Kafka headers (schemas/upload-headers.json), no base64",
     )
     submit.add_argument(
         "--wait",

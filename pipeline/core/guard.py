@@ -9,6 +9,10 @@ declares, compression ratio), and only then the decode, which for JPEG happens a
 scale (``draft``), so memory and time are bounded by the header checks before any pixel is
 produced.
 
+HEIF (HEIC) and AVIF, the phone formats, are recognised by their ``ftyp`` brands; their
+libraries parse the whole container on open, so their declared sizes are read here first
+(``ispe`` boxes) and a cut file is told by its boxes and item locations (``iloc``).
+
 When a decoder gives up, the leading bytes name the format the upload claims to be: a format
 off the allowlist is ``format_not_allowed``; an allowed one whose own header declares more
 bytes than arrived is ``truncated``; anything else is ``undecodable``.
@@ -24,17 +28,39 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageMode, UnidentifiedImageError
+import pillow_heif
+from PIL import AvifImagePlugin, Image, ImageMode, UnidentifiedImageError
 
+from pipeline.core.containers import (
+    EBML_MAGIC,
+    iso_boxes,
+    iso_child,
+    iso_cut_short,
+    iso_media_format,
+    matroska_format,
+    u32be,
+)
 from pipeline.errors import InputRejected
+
+if TYPE_CHECKING:  # the video guard imports this module
+    from pipeline.core.video import VideoLimits
+
+# HEIF (HEIC from phones) opens through pillow-heif's Pillow plugin, AVIF through Pillow's own.
+# Both decode on one thread: the hashing pool runs one process per core, so a decoder's own
+# threads would only contend with the other processes. Thumbnails, depth and auxiliary images
+# are never read (only the primary picture is hashed).
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+pillow_heif.options.DECODE_THREADS = 1
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 # Pillow's own decompression-bomb limit is a process-wide default; our caller's limit is
 # enforced from the header before Pillow's check can matter, and its warning is made an error
 # inside decode() so nothing ever decodes silently past it.
 
 #: The Pillow format names the pipeline knows how to guard and hash.
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "HEIF", "AVIF"})
 
 #: Beyond this many decoded pixels per compressed byte a too-large image is called a bomb:
 #: real photos compress ~3-20 bytes of pixels per byte, bombs by thousands.
@@ -58,6 +84,17 @@ _JPEG_NOT_FRAMES = frozenset({0xC4, 0xC8, 0xCC})
 
 #: Bytes a pixel of libwebp's decoding canvas (RGBA or RGBX, whatever the file holds).
 _WEBP_CANVAS_BYTES_PER_PIXEL = 4
+#: Bytes a pixel counted for a HEIF or AVIF decode: libheif and libavif decode into YUV planes
+#: (8 to 16 bits a sample) and convert those to interleaved RGB(A), so a picture costs at least
+#: what a 4-byte canvas would whatever mode Pillow reports.
+_HEIF_CANVAS_BYTES_PER_PIXEL = 4
+#: Formats whose decoder allocates at that rate: their header sizes are checked before the
+#: file is opened, since their libraries parse the whole container there.
+_CANVAS_BYTES_PER_PIXEL: dict[str, int] = {
+    "WEBP": _WEBP_CANVAS_BYTES_PER_PIXEL,
+    "HEIF": _HEIF_CANVAS_BYTES_PER_PIXEL,
+    "AVIF": _HEIF_CANVAS_BYTES_PER_PIXEL,
+}
 
 #: EXIF orientation tag value -> the transpose that makes the image upright.
 _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
@@ -105,6 +142,12 @@ class GuardReason(enum.StrEnum):
     TRUNCATED = "truncated"
     UNDECODABLE = "undecodable"
     MEMORY_LIMIT = "memory_limit"
+    # Videos (pipeline/core/video.py), from the container header before any frame is decoded.
+    NO_VIDEO_STREAM = "no_video_stream"
+    TOO_MANY_STREAMS = "too_many_streams"
+    TOO_LONG = "too_long"
+    FRAME_RATE_TOO_HIGH = "frame_rate_too_high"
+    CODEC_NOT_ALLOWED = "codec_not_allowed"
 
 
 class ImageRejected(InputRejected):
@@ -144,6 +187,9 @@ class GuardLimits:
     max_decoded_bytes: int = 256 * 1024 * 1024
     max_compression_ratio: float = 400.0
     ratio_exempt_decoded_bytes: int = 64 * 1024 * 1024
+    video: VideoLimits | None = None
+    """Limits for video uploads (:mod:`pipeline.core.video`); None: videos are refused as
+    ``format_not_allowed`` like any format off the allowlist."""
 
     def __post_init__(self) -> None:
         unknown = set(self.allowed_formats) - SUPPORTED_FORMATS
@@ -181,7 +227,9 @@ def sniff_format(data: bytes) -> str | None:
         # RIFF also wraps WAV and AVI; only the form type at bytes 8-11 says WebP.
         return "WEBP" if b"WEBP".startswith(data[8:12]) else "RIFF"
     if data[4:8] == b"ftyp":
-        return "ISOBMFF"  # HEIF, AVIF, MP4
+        return iso_media_format(data)
+    if data.startswith(EBML_MAGIC):
+        return matroska_format(data)
     for signature, name in _SIGNATURES:
         if data.startswith(signature) or (
             _MIN_SIGNATURE_PREFIX <= len(data) < len(signature) and signature.startswith(data)
@@ -200,6 +248,81 @@ def _u16be(data: bytes, at: int) -> int:
 
 def _u32le(data: bytes, at: int) -> int:
     return int.from_bytes(data[at : at + 4], "little")
+
+
+def _heif_meta(data: bytes) -> tuple[int, int] | None:
+    """Where the children of a HEIF/AVIF file's top-level ``meta`` box lie (a full box: its
+    4-byte version and flags come first)."""
+    meta = iso_child(data, 0, len(data), b"meta")
+    return None if meta is None else (meta[0] + 4, meta[1])
+
+
+def _heif_declared_sizes(data: bytes) -> list[tuple[int, int]]:
+    """Width and height of every image spatial extent (``ispe``) property of a HEIF/AVIF file:
+    each coded item's size (a grid picture's and each of its tiles')."""
+    meta = _heif_meta(data)
+    iprp = None if meta is None else iso_child(data, *meta, b"iprp")
+    ipco = None if iprp is None else iso_child(data, *iprp, b"ipco")
+    if ipco is None:
+        return []
+    return [
+        (u32be(data, payload + 4), u32be(data, payload + 8))
+        for kind, payload, end in iso_boxes(data, *ipco)
+        if kind == b"ispe" and end >= payload + 12 and payload + 12 <= len(data)
+    ]
+
+
+def _read_uint(data: bytes, at: int, size: int) -> tuple[int, int]:
+    """A big-endian unsigned int of ``size`` bytes (0 to 8) at ``at``, and the offset after it."""
+    return int.from_bytes(data[at : at + size], "big"), at + size
+
+
+def _heif_items_end(data: bytes) -> int | None:
+    """The furthest file offset the item locations (``iloc``) of a HEIF/AVIF file point to,
+    counting only data stored in the file by offset (construction method 0); None without a
+    readable iloc box. ISO/IEC 14496-12 section 8.11.3."""
+    meta = _heif_meta(data)
+    iloc = None if meta is None else iso_child(data, *meta, b"iloc")
+    if iloc is None:
+        return None
+    position, box_end = iloc
+    end = min(box_end, len(data))
+    if position + 8 > end:
+        return None
+    version = data[position]
+    offset_size, length_size = data[position + 4] >> 4, data[position + 4] & 0x0F
+    base_offset_size = data[position + 5] >> 4
+    index_size = data[position + 5] & 0x0F if version in (1, 2) else 0
+    count_size = 4 if version == 2 else 2
+    items, position = _read_uint(data, position + 6, count_size)
+    furthest = 0
+    for _ in range(items):
+        _, position = _read_uint(data, position, count_size)  # item ID
+        method = 0
+        if version in (1, 2):
+            flags, position = _read_uint(data, position, 2)
+            method = flags & 0x0F
+        position += 2  # data reference index
+        base, position = _read_uint(data, position, base_offset_size)
+        extents, position = _read_uint(data, position, 2)
+        for _ in range(extents):
+            position += index_size
+            offset, position = _read_uint(data, position, offset_size)
+            length, position = _read_uint(data, position, length_size)
+            if method == 0:
+                furthest = max(furthest, base + offset + length)
+        if position > end:
+            return None  # the table itself is cut: the top-level walk says so
+    return furthest
+
+
+def _heif_cut_short(data: bytes) -> bool:
+    """Whether a HEIF/AVIF file ends before what its boxes declare: a top-level box running
+    past the end, no ``meta`` box at all, or item data located beyond the last byte."""
+    if iso_cut_short(data) or _heif_meta(data) is None:
+        return True
+    items_end = _heif_items_end(data)
+    return items_end is not None and items_end > len(data)
 
 
 def _jpeg_cut_short(data: bytes) -> bool:
@@ -279,6 +402,8 @@ def _cut_short(fmt: str, data: bytes) -> bool:
         return len(data) < 26 or _u32le(data, 2) > len(data)  # header's declared file size
     if fmt == "WEBP":
         return len(data) < 12 or _u32le(data, 4) + 8 > len(data)  # RIFF's declared size
+    if fmt in ("HEIF", "AVIF"):
+        return _heif_cut_short(data)
     return False
 
 
@@ -353,8 +478,8 @@ def _decoded_bytes_per_pixel(image: Image.Image, fmt: str, data: bytes) -> int:
     pixel; libwebp decodes every WebP, alpha or not, into a 4-byte RGBA/RGBX canvas."""
     mode = ImageMode.getmode(image.mode)
     pillow_bytes = len(mode.bands) * int(mode.typestr[2:])
-    if fmt == "WEBP":
-        return max(pillow_bytes, _WEBP_CANVAS_BYTES_PER_PIXEL)
+    if fmt in _CANVAS_BYTES_PER_PIXEL:
+        return max(pillow_bytes, _CANVAS_BYTES_PER_PIXEL[fmt])
     if fmt == "PNG":
         bits = _png_bits_per_pixel(data)
         if bits is not None:
@@ -504,14 +629,22 @@ def _check_ratio(decoded_bytes: int, data: bytes, limits: GuardLimits) -> None:
 
 
 def _check_before_open(data: bytes, limits: GuardLimits) -> None:
-    """The size caps for formats whose decoder allocates the whole picture while Pillow opens
-    the file (WebP: libwebp's canvas), so they cannot wait for the checks after it."""
-    if sniff_format(data) == "WEBP" and "WEBP" in limits.allowed_formats:
-        declared = _webp_canvas_size(data)
-        if declared is not None:
-            _check_pixels(*declared, data, limits)
-            decoded_bytes = _check_decoded_bytes(declared, _WEBP_CANVAS_BYTES_PER_PIXEL, limits)
-            _check_ratio(decoded_bytes, data, limits)
+    """The size caps for formats whose library does its work while Pillow opens the file, so
+    they cannot wait for the checks after it: WebP (libwebp allocates its canvas there), HEIF
+    and AVIF (libheif and libavif parse the whole container; every coded item's declared size
+    is checked, a grid picture's and each tile's)."""
+    fmt = sniff_format(data)
+    if fmt not in _CANVAS_BYTES_PER_PIXEL or fmt not in limits.allowed_formats:
+        return
+    if fmt == "WEBP":
+        webp = _webp_canvas_size(data)
+        declared = [] if webp is None else [webp]
+    else:
+        declared = _heif_declared_sizes(data)
+    for size in declared:
+        _check_pixels(*size, data, limits)
+        decoded_bytes = _check_decoded_bytes(size, _CANVAS_BYTES_PER_PIXEL[fmt], limits)
+        _check_ratio(decoded_bytes, data, limits)
 
 
 def _check_header(image: Image.Image, data: bytes, limits: GuardLimits) -> int:
@@ -571,7 +704,9 @@ def decode(data: bytes, limits: GuardLimits) -> DecodedImage:
     full-width row above it, so every byte must be inflated whatever is kept; Adam7's first
     pass is a 1/8-scale preview, but Pillow decodes all passes and only interlaced files have
     one). A reduced decode would also break the exact agreement with plain imagehash that
-    these formats keep. GIF and other animations are hashed by their first frame.
+    these formats keep. GIF and other animations are hashed by their first frame. HEIF and
+    AVIF decode at full size too; libheif applies HEIF's rotation and mirroring itself, AVIF's
+    arrive as an EXIF orientation, applied here as for a JPEG.
 
     Raises :class:`ImageRejected` with the matching :class:`GuardReason`; nothing else.
     """

@@ -35,10 +35,12 @@ from pipeline.core.detail import is_low_information_dct, thumbnail_dct
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
 from pipeline.core.orientation import (
     OrientationHashes,
+    UprightHash,
     dhash_orientations,
     phash_orientations_of,
 )
 from pipeline.core.pdq import PdqHashes, pdq_hashes, upright_full_size
+from pipeline.core.reframe import reframings
 from pipeline.core.regions import Region, content_regions
 from pipeline.core.types import (
     BASELINE_PERCEPTUAL,
@@ -103,12 +105,20 @@ class View:
     """
 
     region: Region
-    hashes: Mapping[Algorithm, OrientationHashes]
+    hashes: Mapping[Algorithm, OrientationHashes | UprightHash]
     low_information: bool = False
     """Too little detail for a perceptual match to mean anything
     (:func:`pipeline.core.detail.is_low_information`): the matcher does not search it."""
     pdq_quality: int | None = None
     """PDQ's quality score (0-100) of this view, when PDQ was computed."""
+
+    @property
+    def upright_only(self) -> bool:
+        """Hashed, and so searched, in the upright orientation only (:class:`UprightHash`): a
+        reframed view (:mod:`pipeline.core.reframe`) is a guess at the listed picture's frame,
+        and its seven turns would be seven more chances for an unrelated picture to come near
+        an entry."""
+        return any(isinstance(value, UprightHash) for value in self.hashes.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +163,9 @@ def upload_views(
 ) -> tuple[View, ...]:
     """The views of one decoded upload: the whole picture, then each content region
     (:func:`pipeline.core.regions.content_regions`: without uniform borders, or the picture
-    inside a screenshot or meme), each in every orientation, all from the one reduced decode.
+    inside a screenshot or meme), each in every orientation, then the reframed pictures
+    (:func:`pipeline.core.reframe.reframings`: straightened, uncropped; pHash and dHash
+    upright only, their region the whole upload), all from the one reduced decode.
 
     Regions are reported in the upright upload's pixels. Empty when ``algorithms`` holds no
     perceptual algorithm (nothing to search by distance).
@@ -175,7 +187,24 @@ def upload_views(
             kind=found.kind,
         )
         views.append(_view(region, image.crop(box), wanted))
+    # Reframed views: pHash and dHash only (PDQ adds little there and costs as much as the
+    # rest of the view), searched upright only.
+    if Algorithm.PHASH in wanted or Algorithm.DHASH in wanted:
+        for kind, reframed in reframings(image):
+            views.append(_upright_view(Region(0, 0, width, height, kind), reframed, wanted))
     return tuple(views)
+
+
+def _upright_view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
+    """A reframed view: pHash and dHash of ``image``, upright only (:class:`UprightHash`), the
+    low-information gate judged as for any view."""
+    coefficients = thumbnail_dct(image)
+    hashes: dict[Algorithm, OrientationHashes | UprightHash] = {}
+    if Algorithm.PHASH in algorithms:
+        hashes[Algorithm.PHASH] = UprightHash(phash_orientations_of(coefficients).identity)
+    if Algorithm.DHASH in algorithms:
+        hashes[Algorithm.DHASH] = UprightHash(bits_to_int(imagehash.dhash(image).hash))
+    return View(region, hashes, low_information=is_low_information_dct(coefficients))
 
 
 def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -> View:
@@ -184,7 +213,7 @@ def _view(region: Region, image: Image.Image, algorithms: Sequence[Algorithm]) -
     low-information gate judged on pHash's own thumbnail DCT (one resize and one DCT serve
     both). PDQ is computed as if from the region at full size (see :mod:`pipeline.core.pdq`)."""
     coefficients = thumbnail_dct(image)
-    hashes: dict[Algorithm, OrientationHashes] = {}
+    hashes: dict[Algorithm, OrientationHashes | UprightHash] = {}
     if Algorithm.PHASH in algorithms:
         hashes[Algorithm.PHASH] = phash_orientations_of(coefficients)
     if Algorithm.DHASH in algorithms:

@@ -27,15 +27,17 @@ to the scan because entries were retracted (no flapping around the size threshol
 
 An upload is searched as views (:class:`pipeline.core.hashing.View`): each region hashed (the
 whole picture first) in each of the eight orientations, every distinct value once. An entry is
-reported once, by its nearest hit; ties go to the earlier view, then the earlier orientation,
-so an upright whole-picture match is always reported as such. Variants are exact searches of
-the same index at the same radius, never an approximation. A view too plain to mean anything
-(``View.low_information``: its pHash is undecided, see :mod:`pipeline.core.detail`) is not
-searched at all. A dHash match counts on its own only within :data:`DHASH_ALONE` bits and when
-neither hash is the hash of a smooth picture (:data:`~pipeline.core.detail.DHASH_MIN_TRANSITIONS`);
-otherwise, up to its list's threshold, only when corroborated by a pHash near miss of its list
-in the same view and orientation of the upload (:data:`CORROBORATION`). A view's PDQ below
-:data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is not searched (PDQ's convention).
+reported once, by its nearest hit that counts; ties go to the earlier view, then the earlier
+orientation, so an upright whole-picture match is always reported as such. Variants are exact
+searches of the same index at the same radius, never an approximation. What counts: a view too
+plain to mean anything (``View.low_information``: its pHash is undecided, see
+:mod:`pipeline.core.detail`) is not searched at all. A hit in a turned orientation counts only
+within its list's threshold less :data:`TURNED_MARGIN`. A dHash hit counts on its own only
+within :data:`DHASH_ALONE` bits and when neither hash is the hash of a smooth picture
+(:data:`~pipeline.core.detail.DHASH_MIN_TRANSITIONS`); otherwise, up to its list's threshold,
+only upright and when corroborated by a pHash near miss of its list in the same view, upright
+(:data:`CORROBORATION`). A view's PDQ below :data:`~pipeline.core.hashlist.PDQ_MIN_QUALITY` is
+not searched (PDQ's convention).
 
 An entry whose list has no config is *held*: stored and indexed, but never matched, until
 its list's config arrives (list configs and entries can arrive in any order from different
@@ -50,7 +52,7 @@ Must not do I/O.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -107,6 +109,9 @@ class Match:
     """How the upload is turned relative to the listed picture (``mirror``: a mirrored copy)."""
     region: Region | None = None
     """Which part of the upload matched, in its pixels; None when matched without views."""
+    frame_seconds: tuple[float, ...] = ()
+    """For a video: when the sampled frames that matched are shown (seconds into the upload,
+    earliest first); empty for an image or a match of the file's digest."""
 
 
 #: A dHash match counts on its own only this close to its entry, and only when neither the
@@ -127,8 +132,30 @@ class Match:
 #: and halves the spurious co-matches of a true copy (its own pHash hit at 0-8 bits used to
 #: vouch for every other entry within dHash 10 of it: 65 such pairs among the members, 30 now).
 DHASH_ALONE = 4
-#: The corroborating algorithms and how near (inclusive) a near miss must be.
+#: The corroborating algorithms and how near (inclusive) a near miss must be. Only the upright
+#: orientation corroborates and is corroborated (:data:`TURNED_MARGIN`).
 CORROBORATION: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 12})
+
+#: A hit in a turned orientation (anything but upright) counts only this many bits inside its
+#: list's threshold, and a turned dHash hit only on its own (:func:`counts_alone`), never by
+#: corroboration. Seven turned orientations of every view are seven more chances for an
+#: unrelated picture to come near an entry, while a turned copy is an exact transpose of the
+#: listed picture: its hits lie at the upright copy's distances, 0-2 bits for 476 of the 497
+#: turned whole-picture pHash hits measured. Measured with ``pipeline bench quality`` (98
+#: listed photos x 511 unrelated ones, 50,078 pairs, each unrelated photo also mirrored,
+#: letterboxed, in a chat screenshot, with meme bars, turned 4 degrees and cropped 5%): the last
+#: 2 false pairs were both letterboxed pictures whose whole view, turned, came near a wallpaper
+#: (pHash 8 turned 180 degrees; dHash 8 transposed, corroborated by a pHash near miss of another
+#: entry); with these rules 0, and no listed-photo query lost.
+TURNED_MARGIN: Mapping[Algorithm, int] = MappingProxyType({Algorithm.PHASH: 2})
+
+
+def turned_threshold(algorithm: Algorithm, threshold: int, orientation: Orientation) -> int:
+    """The distance a hit of ``algorithm`` in ``orientation`` counts within, given its list's
+    ``threshold``: less :data:`TURNED_MARGIN` for a turned one (never below 0)."""
+    if orientation is Orientation.IDENTITY:
+        return threshold
+    return max(0, threshold - TURNED_MARGIN.get(algorithm, 0))
 
 
 def counts_alone(algorithm: Algorithm, distance: int, query: int, entry: int) -> bool:
@@ -145,6 +172,29 @@ def counts_alone(algorithm: Algorithm, distance: int, query: int, entry: int) ->
 #: One perceptual query: (value, the orientation it was hashed in, view position, region).
 _Query = tuple[int, Orientation, int, Region | None]
 _ORIENTATION_ORDER = {orientation: position for position, orientation in enumerate(ORIENTATIONS)}
+#: Where a hit ranks among an entry's hits: (distance, view position, orientation order).
+_Rank = tuple[int, int, int]
+
+
+class _Hits:
+    """One upload's hits per entry (internal id): the nearest that counts so far, and the
+    upright dHash hits that count only if corroborated (resolved once all are in)."""
+
+    __slots__ = ("counted", "waiting")
+
+    def __init__(self) -> None:
+        self.counted: dict[int, tuple[_Rank, Match]] = {}
+        self.waiting: dict[int, list[tuple[_Rank, Match]]] = {}
+
+    def beaten(self, internal: int, rank: _Rank) -> bool:
+        """Whether the entry already counts by a hit ranked at or before ``rank``."""
+        kept = self.counted.get(internal)
+        return kept is not None and kept[0] <= rank
+
+    def keep(self, internal: int, rank: _Rank, match: Callable[[], Match]) -> None:
+        """Count the hit when it is the entry's nearest (``match`` builds it only then)."""
+        if not self.beaten(internal, rank):
+            self.counted[internal] = (rank, match())
 
 
 Operation = (
@@ -174,12 +224,12 @@ class MatcherView:
         Disabled lists never match. Allow-list matches are included (kind ``allow``): the
         decision policy decides what they suppress.
         """
-        best: dict[int, tuple[tuple[int, int, int], Match, int]] = {}
+        hits = _Hits()
         for algorithm, value in hashes.items():
             if not algorithm.is_perceptual:
                 for internal in self.exact[algorithm].lookup(value):
                     self._consider(
-                        best, internal, algorithm, 0, (value, Orientation.IDENTITY, 0, None)
+                        hits, internal, algorithm, 0, (value, Orientation.IDENTITY, 0, None)
                     )
         queries_by_algorithm = self._perceptual_queries(hashes, views)
         for algorithm, queries in queries_by_algorithm.items():
@@ -187,49 +237,43 @@ class MatcherView:
             if radius is None:
                 continue
             values = [query[0] for query in queries]
-            for query, hits in zip(
+            for query, found_hits in zip(
                 queries, self.hamming[algorithm].search_many(values, radius), strict=True
             ):
-                for internal, distance in hits:
-                    self._consider(best, internal, algorithm, distance, query)
-        alone = {
-            internal: counts_alone(m.algorithm, m.distance, query, self.rows.value64(internal))
-            for internal, (_, m, query) in best.items()
-        }
-        if all(alone.values()):
-            found = [match for _, match, _ in best.values()]
-        else:
+                for internal, distance in found_hits:
+                    self._consider(hits, internal, algorithm, distance, query)
+        if hits.waiting:
             corroborated = self._corroborated(hashes, views)
-            found = [
-                m
-                for internal, ((_, position, turn), m, _) in best.items()
-                if alone[internal] or (m.list_name, position, turn) in corroborated
-            ]
+            for internal, waiting in hits.waiting.items():
+                for rank, match in waiting:
+                    if (match.list_name, rank[1]) in corroborated and not hits.beaten(
+                        internal, rank
+                    ):
+                        hits.counted[internal] = (rank, match)
+        found = [match for _, match in hits.counted.values()]
         found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
         return found
 
     def _corroborated(
         self, hashes: Mapping[Algorithm, int], views: Sequence[View]
-    ) -> set[tuple[str, int, int]]:
-        """(list, view position, orientation order) for each view and orientation of the upload
-        that nearly matches an entry of a corroborating algorithm on that list: farther than
-        the list's threshold for it, within :data:`CORROBORATION` bits (searched only when a
-        match needs it). A dHash hit is corroborated only by the same view in the same
-        orientation: any view and orientation would make chance corroborations grow faster with
-        the list (32 queries against 10M pHashes). Every orientation is listed, also those
-        sharing a value with an earlier one (a symmetric picture)."""
-        found: set[tuple[str, int, int]] = set()
+    ) -> set[tuple[str, int]]:
+        """(list, view position) for each view of the upload whose upright hash nearly matches
+        an entry of a corroborating algorithm on that list: farther than the list's threshold
+        for it, within :data:`CORROBORATION` bits (searched only when a match needs it). A
+        dHash hit is corroborated only by the same view, upright: any view and orientation
+        would make chance corroborations grow faster with the list (32 queries against 10M
+        pHashes), and a turned copy needs none (:data:`TURNED_MARGIN`)."""
+        found: set[tuple[str, int]] = set()
         for algorithm, radius in CORROBORATION.items():
             index = self.hamming[algorithm]
-            where: dict[int, list[tuple[int, int]]] = {}
+            where: dict[int, list[int]] = {}
             if views:
                 for position, view in enumerate(views):
                     if view.low_information or algorithm not in view.hashes:
                         continue
-                    for turn, value in enumerate(view.hashes[algorithm].hashes):
-                        where.setdefault(value, []).append((position, turn))
+                    where.setdefault(view.hashes[algorithm].identity, []).append(position)
             elif algorithm in hashes:
-                where[hashes[algorithm]] = [(0, 0)]
+                where[hashes[algorithm]] = [0]
             if not where or not len(index):
                 continue
             values = list(where)
@@ -238,7 +282,7 @@ class MatcherView:
                 lists = {
                     name for name, distance in names if self._near_miss(name, algorithm, distance)
                 }
-                found.update((name, *spot) for name in lists for spot in where[value])
+                found.update((name, position) for name in lists for position in where[value])
         return found
 
     def _near_miss(self, list_name: str, algorithm: Algorithm, distance: int) -> bool:
@@ -274,28 +318,31 @@ class MatcherView:
 
     def _consider(
         self,
-        best: dict[int, tuple[tuple[int, int, int], Match, int]],
+        hits: _Hits,
         internal: int,
         algorithm: Algorithm,
         distance: int,
         query: _Query,
     ) -> None:
-        """Keep the hit if its list's policy allows it and it is the entry's nearest so far."""
+        """Keep the hit if its list's policy allows it (see the module docstring): as the
+        entry's nearest counting hit so far, or as waiting for corroboration."""
         value, orientation, position, region = query
         rank = (distance, position, _ORIENTATION_ORDER[orientation])
-        kept = best.get(internal)
-        if kept is not None and kept[0] <= rank:
+        if hits.beaten(internal, rank):
             return
         list_name = self.rows.list_name(internal)
         config = self.configs.get(list_name)
         if config is None:
             return  # held: no policy to match it under
         threshold = config.threshold(algorithm)
-        if not config.enabled or threshold is None or distance > threshold:
+        if not config.enabled or threshold is None:
             return
-        best[internal] = (
-            rank,
-            Match(
+        threshold = turned_threshold(algorithm, threshold, orientation)
+        if distance > threshold:
+            return
+
+        def match() -> Match:
+            return Match(
                 list_name=list_name,
                 list_version=config.version,
                 list_kind=config.kind,
@@ -309,9 +356,12 @@ class MatcherView:
                 # the listed picture turned by its inverse.
                 orientation=orientation.inverse,
                 region=region,
-            ),
-            value,
-        )
+            )
+
+        if counts_alone(algorithm, distance, value, self.rows.value64(internal)):
+            hits.keep(internal, rank, match)
+        elif orientation is Orientation.IDENTITY:
+            hits.waiting.setdefault(internal, []).append((rank, match()))
 
 
 #: A run of entries to add, in columns (the hash-list feed's bulk form of ``entry`` records).

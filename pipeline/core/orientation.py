@@ -136,6 +136,20 @@ _POSITION = {orientation: position for position, orientation in enumerate(ORIENT
 
 
 @dataclass(frozen=True, slots=True)
+class UprightHash:
+    """One perceptual hash computed upright only: the hashes of a view that is searched upright
+    only (a reframed view, :mod:`pipeline.core.reframe`), where the seven turned values would
+    cost hashing time and be searched by nobody. Offers what the matcher reads of
+    :class:`OrientationHashes`: ``identity`` and ``distinct()``."""
+
+    identity: int
+
+    def distinct(self) -> dict[int, Orientation]:
+        """The one value, upright."""
+        return {self.identity: Orientation.IDENTITY}
+
+
+@dataclass(frozen=True, slots=True)
 class OrientationHashes(Mapping[Orientation, int]):
     """One perceptual hash per :class:`Orientation`: a read-only mapping orientation -> int.
 

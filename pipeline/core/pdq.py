@@ -117,6 +117,13 @@ def pdq_hash(image: Image.Image, full_size: tuple[int, int] | None = None) -> tu
     return _vector_to_int(vector), int(quality)
 
 
+def full_frame_pdq(rgb: npt.NDArray[np.uint8]) -> tuple[int, int]:
+    """(hash, quality) of a full-size RGB picture (height x width x 3) exactly as ThreatExchange's
+    hasher computes it (its own luma, blur and decimation): what vPDQ hashes each frame with."""
+    vector, quality = pdqhash.compute(np.ascontiguousarray(rgb, dtype=np.uint8))
+    return _vector_to_int(vector), int(quality)
+
+
 def pdq_luma_64(
     image: Image.Image, full_size: tuple[int, int] | None = None
 ) -> npt.NDArray[np.uint8]:

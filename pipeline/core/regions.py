@@ -46,6 +46,12 @@ class RegionKind(enum.StrEnum):
     """The upload without uniform borders (pad, letterbox, pillarbox)."""
     EMBEDDED = "embedded"
     """A picture inside flat surroundings (screenshot, chat frame, meme bars)."""
+    UNCROPPED = "uncropped"
+    """The whole upload with its edges extended, as if a crop of a few percent of each side
+    were undone (:mod:`pipeline.core.reframe`)."""
+    STRAIGHTENED = "straightened"
+    """The whole upload turned back by the few degrees its fill-coloured corners show
+    (:mod:`pipeline.core.reframe`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.core.matching import Matcher
 from pipeline.hashpool import HashPool
 from pipeline.health import WorkerHealth
+from pipeline.memory import IdleTrim
 from pipeline.metrics import PipelineMetrics
 from pipeline.outputs import OutputWriter
 from pipeline.screening import Screener
@@ -38,6 +39,7 @@ class Message:
     topic: str
     partition: int
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def make_agent(
     max_uncommitted: int,
     deadline: float = LONG_DEADLINE_SECONDS,
     forget_content: Callable[[Any], None] | None = None,
+    release_unacknowledged: Callable[[Any], None] | None = None,
 ) -> ScreeningAgent:
     settings = Settings(
         bootstrap_servers="unused:9092",
@@ -113,6 +116,7 @@ def make_agent(
         max_in_flight=max_in_flight,
         max_uncommitted=max_uncommitted,
         forget_content=forget_content,
+        release_unacknowledged=release_unacknowledged,
     )
 
 
@@ -244,3 +248,103 @@ def test_uploads_done_behind_a_slow_one_wait_without_their_content(trickling_url
     assert recorder.acked == []  # every one waits behind the slow head of the partition
     assert sorted(forgotten) == sorted(f"inline-{i}" for i in range(10))
     assert [e.value is None for e in events] == [False] + [True] * 10  # the slow one: still needed
+
+
+def test_a_slow_upload_keeps_the_worker_busy_for_the_idle_trim(trickling_url: str) -> None:
+    """The idle memory trim waits for the last upload in flight, not only for the last one
+    taken: before, a worker whose last upload was a slow URL trimmed 2 s after taking it, while
+    it was still being screened."""
+    recorder = Recorder()
+    agent = make_agent(recorder, max_in_flight=8, max_uncommitted=100, deadline=3.0)
+    events = uploads(trickling_url, inline=4)
+    idle = IdleTrim(idle_seconds=2)
+    clock = 0.0  # the trim's clock, advanced 1 s per check (its timer's interval)
+    due: list[bool] = []
+
+    def check() -> None:
+        nonlocal clock
+        clock += 1.0
+        due.append(idle.due(agent.taken, agent.in_flight, clock))
+
+    async def main() -> None:
+        inline_done = lambda: len(recorder.verdicts) >= 4  # noqa: E731
+        task = asyncio.create_task(agent.run(stream_of(events, []), recorder.ack))
+        try:
+            async with asyncio.timeout(30):
+                while not inline_done():
+                    await asyncio.sleep(0.02)
+                assert (agent.taken, agent.in_flight) == (5, 1)  # only the slow URL is left
+                for _ in range(10):  # 10 s on the trim's clock: never idle while it screens
+                    check()
+                assert not any(due)
+                while "slow" not in recorder.verdicts:  # its deadline ends it
+                    await asyncio.sleep(0.05)
+                assert agent.in_flight == 0
+                for _ in range(3):
+                    check()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert due == [False] * 10 + [False, False, True]  # idle for 2 s after it ended: trim
+
+
+def test_uploads_taken_before_the_topic_was_recreated_are_screened_but_never_acknowledged(
+    trickling_url: str,
+) -> None:
+    """Their offsets belong to a topic that is gone: committed on the new topic, they would
+    skip its records below them. Acknowledgements resume with what is taken afterwards."""
+    recorder = Recorder()
+    released: list[Message] = []
+    agent = make_agent(
+        recorder,
+        max_in_flight=8,
+        max_uncommitted=100,
+        deadline=SHORT_DEADLINE_SECONDS,
+        release_unacknowledged=lambda event: released.append(event.message),
+    )
+    old = uploads(trickling_url, inline=6)  # the slow one holds partition 0 of the old topic
+    image = base64.b64encode(encode(synthetic_image(4, 160, 120))).decode()
+    new = [
+        Event(b"k", event_bytes(f"new-{i}", {"kind": "inline", "data_base64": image}),
+              Message("u", i % 2, i // 2))
+        for i in range(4)
+    ]  # fmt: skip
+    recreated = asyncio.Event()
+
+    async def source() -> AsyncIterator[Event]:
+        for event in old:
+            yield event
+        await recreated.wait()
+        for event in new:
+            yield event
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.run(source(), recorder.ack))
+        try:
+            async with asyncio.timeout(30):
+                while len(recorder.verdicts) < len(old) - 1:  # all but the slow one
+                    await asyncio.sleep(0.02)
+                agent.forget_taken()
+                recreated.set()
+                while len(recorder.verdicts) < len(old) + len(new):
+                    await asyncio.sleep(0.02)
+                while len(recorder.acked) < len(new):
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    # Partition 1 of the old topic was acknowledged before the change; after it, only the new
+    # uploads are, although the old partition 0 finished (the slow one at its deadline) later.
+    old_messages = {id(e.message) for e in old}  # equal offsets on both topics: by identity
+    old_acked = [m for m in recorder.acked if id(m) in old_messages]
+    assert [(m.partition, m.offset) for m in old_acked] == [(1, 0), (1, 1), (1, 2)]
+    assert sorted(id(m) for m in recorder.acked[3:]) == sorted(id(e.message) for e in new)
+    assert agent.unacknowledged_old == 4  # the slow one and the 3 inline behind it
+    # ... each released instead (Faust must not wait for it before a rebalance goes on).
+    assert sorted((m.partition, m.offset) for m in released) == [(0, o) for o in range(4)]

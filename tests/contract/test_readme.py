@@ -41,3 +41,11 @@ def test_first_readme_line_installs_and_runs_the_demo() -> None:
     assert shell_blocks()[0].strip() == (
         "python3 -m venv .venv && .venv/bin/pip install -e '.[embedded]' && .venv/bin/pipeline demo"
     )
+
+
+def test_every_s3_reason_is_in_the_s3_reasons_table() -> None:
+    from pipeline.fetch_policy import FetchReason
+
+    table = README.split("| reason | retried | when |", 1)[1].split("\n\n", 1)[0]
+    missing = [r.value for r in FetchReason if r.value.startswith("s3_") and f"`{r}`" not in table]
+    assert not missing, f"README's s3 reasons table lacks {missing}"

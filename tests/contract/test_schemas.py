@@ -17,6 +17,7 @@ from pipeline.errors import InputRejected
 from pipeline.models import (
     SCHEMAS,
     AlertRecord,
+    BinaryUploadHeaders,
     DeadLetter,
     HashListConfigRecord,
     HashListEntryRecord,
@@ -149,3 +150,28 @@ def test_a_quarantine_lift_decodes_to_a_quarantine_operation() -> None:
     with pytest.raises(InputRejected) as caught:
         parse_hashlist_record(b"quarantine/eokm/other", record.value)
     assert caught.value.reason == "bad_key"
+
+
+def test_binary_upload_headers_validate_against_committed_schema_and_round_trip() -> None:
+    """The binary inline form's header set: what a producer sends (header name -> UTF-8 text)
+    validates against schemas/upload-headers.json and parses back to the same record."""
+    schema = json.loads((SCHEMA_DIR / "upload-headers.json").read_text())
+    headers = BinaryUploadHeaders.model_validate(
+        {"content-type": "application/octet-stream", "upload-schema-version": "1",
+         "upload-id": "u7", "upload-content-type": "image/jpeg", "uploader-id": "user-9",
+         "received-at": NOW, "upload-metadata": {"app": "chat"},
+         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    )  # fmt: skip
+    sent = {name: value.decode() for name, value in headers.kafka_headers()}
+    assert set(sent) == {
+        "content-type", "upload-schema-version", "upload-id", "upload-content-type",
+        "uploader-id", "received-at", "upload-metadata", "traceparent",
+    }  # fmt: skip
+    jsonschema.Draft202012Validator(schema).validate(sent)
+    assert BinaryUploadHeaders.model_validate(sent) == headers
+    for missing in ("content-type", "upload-schema-version", "upload-id"):
+        incomplete = {k: v for k, v in sent.items() if k != missing}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(schema).validate(incomplete)
+        with pytest.raises(ValueError, match="validation error"):
+            BinaryUploadHeaders.model_validate(incomplete)

@@ -6,13 +6,16 @@ so every later request is signed and checked as a real one would be:
 - ``admin`` may do anything: the tests put buckets and objects with it;
 - ``screening`` is what a worker gets: GetObject and GetObjectVersion on every bucket except
   those named ``private-*``, where an explicit deny gives the real 403 AccessDenied.
-Unknown access keys get moto's InvalidAccessKeyId. Loopback only; the objects are generated
-pictures.
+Unknown access keys get moto's InvalidAccessKeyId. A worker is allowed the buckets this module
+makes (:data:`ALLOWED_BUCKETS`) and any other prefix is not; the server's log lists every
+request it answered (:meth:`S3Server.requests`), so a test can show one was never made.
+Loopback only; the objects are generated pictures.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -40,6 +43,10 @@ SCREENING_POLICY = {
         {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::private-*/*"},
     ],
 }
+#: PIPELINE_S3_BUCKETS of the workers the tests start: the prefixes of :meth:`S3Server.bucket`
+#: the tests use, and the one bucket that is never made. Buckets of any other prefix (say
+#: ``elsewhere-``) are readable by the screening user but not allowed to the worker.
+ALLOWED_BUCKETS = ("uploads-*", "history-*", "private-*", "never-made-bucket")
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -122,6 +129,10 @@ class S3Server:
             self._admin_client = self._client("s3", self.admin)
         return self._admin_client
 
+    def requests(self) -> list[str]:
+        """Every request the server has logged so far, as ``METHOD /path``, oldest first."""
+        return re.findall(r'"([A-Z]+ /\S*) HTTP/[0-9.]+"', self.log_path.read_text())
+
     def bucket(self, prefix: str = "uploads", versioned: bool = False) -> str:
         """A new bucket ``<prefix>-<random>``, versioned if asked."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -145,6 +156,7 @@ class S3Server:
             "region": REGION,
             "access_key_id": credentials.access_key_id,
             "addressing_style": "path",
+            "buckets": ALLOWED_BUCKETS,
             **changes,
         }
         return S3Access(secret_access_key=SecretStr(credentials.secret_access_key), **fields)
@@ -157,6 +169,7 @@ class S3Server:
             "s3_access_key_id": self.screening.access_key_id,
             "s3_secret_access_key": self.screening.secret_access_key,
             "s3_addressing_style": "path",
+            "s3_buckets": ",".join(ALLOWED_BUCKETS),
         }
 
     def stop(self) -> None:

@@ -259,3 +259,13 @@ def test_submit_lines_say_distance_of_threshold_and_the_lists_action(
     verdict = json.loads(result.stdout)
     assert verdict["action"] == "block"
     assert {m["threshold"] for m in verdict["matches"]} == {8, 10}
+
+    # The binary inline form: the file as the record's value, the event in Kafka headers.
+    result = run_cli(
+        "submit", "--binary", str(near_copy), "--wait", "60", "--json", env=kafka.topics.env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    binary = json.loads(result.stdout)
+    assert binary["action"] == "block"
+    assert binary["hashes"] == verdict["hashes"]
+    assert binary["metadata"] == {"file": "near-copy.jpg"}

@@ -1,11 +1,13 @@
 """``s3`` content against a real S3-API server (moto's, IAM on, loopback) and misbehaving ones.
 
-The fetcher reads objects and their versions with the screening user's credentials; what the
-storage refuses (missing key, bucket or version, a denied bucket, unknown credentials) is a
+The fetcher reads objects and their versions with the screening user's credentials, from the
+buckets it is allowed only (another bucket is refused without a request); what the storage
+refuses (missing key, bucket or version, a denied bucket, unknown credentials) is a
 permanent refusal with its own reason; an object over the byte cap is refused before its body is
 read, and a body with no end is cut at the cap; a server that is gone, silent or trickling is a
 retryable failure within the attempt's time, which the screener retries before it dead-letters
-the reference. The secret never shows in logs, reprs or records.
+the reference, and so is a credential provider that never answers, within the client's time.
+The secret never shows in logs, reprs or records.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.models import S3Content, SourceRef, UploadEvent
 from pipeline.screening import Screener, ScreeningOutcome
 from tests.imagegen import encode, synthetic_image
-from tests.integration.s3server import Credentials, S3Server
+from tests.integration.harness import wait_until
+from tests.integration.s3server import ALLOWED_BUCKETS, Credentials, S3Server
 from tests.trickle import endless_server, silent_server, trickling_server
 
 pytestmark = pytest.mark.integration
@@ -79,6 +82,46 @@ def test_objects_and_their_versions_are_read_with_the_screening_users_credential
         b"second version",
         b"first version",
     ]
+
+
+def test_a_bucket_not_allowed_is_refused_without_a_request_to_the_storage(
+    s3_server: S3Server,
+) -> None:
+    """The bucket exists, holds the picture and the screening user may read it: only the
+    allow-list stands in the way. The fetch is refused as s3_bucket_not_allowed and the server
+    never sees a request for it; allowed, the same fetcher settings read it (the refusal is the
+    list's, and the request log shows a read when there is one)."""
+    picture = encode(synthetic_image(4))
+    elsewhere = s3_server.bucket("elsewhere")
+    s3_server.put(elsewhere, "photo.jpg", picture)
+    allowed = s3_server.bucket()
+    s3_server.put(allowed, "photo.jpg", picture)
+    content = S3Content(bucket=elsewhere, key="photo.jpg")
+
+    async def refused_then_read_another(fetcher: Fetcher) -> FetchRefused:
+        with pytest.raises(FetchRefused) as caught:
+            await fetcher.fetch(content)
+        # A read of an allowed bucket after it: once the log shows it, it shows all before it.
+        assert await fetcher.fetch(S3Content(bucket=allowed, key="photo.jpg")) == picture
+        return caught.value
+
+    refusal = with_fetcher(s3_server.access(), refused_then_read_another)
+    assert refusal.reason == "s3_bucket_not_allowed"
+    assert content.uri in str(refusal)
+    read_allowed = f"GET /{allowed}/photo.jpg"
+    wait_until(lambda: read_allowed in s3_server.requests(), 10, what="the allowed read logged")
+    requests = s3_server.requests()
+    assert [r for r in requests if r.split()[1].startswith(f"/{elsewhere}")] == [
+        f"PUT /{elsewhere}",
+        f"PUT /{elsewhere}/photo.jpg",
+    ]  # the test's own setup, nothing of the worker's
+
+    async def read(fetcher: Fetcher) -> bytes:
+        return await fetcher.fetch(content)
+
+    listed = s3_server.access(buckets=(*ALLOWED_BUCKETS, "elsewhere-*"))
+    assert with_fetcher(listed, read) == picture
+    wait_until(lambda: f"GET /{elsewhere}/photo.jpg" in s3_server.requests(), 10, what="the read")
 
 
 def test_what_the_storage_refuses_is_permanent_with_a_clear_reason(s3_server: S3Server) -> None:
@@ -153,6 +196,7 @@ def test_a_body_with_no_end_and_no_length_is_cut_at_the_cap() -> None:
             access_key_id="any",
             secret_access_key=SecretStr("any"),
             addressing_style="path",
+            buckets=("endless",),
         )
 
         async def refuse(fetcher: Fetcher) -> tuple[str, int]:
@@ -173,22 +217,29 @@ def test_a_body_with_no_end_and_no_length_is_cut_at_the_cap() -> None:
     assert peak < 2 * LIMITS.max_bytes, peak
 
 
-def test_no_credentials_in_the_settings_nor_the_default_chain_is_a_clear_refusal(
-    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Unset PIPELINE_S3_* credentials leave the default AWS chain in charge; with nothing in
-    it the read is refused as s3_no_credentials (not an internal error, not retried)."""
+def without_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing in the default credential chain: no variables, no shared files, no metadata."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):  # fmt: skip
+                 "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     # The chain's last step asks the instance metadata service, a link-local address: not here.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_no_credentials_in_the_settings_nor_the_default_chain_is_a_clear_refusal(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Unset PIPELINE_S3_* credentials leave the default AWS chain in charge; with nothing in
+    it the read is refused as s3_no_credentials (not an internal error, not retried)."""
+    without_aws_credentials(monkeypatch, tmp_path)
     bucket = s3_server.bucket()
     s3_server.put(bucket, "a.jpg", b"\xff\xd8 a picture")
-    access = S3Access(endpoint_url=s3_server.url, region="us-east-1", addressing_style="path")
+    access = S3Access(
+        endpoint_url=s3_server.url, region="us-east-1", addressing_style="path", buckets=(bucket,)
+    )
 
     async def refused_reason(fetcher: Fetcher) -> str:
         with pytest.raises(FetchRefused) as caught:
@@ -205,6 +256,7 @@ def fake_storage(url: str) -> S3Access:
         access_key_id="any",
         secret_access_key=SecretStr("any"),
         addressing_style="path",
+        buckets=("any-bucket",),
     )
 
 
@@ -239,6 +291,52 @@ def test_a_silent_or_trickling_storage_is_a_retryable_timeout_within_the_attempt
         failure, seconds = failure_within(root, limits)
     assert failure.reason == "timeout"
     assert 2.0 <= seconds < 6
+
+
+@pytest.mark.timeout(60)
+def test_a_credential_provider_that_never_answers_is_a_retryable_failure_in_the_clients_time(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No static keys, and the chain's container provider points at a server that takes the
+    request and never answers (a hung credential agent). Each attempt, and each of two uploads
+    arriving together, fails as s3_client_timeout (retryable) within the client's time, and the
+    provider was asked each time. botocore's own wait for it (2 s x 3 attempts, 1 s between)
+    would otherwise hold the upload ~9 s and then refuse it for good."""
+    without_aws_credentials(monkeypatch, tmp_path)
+    bucket = s3_server.bucket()
+    s3_server.put(bucket, "a.jpg", b"\xff\xd8 a picture")
+    access = S3Access(
+        endpoint_url=s3_server.url,
+        region="us-east-1",
+        addressing_style="path",
+        buckets=(bucket,),
+        client_timeout=1.0,
+    )
+    asked: list[bytes] = []
+
+    async def attempts(fetcher: Fetcher) -> list[tuple[str, float]]:
+        await fetcher._s3._session()  # loaded beforehand: the time measured is the provider's
+        results = []
+        for together in (1, 2):  # one upload, then two at once (one makes, one waits)
+            started = time.monotonic()
+            failures = await asyncio.gather(
+                *(fetcher.fetch(S3Content(bucket=bucket, key="a.jpg")) for _ in range(together)),
+                return_exceptions=True,
+            )
+            seconds = time.monotonic() - started
+            for failure in failures:
+                assert isinstance(failure, FetchFailed), failure
+                results.append((failure.reason, seconds))
+        return results
+
+    with silent_server(asked) as url:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{url}/credentials")
+        results = with_fetcher(access, attempts)
+    assert [reason for reason, _ in results] == ["s3_client_timeout"] * 3
+    for _, seconds in results:
+        assert 1.0 <= seconds < 3.0, results
+    assert len(asked) >= 2, asked  # the provider was asked again: nothing stuck in between
+    assert all(request.startswith(b"GET /credentials ") for request in asked), asked
 
 
 def test_the_secret_is_never_logged_or_shown(
@@ -281,6 +379,7 @@ def test_the_screener_retries_a_storage_that_is_gone_then_dead_letters_the_refer
         s3_access_key_id="screening",
         s3_secret_access_key="s3cr3t-value",
         s3_addressing_style="path",
+        s3_buckets="uploads",
     )
     screener = Screener(
         settings,

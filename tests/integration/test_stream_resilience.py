@@ -1,8 +1,11 @@
-"""Failures of real parts: a worker SIGKILLed mid-stream, and an alert sink that is down.
+"""Failures of real parts: a worker SIGKILLed mid-stream, a rebalance while a worker's buffer
+is over its bound, and an alert sink that is down.
 
 Failover: two workers share the consumer group; one is killed while uploads flow; every upload
-still gets a verdict (duplicates are allowed, losses are not). Sink outage: the webhook refuses
-connections for a while; alerts wait in Kafka and every one arrives after it recovers.
+still gets a verdict (duplicates are allowed, losses are not). Rebalance under back-pressure: a
+second worker joins while the first holds its byte bound of uploads; both screen, none is lost.
+Sink outage: the webhook refuses connections for a while; alerts wait in Kafka and every one
+arrives after it recovers.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from collections.abc import Callable
 import pytest
 
 from pipeline.core.hashlist import ListConfig
-from tests.imagegen import encode, synthetic_image
+from tests.imagegen import encode, noise_jpegs, synthetic_image
 from tests.integration.harness import KafkaIO, WebhookReceiver, WorkerProcess, wait_until
 from tests.integration.lists import entries_for
+from tests.trickle import trickling_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MIB = 1024 * 1024
 
 
 def metric_value(metrics: str, name: str, labels: str = "") -> float:
@@ -67,6 +73,55 @@ def test_sigkill_of_one_worker_loses_no_upload(
     assert all(r["action"] == "allow" for r in verdicts)
     after_kill = [r for r in verdicts[killed_at:] if r["worker_id"] == "worker-b"]
     assert after_kill, "the surviving worker took over nothing"
+    assert second.alive()
+
+
+def test_a_worker_joining_while_the_buffer_is_over_its_bound_loses_no_upload(
+    kafka: KafkaIO, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Worker-a screens one upload at a time behind a 1 MiB buffer; every 6th upload is a URL
+    that trickles until its 2 s deadline, and the rest are ~270 KB inline, so its buffer is
+    over its bound through the backlog. Worker-b joins (a rebalance) meanwhile; both screen
+    and every upload gets its verdict.
+
+    Before, Faust's consumer waited in the full buffer for room, holding up the records of
+    every partition, and its pending put could outlive the rebalance that emptied the buffer.
+    Now the buffer pauses the partitions that hand it records past its bound instead, and
+    Faust's consumer never waits on it."""
+    images = noise_jpegs(8)
+    slow = {
+        "consumer_prefetch_bytes": str(MIB),
+        "max_in_flight": "1",
+        "fetch_allow_networks": "127.0.0.1/32",
+        "fetch_deadline_seconds": "2",
+    }
+    upload_ids = [f"backlog-{i:03d}" for i in range(120)]  # 100 inline: ~27 MiB of records
+    with trickling_server(0.5) as url:
+        first = start_worker(worker_id="worker-a", **slow)
+        for i, upload_id in enumerate(upload_ids):
+            if i % 6 == 5:
+                content = {"kind": "url", "url": url}
+                kafka.upload_event(
+                    {"schema_version": 1, "upload_id": upload_id, "content": content}
+                )
+            else:
+                kafka.upload(upload_id, images[i % len(images)])
+        wait_until(
+            lambda: len(kafka.read_all("verdicts", timeout=0.2)) >= 5,
+            60,
+            what="worker-a screening the backlog",
+        )
+        second = start_worker(worker_id="worker-b", **slow)
+        before_join = {r["upload_id"] for r in kafka.read_all("verdicts", timeout=0.2)}
+        verdicts = kafka.wait_for(
+            "verdicts", lambda rs: set(upload_ids) <= {r["upload_id"] for r in rs}, timeout=180
+        )
+    assert len(before_join) < len(upload_ids) - 20, "worker-b joined after the backlog"
+    slow_ids = {upload_id for i, upload_id in enumerate(upload_ids) if i % 6 == 5}
+    assert {r["action"] for r in verdicts if r["upload_id"] not in slow_ids} == {"allow"}
+    after_join = {r["worker_id"] for r in verdicts if r["upload_id"] not in before_join}
+    assert after_join == {"worker-a", "worker-b"}, f"only {after_join} screened after the join"
+    assert first.alive()
     assert second.alive()
 
 

@@ -13,18 +13,31 @@ below them, so most of a re-published list was never applied.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.adapters.broker import EmbeddedBroker
+from pipeline.adapters.topics import topic_specs
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.types import Algorithm, HashValue
 from tests.imagegen import encode, synthetic_image
-from tests.integration.harness import KafkaIO, Topics, WorkerProcess, running, wait_until
+from tests.integration.harness import (
+    KafkaIO,
+    Topics,
+    WebhookReceiver,
+    WorkerProcess,
+    running,
+    wait_until,
+)
 from tests.integration.lists import entries_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,6 +60,11 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def counted(metrics: str, name: str) -> float:
     """Sum of every series of a counter."""
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics, re.M))
+
+
+def verdicts_counted(metrics: str, action: str) -> float:
+    series = rf'^screening_verdicts_total\{{action="{action}"\}} (\S+)$'
+    return sum(float(v) for v in re.findall(series, metrics, re.M))
 
 
 def restart_empty(broker: EmbeddedBroker) -> None:
@@ -84,31 +102,112 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
         kafka.upload("before", image)  # the producer now has the output topics' metadata
         kafka.verdicts_for({"before"}, timeout=60)
         kafka.close()
-        old_partition, old_offset = upload_positions(topics)["before"]
-        before = counted(worker.metrics(), "screening_verdicts_total")
+        before_metrics = worker.metrics()
+        before = counted(before_metrics, "screening_verdicts_total")
 
         restart_empty(own_broker)
         fresh = KafkaIO(topics)  # a producer with no stale metadata (creates `uploads`)
         after = {f"after-{i}" for i in range(20)}
         for upload_id in sorted(after):
             fresh.upload(upload_id, image)
-        # A consumer that kept its position on the old uploads topic skips the new topic's
-        # records below it (item 1 is about outputs; that input-side gap is reported apart):
-        # at most the new record at offset 0 of the old upload's partition.
-        positions = upload_positions(topics)
-        below = {u for u in after if positions[u] == (old_partition, old_offset)}
-        wanted = after - below
 
-        # Every verdict reaches a fresh consumer, with nothing deleted or created by the test.
-        fresh.verdicts_for(wanted, timeout=90)
+        # Every verdict reaches a fresh consumer, with nothing deleted or created by the test
+        # (the worker re-reads the new uploads topic from its start: none is skipped).
+        fresh.verdicts_for(after, timeout=90)
+        wait_until(
+            lambda: counted(worker.metrics(), "screening_verdicts_total") - before >= len(after),
+            30,
+            what="every verdict counted",
+        )
+        metrics = worker.metrics()  # first: a verdict is stored before it is counted
         stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in after]
-        # Counted only once stored: never more counted than a reader finds (a write sent again
-        # stores a verdict twice and counts it once). Before: 20 counted, 0 stored.
-        newly_counted = counted(worker.metrics(), "screening_verdicts_total") - before
-        assert len(wanted) <= newly_counted <= len(stored), (newly_counted, len(stored))
+        assert {r["upload_id"] for r in stored} == after
+        # Nothing counted that a reader cannot find: per action, never more verdicts counted
+        # than stored (a write sent again stores a verdict twice and counts it once; an upload
+        # screened again is stored and counted again). Before: 20 counted, 0 stored.
+        for action in ("allow", "review", "block", "error"):
+            newly = verdicts_counted(metrics, action) - verdicts_counted(before_metrics, action)
+            readable = sum(1 for r in stored if r["action"] == action)
+            assert newly <= readable, (action, newly, readable)
         assert "re-created" in worker.log()
-        assert counted(worker.metrics(), "screening_topics_recreated_total") >= 4
+        assert counted(metrics, "screening_topics_recreated_total") >= 4
         fresh.close()
+
+
+def recreate(topics: Topics, kind: str) -> None:
+    """Delete one topic and create it again, as an operator would (a new topic id, empty)."""
+    admin = KafkaAdminClient(bootstrap_servers=topics.bootstrap)
+    try:
+        admin.delete_topics([topics.name(kind)])
+        spec = next(s for s in topic_specs(topics.settings()) if s.name == topics.name(kind))
+        deadline = time.monotonic() + 30
+        while True:  # the deletion may take a moment to settle
+            try:
+                admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication)])
+                return
+            except TopicAlreadyExistsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uploads_on_a_recreated_uploads_topic_are_all_screened(
+    own_broker: EmbeddedBroker, tmp_path: Path, workers: int
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    image = encode(synthetic_image(7, 160, 120))
+    started = [WorkerProcess(topics, tmp_path, **SETTINGS).start() for _ in range(workers)]
+
+    def resets() -> float:
+        return sum(counted(w.metrics(), "screening_uploads_resets_total") for w in started)
+
+    with running(*started):
+        # Every partition's position well past what the new topic will hold.
+        before = {f"before-{i}" for i in range(40)}
+        for upload_id in sorted(before):
+            kafka.upload(upload_id, image)
+        kafka.verdicts_for(before, timeout=90)
+        resets_before = resets()
+
+        recreate(topics, "uploads")
+        after = {f"after-{i}" for i in range(20)}
+        for upload_id in sorted(after):
+            kafka.upload(upload_id, image)
+
+        # Before: the worker kept its positions from the old topic; the new topic's records
+        # below them were never read, so none of the 20 got a verdict.
+        with contextlib.suppress(AssertionError):  # timed out: say how many arrived
+            kafka.verdicts_for(after, timeout=90)
+        screened = {r["upload_id"] for r in kafka.read_all("verdicts")} & after
+        assert screened == after, f"{len(screened)} of {len(after)} screened"
+        assert resets() > resets_before
+        assert any("re-reading the new topic from the start" in w.log() for w in started)
+        wait_until(
+            lambda: all(w.ready_status() == 200 for w in started), 30, what="all ready again"
+        )
+
+        # Committed where the new topic's records end, not at the old topic's positions (a
+        # restarted worker would skip from there).
+        records = Counter(partition for partition, _ in upload_positions(topics).values())
+        name = topics.name("uploads")
+        wanted = {p: records[p] for p in range(topics.settings().topic_partitions)}
+
+        def committed() -> dict[int, int]:
+            admin = KafkaAdminClient(bootstrap_servers=topics.bootstrap)
+            try:
+                group = topics.settings().app_id
+                offsets = admin.list_group_offsets(group).get(group, {})
+            finally:
+                admin.close()
+            return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == name}
+
+        wait_until(lambda: committed() == wanted, 30, what=f"commits at {wanted}")
+    kafka.close()
 
 
 def loaded_entries(metrics: str, list_name: str) -> int:
@@ -121,8 +220,17 @@ def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
     return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
 
 
+@pytest.mark.parametrize(
+    "check_interval",
+    [
+        pytest.param("1", id="topic-id"),
+        # The topic check does not run before list B is loaded: only the feed's own test (a
+        # high watermark below its position) can see the reset, as on a broker without ids.
+        pytest.param("3600", id="high-watermark"),
+    ],
+)
 def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
-    own_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path, check_interval: str
 ) -> None:
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
@@ -140,7 +248,9 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
     ]
     kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
     kafka.close()
-    worker = WorkerProcess(topics, tmp_path, **SETTINGS).start()
+    worker = WorkerProcess(
+        topics, tmp_path, **{**SETTINGS, "topic_check_interval_seconds": check_interval}
+    ).start()
     with running(worker):
         assert loaded_entries(worker.metrics(), "a") == 22
 
@@ -159,4 +269,44 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
         assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more
         assert counted(worker.metrics(), "screening_hashlist_resets_total") >= 1
         assert "re-reading it from the start" in worker.log()
+        if check_interval == "3600":
+            assert "below the next offset to apply" in worker.log()
         fresh.close()
+
+
+def test_alerts_on_a_recreated_alerts_topic_are_all_delivered(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = Topics(own_broker.bootstrap_servers)
+    topics.create()
+    kafka = KafkaIO(topics)
+    kafka.publish(ListConfig.create("known", action="block"), entries_for("known", seed=4))
+    receiver = WebhookReceiver().start()
+    worker = WorkerProcess(
+        topics, tmp_path, webhook_url=receiver.url, webhook_secret="s3cret", **SETTINGS
+    ).start()
+    matching = encode(synthetic_image(4), quality=75)
+
+    def delivered() -> set[str]:
+        return {body["upload_id"] for body in receiver.bodies()}
+
+    try:
+        with running(worker):
+            # Every partition's delivery position well past what the new topic will hold.
+            before = {f"before-{i}" for i in range(24)}
+            for upload_id in sorted(before):
+                kafka.upload(upload_id, matching)
+            wait_until(lambda: before <= delivered(), 90, what="alerts before")
+
+            recreate(topics, "alerts")
+            after = {f"after-{i}" for i in range(8)}
+            for upload_id in sorted(after):
+                kafka.upload(upload_id, matching)
+            assert {v["action"] for v in kafka.verdicts_for(after, 90).values()} == {"block"}
+            # Before: the sink's consumer kept its positions from the old topic, and the new
+            # topic's alerts below them were never delivered.
+            wait_until(lambda: after <= delivered(), 60, what="alerts after the re-creation")
+            assert "delivering it again from the start" in worker.log()
+    finally:
+        receiver.stop()
+        kafka.close()

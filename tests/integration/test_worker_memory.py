@@ -23,12 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kafka import KafkaProducer
-from PIL import Image
 
-from tests.imagegen import encode
+from tests.imagegen import noise_jpeg, noise_jpegs
 from tests.integration.harness import KafkaIO, WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,15 +44,6 @@ SLACK_BYTES = 12 * MIB
 #: Resident size back within this of the baseline once idle (without the idle trim it stays
 #: ~18 MiB above it).
 RELEASED_WITHIN_BYTES = 8 * MIB
-
-
-def noise_jpegs(count: int) -> list[bytes]:
-    """``count`` distinct noise JPEGs of ~200-250 KB (noise barely compresses)."""
-    images = []
-    for seed in range(count):
-        pixels = np.random.default_rng(seed).integers(0, 256, (420 + seed * 4, 560, 3), np.uint8)
-        images.append(encode(Image.fromarray(pixels, "RGB"), quality=88))
-    return images
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -148,3 +137,39 @@ def test_memory_stays_within_the_prefetch_bound_and_returns_after_the_drain(
 
     wait_until(released, 15, interval=0.5, what="the worker's memory back near its baseline")
     print(f"resident once idle: {memory_kib(pid)['VmRSS'] // 1024} MiB")
+
+
+def test_an_inline_upload_larger_than_a_fetch_and_the_buffer_is_screened(
+    kafka: KafkaIO, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """One fetch asks for at most 1 MiB and the buffer's bound is 1 MiB here, yet uploads
+    records are up to the broker's message size: Kafka hands a partition's first record batch
+    over whatever its size, and so does the test broker (measured: an 8 MiB record and a
+    2.4 MB batch came whole to a consumer asking for 1 MiB). Records of ~1.6 and ~3 MiB are
+    screened, and the partition goes on after them."""
+    images = {"large-1": noise_jpeg(1, 1400, 1000), "large-2": noise_jpeg(2, 2000, 1400)}
+    worker = start_worker(consumer_prefetch_bytes=str(MIB))
+    producer = KafkaProducer(
+        bootstrap_servers=kafka.topics.bootstrap, acks="all", max_request_size=8 * MIB
+    )
+    sizes = []
+    try:
+        for upload_id, image in [*images.items(), ("small", noise_jpeg(3, 64, 48))]:
+            event = {
+                "schema_version": 1,
+                "upload_id": upload_id,
+                "content": {"kind": "inline", "data_base64": base64.b64encode(image).decode()},
+                "received_at": datetime.now(UTC).isoformat(),
+            }
+            value = json.dumps(event).encode()
+            sizes.append(len(value))
+            producer.send(kafka.topics.name("uploads"), key=b"same-partition", value=value)
+        producer.flush(60)
+    finally:
+        producer.close(5)
+    assert sizes[0] > MIB
+    assert sizes[1] > 2 * MIB
+    verdicts = kafka.verdicts_for({"large-1", "large-2", "small"}, timeout=90)
+    assert {v["action"] for v in verdicts.values()} == {"allow"}
+    assert all(v["error"] is None for v in verdicts.values())
+    assert worker.alive()

@@ -146,7 +146,7 @@ def test_help_lists_every_command_by_name(capsys: pytest.CaptureFixture[str]) ->
         "validate", "stats", "publish", "retract",
     ]  # fmt: skip
     assert subcommands(run_cli(capsys, "bench", "--help")[1]) == [
-        "hashing", "index", "pipeline", "quality", "detail",
+        "hashing", "index", "pipeline", "quality", "detail", "video", "lists",
     ]  # fmt: skip
 
 

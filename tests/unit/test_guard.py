@@ -133,7 +133,8 @@ NOT_ALLOWED_PREFIXES = [
     b"8BPS",
     b"\x00\x00\x01\x00",
     b"RIFF\x24\x00\x00\x00WAVEfmt ",
-    b"\x00\x00\x00\x18ftypheic",
+    b"\x00\x00\x00\x18ftypisom",  # MP4: a video, not a still picture
+    b"\x1a\x45\xdf\xa3",  # Matroska/WebM (EBML): a video, not a still picture
     b"  <?xml version='1.0'?>",
     b"<svg xmlns='http://www.w3.org/2000/svg'/>",
 ]
@@ -168,8 +169,8 @@ def test_damaged_files_of_allowed_formats_are_not_format_refusals(
     assert reason_of(payload, GuardLimits(allowed_formats=other)) is GuardReason.FORMAT_NOT_ALLOWED
 
 
-def test_riff_that_is_not_webp_and_heif_are_not_allowed() -> None:
-    for payload in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"\x00\x00\x00\x18ftypheic"):
+def test_riff_that_is_not_webp_and_mp4_are_not_allowed_pictures() -> None:
+    for payload in (b"RIFF\x24\x00\x00\x00WAVEfmt ", b"\x00\x00\x00\x18ftypisom"):
         assert reason_of(payload + bytes(40)) is GuardReason.FORMAT_NOT_ALLOWED
 
 
@@ -196,14 +197,19 @@ def test_every_cut_of_a_valid_image_is_truncated(fmt: str, data: st.DataObject) 
         assert reason is GuardReason.TRUNCATED
 
 
-#: The signatures of the allowed formats (WebP: RIFF with the form type WEBP at bytes 8-11).
+#: The signatures of the allowed formats (WebP: RIFF with the form type WEBP at bytes 8-11;
+#: HEIF and AVIF: an ISO media file whose ftyp box names a still-picture brand).
 ALLOWED_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+PICTURE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1")
+PICTURE_BRANDS += (b"msf1", b"avif", b"avis")
 
 
 def starts_an_allowed_format(data: bytes) -> bool:
     """A full allowed signature, or 3+ bytes of one (a cut that short is still recognisable)."""
     if data.startswith(b"RIFF"):
         return b"WEBP".startswith(data[8:12])
+    if data[4:8] == b"ftyp":
+        return data[8:12] in PICTURE_BRANDS
     return any(
         data.startswith(signature)
         or (3 <= len(data) < len(signature) and signature.startswith(data))
@@ -215,6 +221,7 @@ def starts_another_format(data: bytes) -> bool:
     return (
         any(data.startswith(prefix[:4]) for prefix in NOT_ALLOWED_PREFIXES[:6])
         or data.startswith(b"RIFF")
+        or data.startswith(b"\x1a\x45\xdf\xa3")  # EBML: Matroska/WebM
         or data[4:8] == b"ftyp"
         or data.lstrip().startswith((b"<?xml", b"<svg"))
     )

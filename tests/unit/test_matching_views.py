@@ -25,7 +25,7 @@ from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
 from pipeline.core.guard import GuardLimits
 from pipeline.core.hashing import ALL_ALGORITHMS, View, bits_to_int, hash_image
 from pipeline.core.hashlist import PDQ_MIN_QUALITY, Category, HashListEntry, ListConfig
-from pipeline.core.matching import CORROBORATION, DHASH_ALONE, Match, Matcher
+from pipeline.core.matching import CORROBORATION, DHASH_ALONE, TURNED_MARGIN, Match, Matcher
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes, orient
 from pipeline.core.pdq import pdq_hash
 from pipeline.core.regions import Region, RegionKind
@@ -48,43 +48,63 @@ REGIONS = (
 def reference(
     entries: list[HashListEntry], views: list[View], config: ListConfig = LIST
 ) -> list[Match]:
-    """The rule written out: for each entry, the smallest (distance, view, orientation)."""
+    """The rule written out: for each entry, the smallest (distance, view, orientation) among
+    its hits that count."""
     out = []
     for e in entries:
         algorithm = e.hash.algorithm
         threshold = config.thresholds[algorithm]
-        candidates = [
-            (hamming_distance(view.hashes[algorithm][o], e.hash.value), position, rank, o, view)
+        turned = threshold - TURNED_MARGIN.get(algorithm, 0)
+        counting = [
+            (distance, position, rank, o, view, limit)
             for position, view in enumerate(views)
             if algorithm in view.hashes
             for rank, o in enumerate(ORIENTATIONS)
+            for distance in [hamming_distance(view.hashes[algorithm][o], e.hash.value)]
+            for limit in [threshold if o is Orientation.IDENTITY else turned]
+            if distance <= limit and counts(e, entries, view, o, distance, config)
         ]
-        if not candidates:
+        if not counting:
             continue
-        distance, _, turn, orientation, view = min(candidates, key=lambda c: c[:3])
-        if distance > threshold:
-            continue
-        query = view.hashes[algorithm][ORIENTATIONS[turn]]
-        if algorithm is Algorithm.DHASH and not (
-            distance <= DHASH_ALONE
-            and min(transitions(query), transitions(e.hash.value)) >= DHASH_MIN_TRANSITIONS
-        ):
-            # Corroboration (see test_matching.corroborated): the same view, turned the same
-            # way, a near miss of a pHash entry of the list (beyond its pHash threshold).
-            near = CORROBORATION[Algorithm.PHASH]
-            mine = view.hashes.get(Algorithm.PHASH)
-            if mine is None or not any(
-                p.hash.algorithm is Algorithm.PHASH
-                and config.thresholds[Algorithm.PHASH]
-                < hamming_distance(mine[ORIENTATIONS[turn]], p.hash.value)
-                <= near
-                for p in entries
-            ):
-                continue
+        distance, _, _, orientation, view, limit = min(counting, key=lambda c: c[:3])
         out.append(Match(e.list_name, config.version, config.kind, config.action, e.entry_id,
-                         e.category, algorithm, distance, threshold,
+                         e.category, algorithm, distance, limit,
                          orientation.inverse, view.region))  # fmt: skip
     return sorted(out, key=lambda m: (m.distance, m.list_name, m.entry_id, m.algorithm))
+
+
+def counts(
+    e: HashListEntry,
+    entries: list[HashListEntry],
+    view: View,
+    orientation: Orientation,
+    distance: int,
+    config: ListConfig,
+) -> bool:
+    """Whether a hit within its threshold counts: every algorithm's but dHash's does; a dHash
+    hit within DHASH_ALONE between detailed hashes does; any other dHash hit only upright and
+    corroborated (see test_matching.corroborated): the same view, upright, a near miss of a
+    pHash entry of the list (beyond its pHash threshold)."""
+    if e.hash.algorithm is not Algorithm.DHASH:
+        return True
+    query = view.hashes[Algorithm.DHASH][orientation]
+    if (
+        distance <= DHASH_ALONE
+        and min(transitions(query), transitions(e.hash.value)) >= DHASH_MIN_TRANSITIONS
+    ):
+        return True
+    mine = view.hashes.get(Algorithm.PHASH)
+    return (
+        orientation is Orientation.IDENTITY
+        and mine is not None
+        and any(
+            p.hash.algorithm is Algorithm.PHASH
+            and config.thresholds[Algorithm.PHASH]
+            < hamming_distance(mine.identity, p.hash.value)
+            <= CORROBORATION[Algorithm.PHASH]
+            for p in entries
+        )
+    )
 
 
 values = st.integers(0, (1 << 64) - 1)
@@ -221,6 +241,72 @@ def test_a_phash_match_vouches_for_no_other_entry() -> None:
     cropped = _flip(upload_phash, 10)
     found = matcher.match({}, [_view(cropped, upload_dhash)])
     assert [m.entry_id for m in found] == ["B"]
+
+
+def _turned_view(phash: tuple[int, int], dhash: tuple[int, int]) -> View:
+    """A view whose upright hashes are the first of each pair and whose seven turned ones are
+    all the second."""
+    return View(
+        REGIONS[0],
+        {
+            Algorithm.PHASH: OrientationHashes((phash[0],) + (phash[1],) * 7),
+            Algorithm.DHASH: OrientationHashes((dhash[0],) + (dhash[1],) * 7),
+        },
+    )
+
+
+def _one_entry(algorithm: Algorithm, value: int, *more: HashListEntry) -> Matcher:
+    matcher = Matcher()
+    matcher.set_list(LIST)
+    matcher.upsert([HashListEntry("eokm", "e", HashValue(algorithm, value), Category.CSAM), *more])
+    return matcher
+
+
+def test_a_turned_hit_counts_only_within_the_threshold_less_the_margin() -> None:
+    """Seven turned orientations are seven more chances to come near an unrelated entry: a
+    turned pHash hit counts within 8 - TURNED_MARGIN = 6 bits, an upright one within 8."""
+    assert TURNED_MARGIN[Algorithm.PHASH] == 2
+    entry = 0x0123456789ABCDEF
+    elsewhere = _flip(entry, 40)
+    at_8 = _one_entry(Algorithm.PHASH, entry)
+    assert at_8.match({}, [_turned_view((elsewhere, _flip(entry, 8)), (0, 0))]) == []
+    (upright,) = at_8.match({}, [_turned_view((_flip(entry, 8), elsewhere), (0, 0))])
+    assert (upright.distance, upright.threshold, upright.orientation) == (
+        8, 8, Orientation.IDENTITY,
+    )  # fmt: skip
+    (turned,) = at_8.match({}, [_turned_view((elsewhere, _flip(entry, 6)), (0, 0))])
+    assert (turned.distance, turned.threshold) == (6, 6)
+    assert turned.orientation is not Orientation.IDENTITY
+
+
+def test_a_turned_dhash_hit_counts_only_on_its_own() -> None:
+    """Corroboration rescues upright edits (crops, small turns); a turned copy is an exact
+    transpose and needs none. A turned dHash hit at 7 bits with a pHash near miss in the same
+    turned orientation does not count; the same hit upright does."""
+    near_miss_of = _flip(0x0123456789ABCDEF, 10)
+    phash_entry = HashListEntry("eokm", "p", HashValue(Algorithm.PHASH, near_miss_of),
+                                Category.CSAM)  # fmt: skip
+    matcher = _one_entry(Algorithm.DHASH, PHOTO_DHASH, phash_entry)
+    upload_phash, far = 0x0123456789ABCDEF, _flip(0x0123456789ABCDEF, 40)
+    turned = _turned_view((far, upload_phash), (_flip(PHOTO_DHASH, 30), _flip(PHOTO_DHASH, 7)))
+    assert matcher.match({}, [turned]) == []
+    upright = _turned_view((upload_phash, far), (_flip(PHOTO_DHASH, 7), _flip(PHOTO_DHASH, 30)))
+    assert [(m.entry_id, m.distance) for m in matcher.match({}, [upright])] == [("e", 7)]
+
+
+def test_an_entry_is_reported_by_its_nearest_hit_that_counts() -> None:
+    """A nearer hit that does not count (turned dHash at 5, beyond DHASH_ALONE) does not hide a
+    farther one that does (upright dHash at 7, corroborated)."""
+    near_miss_of = _flip(0x0123456789ABCDEF, 10)
+    phash_entry = HashListEntry("eokm", "p", HashValue(Algorithm.PHASH, near_miss_of),
+                                Category.CSAM)  # fmt: skip
+    matcher = _one_entry(Algorithm.DHASH, PHOTO_DHASH, phash_entry)
+    view = _turned_view(
+        (0x0123456789ABCDEF, _flip(0x0123456789ABCDEF, 40)),
+        (_flip(PHOTO_DHASH, 7), _flip(PHOTO_DHASH, 5)),
+    )
+    (match,) = matcher.match({}, [view])
+    assert (match.distance, match.orientation) == (7, Orientation.IDENTITY)
 
 
 def test_a_vignette_upload_matches_nothing_and_its_verdict_says_why() -> None:

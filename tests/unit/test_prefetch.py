@@ -42,58 +42,92 @@ def make_queue(max_bytes: int, maxsize: int = 4096) -> ByteBoundedQueue:
     return ByteBoundedQueue(max_bytes, maxsize, flow_control=flowing, clear_on_resume=False)
 
 
-def test_the_buffer_is_full_at_its_byte_bound_and_always_takes_one_record() -> None:
+class Partition:
+    """What Faust's conductor hands the buffer for one partition: pause and resume callbacks
+    (``Consumer.on_buffer_full`` / ``on_buffer_drop``)."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+
+    def on_pressure_high(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def on_pressure_drop(self) -> None:
+        self.paused = False
+
+
+def deliver(queue: ByteBoundedQueue, partition: Partition, event: Event) -> None:
+    """As Faust's conductor delivers a record to a buffer that is not full."""
+    assert not queue.full(), "the conductor would wait here, holding up every partition"
+    queue.put_nowait_enhanced(
+        event,
+        on_pressure_high=partition.on_pressure_high,
+        on_pressure_drop=partition.on_pressure_drop,
+    )
+
+
+def test_past_its_byte_bound_the_buffer_pauses_partitions_and_never_makes_faust_wait() -> None:
     async def main() -> None:
         queue = make_queue(1000)
-        queue.put_nowait(record(5000))  # larger than the bound: an empty buffer takes it
-        assert queue.held_bytes == 5000
-        assert queue.full()
-        with pytest.raises(asyncio.QueueFull):
-            queue.put_nowait(record(10))
-        queue.get_nowait()
-        assert (queue.held_bytes, queue.full()) == (0, False)
-        queue.put_nowait(record(600))
-        assert not queue.full()
-        queue.put_nowait(record(600))  # past the bound by less than one record
-        assert (queue.held_bytes, queue.full()) == (1200, True)
+        first, second = Partition(), Partition()
+        deliver(queue, first, record(5000))  # larger than the bound: an empty buffer takes it
+        assert (queue.held_bytes, first.paused) == (5000, False)
+        # Past the bound: each partition that hands over a record is paused, the record kept
+        # (it was fetched already).
+        deliver(queue, first, record(600))
+        deliver(queue, second, record(600))
+        deliver(queue, first, record(600))  # the rest of a fetch already under way
+        assert (first.paused, second.paused, first.pauses, queue.paused) == (True, True, 1, 2)
+        assert (queue.qsize(), queue.held_bytes, queue.full()) == (4, 6800, False)
+
+    asyncio.run(main())
+
+
+def test_paused_partitions_resume_once_the_buffer_drained_to_half_its_bound() -> None:
+    async def main() -> None:
+        queue = make_queue(1000)
+        first, second = Partition(), Partition()
+        for size in (400, 400, 400):
+            deliver(queue, first, record(size))
+        deliver(queue, second, record(400))  # 1200 held: second is paused
+        assert (first.paused, second.paused) == (False, True)
+        await queue.get()  # 1200 left
+        queue.get_nowait()  # 800 left
+        assert second.paused
+        await queue.get()  # 400 <= 500 left: resumed
+        assert (second.paused, queue.paused, queue.held_bytes) == (False, 0, 400)
 
     asyncio.run(main())
 
 
 def test_the_buffer_still_counts_records() -> None:
     async def main() -> None:
-        queue = make_queue(MIB, maxsize=2)
-        queue.put_nowait(record(10))
-        queue.put_nowait(record(10))
-        assert queue.full()
+        queue = make_queue(MIB, maxsize=5)
+        partition = Partition()
+        for _ in range(4):  # Faust's high mark: 5 / 1.25 records
+            deliver(queue, partition, record(10))
+        assert not partition.paused
+        deliver(queue, partition, record(10))
+        assert partition.paused
+        assert queue.full()  # full by records: Faust's own wait
 
     asyncio.run(main())
 
 
-def test_a_put_on_a_full_buffer_waits_until_a_get_frees_bytes() -> None:
-    """Faust's consumer hands a record to a full buffer with ``await queue.put``: it must
-    wait there (no record dropped, no partition paused) and go on once the agent takes one."""
-
+def test_clearing_the_buffer_at_a_rebalance_forgets_its_bytes_and_its_paused_partitions() -> None:
     async def main() -> None:
         queue = make_queue(1000)
-        queue.put_nowait(record(900))
-        queue.put_nowait(record(900))
-        put = asyncio.create_task(queue.put(record(900)))
-        await asyncio.sleep(0.05)
-        assert not put.done()
-        await queue.get()
-        await asyncio.wait_for(put, 1)
-        assert (queue.qsize(), queue.held_bytes) == (2, 1800)
-
-    asyncio.run(main())
-
-
-def test_clearing_the_buffer_at_a_rebalance_forgets_its_bytes() -> None:
-    async def main() -> None:
-        queue = make_queue(1000)
-        queue.put_nowait(record(2000))
-        queue.clear()
-        assert (queue.qsize(), queue.held_bytes, queue.full()) == (0, 0, False)
+        revoked = Partition()
+        deliver(queue, revoked, record(2000))
+        deliver(queue, revoked, record(10))
+        assert queue.paused == 1
+        queue.clear()  # Faust then makes every partition it assigns fetchable itself
+        assert (queue.qsize(), queue.held_bytes, queue.paused, queue.full()) == (0, 0, 0, False)
+        deliver(queue, Partition(), record(10))
+        assert await queue.get() is not None
+        assert revoked.paused  # not resumed by the buffer: Faust's assignment owns it now
 
     asyncio.run(main())
 

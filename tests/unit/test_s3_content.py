@@ -4,7 +4,9 @@ how the S3 client's errors become fetch reasons, the PIPELINE_S3_* settings, and
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     FlexibleChecksumError,
     IncompleteReadError,
@@ -24,12 +27,19 @@ from botocore.exceptions import (
 )
 from pydantic import SecretStr, ValidationError
 
-from pipeline.adapters.s3 import classify_failure
+from pipeline.adapters.s3 import S3Reader, classify_failure
 from pipeline.application.uploads import s3_content, s3_event
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
-from pipeline.fetch_policy import FetchFailed, FetchRefused
+from pipeline.fetch_policy import (
+    FetchFailed,
+    FetchLimits,
+    FetchRefused,
+    S3Access,
+    bucket_allowed,
+)
 from pipeline.models import S3Content, UploadEvent
+from pipeline.worker import log_s3_buckets
 from tests.clirun import isolated_cli, run_cli  # noqa: F401 - isolated_cli is a fixture
 
 SCHEMA = json.loads(
@@ -167,6 +177,11 @@ def client_error(code: str, status: int) -> ClientError:
         (IncompleteReadError(actual_bytes=1, expected_bytes=2), True, "connection_failed"),
         (FlexibleChecksumError(error_msg="crc32 mismatch"), True, "connection_failed"),
         (NoCredentialsError(), False, "s3_no_credentials"),
+        (
+            CredentialRetrievalError(provider="container-role", error_msg="timed out"),
+            True,
+            "s3_credentials_unavailable",
+        ),
         (ParamValidationError(report="bad"), False, "s3_refused"),
         (aiohttp.ServerDisconnectedError(), True, "connection_failed"),
     ],
@@ -209,6 +224,98 @@ def test_unset_s3_settings_leave_the_aws_defaults() -> None:
     assert (access.endpoint_url, access.region, access.access_key_id) == (None, None, None)
     assert access.secret_access_key is None
     assert access.addressing_style == "auto"
+    assert access.buckets == ()  # no bucket allowed: s3 uploads are refused until named
+    assert access.client_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("bucket", "allowed", "expected"),
+    [
+        ("uploads", (), False),  # the default allows nothing
+        ("uploads", ("uploads",), True),
+        ("uploads", ("avatars", "uploads"), True),
+        ("uploads-eu", ("uploads",), False),  # a name is exact, not a prefix
+        ("upload", ("uploads",), False),
+        ("uploads", ("uploads-eu",), False),
+        ("uploads-eu", ("uploads-*",), True),
+        ("uploads-", ("uploads-*",), True),
+        ("uploads", ("uploads-*",), False),
+        ("private-uploads-eu", ("uploads-*",), False),  # a prefix, not a substring
+        ("private", ("*",), True),  # `*` alone: every bucket, the operator's explicit choice
+        ("uploads.eu", ("uploads*",), True),
+    ],
+)
+def test_a_bucket_is_allowed_by_its_name_or_a_prefix_pattern(
+    bucket: str, allowed: tuple[str, ...], expected: bool
+) -> None:
+    assert bucket_allowed(bucket, allowed) is expected
+
+
+def test_allowed_buckets_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_S3_BUCKETS", " uploads-eu , avatars,uploads-*,")
+    monkeypatch.setenv("PIPELINE_S3_CLIENT_TIMEOUT_SECONDS", "2.5")
+    access = load_settings().s3_access()
+    assert access.buckets == ("avatars", "uploads-*", "uploads-eu")
+    assert access.client_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    "buckets",
+    [
+        "Uploads",  # bucket names are lowercase: this one could never match
+        "up",  # too short for a name
+        "up*loads",  # `*` only at the end
+        "*-uploads",
+        "uploads**",
+        "-uploads*",  # no bucket starts with a hyphen
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/uploads",
+        "uploads,bad_bucket",
+    ],
+)
+def test_a_bucket_pattern_that_can_match_no_bucket_fails_at_start(buckets: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(s3_buckets=buckets)
+    assert "PIPELINE_S3_BUCKETS" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "level", "says"),
+    [
+        ({}, logging.INFO, "PIPELINE_S3_BUCKETS is empty"),
+        ({"s3_endpoint_url": "http://minio:9000"}, logging.WARNING, "PIPELINE_S3_BUCKETS is empty"),
+        ({"s3_buckets": "uploads-*,avatars"}, logging.INFO, "buckets avatars, uploads-*"),
+    ],
+)
+def test_the_worker_says_at_start_which_buckets_s3_uploads_may_name(
+    overrides: dict[str, str], level: int, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pipeline.worker"):
+        log_s3_buckets(load_settings(**overrides))
+    [record] = caplog.records
+    assert (record.levelno, says in record.getMessage()) == (level, True)
+
+
+def test_a_bucket_not_allowed_is_refused_before_the_client_is_made() -> None:
+    """The refusal needs neither the client nor the storage: nothing is loaded, no credential
+    is looked for, no request is made (the integration tests watch the server's log too)."""
+    reader = S3Reader(
+        FetchLimits(max_bytes=1000),
+        S3Access(endpoint_url="http://127.0.0.1:9", buckets=("uploads", "uploads-*")),
+    )
+
+    async def refused() -> tuple[FetchRefused, bool]:
+        try:
+            with pytest.raises(FetchRefused) as caught:
+                await reader.get(S3Content(bucket="private-uploads", key="a.jpg"))
+            return caught.value, reader._preparing is None and reader._client is None
+        finally:
+            await reader.close()
+
+    failure, nothing_made = asyncio.run(refused())
+    assert failure.reason == "s3_bucket_not_allowed"
+    assert "s3://private-uploads/a.jpg" in str(failure)
+    assert "PIPELINE_S3_BUCKETS" in str(failure)
+    assert nothing_made  # no client, not even the session's import started
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Collection
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.adapters.topics import TopicSpec
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
-from pipeline.topic_guard import TopicChange, TopicGuard, TopicsChanged, topic_changes
+from pipeline.topic_guard import (
+    CheckRounds,
+    TopicChange,
+    TopicGuard,
+    TopicsChanged,
+    topic_changes,
+)
 
 KINDS = {"uploads": "uploads", "verdicts": "verdicts", "hashlists": "hashlists"}
 SPECS = [TopicSpec(name, 2) for name in KINDS]
@@ -42,10 +51,12 @@ class Catalogue:
         return missing
 
 
-def make_guard(catalogue: Catalogue) -> tuple[TopicGuard, WorkerHealth, PipelineMetrics]:
+def make_guard(
+    catalogue: Catalogue, window: float = 0.0
+) -> tuple[TopicGuard, WorkerHealth, PipelineMetrics]:
     health, metrics = WorkerHealth(), PipelineMetrics()
     return (
-        TopicGuard(catalogue, SPECS, health=health, metrics=metrics, kinds=KINDS),
+        TopicGuard(catalogue, SPECS, health=health, metrics=metrics, kinds=KINDS, window=window),
         health,
         metrics,
     )
@@ -154,3 +165,90 @@ def test_readiness_says_why_while_a_topic_cannot_be_recreated() -> None:
     health.lists_caught_up = health.screening_started = True
     assert not health.ready
     assert health.report()["topics_problem"] == health.topics_problem
+
+
+@given(
+    window=st.sampled_from([0.0, 0.02, 1.0]),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["arrive", "start", "finish"]), st.floats(0, 0.05)),
+        max_size=60,
+    ),
+)
+def test_a_caller_is_proven_only_by_a_round_started_after_it_arrived(
+    window: float, steps: list[tuple[str, float]]
+) -> None:
+    """Against brute force: every caller, arriving at any point of any schedule of rounds
+    (one in flight at a time, each started once :meth:`CheckRounds.due` allows), is proven by
+    the first round to start after its arrival, and rounds start ``window`` apart at least."""
+    rounds = CheckRounds(window)
+    now = 0.0
+    in_flight: int | None = None
+    arrivals: list[tuple[int, int]] = []  # (arrival order, round joined)
+    starts: dict[int, tuple[int, float]] = {}  # round -> (order, time)
+    for order, (step, elapsed) in enumerate(steps):
+        now += elapsed
+        if step == "arrive":
+            arrivals.append((order, rounds.join()))
+        elif step == "start" and in_flight is None:
+            now += rounds.due(now)
+            in_flight = rounds.start(now)
+            starts[in_flight] = (order, now)
+        elif step == "finish":
+            in_flight = None
+    times = [starts[r][1] for r in sorted(starts)]
+    assert all(b - a >= window - 1e-9 for a, b in itertools.pairwise(times))
+    for arrived, joined in arrivals:
+        later = [r for r, (order, _) in starts.items() if order > arrived]
+        if joined in starts:
+            assert joined == min(later)  # the first round to start after the caller arrived
+        else:
+            assert not later  # its round has not started yet: it is not proven yet
+
+
+def test_a_write_acknowledged_while_a_check_is_asking_waits_for_the_next_check() -> None:
+    """The check in flight may have read the metadata before the topic vanished and the
+    write's acknowledgement arrived: it must not prove that write."""
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+    asked, answer = threading.Event(), threading.Event()
+    identities = catalogue.identities
+
+    def slow_identities(names: Collection[str]) -> dict[str, str | None]:
+        observed = identities(names)  # read now...
+        asked.set()
+        answer.wait(10)  # ...answered later
+        return observed
+
+    async def scenario() -> None:
+        await guard.establish()
+        catalogue.identities = slow_identities  # type: ignore[method-assign]
+        first = asyncio.create_task(guard.confirm(guard.epoch))
+        while not asked.is_set():
+            await asyncio.sleep(0.001)
+        epoch = guard.epoch  # the second write is sent now...
+        del catalogue.topics["verdicts"]  # ...to a topic that vanished (acked anyway)
+        second = asyncio.create_task(guard.confirm(epoch))
+        await asyncio.sleep(0.01)
+        answer.set()
+        await first  # the metadata it read was from before
+        with pytest.raises(TopicsChanged):
+            await second
+
+    asyncio.run(scenario())
+
+
+def test_writes_acknowledged_within_the_window_share_one_request() -> None:
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue, window=0.2)
+
+    async def write_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await guard.confirm(guard.epoch)
+
+    async def scenario() -> None:
+        await guard.establish()
+        requests = catalogue.requests
+        await asyncio.gather(*(write_after(i * 0.005) for i in range(20)))
+        assert catalogue.requests - requests <= 3  # without the window: one per write
+
+    asyncio.run(scenario())

@@ -1,0 +1,268 @@
+"""Matching a video upload: its sampled frames against single-frame list entries, and its
+frames as a whole against vPDQ video hashes (the format of HMA and ThreatExchange video lists).
+
+Owns the two rules. A **frame entry** (a pHash, dHash or PDQ of one picture, as image lists
+hold) matches when any sampled frame matches it under the image rules
+(:meth:`pipeline.core.matching.Matcher.match`: every view and orientation, the same thresholds,
+gates and corroboration); the file's exact digests are looked up like an image's. A **vPDQ
+entry** matches by ThreatExchange's convention (``python-threatexchange``'s vPDQ signal):
+frames below quality :data:`VPDQ_QUALITY_THRESHOLD` are dropped on both sides and duplicates
+removed; a frame matches when some frame of the other side is within
+:data:`VPDQ_DISTANCE_THRESHOLD` bits (inclusive); the video matches when the share of the
+upload's frames that match reaches ``query_percent`` (default 80) and the share of the entry's
+frames matched reaches ``entry_percent`` (default 0: a clip trimmed out of a listed video
+matches). The upload's frames here are its sampled frames, each searched by all its views
+(whole frame and content regions such as the picture inside letterbox bars) in all eight
+orientations, so a letterboxed, cropped or mirrored copy still finds the listed frames.
+
+Every match names the times (seconds into the upload) of the frames that matched; nothing else
+of the video is kept. Must not do I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.core.matching import Match, Matcher
+from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes
+from pipeline.core.types import Algorithm
+from pipeline.core.video import FrameHashes, VideoHashes, VpdqFeature
+
+#: vPDQ's conventions (python-threatexchange, extensions/vpdq/vpdq_util.py).
+VPDQ_QUALITY_THRESHOLD = 50
+VPDQ_DISTANCE_THRESHOLD = 31
+VPDQ_QUERY_MATCH_PERCENT = 80.0
+VPDQ_ENTRY_MATCH_PERCENT = 0.0
+_PDQ_HEX_DIGITS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CompactFeature:
+    """One frame of a vPDQ hash as lists carry it: PDQ hash, quality (0-100), seconds."""
+
+    pdq: int
+    quality: int
+    seconds: float
+
+    def __str__(self) -> str:
+        # python-threatexchange's VpdqCompactFeature.__str__ (3 significant digits of time).
+        return f"{self.pdq:064x},{self.quality},{self.seconds:.3}"
+
+
+def parse_vpdq(text: str) -> tuple[CompactFeature, ...]:
+    """A vPDQ hash in python-threatexchange's signal format: a JSON list of
+    ``"<64 hex digits>,<quality>,<seconds>"`` strings. Raises ValueError naming the first
+    malformed feature (a wrong hex length, quality outside 0-100, negative time)."""
+    loaded = json.loads(text or "[]")
+    if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
+        raise ValueError("a vPDQ hash is a JSON list of 'hex,quality,seconds' strings")
+    features = []
+    for item in loaded:
+        parts = item.split(",")
+        if len(parts) != 3 or len(parts[0]) != _PDQ_HEX_DIGITS:
+            raise ValueError(f"invalid vPDQ feature {item!r}")
+        try:
+            feature = CompactFeature(int(parts[0], 16), int(parts[1]), float(parts[2]))
+        except ValueError:
+            raise ValueError(f"invalid vPDQ feature {item!r}") from None
+        if not 0 <= feature.quality <= 100 or not feature.seconds >= 0:
+            raise ValueError(f"invalid vPDQ feature {item!r}")
+        features.append(feature)
+    return tuple(features)
+
+
+def format_vpdq(features: Iterable[CompactFeature | VpdqFeature]) -> str:
+    """Features in python-threatexchange's signal format (see :func:`parse_vpdq`)."""
+    return json.dumps(
+        [
+            str(CompactFeature(f.pdq, f.quality, f.seconds) if isinstance(f, VpdqFeature) else f)
+            for f in features
+        ]
+    )
+
+
+def _usable(features: Iterable[CompactFeature], quality: int) -> list[CompactFeature]:
+    """vPDQ's filters, in its order: the first feature of each distinct hash, then those at or
+    above ``quality`` (a hash first seen below it is dropped, whatever repeats it)."""
+    seen: set[int] = set()
+    kept = []
+    for feature in features:
+        if feature.pdq not in seen:
+            seen.add(feature.pdq)
+            kept.append(feature)
+    return [feature for feature in kept if feature.quality >= quality]
+
+
+def _words(values: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """256-bit hashes as rows of four 64-bit words."""
+    raw = b"".join(value.to_bytes(32, "big") for value in values)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(values), 4)
+
+
+def _within(
+    left: npt.NDArray[np.uint64], right: npt.NDArray[np.uint64], distance: int
+) -> npt.NDArray[np.bool_]:
+    """(len(left), len(right)): whether each pair is within ``distance`` bits (inclusive)."""
+    out = np.zeros((len(left), len(right)), dtype=np.bool_)
+    for start in range(0, len(left), 256):  # bounds the (rows x right x 4) temporary
+        block = left[start : start + 256, None, :] ^ right[None, :, :]
+        out[start : start + 256] = np.bitwise_count(block).sum(axis=2) <= distance
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFrame:
+    """One sampled frame of an upload as vPDQ compares it: its time and the PDQ features of
+    its views (whole frame, then content regions), each in every orientation; ``orientations``
+    says how each feature is turned (parallel to ``features``)."""
+
+    seconds: float
+    features: tuple[CompactFeature, ...]
+    orientations: tuple[Orientation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqComparison:
+    """How much of an upload and a listed video match: the share (percent) of the upload's
+    usable frames matching some entry frame, the share of the entry's usable frames matched,
+    the upload times (seconds) of its matching frames, and how they were turned (identity for
+    an upright copy, ``mirror`` for a mirrored one; the most frequent first)."""
+
+    query_percent: float
+    entry_percent: float
+    seconds: tuple[float, ...]
+    orientations: tuple[Orientation, ...] = ()
+
+    def matches(
+        self,
+        query_percent: float = VPDQ_QUERY_MATCH_PERCENT,
+        entry_percent: float = VPDQ_ENTRY_MATCH_PERCENT,
+    ) -> bool:
+        """vPDQ's verdict: both shares reach their thresholds (and something matched)."""
+        return (
+            bool(self.seconds)
+            and self.query_percent >= query_percent
+            and self.entry_percent >= entry_percent
+        )
+
+
+def upload_frames(video: VideoHashes, turned: bool = True) -> list[UploadFrame]:
+    """The sampled frames of an upload that vPDQ compares, as the PDQ features of their views,
+    in every orientation (upright only when not ``turned``).
+
+    Frames sampled for a cut seen only by its coded size are left out: vPDQ lists hash one
+    frame a second from the first, and the interval and keyframe samples stand where those do,
+    while an off-grid frame in moving content can be far from every listed one and would count
+    against the upload's share (measured: VP9 realtime encodes code periodic large frames that
+    read as cuts, and took 2 of 3 re-encoded copies below 80%)."""
+    orientations = ORIENTATIONS if turned else (Orientation.IDENTITY,)
+    frames = []
+    for frame in video.frames:
+        if frame.cut:
+            continue
+        features: list[CompactFeature] = []
+        turns: list[Orientation] = []
+        for view in frame.views:
+            if Algorithm.PDQ not in view.hashes or view.pdq_quality is None:
+                continue
+            pdq = view.hashes[Algorithm.PDQ]
+            # A view hashed upright only (a reframed one) has no turned values to compare.
+            turned_values = isinstance(pdq, OrientationHashes)
+            for orientation in orientations if turned_values else (Orientation.IDENTITY,):
+                value = pdq[orientation] if isinstance(pdq, OrientationHashes) else pdq.identity
+                features.append(CompactFeature(value, view.pdq_quality, frame.seconds))
+                turns.append(orientation)
+        frames.append(UploadFrame(frame.seconds, tuple(features), tuple(turns)))
+    return frames
+
+
+def compare_vpdq(
+    upload: Sequence[UploadFrame],
+    entry: Sequence[CompactFeature],
+    distance: int = VPDQ_DISTANCE_THRESHOLD,
+    quality: int = VPDQ_QUALITY_THRESHOLD,
+) -> VpdqComparison | None:
+    """Compare an upload's frames (a frame matches when any of its features does) with a
+    listed vPDQ hash. None when either side has no usable frame (nothing to judge: vPDQ's
+    percentages would divide by zero). The upload's features are deduplicated as vPDQ does (a
+    hash seen before is dropped), so a frame whose every feature repeats an earlier one's is
+    not counted again."""
+    listed = _usable(entry, quality)
+    seen: set[int] = set()
+    rows: list[int] = []
+    owner: list[int] = []
+    turns: list[Orientation] = []
+    times: list[float] = []
+    for frame in upload:
+        usable = []
+        for feature, turn in zip(frame.features, frame.orientations, strict=True):
+            if feature.pdq not in seen:  # vPDQ's dedupe, then its quality filter
+                seen.add(feature.pdq)
+                if feature.quality >= quality:
+                    usable.append((feature, turn))
+        if not usable:
+            continue
+        for feature, turn in usable:
+            rows.append(feature.pdq)
+            owner.append(len(times))
+            turns.append(turn)
+        times.append(frame.seconds)
+    if not listed or not times:
+        return None
+    near = _within(_words(rows), _words([f.pdq for f in listed]), distance)
+    row_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=1), dtype=np.bool_)
+    column_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=0), dtype=np.bool_)
+    row_hits = [bool(hit) for hit in row_any]
+    frame_hits = [False] * len(times)
+    for frame_index, hit in zip(owner, row_hits, strict=True):
+        frame_hits[frame_index] = frame_hits[frame_index] or hit
+    counts: dict[Orientation, int] = {}
+    for turn, hit in zip(turns, row_hits, strict=True):
+        if hit:
+            counts[turn] = counts.get(turn, 0) + 1
+    return VpdqComparison(
+        query_percent=100.0 * sum(frame_hits) / len(frame_hits),
+        entry_percent=100.0 * float(column_any.mean()),
+        seconds=tuple(t for t, hit in zip(times, frame_hits, strict=True) if hit),
+        orientations=tuple(sorted(counts, key=lambda turn: -counts[turn])),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrameMatch:
+    """A list entry a video matched through its frames or file digest: the nearest match (its
+    distance, orientation and region, as an image's), and the times of every sampled frame
+    that matched the entry (empty for a file-digest match)."""
+
+    match: Match
+    seconds: tuple[float, ...]
+
+
+def match_video(
+    matcher: Matcher, hashes: Mapping[Algorithm, int], frames: Sequence[FrameHashes]
+) -> list[VideoFrameMatch]:
+    """Every entry of ``matcher``'s lists that a video matches: its exact file digests
+    (``hashes``), and each sampled frame's views under the image rules. One result per entry,
+    by its nearest match (the earliest frame on a tie; its ``frame_seconds`` set to every
+    matching frame's time), nearest first."""
+    found: dict[tuple[str, str], tuple[Match, list[float]]] = {}
+    for match in matcher.match({alg: v for alg, v in hashes.items() if not alg.is_perceptual}):
+        found[(match.list_name, match.entry_id)] = (match, [])
+    for frame in frames:
+        for match in matcher.match({}, frame.views):
+            key = (match.list_name, match.entry_id)
+            best, seconds = found.setdefault(key, (match, []))
+            seconds.append(frame.seconds)
+            if match.distance < best.distance:
+                found[key] = (match, seconds)
+    results = [
+        VideoFrameMatch(replace(match, frame_seconds=tuple(seconds)), tuple(seconds))
+        for match, seconds in found.values()
+    ]
+    results.sort(key=lambda r: (r.match.distance, r.match.list_name, r.match.entry_id))
+    return results
