@@ -506,7 +506,8 @@ class MatcherTarget:
         self._matcher.apply(matcher_operations)
         for operation in matcher_operations:
             key: object = operation[1]
-            if operation[0] == "entry" and operation[2] is None and isinstance(key, tuple):
+            retraction = operation[0] in ("entry", "vpdq") and operation[2] is None
+            if retraction and isinstance(key, tuple):
                 self._for_loop.append(("retracted", key, None))  # a retraction
         self._flag_low_information(matcher_operations)
         lists = set(self._matcher.lists)
@@ -523,7 +524,7 @@ class MatcherTarget:
     def outcome(self, operation: HashListOperation) -> str:
         """``held`` for an entry whose list has no config now, else ``applied``."""
         kind, key, value = operation
-        if kind == "entry" and value is not None and isinstance(key, tuple):
+        if kind in ("entry", "vpdq") and value is not None and isinstance(key, tuple):
             return "held" if self._matcher.config(key[0]) is None else "applied"
         return "applied"
 

@@ -138,9 +138,10 @@ def _originals(count: int, seconds: float) -> list[list[Frame]]:
 
 
 def _recall(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.core.hashlist import CompactFeature
     from pipeline.core.types import Algorithm
     from pipeline.core.video import VideoLimits
-    from pipeline.core.videomatch import CompactFeature, compare_vpdq, upload_frames
+    from pipeline.core.videomatch import compare_vpdq, upload_frames
     from pipeline.videodecode import hash_video, open_video, vpdq_features
 
     limits = VideoLimits()

@@ -46,6 +46,12 @@ list's kind, action and thresholds: an allow list's entries would produce deny m
 block list's only reviews. :meth:`Matcher.held_counts` says what is held; a caller that has
 no configs to give (a bare list file offline) sets an explicit default with :meth:`set_list`.
 Exact digests match at distance 0 on every configured list (:meth:`ListConfig.threshold`).
+
+vPDQ entries (a whole video's frames, :class:`~pipeline.core.hashlist.VpdqEntry`) are kept
+apart from the columns, in a plain mapping by key: they are variable-length sets, few per list
+(a video list holds thousands, not millions), and an upload is compared with each in turn
+(:func:`pipeline.core.videomatch.match_vpdq_entries`). The view carries the vPDQ entries of
+enabled, configured lists; those of a list with no config are held like any entry.
 Must not do I/O.
 """
 
@@ -75,6 +81,7 @@ from pipeline.core.hashlist import (
     HashListEntry,
     ListConfig,
     ListKind,
+    VpdqEntry,
 )
 from pipeline.core.index.base import HammingIndex, I64Array
 from pipeline.core.index.exact import ExactHashSet
@@ -112,6 +119,20 @@ class Match:
     frame_seconds: tuple[float, ...] = ()
     """For a video: when the sampled frames that matched are shown (seconds into the upload,
     earliest first); empty for an image or a match of the file's digest."""
+    vpdq: VpdqShares | None = None
+    """For a match of a vPDQ (whole-video) entry: the shares of frames that matched (its
+    ``algorithm`` is then ``pdq``, its distance the nearest frame pair's); else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqShares:
+    """How a video matched a vPDQ entry: the percent of the upload's usable frames that match
+    some entry frame and of the entry's frames matched, with the thresholds they reached."""
+
+    query_percent: float
+    entry_percent: float
+    query_threshold: float
+    entry_threshold: float
 
 
 #: A dHash match counts on its own only this close to its entry, and only when neither the
@@ -200,6 +221,7 @@ class _Hits:
 Operation = (
     tuple[Literal["entry"], tuple[str, str], HashListEntry | None]
     | tuple[Literal["list"], str, ListConfig | None]
+    | tuple[Literal["vpdq"], tuple[str, str], VpdqEntry | None]
 )
 
 
@@ -214,6 +236,8 @@ class MatcherView:
     exact: Mapping[Algorithm, ExactHashSet]
     #: Per perceptual algorithm, the radius its index is searched at (absent: not searched).
     radii: Mapping[Algorithm, int]
+    #: vPDQ entries of enabled, configured lists (matched by :mod:`pipeline.core.videomatch`).
+    videos: tuple[VpdqEntry, ...] = ()
 
     def match(self, hashes: Mapping[Algorithm, int], views: Sequence[View] = ()) -> list[Match]:
         """Every (list, entry) the upload matches under each list's policy, nearest first.
@@ -390,6 +414,8 @@ class Matcher:
             for alg in PERCEPTUAL_ALGORITHMS
         }
         self._live = 0
+        #: vPDQ entries by key (replaced, never changed in place; see the module docstring).
+        self._videos: dict[tuple[str, str], VpdqEntry] = {}
         #: While builds are deferred (:meth:`defer_builds`): per algorithm, the (rows, values)
         #: added since, and the first row added since.
         self._deferred: dict[Algorithm, list[tuple[I64Array, Any]]] | None = None
@@ -441,12 +467,16 @@ class Matcher:
         for (name, _), count in self._counts.items():
             if name not in configs:
                 held[name] += count
+        for name, _ in self._videos:
+            if name not in configs:
+                held[name] += 1
         return dict(held)
 
     @property
     def lists(self) -> tuple[str, ...]:
         """Names of every list with a config or at least one entry."""
-        return tuple(sorted(set(self._configs) | {name for name, _ in self._counts}))
+        names = {name for name, _ in self._counts} | {name for name, _ in self._videos}
+        return tuple(sorted(set(self._configs) | names))
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -525,6 +555,26 @@ class Matcher:
         if not unchanged:
             return batch
         return _select(batch, [i for i in range(len(batch)) if i not in unchanged])
+
+    def upsert_videos(self, entries: Iterable[VpdqEntry]) -> int:
+        """Add or replace vPDQ entries (by key); returns how many were added or changed."""
+        changed = {e.key: e for e in entries if self._videos.get(e.key) != e}
+        if changed:
+            self._videos = {**self._videos, **changed}
+            self._publish()
+        return len(changed)
+
+    def retract_videos(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remove vPDQ entries by (list, entry id); unknown keys are ignored."""
+        gone = {key for key in keys if key in self._videos}
+        if gone:
+            self._videos = {k: v for k, v in self._videos.items() if k not in gone}
+            self._publish()
+        return len(gone)
+
+    def video_counts(self) -> dict[str, int]:
+        """vPDQ entries per list."""
+        return dict(Counter(name for name, _ in self._videos))
 
     def retract(self, keys: Iterable[tuple[str, str]]) -> int:
         """Remove entries by (list, entry id); unknown keys are ignored. Returns how many."""
@@ -624,6 +674,13 @@ class Matcher:
                     flush()
                     assert isinstance(value, EntryBatch)
                     self.upsert_batch(value)
+                elif kind == "vpdq":
+                    flush()
+                    if value is None:
+                        self.retract_videos([key])  # type: ignore[list-item]
+                    else:
+                        assert isinstance(value, VpdqEntry)
+                        self.upsert_videos([value])
                 elif value is None:
                     if pending:
                         flush()
@@ -708,6 +765,11 @@ class Matcher:
                 for alg in PERCEPTUAL_ALGORITHMS
                 if (radius := self._search_radius(alg)) is not None
             },
+            videos=tuple(
+                entry
+                for (name, _), entry in sorted(self._videos.items())
+                if (config := self._configs.get(name)) is not None and config.enabled
+            ),
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
@@ -730,12 +792,15 @@ class Matcher:
         return dict(self._counts)
 
     def algorithms_in_use(self) -> tuple[Algorithm, ...]:
-        """Algorithms with at least one entry: hashing can skip the others."""
+        """Algorithms with at least one entry: hashing can skip the others (a vPDQ entry
+        asks for PDQ: a video's frames are compared by their PDQ hashes)."""
         used = {alg for _, alg in self._counts}
+        if self._videos:
+            used.add(Algorithm.PDQ)
         return tuple(alg for alg in Algorithm if alg in used)
 
     def __len__(self) -> int:
-        return self._live
+        return self._live + len(self._videos)
 
     def empty_like(self) -> Matcher:
         """A new, empty matcher with this one's index kind (to build a replacement in)."""

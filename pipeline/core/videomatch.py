@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.core.matching import Match, Matcher
+from pipeline.core.hashlist import CompactFeature
+from pipeline.core.matching import Match, Matcher, MatcherView, VpdqShares
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes
 from pipeline.core.types import Algorithm
 from pipeline.core.video import FrameHashes, VideoHashes, VpdqFeature
@@ -38,46 +39,11 @@ VPDQ_QUALITY_THRESHOLD = 50
 VPDQ_DISTANCE_THRESHOLD = 31
 VPDQ_QUERY_MATCH_PERCENT = 80.0
 VPDQ_ENTRY_MATCH_PERCENT = 0.0
-_PDQ_HEX_DIGITS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class CompactFeature:
-    """One frame of a vPDQ hash as lists carry it: PDQ hash, quality (0-100), seconds."""
-
-    pdq: int
-    quality: int
-    seconds: float
-
-    def __str__(self) -> str:
-        # python-threatexchange's VpdqCompactFeature.__str__ (3 significant digits of time).
-        return f"{self.pdq:064x},{self.quality},{self.seconds:.3}"
-
-
-def parse_vpdq(text: str) -> tuple[CompactFeature, ...]:
-    """A vPDQ hash in python-threatexchange's signal format: a JSON list of
-    ``"<64 hex digits>,<quality>,<seconds>"`` strings. Raises ValueError naming the first
-    malformed feature (a wrong hex length, quality outside 0-100, negative time)."""
-    loaded = json.loads(text or "[]")
-    if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
-        raise ValueError("a vPDQ hash is a JSON list of 'hex,quality,seconds' strings")
-    features = []
-    for item in loaded:
-        parts = item.split(",")
-        if len(parts) != 3 or len(parts[0]) != _PDQ_HEX_DIGITS:
-            raise ValueError(f"invalid vPDQ feature {item!r}")
-        try:
-            feature = CompactFeature(int(parts[0], 16), int(parts[1]), float(parts[2]))
-        except ValueError:
-            raise ValueError(f"invalid vPDQ feature {item!r}") from None
-        if not 0 <= feature.quality <= 100 or not feature.seconds >= 0:
-            raise ValueError(f"invalid vPDQ feature {item!r}")
-        features.append(feature)
-    return tuple(features)
 
 
 def format_vpdq(features: Iterable[CompactFeature | VpdqFeature]) -> str:
-    """Features in python-threatexchange's signal format (see :func:`parse_vpdq`)."""
+    """Features in python-threatexchange's signal format (the text
+    :func:`pipeline.core.hashlist.parse_vpdq` reads)."""
     return json.dumps(
         [
             str(CompactFeature(f.pdq, f.quality, f.seconds) if isinstance(f, VpdqFeature) else f)
@@ -106,13 +72,18 @@ def _words(values: Sequence[int]) -> npt.NDArray[np.uint64]:
 
 def _within(
     left: npt.NDArray[np.uint64], right: npt.NDArray[np.uint64], distance: int
-) -> npt.NDArray[np.bool_]:
-    """(len(left), len(right)): whether each pair is within ``distance`` bits (inclusive)."""
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """(len(left), len(right)): whether each pair is within ``distance`` bits (inclusive), and
+    the smallest distance of a pair within it (``distance + 1`` when none is)."""
     out = np.zeros((len(left), len(right)), dtype=np.bool_)
+    nearest = distance + 1
     for start in range(0, len(left), 256):  # bounds the (rows x right x 4) temporary
         block = left[start : start + 256, None, :] ^ right[None, :, :]
-        out[start : start + 256] = np.bitwise_count(block).sum(axis=2) <= distance
-    return out
+        bits = np.bitwise_count(block).sum(axis=2)
+        out[start : start + 256] = bits <= distance
+        if bits.size:
+            nearest = min(nearest, int(bits.min()))
+    return out, nearest
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +108,8 @@ class VpdqComparison:
     entry_percent: float
     seconds: tuple[float, ...]
     orientations: tuple[Orientation, ...] = ()
+    nearest: int = 0
+    """The smallest distance (bits) between a frame of the upload and one of the entry."""
 
     def matches(
         self,
@@ -151,7 +124,9 @@ class VpdqComparison:
         )
 
 
-def upload_frames(video: VideoHashes, turned: bool = True) -> list[UploadFrame]:
+def upload_frames(
+    video: VideoHashes | Sequence[FrameHashes], turned: bool = True
+) -> list[UploadFrame]:
     """The sampled frames of an upload that vPDQ compares, as the PDQ features of their views,
     in every orientation (upright only when not ``turned``).
 
@@ -162,7 +137,7 @@ def upload_frames(video: VideoHashes, turned: bool = True) -> list[UploadFrame]:
     read as cuts, and took 2 of 3 re-encoded copies below 80%)."""
     orientations = ORIENTATIONS if turned else (Orientation.IDENTITY,)
     frames = []
-    for frame in video.frames:
+    for frame in video.frames if isinstance(video, VideoHashes) else video:
         if frame.cut:
             continue
         features: list[CompactFeature] = []
@@ -214,7 +189,7 @@ def compare_vpdq(
         times.append(frame.seconds)
     if not listed or not times:
         return None
-    near = _within(_words(rows), _words([f.pdq for f in listed]), distance)
+    near, nearest = _within(_words(rows), _words([f.pdq for f in listed]), distance)
     row_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=1), dtype=np.bool_)
     column_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=0), dtype=np.bool_)
     row_hits = [bool(hit) for hit in row_any]
@@ -230,6 +205,7 @@ def compare_vpdq(
         entry_percent=100.0 * float(column_any.mean()),
         seconds=tuple(t for t, hit in zip(times, frame_hits, strict=True) if hit),
         orientations=tuple(sorted(counts, key=lambda turn: -counts[turn])),
+        nearest=nearest,
     )
 
 
@@ -266,3 +242,67 @@ def match_video(
     ]
     results.sort(key=lambda r: (r.match.distance, r.match.list_name, r.match.entry_id))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqRule:
+    """The shares a video must reach to match a vPDQ entry (percent, inclusive): of its own
+    usable frames that match (``query_percent``) and of the entry's frames matched
+    (``entry_percent``). The frame distance is each list's PDQ threshold (default 31) and the
+    quality floor :data:`VPDQ_QUALITY_THRESHOLD`, vPDQ's convention."""
+
+    query_percent: float = VPDQ_QUERY_MATCH_PERCENT
+    entry_percent: float = VPDQ_ENTRY_MATCH_PERCENT
+
+
+#: vPDQ's own shares: 80% of the upload's frames, any share of the entry's.
+VPDQ_RULE = VpdqRule()
+
+
+def match_vpdq_entries(
+    view: MatcherView, frames: Sequence[FrameHashes], rule: VpdqRule = VPDQ_RULE
+) -> list[Match]:
+    """Every vPDQ entry of ``view`` (enabled, configured lists) that a video's sampled frames
+    match by :func:`compare_vpdq` and ``rule``, at each list's PDQ threshold. Each match is a
+    ``pdq`` match whose distance is the nearest frame pair's, whose ``frame_seconds`` are the
+    upload's matching frames and whose ``vpdq`` gives the shares; nearest first.
+
+    A linear comparison: each entry is compared with every usable frame feature of the upload
+    (``pipeline bench video`` measures the cost per entry)."""
+    if not view.videos:
+        return []
+    upload = upload_frames(frames)
+    found = []
+    for entry in view.videos:
+        config = view.configs[entry.list_name]
+        distance = config.threshold(Algorithm.PDQ)
+        if distance is None:
+            continue
+        comparison = compare_vpdq(upload, entry.frames, distance=distance)
+        if comparison is None or not comparison.matches(rule.query_percent, rule.entry_percent):
+            continue
+        found.append(
+            Match(
+                list_name=config.name,
+                list_version=config.version,
+                list_kind=config.kind,
+                list_action=config.action,
+                entry_id=entry.entry_id,
+                category=entry.category,
+                algorithm=Algorithm.PDQ,
+                distance=comparison.nearest,
+                threshold=distance,
+                orientation=comparison.orientations[0]
+                if comparison.orientations
+                else Orientation.IDENTITY,
+                frame_seconds=comparison.seconds,
+                vpdq=VpdqShares(
+                    query_percent=round(comparison.query_percent, 2),
+                    entry_percent=round(comparison.entry_percent, 2),
+                    query_threshold=rule.query_percent,
+                    entry_threshold=rule.entry_percent,
+                ),
+            )
+        )
+    found.sort(key=lambda m: (m.distance, m.list_name, m.entry_id))
+    return found

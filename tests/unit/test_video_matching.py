@@ -13,18 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.hashlist import Category, CompactFeature, HashListEntry, ListConfig, parse_vpdq
 from pipeline.core.matching import Matcher
 from pipeline.core.orientation import Orientation
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.core.video import VideoLimits
 from pipeline.core.videomatch import (
-    CompactFeature,
     UploadFrame,
     compare_vpdq,
     format_vpdq,
     match_video,
-    parse_vpdq,
     upload_frames,
 )
 from pipeline.videodecode import hash_video, open_video, vpdq_features
