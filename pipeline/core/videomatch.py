@@ -156,18 +156,24 @@ def upload_frames(
     return frames
 
 
-def compare_vpdq(
-    upload: Sequence[UploadFrame],
-    entry: Sequence[CompactFeature],
-    distance: int = VPDQ_DISTANCE_THRESHOLD,
-    quality: int = VPDQ_QUALITY_THRESHOLD,
-) -> VpdqComparison | None:
-    """Compare an upload's frames (a frame matches when any of its features does) with a
-    listed vPDQ hash. None when either side has no usable frame (nothing to judge: vPDQ's
-    percentages would divide by zero). The upload's features are deduplicated as vPDQ does (a
-    hash seen before is dropped), so a frame whose every feature repeats an earlier one's is
-    not counted again."""
-    listed = _usable(entry, quality)
+@dataclass(frozen=True, slots=True)
+class PreparedUpload:
+    """An upload's frames as vPDQ compares them with every entry, computed once: its usable
+    features as rows of 64-bit words, the frame (index into ``times``) and orientation of
+    each row, and the time of each frame with a usable feature."""
+
+    words: npt.NDArray[np.uint64]
+    owner: tuple[int, ...]
+    turns: tuple[Orientation, ...]
+    times: tuple[float, ...]
+
+
+def prepare_upload(
+    upload: Sequence[UploadFrame], quality: int = VPDQ_QUALITY_THRESHOLD
+) -> PreparedUpload:
+    """The upload's features deduplicated as vPDQ does (a hash seen before is dropped, so a
+    frame whose every feature repeats an earlier one's is not counted again), then those
+    below ``quality`` dropped."""
     seen: set[int] = set()
     rows: list[int] = []
     owner: list[int] = []
@@ -187,17 +193,33 @@ def compare_vpdq(
             owner.append(len(times))
             turns.append(turn)
         times.append(frame.seconds)
+    return PreparedUpload(_words(rows), tuple(owner), tuple(turns), tuple(times))
+
+
+def compare_vpdq(
+    upload: Sequence[UploadFrame] | PreparedUpload,
+    entry: Sequence[CompactFeature],
+    distance: int = VPDQ_DISTANCE_THRESHOLD,
+    quality: int = VPDQ_QUALITY_THRESHOLD,
+) -> VpdqComparison | None:
+    """Compare an upload's frames (a frame matches when any of its features does; see
+    :func:`prepare_upload`, which a caller comparing many entries does once) with a listed
+    vPDQ hash. None when either side has no usable frame (nothing to judge: vPDQ's
+    percentages would divide by zero)."""
+    listed = _usable(entry, quality)
+    prepared = upload if isinstance(upload, PreparedUpload) else prepare_upload(upload, quality)
+    times = prepared.times
     if not listed or not times:
         return None
-    near, nearest = _within(_words(rows), _words([f.pdq for f in listed]), distance)
+    near, nearest = _within(prepared.words, _words([f.pdq for f in listed]), distance)
     row_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=1), dtype=np.bool_)
     column_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=0), dtype=np.bool_)
     row_hits = [bool(hit) for hit in row_any]
     frame_hits = [False] * len(times)
-    for frame_index, hit in zip(owner, row_hits, strict=True):
+    for frame_index, hit in zip(prepared.owner, row_hits, strict=True):
         frame_hits[frame_index] = frame_hits[frame_index] or hit
     counts: dict[Orientation, int] = {}
-    for turn, hit in zip(turns, row_hits, strict=True):
+    for turn, hit in zip(prepared.turns, row_hits, strict=True):
         if hit:
             counts[turn] = counts.get(turn, 0) + 1
     return VpdqComparison(
@@ -271,7 +293,7 @@ def match_vpdq_entries(
     (``pipeline bench video`` measures the cost per entry)."""
     if not view.videos:
         return []
-    upload = upload_frames(frames)
+    upload = prepare_upload(upload_frames(frames))
     found = []
     for entry in view.videos:
         config = view.configs[entry.list_name]
