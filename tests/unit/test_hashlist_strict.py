@@ -360,3 +360,19 @@ def test_a_csv_vpdq_row_carries_threatexchanges_text_and_round_trips_to_the_topi
     record = encode_vpdq(video)
     assert record.key == b"vpdq/eokm/v1"
     assert parse_hashlist_record(record.key, record.value) == ("vpdq", ("eokm", "v1"), video)
+
+
+def test_a_vpdq_record_at_its_caps_fits_the_brokers_default_message_size() -> None:
+    longest_time = 1.2345678901234567e-300  # 23 characters, the longest a float prints as
+    entry = VpdqEntry(
+        "l" * 128,
+        "e" * 256,
+        tuple(CompactFeature((1 << 256) - 1, 100, longest_time) for _ in range(VPDQ_MAX_FRAMES)),
+        Category.TERROR,
+        source="s" * 256,
+        note="é" * 1000,
+    )
+    record = encode_vpdq(entry)
+    assert record.value is not None
+    assert len(record.value) < 1_000_000  # Kafka's default message.max.bytes is 1,048,588
+    assert parse_hashlist_record(record.key, record.value)[2] == entry
