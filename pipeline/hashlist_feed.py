@@ -473,7 +473,9 @@ class MatcherTarget:
         self._matcher.adopt(other._matcher)
         self._low_information = other._low_information
         self._known_lists |= other._known_lists  # dropped lists stay as zero series
-        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_index_entries(
+            self._matcher.entry_counts(), self._known_lists, self._matcher.video_counts()
+        )
         self._metrics.set_low_information_entries(
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,
@@ -514,7 +516,9 @@ class MatcherTarget:
         for name in lists - self._known_lists:
             self._metrics.register_list(name)
         self._known_lists |= lists
-        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_index_entries(
+            self._matcher.entry_counts(), self._known_lists, self._matcher.video_counts()
+        )
         self._metrics.set_low_information_entries(
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,

@@ -376,3 +376,27 @@ def test_a_vpdq_record_at_its_caps_fits_the_brokers_default_message_size() -> No
     assert record.value is not None
     assert len(record.value) < 1_000_000  # Kafka's default message.max.bytes is 1,048,588
     assert parse_hashlist_record(record.key, record.value)[2] == entry
+
+
+def test_the_worker_target_holds_applies_counts_and_retracts_vpdq_entries() -> None:
+    metrics = PipelineMetrics()
+    matcher = Matcher()
+    target = MatcherTarget(matcher, metrics, health=WorkerHealth())
+    video = VpdqEntry("films", "v1", (CompactFeature(1, 90, 0.0),), Category.TERROR)
+    record = encode_vpdq(video)
+    operation = parse_hashlist_record(record.key, record.value)
+    target.apply([operation])
+    assert target.outcome(operation) == "held"
+    assert held_gauge(metrics, "films") == 1
+    assert matcher.view.videos == ()  # held: not matched
+
+    target.apply([("list", "films", ListConfig.create("films", action="block"))])
+    assert target.outcome(operation) == "applied"
+    assert matcher.view.videos == (video,)
+    assert matcher.algorithms_in_use() == (Algorithm.PDQ,)  # uploads get PDQ hashes for it
+    labels = {"list": "films", "algorithm": "vpdq"}
+    assert metrics.registry.get_sample_value("screening_index_entries", labels) == 1
+
+    target.apply([parse_hashlist_record(record.key, None)])
+    assert matcher.view.videos == ()
+    assert metrics.registry.get_sample_value("screening_index_entries", labels) == 0
