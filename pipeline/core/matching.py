@@ -64,6 +64,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
 from pipeline.core.entrystore import (
@@ -78,6 +79,7 @@ from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
     PDQ_MIN_QUALITY,
     Category,
+    CompactFeature,
     HashListEntry,
     ListConfig,
     ListKind,
@@ -218,6 +220,26 @@ class _Hits:
             self.counted[internal] = (rank, match())
 
 
+def usable_features(
+    features: Iterable[CompactFeature], quality: int = PDQ_MIN_QUALITY
+) -> list[CompactFeature]:
+    """vPDQ's filters, in its order: the first feature of each distinct hash, then those at or
+    above ``quality`` (a hash first seen below it is dropped, whatever repeats it)."""
+    seen: set[int] = set()
+    kept = []
+    for feature in features:
+        if feature.pdq not in seen:
+            seen.add(feature.pdq)
+            kept.append(feature)
+    return [feature for feature in kept if feature.quality >= quality]
+
+
+def pdq_words(values: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """256-bit hashes as rows of four 64-bit words."""
+    raw = b"".join(value.to_bytes(32, "big") for value in values)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(values), 4)
+
+
 Operation = (
     tuple[Literal["entry"], tuple[str, str], HashListEntry | None]
     | tuple[Literal["list"], str, ListConfig | None]
@@ -238,6 +260,9 @@ class MatcherView:
     radii: Mapping[Algorithm, int]
     #: vPDQ entries of enabled, configured lists (matched by :mod:`pipeline.core.videomatch`).
     videos: tuple[VpdqEntry, ...] = ()
+    #: Per entry of ``videos``: its usable frames (:func:`usable_features`) as
+    #: :func:`pdq_words`, computed once when the entry was stored.
+    video_words: tuple[npt.NDArray[np.uint64], ...] = ()
 
     def match(self, hashes: Mapping[Algorithm, int], views: Sequence[View] = ()) -> list[Match]:
         """Every (list, entry) the upload matches under each list's policy, nearest first.
@@ -416,6 +441,7 @@ class Matcher:
         self._live = 0
         #: vPDQ entries by key (replaced, never changed in place; see the module docstring).
         self._videos: dict[tuple[str, str], VpdqEntry] = {}
+        self._video_words: dict[tuple[str, str], npt.NDArray[np.uint64]] = {}
         #: While builds are deferred (:meth:`defer_builds`): per algorithm, the (rows, values)
         #: added since, and the first row added since.
         self._deferred: dict[Algorithm, list[tuple[I64Array, Any]]] | None = None
@@ -560,7 +586,12 @@ class Matcher:
         """Add or replace vPDQ entries (by key); returns how many were added or changed."""
         changed = {e.key: e for e in entries if self._videos.get(e.key) != e}
         if changed:
+            words = {
+                key: pdq_words([f.pdq for f in usable_features(e.frames)])
+                for key, e in changed.items()
+            }
             self._videos = {**self._videos, **changed}
+            self._video_words = {**self._video_words, **words}
             self._publish()
         return len(changed)
 
@@ -569,6 +600,7 @@ class Matcher:
         gone = {key for key in keys if key in self._videos}
         if gone:
             self._videos = {k: v for k, v in self._videos.items() if k not in gone}
+            self._video_words = {k: v for k, v in self._video_words.items() if k not in gone}
             self._publish()
         return len(gone)
 
@@ -747,6 +779,11 @@ class Matcher:
                 self._snapshots[algorithm] = self._exact[algorithm].snapshot()
         self._dirty = set()
         snapshots = self._snapshots
+        matched_videos = [
+            (key, entry)
+            for key, entry in sorted(self._videos.items())
+            if (config := self._configs.get(key[0])) is not None and config.enabled
+        ]
         return MatcherView(
             configs=self._configs,
             rows=self._store.reader(),
@@ -765,11 +802,8 @@ class Matcher:
                 for alg in PERCEPTUAL_ALGORITHMS
                 if (radius := self._search_radius(alg)) is not None
             },
-            videos=tuple(
-                entry
-                for (name, _), entry in sorted(self._videos.items())
-                if (config := self._configs.get(name)) is not None and config.enabled
-            ),
+            videos=tuple(entry for _, entry in matched_videos),
+            video_words=tuple(self._video_words[key] for key, _ in matched_videos),
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:

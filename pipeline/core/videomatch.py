@@ -28,14 +28,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.core.hashlist import CompactFeature
-from pipeline.core.matching import Match, Matcher, MatcherView, VpdqShares
+from pipeline.core.hashlist import PDQ_MIN_QUALITY, CompactFeature
+from pipeline.core.matching import (
+    Match,
+    Matcher,
+    MatcherView,
+    VpdqShares,
+    pdq_words,
+    usable_features,
+)
 from pipeline.core.orientation import ORIENTATIONS, Orientation, OrientationHashes
 from pipeline.core.types import Algorithm
 from pipeline.core.video import FrameHashes, VideoHashes, VpdqFeature
 
 #: vPDQ's conventions (python-threatexchange, extensions/vpdq/vpdq_util.py).
-VPDQ_QUALITY_THRESHOLD = 50
+VPDQ_QUALITY_THRESHOLD = PDQ_MIN_QUALITY  # 50, the floor of single PDQ hashes too
 VPDQ_DISTANCE_THRESHOLD = 31
 VPDQ_QUERY_MATCH_PERCENT = 80.0
 VPDQ_ENTRY_MATCH_PERCENT = 0.0
@@ -52,24 +59,6 @@ def format_vpdq(features: Iterable[CompactFeature | VpdqFeature]) -> str:
     )
 
 
-def _usable(features: Iterable[CompactFeature], quality: int) -> list[CompactFeature]:
-    """vPDQ's filters, in its order: the first feature of each distinct hash, then those at or
-    above ``quality`` (a hash first seen below it is dropped, whatever repeats it)."""
-    seen: set[int] = set()
-    kept = []
-    for feature in features:
-        if feature.pdq not in seen:
-            seen.add(feature.pdq)
-            kept.append(feature)
-    return [feature for feature in kept if feature.quality >= quality]
-
-
-def _words(values: Sequence[int]) -> npt.NDArray[np.uint64]:
-    """256-bit hashes as rows of four 64-bit words."""
-    raw = b"".join(value.to_bytes(32, "big") for value in values)
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(values), 4)
-
-
 def _within(
     left: npt.NDArray[np.uint64], right: npt.NDArray[np.uint64], distance: int
 ) -> tuple[npt.NDArray[np.bool_], int]:
@@ -77,9 +66,14 @@ def _within(
     the smallest distance of a pair within it (``distance + 1`` when none is)."""
     out = np.zeros((len(left), len(right)), dtype=np.bool_)
     nearest = distance + 1
-    for start in range(0, len(left), 256):  # bounds the (rows x right x 4) temporary
-        block = left[start : start + 256, None, :] ^ right[None, :, :]
-        bits = np.bitwise_count(block).sum(axis=2)
+    columns = np.ascontiguousarray(right.T)  # word-major: each word's column is contiguous
+    for start in range(0, len(left), 256):  # bounds the (rows x right) temporaries
+        rows = left[start : start + 256]
+        # Word by word (uint16: 256 differing bits do not fit a uint8): ~10x faster than one
+        # (rows x right x 4) XOR summed over its last axis.
+        bits = np.bitwise_count(rows[:, 0, None] ^ columns[0][None, :]).astype(np.uint16)
+        for word in range(1, 4):
+            bits += np.bitwise_count(rows[:, word, None] ^ columns[word][None, :])
         out[start : start + 256] = bits <= distance
         if bits.size:
             nearest = min(nearest, int(bits.min()))
@@ -193,7 +187,7 @@ def prepare_upload(
             owner.append(len(times))
             turns.append(turn)
         times.append(frame.seconds)
-    return PreparedUpload(_words(rows), tuple(owner), tuple(turns), tuple(times))
+    return PreparedUpload(pdq_words(rows), tuple(owner), tuple(turns), tuple(times))
 
 
 def compare_vpdq(
@@ -206,12 +200,23 @@ def compare_vpdq(
     :func:`prepare_upload`, which a caller comparing many entries does once) with a listed
     vPDQ hash. None when either side has no usable frame (nothing to judge: vPDQ's
     percentages would divide by zero)."""
-    listed = _usable(entry, quality)
     prepared = upload if isinstance(upload, PreparedUpload) else prepare_upload(upload, quality)
+    listed = pdq_words([f.pdq for f in usable_features(entry, quality)])
+    return compare_prepared(prepared, listed, distance)
+
+
+def compare_prepared(
+    prepared: PreparedUpload,
+    listed: npt.NDArray[np.uint64],
+    distance: int = VPDQ_DISTANCE_THRESHOLD,
+) -> VpdqComparison | None:
+    """:func:`compare_vpdq` of a prepared upload and an entry's usable frames as words
+    (:func:`pipeline.core.matching.usable_features`, :func:`pipeline.core.matching.pdq_words`:
+    the matcher keeps them so, computed once per entry)."""
     times = prepared.times
-    if not listed or not times:
+    if not len(listed) or not times:
         return None
-    near, nearest = _within(prepared.words, _words([f.pdq for f in listed]), distance)
+    near, nearest = _within(prepared.words, listed, distance)
     row_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=1), dtype=np.bool_)
     column_any: npt.NDArray[np.bool_] = np.asarray(near.any(axis=0), dtype=np.bool_)
     row_hits = [bool(hit) for hit in row_any]
@@ -295,12 +300,12 @@ def match_vpdq_entries(
         return []
     upload = prepare_upload(upload_frames(frames))
     found = []
-    for entry in view.videos:
+    for entry, listed in zip(view.videos, view.video_words, strict=True):
         config = view.configs[entry.list_name]
         distance = config.threshold(Algorithm.PDQ)
         if distance is None:
             continue
-        comparison = compare_vpdq(upload, entry.frames, distance=distance)
+        comparison = compare_prepared(upload, listed, distance)
         if comparison is None or not comparison.matches(rule.query_percent, rule.entry_percent):
             continue
         found.append(
