@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -258,7 +258,8 @@ class MatcherView:
     exact: Mapping[Algorithm, ExactHashSet]
     #: Per perceptual algorithm, the radius its index is searched at (absent: not searched).
     radii: Mapping[Algorithm, int]
-    #: vPDQ entries of enabled, configured lists (matched by :mod:`pipeline.core.videomatch`).
+    #: vPDQ entries of enabled, configured lists (matched by :mod:`pipeline.core.videomatch`),
+    #: without their frames: those are ``video_words``.
     videos: tuple[VpdqEntry, ...] = ()
     #: Per entry of ``videos``: its usable frames (:func:`usable_features`) as
     #: :func:`pdq_words`, computed once when the entry was stored.
@@ -583,13 +584,23 @@ class Matcher:
         return _select(batch, [i for i in range(len(batch)) if i not in unchanged])
 
     def upsert_videos(self, entries: Iterable[VpdqEntry]) -> int:
-        """Add or replace vPDQ entries (by key); returns how many were added or changed."""
-        changed = {e.key: e for e in entries if self._videos.get(e.key) != e}
+        """Add or replace vPDQ entries (by key); returns how many were added or changed.
+
+        Only the usable frames are kept, as words (32 bytes a frame; the entry itself is kept
+        without its frames): a frame object costs ~150 bytes, 1 GB for 1,000 entries at the
+        7,200-frame cap."""
+        changed: dict[tuple[str, str], VpdqEntry] = {}
+        words: dict[tuple[str, str], npt.NDArray[np.uint64]] = {}
+        for entry in entries:
+            usable = pdq_words([f.pdq for f in usable_features(entry.frames)])
+            slim = replace(entry, frames=())
+            old = self._video_words.get(entry.key)
+            unchanged = old is not None and np.array_equal(old, usable)
+            if unchanged and self._videos.get(entry.key) == slim:
+                continue
+            changed[entry.key] = slim
+            words[entry.key] = usable
         if changed:
-            words = {
-                key: pdq_words([f.pdq for f in usable_features(e.frames)])
-                for key, e in changed.items()
-            }
             self._videos = {**self._videos, **changed}
             self._video_words = {**self._video_words, **words}
             self._publish()

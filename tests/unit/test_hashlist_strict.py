@@ -392,7 +392,9 @@ def test_the_worker_target_holds_applies_counts_and_retracts_vpdq_entries() -> N
 
     target.apply([("list", "films", ListConfig.create("films", action="block"))])
     assert target.outcome(operation) == "applied"
-    assert matcher.view.videos == (video,)
+    assert [entry.key for entry in matcher.view.videos] == [video.key]
+    (words,) = matcher.view.video_words
+    assert words.tolist() == [[0, 0, 0, 1]]  # its frames, kept as 64-bit words
     assert matcher.algorithms_in_use() == (Algorithm.PDQ,)  # uploads get PDQ hashes for it
     labels = {"list": "films", "algorithm": "vpdq"}
     assert metrics.registry.get_sample_value("screening_index_entries", labels) == 1

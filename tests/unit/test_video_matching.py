@@ -295,3 +295,12 @@ def test_vpdq_entries_follow_the_list_policy_and_the_rule() -> None:
     assert retracting.retract_videos([("videos", "listed-clip")]) == 1
     assert match_vpdq_entries(retracting.view, upload.frames) == []
     assert retracting.algorithms_in_use() == ()
+
+
+def test_a_republished_vpdq_entry_changes_nothing_and_a_changed_one_replaces_it() -> None:
+    matcher = vpdq_matcher()
+    same = VpdqEntry("videos", "listed-clip", ENTRY, Category.TERROR)
+    assert matcher.upsert_videos([same]) == 0
+    assert matcher.upsert_videos([VpdqEntry("videos", "listed-clip", ENTRY[:2], Category.TERROR)])
+    (words,) = matcher.view.video_words
+    assert len(words) <= 2
