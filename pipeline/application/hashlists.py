@@ -223,13 +223,20 @@ class Retracted:
 
 
 def retraction_keys(
-    list_name: str, entry_ids: Iterable[str], file: Path | None, list_config: bool
+    list_name: str,
+    entry_ids: Iterable[str],
+    file: Path | None,
+    list_config: bool,
+    *,
+    videos: bool = False,
 ) -> list[str]:
-    """The topic keys to retract, once each in the order given: the entries named by id, every
-    entry of ``file`` (an entry file or manifest; rows without a list belong to ``list_name``)
-    and, with ``list_config``, the list's config. Raises
-    :class:`~pipeline.errors.InputRejected` for a file that cannot be read."""
-    keys = [hashlist_topic.entry_key(list_name, entry_id) for entry_id in entry_ids]
+    """The topic keys to retract, once each in the order given: the entries named by id (vPDQ
+    entries' keys with ``videos``), every entry of ``file`` (an entry file or manifest; rows
+    without a list belong to ``list_name``; vPDQ rows by their own keys) and, with
+    ``list_config``, the list's config. Raises :class:`~pipeline.errors.InputRejected` for a
+    file that cannot be read."""
+    key_of = hashlist_topic.vpdq_key if videos else hashlist_topic.entry_key
+    keys = [key_of(list_name, entry_id) for entry_id in entry_ids]
     if file is not None:
         loaded = load_paths([file], list_name)
         keys += [hashlist_topic.entry_key(e.list_name, e.entry_id) for e in loaded.entries]

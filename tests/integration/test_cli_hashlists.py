@@ -295,3 +295,13 @@ def test_vpdq_entries_of_a_list_file_are_published_and_retracted_by_file(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "retracted 1 key(s)"
     assert hashlist_records(topics)[-1] == ("vpdq/vids/v1", None)
+
+    # By id, with --vpdq: its key is vpdq/<list>/<id> (without, entry/vids/v1 is not held).
+    result = run_cli("hashlist", "publish", str(videos), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("hashlist", "retract", "--list", "vids", "v1", env=topics.env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "entry/vids/v1" in result.stderr
+    result = run_cli("hashlist", "retract", "--list", "vids", "--vpdq", "v1", env=topics.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert hashlist_records(topics)[-1] == ("vpdq/vids/v1", None)
