@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from pipeline.core.guard import GuardLimits
     from pipeline.core.quarantine import FloodRule
+    from pipeline.core.videomatch import VpdqRule
     from pipeline.fetch_policy import FetchLimits, S3Access
 
 ENV_PREFIX = "PIPELINE_"
@@ -108,6 +109,20 @@ class Settings(BaseSettings):
     )
     video_sample_interval_seconds: float = Field(
         1.0, gt=0, description="Frames sampled: one per interval plus scene changes."
+    )
+    vpdq_query_match_percent: float = Field(
+        80.0,
+        gt=0,
+        le=100,
+        description="A video matches a vPDQ entry when this share (%) of its usable frames "
+        "match some entry frame (vPDQ's convention: 80)...",
+    )
+    vpdq_entry_match_percent: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="...and this share (%) of the entry's frames are matched (vPDQ's: 0, so a "
+        "clip cut out of a listed video matches).",
     )
 
     # --- Matching ----------------------------------------------------------------------------
@@ -499,6 +514,12 @@ class Settings(BaseSettings):
         empty directories here; one per user, so users never share (or block) each other's.
         """
         return Path(tempfile.gettempdir()) / f"upload-screening-faust-{os.getuid()}"
+
+    def vpdq_rule(self) -> VpdqRule:
+        """The shares a video must reach to match a vPDQ list entry."""
+        from pipeline.core.videomatch import VpdqRule
+
+        return VpdqRule(self.vpdq_query_match_percent, self.vpdq_entry_match_percent)
 
     def guard_limits(self, videos: bool = False) -> GuardLimits:
         """The guard's limits (bytes, pixels, frames, formats, JPEG draft size) for uploads,

@@ -473,7 +473,9 @@ class MatcherTarget:
         self._matcher.adopt(other._matcher)
         self._low_information = other._low_information
         self._known_lists |= other._known_lists  # dropped lists stay as zero series
-        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_index_entries(
+            self._matcher.entry_counts(), self._known_lists, self._matcher.video_counts()
+        )
         self._metrics.set_low_information_entries(
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,
@@ -506,14 +508,17 @@ class MatcherTarget:
         self._matcher.apply(matcher_operations)
         for operation in matcher_operations:
             key: object = operation[1]
-            if operation[0] == "entry" and operation[2] is None and isinstance(key, tuple):
+            retraction = operation[0] in ("entry", "vpdq") and operation[2] is None
+            if retraction and isinstance(key, tuple):
                 self._for_loop.append(("retracted", key, None))  # a retraction
         self._flag_low_information(matcher_operations)
         lists = set(self._matcher.lists)
         for name in lists - self._known_lists:
             self._metrics.register_list(name)
         self._known_lists |= lists
-        self._metrics.set_index_entries(self._matcher.entry_counts(), self._known_lists)
+        self._metrics.set_index_entries(
+            self._matcher.entry_counts(), self._known_lists, self._matcher.video_counts()
+        )
         self._metrics.set_low_information_entries(
             Counter((name, alg) for (name, _), alg in self._low_information.items()),
             self._known_lists,
@@ -523,7 +528,7 @@ class MatcherTarget:
     def outcome(self, operation: HashListOperation) -> str:
         """``held`` for an entry whose list has no config now, else ``applied``."""
         kind, key, value = operation
-        if kind == "entry" and value is not None and isinstance(key, tuple):
+        if kind in ("entry", "vpdq") and value is not None and isinstance(key, tuple):
             return "held" if self._matcher.config(key[0]) is None else "applied"
         return "applied"
 

@@ -25,7 +25,7 @@ from pipeline.adapters.alerts import SinkReason
 from pipeline.adapters.hashlist_topic import RECORD_KINDS
 from pipeline.alerting import AlertReason, Outcome, ReassertOutcome
 from pipeline.core.guard import GuardReason
-from pipeline.core.hashlist import Category
+from pipeline.core.hashlist import VPDQ_ALGORITHM, Category
 from pipeline.core.orientation import Orientation
 from pipeline.core.regions import RegionKind
 from pipeline.core.types import Action, Algorithm
@@ -546,14 +546,19 @@ class PipelineMetrics:
             self.held_entries.labels(name).set(counts.get(name, 0))
 
     def set_index_entries(
-        self, counts: dict[tuple[str, Algorithm], int], lists: Iterable[str]
+        self,
+        counts: dict[tuple[str, Algorithm], int],
+        lists: Iterable[str],
+        videos: Mapping[str, int] | None = None,
     ) -> None:
-        """Publish entry counts; lists that dropped to zero are set to zero, not removed."""
+        """Publish entry counts, and vPDQ (whole-video) entries per list under algorithm
+        ``vpdq``; lists that dropped to zero are set to zero, not removed."""
         for name in lists:
             for algorithm in Algorithm:
                 self.index_entries.labels(name, algorithm.value).set(
                     counts.get((name, algorithm), 0)
                 )
+            self.index_entries.labels(name, VPDQ_ALGORITHM).set((videos or {}).get(name, 0))
 
     def quarantine_demoted(self, list_name: str) -> None:
         self.quarantine_demotions.labels(list_name).inc()

@@ -36,6 +36,7 @@ from pydantic_core import to_json
 from pipeline.core.hashlist import (
     MAX_THRESHOLD_64,
     PDQ_MAX_THRESHOLD,
+    VPDQ_MAX_FRAMES,
     Category,
     ListKind,
     max_threshold,
@@ -377,6 +378,17 @@ class RegionRecord(Record):
     )
 
 
+class VpdqSharesRecord(Record):
+    """How a video matched a vPDQ entry (ThreatExchange's rule): percent of the upload's usable
+    frames that match some entry frame, percent of the entry's frames matched, and the
+    thresholds both had to reach."""
+
+    query_percent: float = Field(ge=0, le=100)
+    entry_percent: float = Field(ge=0, le=100)
+    query_threshold: float = Field(ge=0, le=100)
+    entry_threshold: float = Field(ge=0, le=100)
+
+
 class MatchRecord(Record):
     """Why an upload matched: enough for an engineer to explain the decision."""
 
@@ -408,6 +420,11 @@ class MatchRecord(Record):
         max_length=50,
         description="For a video: when the sampled frames that matched are shown, in seconds "
         "from its start (the first 50); absent for images and file-digest matches.",
+    )
+    vpdq: VpdqSharesRecord | None = Field(
+        None,
+        description="For a match of a vPDQ (whole-video) entry: the shares of frames that "
+        "matched; algorithm is then pdq and distance the nearest frame pair's.",
     )
 
 
@@ -549,6 +566,30 @@ class HashListEntryRecord(Record):
     note: str | None = Field(None, max_length=1000)
 
 
+#: One frame of a vPDQ entry on the wire: ``[pdq_hex, quality, seconds]`` (strict: quality a
+#: JSON integer, seconds a JSON number; no strings, booleans, NaN or infinity).
+VpdqFrameWire = tuple[
+    Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")],
+    Annotated[StrictInt, Field(ge=0, le=100)],
+    Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)],
+]
+
+
+class HashListVpdqEntryRecord(Record):
+    """One listed video's vPDQ hash (topic ``hashlists``, key ``vpdq/<list>/<entry_id>``; null
+    retracts): one frame a second as ThreatExchange's vPDQ computes it, each
+    ``[pdq_hex, quality, seconds]``, at most VPDQ_MAX_FRAMES (7200: two hours)."""
+
+    schema_version: Literal[1] = 1
+    list: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entry_id: str = Field(min_length=1, max_length=256)
+    algorithm: Literal["vpdq"]
+    frames: builtins.list[VpdqFrameWire] = Field(min_length=1, max_length=VPDQ_MAX_FRAMES)
+    category: Category
+    source: str = Field("", max_length=256)
+    note: str | None = Field(None, max_length=1000)
+
+
 #: A list's threshold on the wire: a JSON integer (``"8"``, ``8.0`` and ``true`` are refused,
 #: not coerced), in bits. The per-algorithm cap is :func:`pipeline.core.hashlist.max_threshold`'s.
 Threshold = Annotated[
@@ -611,6 +652,7 @@ SCHEMAS: Mapping[str, type[BaseModel]] = {
     "alert.json": AlertRecord,
     "dead-letter.json": DeadLetter,
     "hashlist-entry.json": HashListEntryRecord,
+    "hashlist-vpdq-entry.json": HashListVpdqEntryRecord,
     "hashlist-config.json": HashListConfigRecord,
     "quarantine-lift.json": QuarantineLiftRecord,
 }

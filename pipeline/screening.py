@@ -146,6 +146,7 @@ class Screener:
         quarantine: WorkerQuarantine | None = None,
     ) -> None:
         self._settings = settings
+        self._vpdq_rule = settings.vpdq_rule()
         self._matcher = matcher
         self._fetcher = fetcher
         self._pool = pool
@@ -274,7 +275,7 @@ class Screener:
     ) -> ScreeningOutcome:
         """Match the hashes, decide, and build the verdict and what follows from it."""
         started = time.perf_counter()
-        matches = upload_matches(self._matcher, result)
+        matches = upload_matches(self._matcher, result, self._vpdq_rule)
         if self._quarantine is None:
             decision = decide(matches)
         else:  # flood quarantine: this upload counts, quarantined entries ask for review

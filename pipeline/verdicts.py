@@ -19,7 +19,7 @@ from pipeline.core.guard import ImageRejected
 from pipeline.core.hashlist import ListKind
 from pipeline.core.matching import Match, Matcher
 from pipeline.core.types import BASELINE_PERCEPTUAL, Action, Algorithm, HashValue
-from pipeline.core.videomatch import match_video
+from pipeline.core.videomatch import VPDQ_RULE, VpdqRule, match_video, match_vpdq_entries
 from pipeline.errors import PipelineError
 from pipeline.hashprocess import HashJobResult
 from pipeline.models import (
@@ -33,6 +33,7 @@ from pipeline.models import (
     RegionRecord,
     Stage,
     Verdict,
+    VpdqSharesRecord,
 )
 
 
@@ -75,15 +76,27 @@ def match_record(match: Match, quarantined: bool = False) -> MatchRecord:
         frame_seconds=[round(t, 3) for t in match.frame_seconds[:50]]
         if match.frame_seconds
         else None,
+        vpdq=None
+        if match.vpdq is None
+        else VpdqSharesRecord(
+            query_percent=match.vpdq.query_percent,
+            entry_percent=match.vpdq.entry_percent,
+            query_threshold=match.vpdq.query_threshold,
+            entry_threshold=match.vpdq.entry_threshold,
+        ),
     )
 
 
-def upload_matches(matcher: Matcher, result: HashJobResult) -> list[Match]:
+def upload_matches(
+    matcher: Matcher, result: HashJobResult, vpdq: VpdqRule = VPDQ_RULE
+) -> list[Match]:
     """What one hashed upload matches: an image by its hashes and views, a video by its file
     digests and each sampled frame (:func:`pipeline.core.videomatch.match_video`: every match
-    names the times of the frames that matched)."""
+    names the times of the frames that matched), and its frames as a whole against the vPDQ
+    entries (:func:`pipeline.core.videomatch.match_vpdq_entries`, by ``vpdq``'s shares)."""
     if result.media == "video":
-        return [found.match for found in match_video(matcher, result.hashes, result.frames)]
+        found = [found.match for found in match_video(matcher, result.hashes, result.frames)]
+        return found + match_vpdq_entries(matcher.view, result.frames, vpdq)
     return matcher.match(result.hashes, result.views)
 
 

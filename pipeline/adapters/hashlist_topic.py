@@ -3,7 +3,9 @@ retractions as records.
 
 Owns the one mapping between the core's list entries and configs and what the topic holds:
 keys ``entry/<list>/<entry_id>`` (value: a :class:`~pipeline.models.HashListEntryRecord`),
-``list/<name>`` (value: a :class:`~pipeline.models.HashListConfigRecord`) and
+``vpdq/<list>/<entry_id>`` (value: a :class:`~pipeline.models.HashListVpdqEntryRecord`, a
+listed video's vPDQ hash), ``list/<name>`` (value: a
+:class:`~pipeline.models.HashListConfigRecord`) and
 ``quarantine/<list>/<entry_id>`` (value: a :class:`~pipeline.models.QuarantineLiftRecord`, an
 operator's lift of the entry's flood quarantine); a null value (tombstone) retracts the entry,
 removes the list's config or re-arms the entry's quarantine. The wire records themselves live in
@@ -25,11 +27,23 @@ from typing import Annotated, Literal, Protocol
 import msgspec
 from pydantic import ValidationError
 
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.hashlist import (
+    VPDQ_ALGORITHM,
+    Category,
+    HashListEntry,
+    ListConfig,
+    VpdqEntry,
+    vpdq_frames,
+)
 from pipeline.core.matching import Operation
 from pipeline.core.types import Algorithm, HashValue, hex_value
 from pipeline.errors import InputRejected
-from pipeline.models import HashListConfigRecord, HashListEntryRecord, QuarantineLiftRecord
+from pipeline.models import (
+    HashListConfigRecord,
+    HashListEntryRecord,
+    HashListVpdqEntryRecord,
+    QuarantineLiftRecord,
+)
 
 #: An operator's lift (or, with None, re-arm) of an entry's flood quarantine.
 QuarantineOperation = tuple[Literal["quarantine"], tuple[str, str], QuarantineLiftRecord | None]
@@ -55,6 +69,11 @@ class TopicRecord:
 def entry_key(list_name: str, entry_id: str) -> str:
     """Topic key of a list entry."""
     return f"entry/{list_name}/{entry_id}"
+
+
+def vpdq_key(list_name: str, entry_id: str) -> str:
+    """Topic key of a vPDQ (whole-video) list entry."""
+    return f"vpdq/{list_name}/{entry_id}"
 
 
 def list_key(list_name: str) -> str:
@@ -107,6 +126,19 @@ def entry_record(entry: HashListEntry) -> HashListEntryRecord:
     )
 
 
+def vpdq_record(entry: VpdqEntry) -> HashListVpdqEntryRecord:
+    """The wire record of a core vPDQ entry (frames as ``[pdq_hex, quality, seconds]``)."""
+    return HashListVpdqEntryRecord(
+        list=entry.list_name,
+        entry_id=entry.entry_id,
+        algorithm=VPDQ_ALGORITHM,
+        frames=[(f"{f.pdq:064x}", f.quality, f.seconds) for f in entry.frames],
+        category=entry.category,
+        source=entry.source,
+        note=entry.note,
+    )
+
+
 def config_record(config: ListConfig) -> HashListConfigRecord:
     """The wire record of a core list config."""
     return HashListConfigRecord(
@@ -130,6 +162,14 @@ def encode_entry(entry: HashListEntry) -> TopicRecord:
     )
 
 
+def encode_vpdq(entry: VpdqEntry) -> TopicRecord:
+    """The record that publishes (or replaces) a vPDQ entry."""
+    return TopicRecord(
+        vpdq_key(entry.list_name, entry.entry_id).encode(),
+        vpdq_record(entry).model_dump_json().encode(),
+    )
+
+
 def encode_config(config: ListConfig) -> TopicRecord:
     """The record that publishes (or replaces) a list's config."""
     return TopicRecord(
@@ -150,7 +190,10 @@ def tombstone(key: str) -> TopicRecord:
 
 
 def publish(
-    sink: RecordSink, topic: str, configs: Iterable[ListConfig], entries: Iterable[HashListEntry]
+    sink: RecordSink,
+    topic: str,
+    configs: Iterable[ListConfig],
+    entries: Iterable[HashListEntry | VpdqEntry],
 ) -> int:
     """Send ``configs``, then ``entries``, to ``topic``; returns the records handed to ``sink``.
 
@@ -162,7 +205,7 @@ def publish(
         sink.send(topic, key=record.key, value=record.value)
         sent += 1
     for entry in entries:
-        record = encode_entry(entry)
+        record = encode_vpdq(entry) if isinstance(entry, VpdqEntry) else encode_entry(entry)
         sink.send(topic, key=record.key, value=record.value)
         sent += 1
     return sent
@@ -183,14 +226,14 @@ def retract(sink: RecordSink, topic: str, keys: Iterable[str]) -> int:
 
 #: What a ``hashlists`` record is about, by its key: the ``operation`` label of
 #: ``screening_hashlist_updates_total`` (``unknown``: a key of none of these shapes).
-RECORD_KINDS: tuple[str, ...] = ("entry", "list", "quarantine", "unknown")
+RECORD_KINDS: tuple[str, ...] = ("entry", "vpdq", "list", "quarantine", "unknown")
 
 
 def record_kind(key: bytes | None) -> str:
     """What the record under ``key`` is about (one of :data:`RECORD_KINDS`), whether or not
     its value is valid: so a rejection can be counted against what was rejected."""
     kind, _, rest = (key or b"").decode("utf-8", errors="replace").partition("/")
-    if (kind in ("entry", "quarantine") and "/" in rest) or (kind == "list" and rest):
+    if (kind in ("entry", "vpdq", "quarantine") and "/" in rest) or (kind == "list" and rest):
         return kind
     return "unknown"
 
@@ -302,6 +345,29 @@ def parse_hashlist_record(key: bytes | None, value: bytes | None) -> TopicOperat
                     category=entry.category,
                     source=entry.source,
                     note=entry.note,
+                ),
+            )
+        if kind == "vpdq" and "/" in rest:
+            list_name, _, entry_id = rest.partition("/")
+            if value is None:
+                return ("vpdq", (list_name, entry_id), None)
+            video = HashListVpdqEntryRecord.model_validate_json(value)
+            if (video.list, video.entry_id) != (list_name, entry_id):
+                raise InputRejected("record does not match its key", reason="bad_key")
+            try:
+                frames = vpdq_frames([list(frame) for frame in video.frames])
+            except ValueError as exc:  # the model checked the same: a guard against drift
+                raise InputRejected(f"vpdq entry {entry_id!r}: {exc}", reason="bad_hash") from None
+            return (
+                "vpdq",
+                (list_name, entry_id),
+                VpdqEntry(
+                    list_name=video.list,
+                    entry_id=video.entry_id,
+                    frames=frames,
+                    category=video.category,
+                    source=video.source,
+                    note=video.note,
                 ),
             )
         if kind == "list" and rest:

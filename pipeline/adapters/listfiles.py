@@ -27,6 +27,7 @@ from pipeline.core.hashlist import (
     ManifestError,
     ManifestList,
     ParseResult,
+    VpdqEntry,
     parse_entries,
     parse_manifest,
 )
@@ -47,6 +48,8 @@ class LoadedLists:
 
     configs: dict[str, ListConfig] = field(default_factory=dict)
     entries: list[HashListEntry] = field(default_factory=list)
+    #: vPDQ (whole-video) entries, apart: they are sets of frames, not one hash.
+    videos: list[VpdqEntry] = field(default_factory=list)
     errors: dict[str, list[LineError]] = field(default_factory=dict)
     #: Entry files that yielded no entry (kept only under ``allow_empty``; otherwise an error).
     empty_files: list[Path] = field(default_factory=list)
@@ -98,6 +101,8 @@ def load_paths(
             _load_entries(path, loaded, progress, allow_empty, default_list=default_list)
     for entry in loaded.entries:
         loaded.configs.setdefault(entry.list_name, ListConfig(name=entry.list_name))
+    for video in loaded.videos:
+        loaded.configs.setdefault(video.list_name, ListConfig(name=video.list_name))
     return loaded
 
 
@@ -154,10 +159,11 @@ def _load_entries(
         raise InputRejected(f"cannot read {path}: {exc.strerror}", reason="unreadable") from None
     except UnicodeDecodeError:
         raise InputRejected(f"{path} is not UTF-8 text", reason="unreadable") from None
-    if not result.entries:
+    if not result.entries and not result.videos:
         if not allow_empty:
             raise InputRejected(_nothing_loaded(path, result), reason="empty_list")
         loaded.empty_files.append(path)
     loaded.entries.extend(result.entries)
+    loaded.videos.extend(result.videos)
     if result.errors:
         loaded.errors.setdefault(str(path), []).extend(result.errors)

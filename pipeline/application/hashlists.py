@@ -28,7 +28,7 @@ from pipeline.adapters.listfiles import LoadedLists, load_paths
 from pipeline.adapters.topics import latest_values
 from pipeline.application.progress import Progress, counted, no_progress
 from pipeline.config import Settings
-from pipeline.core.hashlist import HashListEntry, ListConfig, ListKind
+from pipeline.core.hashlist import HashListEntry, ListConfig, ListKind, VpdqEntry
 from pipeline.core.types import Action, Algorithm
 
 # -- publish ----------------------------------------------------------------------------------
@@ -107,6 +107,7 @@ def read_list_files(paths: Sequence[Path], default_list: str | None) -> ListFile
     for path in paths:
         one = load_paths([path], default_list=default_list)
         loaded.entries.extend(one.entries)
+        loaded.videos.extend(one.videos)
         for name, errors in one.errors.items():
             loaded.errors.setdefault(name, []).extend(errors)
         if _is_manifest(path):
@@ -137,7 +138,7 @@ def publish_files(
     if change is not None:
         base, built_from = _base_config(bootstrap, settings, files.declared, change.list_name)
         configs[change.list_name] = (change.over(base), built_from)
-    entries = files.loaded.entries
+    entries: list[HashListEntry | VpdqEntry] = [*files.loaded.entries, *files.loaded.videos]
     records = publish_lists(
         bootstrap, settings, [config for config, _ in configs.values()], entries, progress
     )
@@ -194,7 +195,7 @@ def publish_lists(
     bootstrap: str,
     settings: Settings,
     configs: Iterable[ListConfig],
-    entries: Sequence[HashListEntry],
+    entries: Sequence[HashListEntry | VpdqEntry],
     progress: Progress = no_progress,
 ) -> int:
     """Write list configs, then entries, to ``settings.topic_hashlists``; returns the records
@@ -222,18 +223,24 @@ class Retracted:
 
 
 def retraction_keys(
-    list_name: str, entry_ids: Iterable[str], file: Path | None, list_config: bool
+    list_name: str,
+    entry_ids: Iterable[str],
+    file: Path | None,
+    list_config: bool,
+    *,
+    videos: bool = False,
 ) -> list[str]:
-    """The topic keys to retract, once each in the order given: the entries named by id, every
-    entry of ``file`` (an entry file or manifest; rows without a list belong to ``list_name``)
-    and, with ``list_config``, the list's config. Raises
-    :class:`~pipeline.errors.InputRejected` for a file that cannot be read."""
-    keys = [hashlist_topic.entry_key(list_name, entry_id) for entry_id in entry_ids]
+    """The topic keys to retract, once each in the order given: the entries named by id (vPDQ
+    entries' keys with ``videos``), every entry of ``file`` (an entry file or manifest; rows
+    without a list belong to ``list_name``; vPDQ rows by their own keys) and, with
+    ``list_config``, the list's config. Raises :class:`~pipeline.errors.InputRejected` for a
+    file that cannot be read."""
+    key_of = hashlist_topic.vpdq_key if videos else hashlist_topic.entry_key
+    keys = [key_of(list_name, entry_id) for entry_id in entry_ids]
     if file is not None:
-        keys += [
-            hashlist_topic.entry_key(e.list_name, e.entry_id)
-            for e in load_paths([file], list_name).entries
-        ]
+        loaded = load_paths([file], list_name)
+        keys += [hashlist_topic.entry_key(e.list_name, e.entry_id) for e in loaded.entries]
+        keys += [hashlist_topic.vpdq_key(e.list_name, e.entry_id) for e in loaded.videos]
     if list_config:
         keys.append(hashlist_topic.list_key(list_name))
     return list(dict.fromkeys(keys))

@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.adapters.listfiles import LoadedLists, load_paths
 from pipeline.application.progress import Progress, no_progress, reading_files
 from pipeline.core.detail import low_information_hashes
-from pipeline.core.hashlist import HashListEntry, ListConfig
+from pipeline.core.hashlist import VPDQ_ALGORITHM, HashListEntry, ListConfig
 from pipeline.core.types import Algorithm
 
 
@@ -47,8 +47,8 @@ def validate_lists(paths: list[Path], progress: Progress = no_progress) -> Loade
 @dataclass(frozen=True)
 class ListStats:
     """What list files hold: entries, bad lines, each list's policy, entry counts by
-    (list, algorithm, category) and low-information entry counts by (list, algorithm), in
-    that order."""
+    (list, algorithm, category; algorithm ``vpdq`` for whole-video entries) and low-information
+    entry counts by (list, algorithm), in that order."""
 
     entries: int
     bad_lines: int
@@ -63,11 +63,12 @@ def list_stats(paths: list[Path], progress: Progress = no_progress) -> ListStats
     included)."""
     loaded = load_paths(paths, progress=reading_files(progress))
     counts = Counter((e.list_name, str(e.hash.algorithm), str(e.category)) for e in loaded.entries)
+    counts.update((v.list_name, VPDQ_ALGORITHM, str(v.category)) for v in loaded.videos)
     low = Counter(
         (e.list_name, str(e.hash.algorithm)) for e in low_information_entries(loaded.entries)
     )
     return ListStats(
-        entries=len(loaded.entries),
+        entries=len(loaded.entries) + len(loaded.videos),
         bad_lines=loaded.error_count,
         configs=loaded.configs,
         counts=dict(sorted(counts.items())),

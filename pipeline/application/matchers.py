@@ -45,7 +45,7 @@ def build_matcher(
     Such a list can match nothing, so every upload would be allowed. ``progress`` gets a step
     per file read (bytes) and one for indexing (entries)."""
     loaded = load_paths(paths, progress=reading_files(progress))
-    with_entries = {entry.list_name for entry in loaded.entries}
+    with_entries = {e.list_name for e in loaded.entries} | {e.list_name for e in loaded.videos}
     entryless = sorted(set(loaded.configs) - with_entries)
     if entryless:
         raise InputRejected(
@@ -58,4 +58,5 @@ def build_matcher(
         matcher.set_list(config)
     with progress("indexing", len(loaded.entries), "entry") as advance:
         matcher.upsert(counted(loaded.entries, advance))
+    matcher.upsert_videos(loaded.videos)
     return LoadedMatcher(matcher=matcher, lists=len(loaded.configs), errors=loaded.errors)

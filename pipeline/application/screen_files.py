@@ -188,7 +188,7 @@ def file_verdict(path: Path, outcome: HashOutcome, matcher: Matcher, settings: S
         upload_id=str(path),
         hashes=outcome.hashes,
         image=image_facts(outcome),
-        decision=decide(upload_matches(matcher, outcome)),
+        decision=decide(upload_matches(matcher, outcome, settings.vpdq_rule())),
         worker_id=settings.worker_id,
         decided_at=now,
     )

@@ -13,6 +13,12 @@ it. Each original is re-encoded (H.264 CRF 40; VP9), resized (half, double), wat
 letterboxed to 16:9, and trimmed (the middle 40% and a 30% piece), and matched by vPDQ's rule
 (:mod:`pipeline.core.videomatch`); false matches are counted over every copy against every
 other original's entry. Nothing is written but the JSON.
+
+vPDQ list cost: ``--vpdq-entries`` random vPDQ entries of ``--vpdq-entry-frames`` frames each
+(one a second, as vPDQ hashes) on a block list in a matcher, and a ``--vpdq-upload-seconds``
+slideshow upload hashed as the worker hashes it; the CPU time of matching the upload against
+them (:func:`pipeline.core.videomatch.match_vpdq_entries`, a linear comparison) per upload,
+per entry and per frame pair.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gop-seconds", type=float, default=1.0, help="keyframe interval")
     parser.add_argument("--clips", type=int, default=8, help="originals for recall")
     parser.add_argument("--clip-seconds", type=float, default=6.0, help="original length")
+    parser.add_argument("--vpdq-entries", type=int, default=200, help="vPDQ entries listed")
+    parser.add_argument("--vpdq-entry-frames", type=int, default=60, help="frames per entry")
+    parser.add_argument(
+        "--vpdq-upload-seconds", type=float, default=60.0, help="upload matched against them"
+    )
 
 
 def _encode(
@@ -138,9 +149,10 @@ def _originals(count: int, seconds: float) -> list[list[Frame]]:
 
 
 def _recall(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.core.hashlist import CompactFeature
     from pipeline.core.types import Algorithm
     from pipeline.core.video import VideoLimits
-    from pipeline.core.videomatch import CompactFeature, compare_vpdq, upload_frames
+    from pipeline.core.videomatch import compare_vpdq, upload_frames
     from pipeline.videodecode import hash_video, open_video, vpdq_features
 
     limits = VideoLimits()
@@ -168,6 +180,55 @@ def _recall(args: argparse.Namespace) -> dict[str, Any]:
                     false_pairs += matched
         recall[name] = {"clips": len(originals), "percent": 100.0 * hits / len(originals)}
     return {"recall": recall, "false_matches": {"pairs": pairs, "matches": false_pairs}}
+
+
+def _vpdq_list_cost(args: argparse.Namespace) -> dict[str, Any]:
+    import random
+
+    from pipeline.core.hashlist import Category, CompactFeature, ListConfig, VpdqEntry
+    from pipeline.core.matching import Matcher
+    from pipeline.core.types import Algorithm
+    from pipeline.core.video import VideoLimits
+    from pipeline.core.videomatch import match_vpdq_entries, prepare_upload, upload_frames
+    from pipeline.videodecode import hash_video
+
+    rng = random.Random(7)  # noqa: S311 - random list entries
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("videos", action="block"))
+    matcher.upsert_videos(
+        VpdqEntry(
+            "videos",
+            f"video-{index}",
+            tuple(
+                CompactFeature(rng.getrandbits(256), 90, float(second))
+                for second in range(args.vpdq_entry_frames)
+            ),
+            Category.OTHER,
+        )
+        for index in range(args.vpdq_entries)
+    )
+    count = max(1, round(args.vpdq_upload_seconds))
+    photos = [PHOTOS[i % len(PHOTOS)] for i in range(count)]
+    clip = _encode(slideshow(photos, seconds_each=1.0), "h264", gop=25)
+    upload = hash_video(clip, VideoLimits(), (Algorithm.PDQ,))
+    features = len(prepare_upload(upload_frames(upload.frames)).owner)
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        match_vpdq_entries(matcher.view, upload.frames)
+        best = min(best, time.process_time() - start)
+    entries = max(1, args.vpdq_entries)
+    pairs = features * args.vpdq_entry_frames * entries
+    return {
+        "entries": args.vpdq_entries,
+        "entry_frames": args.vpdq_entry_frames,
+        "upload_seconds": args.vpdq_upload_seconds,
+        "upload_sampled_frames": len(upload.frames),
+        "upload_features": features,
+        "cpu_ms_per_upload": round(best * 1e3, 2),
+        "cpu_ms_per_entry": round(best * 1e3 / entries, 4),
+        "cpu_ns_per_frame_pair": round(best * 1e9 / max(1, pairs), 2),
+    }
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -204,5 +265,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     false = quality["false_matches"]
     print(f"\nfalse matches: {false['matches']} of {false['pairs']} unrelated clip pairs")
-    write_json(args.json, "video", {"speed": speed, **quality})
+    cost = _vpdq_list_cost(args)
+    print(
+        f"\nvPDQ list matching (linear, one core): {cost['entries']} entries of "
+        f"{cost['entry_frames']} frames against a {cost['upload_seconds']:g} s upload "
+        f"({cost['upload_features']} frame features): {cost['cpu_ms_per_upload']} ms CPU per "
+        f"upload, {cost['cpu_ms_per_entry']} ms per entry, "
+        f"{cost['cpu_ns_per_frame_pair']} ns per frame pair"
+    )
+    write_json(args.json, "video", {"speed": speed, **quality, "vpdq_list_cost": cost})
     return 0

@@ -146,7 +146,7 @@ def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
     Exit 2 for nothing to retract or an unreachable broker, 1 when a key was not on the topic or
     the broker did not take every tombstone."""
     quiet_kafka_client_logs()
-    keys = retraction_keys(args.list, args.entry_ids, args.file, args.list_config)
+    keys = retraction_keys(args.list, args.entry_ids, args.file, args.list_config, videos=args.vpdq)
     if not keys:
         print(
             "pipeline: nothing to retract: give ENTRY_IDs, --file FILE or --list-config",
@@ -215,6 +215,11 @@ def register_actions(actions: Any) -> None:
     retract.add_argument("--list", required=True)
     retract.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
     retract.add_argument("--file", type=Path, help="retract every entry listed in this file")
+    retract.add_argument(
+        "--vpdq",
+        action="store_true",
+        help="the ENTRY_IDs are vPDQ (whole-video) entries (keys vpdq/<list>/<id>)",
+    )
     retract.add_argument("--list-config", action="store_true", help="also remove the list's config")
     retract.add_argument("--bootstrap-servers", help="override PIPELINE_BOOTSTRAP_SERVERS")
     retract.set_defaults(handler=cmd_retract)

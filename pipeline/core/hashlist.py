@@ -19,6 +19,13 @@ another is a bad line (``list_mismatch``), not an entry of a list the manifest g
 Formats: CSV with a header ``list,entry_id,algorithm,hash,category,source,note``, JSON Lines
 with the same field names, and a JSON manifest naming lists, their policy and their files.
 
+A **vPDQ entry** (algorithm ``vpdq``: a whole video's hash, one PDQ hash a second, the format
+of HMA and ThreatExchange video lists) is a row of either format too (:class:`VpdqEntry`): in
+JSON Lines its frames are ``"frames": [[pdq_hex, quality, seconds], ...]`` (64 hex digits, a
+JSON integer 0-100, a JSON number >= 0; nothing coerced), in CSV (and, as an alternative, in
+JSON Lines) its ``hash`` is ThreatExchange's vPDQ signal text, a JSON list of
+``"pdq_hex,quality,seconds"`` strings. At most :data:`VPDQ_MAX_FRAMES` frames, at least one.
+
 Must not open files (callers pass text or lines) or know about Kafka.
 """
 
@@ -34,7 +41,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from pipeline.core.types import LIST_ACTIONS, Action, Algorithm, HashValue
+from pipeline.core.types import LIST_ACTIONS, Action, Algorithm, HashValue, hex_value
 from pipeline.errors import InputRejected
 
 CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "note")
@@ -201,6 +208,110 @@ class ListConfig:
         return self.thresholds.get(algorithm)
 
 
+#: The most frames a vPDQ entry may carry: two hours at vPDQ's one hash a second. Bounds the
+#: record (~100 bytes a frame on the wire: 720 kB at the cap, under the broker's 1 MB) and the
+#: comparison cost per upload.
+VPDQ_MAX_FRAMES = 7200
+
+#: The name lists and the wire give a vPDQ (whole-video) entry's algorithm.
+VPDQ_ALGORITHM = "vpdq"
+
+
+@dataclass(frozen=True, slots=True)
+class CompactFeature:
+    """One frame of a vPDQ hash as lists carry it: PDQ hash, quality (0-100), seconds."""
+
+    pdq: int
+    quality: int
+    seconds: float
+
+    def __str__(self) -> str:
+        # python-threatexchange's VpdqCompactFeature.__str__ (3 significant digits of time).
+        return f"{self.pdq:064x},{self.quality},{self.seconds:.3}"
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqEntry:
+    """One listed video on one list: its vPDQ frames (the key space is shared with
+    :class:`HashListEntry`: (list, entry id) names one entry of either kind)."""
+
+    list_name: str
+    entry_id: str
+    frames: tuple[CompactFeature, ...]
+    category: Category
+    source: str = ""
+    note: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(list, entry id)."""
+        return (self.list_name, self.entry_id)
+
+
+def _pdq_hex(value: object) -> int:
+    if not isinstance(value, str):
+        raise ValueError(f"a frame's PDQ hash must be a string, got {type(value).__name__}")
+    parsed = hex_value(Algorithm.PDQ, value)
+    if parsed is None:
+        raise ValueError(f"a frame's PDQ hash must be 64 hex digits, got {value[:80]!r}")
+    return parsed
+
+
+def vpdq_frame(item: object) -> CompactFeature:
+    """One frame of the compact wire form ``[pdq_hex, quality, seconds]``, strictly: quality a
+    JSON integer 0-100 (not ``"80"``, ``80.0`` or ``true``), seconds a finite number >= 0.
+    Raises ValueError naming the fault."""
+    if not isinstance(item, list | tuple) or len(item) != 3:
+        raise ValueError(f"a frame is [pdq_hex, quality, seconds], got {str(item)[:80]!r}")
+    pdq, quality, seconds = item
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100:
+        raise ValueError(f"a frame's quality must be an integer 0-100, got {quality!r}")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds < float("inf")
+    ):
+        raise ValueError(f"a frame's seconds must be a number >= 0, got {seconds!r}")
+    return CompactFeature(_pdq_hex(pdq), quality, float(seconds))
+
+
+def vpdq_frames(frames: object) -> tuple[CompactFeature, ...]:
+    """A vPDQ entry's frames from the compact form (a list of ``[pdq_hex, quality,
+    seconds]``), between 1 and :data:`VPDQ_MAX_FRAMES` of them; raises ValueError."""
+    if not isinstance(frames, list | tuple):
+        raise ValueError("frames must be a list of [pdq_hex, quality, seconds]")
+    if not 1 <= len(frames) <= VPDQ_MAX_FRAMES:
+        raise ValueError(f"a vPDQ entry has 1 to {VPDQ_MAX_FRAMES} frames, got {len(frames)}")
+    return tuple(vpdq_frame(item) for item in frames)
+
+
+def parse_vpdq(text: str) -> tuple[CompactFeature, ...]:
+    """A vPDQ hash in python-threatexchange's signal format: a JSON list of
+    ``"<64 hex digits>,<quality>,<seconds>"`` strings. Raises ValueError naming the first
+    malformed feature (a wrong hex length, quality outside 0-100, negative time)."""
+    try:
+        loaded = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"a vPDQ hash is a JSON list: {exc.msg}") from None
+    if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
+        raise ValueError("a vPDQ hash is a JSON list of 'hex,quality,seconds' strings")
+    if len(loaded) > VPDQ_MAX_FRAMES:
+        raise ValueError(f"a vPDQ entry has 1 to {VPDQ_MAX_FRAMES} frames, got {len(loaded)}")
+    features = []
+    for item in loaded:
+        parts = item.split(",")
+        if len(parts) != 3 or hex_value(Algorithm.PDQ, parts[0]) is None:
+            raise ValueError(f"invalid vPDQ feature {item[:100]!r}")
+        try:
+            feature = CompactFeature(int(parts[0], 16), int(parts[1]), float(parts[2]))
+        except ValueError:
+            raise ValueError(f"invalid vPDQ feature {item[:100]!r}") from None
+        if not 0 <= feature.quality <= 100 or not 0 <= feature.seconds < float("inf"):
+            raise ValueError(f"invalid vPDQ feature {item[:100]!r}")
+        features.append(feature)
+    return tuple(features)
+
+
 @dataclass(frozen=True, slots=True)
 class LineError:
     """A line that was skipped, and why (1-based line numbers, as editors show them)."""
@@ -212,15 +323,53 @@ class LineError:
 
 @dataclass(frozen=True, slots=True)
 class ParseResult:
-    """Entries that loaded and lines that did not."""
+    """Entries that loaded and lines that did not (vPDQ entries apart, in ``videos``)."""
 
     entries: tuple[HashListEntry, ...]
     errors: tuple[LineError, ...]
+    videos: tuple[VpdqEntry, ...] = ()
+
+
+def _category(text: str) -> Category:
+    try:
+        return Category(text)
+    except ValueError:
+        raise InputRejected(f"unknown category {text!r}", reason="bad_category") from None
+
+
+def _vpdq_entry(
+    fields: Mapping[str, Any], list_name: str, entry_id: str, category_text: str
+) -> VpdqEntry:
+    """A ``vpdq`` row: frames from ``frames`` (compact form) or ``hash`` (ThreatExchange's
+    signal text), exactly one of them."""
+    frames, text = fields.get("frames"), fields.get("hash")
+    try:
+        if (frames is None) == (text in (None, "")):
+            raise ValueError("a vpdq row has either frames or hash (ThreatExchange's text)")
+        if frames is not None:
+            features = vpdq_frames(frames)
+        else:
+            if not isinstance(text, str):
+                raise ValueError("a vpdq hash is ThreatExchange's vPDQ text (a string)")
+            features = parse_vpdq(text)
+            if not features:
+                raise ValueError(f"a vPDQ entry has 1 to {VPDQ_MAX_FRAMES} frames, got 0")
+    except ValueError as exc:
+        raise InputRejected(f"vpdq entry {entry_id!r}: {exc}", reason="bad_hash") from None
+    note = fields.get("note")
+    return VpdqEntry(
+        list_name=list_name,
+        entry_id=entry_id,
+        frames=features,
+        category=_category(category_text),
+        source=str(fields.get("source") or "").strip()[:256],
+        note=str(note).strip()[:1000] if note not in (None, "") else None,
+    )
 
 
 def entry_from_fields(
     fields: Mapping[str, Any], default_list: str | None = None, *, only_list: str | None = None
-) -> HashListEntry:
+) -> HashListEntry | VpdqEntry:
     """Build one normalised entry from a row's fields; raises InputRejected with a reason.
 
     A row that names no list gets ``only_list``, else ``default_list``. ``only_list`` is the
@@ -242,6 +391,9 @@ def entry_from_fields(
     if not entry_id or len(entry_id) > 256:
         raise InputRejected("entry_id is missing or longer than 256", reason="bad_entry_id")
     algorithm_text = str(fields.get("algorithm") or "").strip().lower()
+    category_text = str(fields.get("category") or "").strip().lower()
+    if algorithm_text == VPDQ_ALGORITHM:
+        return _vpdq_entry(fields, list_name, entry_id, category_text)
     try:
         algorithm = Algorithm(algorithm_text)
     except ValueError:
@@ -249,7 +401,6 @@ def entry_from_fields(
             f"unknown algorithm {algorithm_text!r}", reason="bad_algorithm"
         ) from None
     value = HashValue.from_hex(algorithm, str(fields.get("hash") or ""))
-    category_text = str(fields.get("category") or "").strip().lower()
     try:
         category = Category(category_text)
     except ValueError:
@@ -271,6 +422,7 @@ def _collect(
     only_list: str | None,
 ) -> ParseResult:
     entries: list[HashListEntry] = []
+    videos: list[VpdqEntry] = []
     errors: list[LineError] = []
     seen: dict[tuple[str, str], int] = {}
     for line, fields, problem in rows:
@@ -290,8 +442,11 @@ def _collect(
             )
             continue
         seen[entry.key] = line
-        entries.append(entry)
-    return ParseResult(tuple(entries), tuple(errors))
+        if isinstance(entry, VpdqEntry):
+            videos.append(entry)
+        else:
+            entries.append(entry)
+    return ParseResult(tuple(entries), tuple(errors), tuple(videos))
 
 
 #: Text, or its lines with their line endings (an open text file: lets callers stream a large

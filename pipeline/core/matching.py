@@ -46,6 +46,12 @@ list's kind, action and thresholds: an allow list's entries would produce deny m
 block list's only reviews. :meth:`Matcher.held_counts` says what is held; a caller that has
 no configs to give (a bare list file offline) sets an explicit default with :meth:`set_list`.
 Exact digests match at distance 0 on every configured list (:meth:`ListConfig.threshold`).
+
+vPDQ entries (a whole video's frames, :class:`~pipeline.core.hashlist.VpdqEntry`) are kept
+apart from the columns, in a plain mapping by key: they are variable-length sets, few per list
+(a video list holds thousands, not millions), and an upload is compared with each in turn
+(:func:`pipeline.core.videomatch.match_vpdq_entries`). The view carries the vPDQ entries of
+enabled, configured lists; those of a list with no config are held like any entry.
 Must not do I/O.
 """
 
@@ -53,11 +59,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.core.detail import DHASH_MIN_TRANSITIONS, dhash_transitions
 from pipeline.core.entrystore import (
@@ -72,9 +79,11 @@ from pipeline.core.hashlist import (
     DEFAULT_THRESHOLDS,
     PDQ_MIN_QUALITY,
     Category,
+    CompactFeature,
     HashListEntry,
     ListConfig,
     ListKind,
+    VpdqEntry,
 )
 from pipeline.core.index.base import HammingIndex, I64Array
 from pipeline.core.index.exact import ExactHashSet
@@ -112,6 +121,20 @@ class Match:
     frame_seconds: tuple[float, ...] = ()
     """For a video: when the sampled frames that matched are shown (seconds into the upload,
     earliest first); empty for an image or a match of the file's digest."""
+    vpdq: VpdqShares | None = None
+    """For a match of a vPDQ (whole-video) entry: the shares of frames that matched (its
+    ``algorithm`` is then ``pdq``, its distance the nearest frame pair's); else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqShares:
+    """How a video matched a vPDQ entry: the percent of the upload's usable frames that match
+    some entry frame and of the entry's frames matched, with the thresholds they reached."""
+
+    query_percent: float
+    entry_percent: float
+    query_threshold: float
+    entry_threshold: float
 
 
 #: A dHash match counts on its own only this close to its entry, and only when neither the
@@ -197,9 +220,30 @@ class _Hits:
             self.counted[internal] = (rank, match())
 
 
+def usable_features(
+    features: Iterable[CompactFeature], quality: int = PDQ_MIN_QUALITY
+) -> list[CompactFeature]:
+    """vPDQ's filters, in its order: the first feature of each distinct hash, then those at or
+    above ``quality`` (a hash first seen below it is dropped, whatever repeats it)."""
+    seen: set[int] = set()
+    kept = []
+    for feature in features:
+        if feature.pdq not in seen:
+            seen.add(feature.pdq)
+            kept.append(feature)
+    return [feature for feature in kept if feature.quality >= quality]
+
+
+def pdq_words(values: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """256-bit hashes as rows of four 64-bit words."""
+    raw = b"".join(value.to_bytes(32, "big") for value in values)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(values), 4)
+
+
 Operation = (
     tuple[Literal["entry"], tuple[str, str], HashListEntry | None]
     | tuple[Literal["list"], str, ListConfig | None]
+    | tuple[Literal["vpdq"], tuple[str, str], VpdqEntry | None]
 )
 
 
@@ -214,6 +258,12 @@ class MatcherView:
     exact: Mapping[Algorithm, ExactHashSet]
     #: Per perceptual algorithm, the radius its index is searched at (absent: not searched).
     radii: Mapping[Algorithm, int]
+    #: vPDQ entries of enabled, configured lists (matched by :mod:`pipeline.core.videomatch`),
+    #: without their frames: those are ``video_words``.
+    videos: tuple[VpdqEntry, ...] = ()
+    #: Per entry of ``videos``: its usable frames (:func:`usable_features`) as
+    #: :func:`pdq_words`, computed once when the entry was stored.
+    video_words: tuple[npt.NDArray[np.uint64], ...] = ()
 
     def match(self, hashes: Mapping[Algorithm, int], views: Sequence[View] = ()) -> list[Match]:
         """Every (list, entry) the upload matches under each list's policy, nearest first.
@@ -390,6 +440,9 @@ class Matcher:
             for alg in PERCEPTUAL_ALGORITHMS
         }
         self._live = 0
+        #: vPDQ entries by key (replaced, never changed in place; see the module docstring).
+        self._videos: dict[tuple[str, str], VpdqEntry] = {}
+        self._video_words: dict[tuple[str, str], npt.NDArray[np.uint64]] = {}
         #: While builds are deferred (:meth:`defer_builds`): per algorithm, the (rows, values)
         #: added since, and the first row added since.
         self._deferred: dict[Algorithm, list[tuple[I64Array, Any]]] | None = None
@@ -441,12 +494,16 @@ class Matcher:
         for (name, _), count in self._counts.items():
             if name not in configs:
                 held[name] += count
+        for name, _ in self._videos:
+            if name not in configs:
+                held[name] += 1
         return dict(held)
 
     @property
     def lists(self) -> tuple[str, ...]:
         """Names of every list with a config or at least one entry."""
-        return tuple(sorted(set(self._configs) | {name for name, _ in self._counts}))
+        names = {name for name, _ in self._counts} | {name for name, _ in self._videos}
+        return tuple(sorted(set(self._configs) | names))
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -525,6 +582,42 @@ class Matcher:
         if not unchanged:
             return batch
         return _select(batch, [i for i in range(len(batch)) if i not in unchanged])
+
+    def upsert_videos(self, entries: Iterable[VpdqEntry]) -> int:
+        """Add or replace vPDQ entries (by key); returns how many were added or changed.
+
+        Only the usable frames are kept, as words (32 bytes a frame; the entry itself is kept
+        without its frames): a frame object costs ~150 bytes, 1 GB for 1,000 entries at the
+        7,200-frame cap."""
+        changed: dict[tuple[str, str], VpdqEntry] = {}
+        words: dict[tuple[str, str], npt.NDArray[np.uint64]] = {}
+        for entry in entries:
+            usable = pdq_words([f.pdq for f in usable_features(entry.frames)])
+            slim = replace(entry, frames=())
+            old = self._video_words.get(entry.key)
+            unchanged = old is not None and np.array_equal(old, usable)
+            if unchanged and self._videos.get(entry.key) == slim:
+                continue
+            changed[entry.key] = slim
+            words[entry.key] = usable
+        if changed:
+            self._videos = {**self._videos, **changed}
+            self._video_words = {**self._video_words, **words}
+            self._publish()
+        return len(changed)
+
+    def retract_videos(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remove vPDQ entries by (list, entry id); unknown keys are ignored."""
+        gone = {key for key in keys if key in self._videos}
+        if gone:
+            self._videos = {k: v for k, v in self._videos.items() if k not in gone}
+            self._video_words = {k: v for k, v in self._video_words.items() if k not in gone}
+            self._publish()
+        return len(gone)
+
+    def video_counts(self) -> dict[str, int]:
+        """vPDQ entries per list."""
+        return dict(Counter(name for name, _ in self._videos))
 
     def retract(self, keys: Iterable[tuple[str, str]]) -> int:
         """Remove entries by (list, entry id); unknown keys are ignored. Returns how many."""
@@ -624,6 +717,13 @@ class Matcher:
                     flush()
                     assert isinstance(value, EntryBatch)
                     self.upsert_batch(value)
+                elif kind == "vpdq":
+                    flush()
+                    if value is None:
+                        self.retract_videos([key])  # type: ignore[list-item]
+                    else:
+                        assert isinstance(value, VpdqEntry)
+                        self.upsert_videos([value])
                 elif value is None:
                     if pending:
                         flush()
@@ -690,6 +790,11 @@ class Matcher:
                 self._snapshots[algorithm] = self._exact[algorithm].snapshot()
         self._dirty = set()
         snapshots = self._snapshots
+        matched_videos = [
+            (key, entry)
+            for key, entry in sorted(self._videos.items())
+            if (config := self._configs.get(key[0])) is not None and config.enabled
+        ]
         return MatcherView(
             configs=self._configs,
             rows=self._store.reader(),
@@ -708,6 +813,8 @@ class Matcher:
                 for alg in PERCEPTUAL_ALGORITHMS
                 if (radius := self._search_radius(alg)) is not None
             },
+            videos=tuple(entry for _, entry in matched_videos),
+            video_words=tuple(self._video_words[key] for key, _ in matched_videos),
         )
 
     def _search_radius(self, algorithm: Algorithm) -> int | None:
@@ -730,12 +837,15 @@ class Matcher:
         return dict(self._counts)
 
     def algorithms_in_use(self) -> tuple[Algorithm, ...]:
-        """Algorithms with at least one entry: hashing can skip the others."""
+        """Algorithms with at least one entry: hashing can skip the others (a vPDQ entry
+        asks for PDQ: a video's frames are compared by their PDQ hashes)."""
         used = {alg for _, alg in self._counts}
+        if self._videos:
+            used.add(Algorithm.PDQ)
         return tuple(alg for alg in Algorithm if alg in used)
 
     def __len__(self) -> int:
-        return self._live
+        return self._live + len(self._videos)
 
     def empty_like(self) -> Matcher:
         """A new, empty matcher with this one's index kind (to build a replacement in)."""

@@ -35,7 +35,7 @@ from pipeline.adapters import hashlist_topic
 from pipeline.adapters.broker import free_port
 from pipeline.adapters.topics import ensure_topics, topic_specs
 from pipeline.config import Settings
-from pipeline.core.hashlist import HashListEntry, ListConfig
+from pipeline.core.hashlist import HashListEntry, ListConfig, VpdqEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,9 @@ class KafkaIO:
     def upload_event(self, event: dict[str, Any]) -> None:
         self.send("uploads", event.get("upload_id"), json.dumps(event).encode())
 
-    def publish(self, config: ListConfig | None, entries: list[HashListEntry]) -> None:
+    def publish(
+        self, config: ListConfig | None, entries: list[HashListEntry] | list[VpdqEntry]
+    ) -> None:
         """Publish a list config and entries to the test's hash-list topic (then flush)."""
         configs = [] if config is None else [config]
         hashlist_topic.publish(self._producer, self.topics.name("hashlists"), configs, entries)

@@ -142,7 +142,8 @@ def test_bench_video_runs(tmp_path: Path) -> None:
     """A small real run: one 720p H.264 clip for speed, three originals for recall."""
     stdout, data = bench(
         tmp_path, "video", "--sizes", "1280x720", "--codecs", "h264", "--seconds", "4",
-        "--clips", "3", "--clip-seconds", "4",
+        "--clips", "3", "--clip-seconds", "4", "--vpdq-entries", "20",
+        "--vpdq-upload-seconds", "8",
     )  # fmt: skip
     (speed,) = data["speed"]
     assert speed["realtime_factor"] > 0
@@ -151,3 +152,8 @@ def test_bench_video_runs(tmp_path: Path) -> None:
     assert data["recall"]["reencoded_h264_crf40"]["percent"] == 100
     assert data["false_matches"] == {"pairs": 3 * 2 * len(data["recall"]), "matches": 0}
     assert "x realtime" in stdout
+    cost = data["vpdq_list_cost"]
+    assert cost["entries"] == 20
+    assert cost["upload_features"] > 0
+    assert cost["cpu_ms_per_entry"] > 0
+    assert "vPDQ list matching" in stdout

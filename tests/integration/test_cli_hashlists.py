@@ -269,3 +269,39 @@ def test_submit_lines_say_distance_of_threshold_and_the_lists_action(
     assert binary["action"] == "block"
     assert binary["hashes"] == verdict["hashes"]
     assert binary["metadata"] == {"file": "near-copy.jpg"}
+
+
+def test_vpdq_entries_of_a_list_file_are_published_and_retracted_by_file(
+    topics: Topics, tmp_path: Path
+) -> None:
+    frames = [["f0" * 32, 90, 0.0], ["0f" * 32, 80, 1.0]]
+    videos = tmp_path / "videos.jsonl"
+    videos.write_text(
+        json.dumps(
+            {"list": "vids", "entry_id": "v1", "algorithm": "vpdq", "frames": frames,
+             "category": "terror", "source": "test"}
+        )
+        + "\n"
+    )  # fmt: skip
+    result = run_cli("hashlist", "publish", str(videos), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    assert "published 1 records (1 entries, 0 list config(s))" in result.stdout
+    [(key, value)] = hashlist_records(topics)
+    assert key == "vpdq/vids/v1"
+    assert value is not None
+    assert (value["algorithm"], value["frames"]) == ("vpdq", frames)
+
+    result = run_cli("hashlist", "retract", "--list", "vids", "--file", str(videos), env=topics.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "retracted 1 key(s)"
+    assert hashlist_records(topics)[-1] == ("vpdq/vids/v1", None)
+
+    # By id, with --vpdq: its key is vpdq/<list>/<id> (without, entry/vids/v1 is not held).
+    result = run_cli("hashlist", "publish", str(videos), "-q", env=topics.env)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("hashlist", "retract", "--list", "vids", "v1", env=topics.env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "entry/vids/v1" in result.stderr
+    result = run_cli("hashlist", "retract", "--list", "vids", "--vpdq", "v1", env=topics.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert hashlist_records(topics)[-1] == ("vpdq/vids/v1", None)

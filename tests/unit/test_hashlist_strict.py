@@ -12,25 +12,31 @@ import pytest
 
 from pipeline.adapters.hashlist_topic import (
     RECORD_KINDS,
+    encode_vpdq,
     entry_key,
     list_key,
     parse_hashlist_record,
     quarantine_key,
     record_kind,
+    vpdq_key,
 )
 from pipeline.adapters.listfiles import load_paths
 from pipeline.core.hashlist import (
     MAX_THRESHOLD_64,
     PDQ_MAX_THRESHOLD,
+    VPDQ_MAX_FRAMES,
     Category,
+    CompactFeature,
     HashListEntry,
     ListConfig,
+    VpdqEntry,
     max_threshold,
     parse_manifest,
 )
 from pipeline.core.matching import Matcher
 from pipeline.core.matching import Operation as MatcherOperation
 from pipeline.core.types import Action, Algorithm, HashValue
+from pipeline.core.videomatch import format_vpdq
 from pipeline.errors import InputRejected
 from pipeline.hashlist_feed import MatcherTarget
 from pipeline.health import WorkerHealth
@@ -150,6 +156,7 @@ def test_a_phash_threshold_of_64_does_not_reach_the_matcher() -> None:
     ("key", "kind"),
     [
         (entry_key("eokm", "e1"), "entry"),
+        (vpdq_key("eokm", "v1"), "vpdq"),
         (list_key("eokm"), "list"),
         (quarantine_key("eokm", "e1"), "quarantine"),
         ("entry/no-entry-id", "unknown"),
@@ -165,7 +172,7 @@ def test_a_record_is_counted_against_what_its_key_names(key: str, kind: str) -> 
 
 def test_rejections_are_counted_per_operation_with_bounded_labels() -> None:
     metrics = PipelineMetrics()
-    assert set(LIST_OPERATIONS) == {"entry", "list", "quarantine", "unknown"}
+    assert set(LIST_OPERATIONS) == {"entry", "vpdq", "list", "quarantine", "unknown"}
     assert set(LIST_UPDATE_OUTCOMES) == {"applied", "held", "rejected"}
     rejected = [
         (list_key("eokm").encode(), config_value(enabled="no")),
@@ -257,3 +264,141 @@ def test_offline_bare_files_keep_an_explicit_default_config(tmp_path: Path) -> N
         ("2", Action.REVIEW),
         ("1", Action.REVIEW),
     ]
+
+
+# -- vPDQ (whole-video) entries: the same strictness, bounded -------------------------------------
+
+GOOD_FRAME = ["f0" * 32, 80, 1.0]
+
+
+def vpdq_value(frames: object, **fields: object) -> bytes:
+    record = {"list": "eokm", "entry_id": "v1", "algorithm": "vpdq", "category": "csam"}
+    return json.dumps({**record, "frames": frames, **fields}).encode()
+
+
+def test_a_vpdq_record_decodes_to_its_frames() -> None:
+    frames = [GOOD_FRAME, ["0F" * 32, 100, 2]]
+    kind, key, entry = parse_hashlist_record(vpdq_key("eokm", "v1").encode(), vpdq_value(frames))
+    assert (kind, key) == ("vpdq", ("eokm", "v1"))
+    assert isinstance(entry, VpdqEntry)
+    assert entry.frames == (
+        CompactFeature(int("f0" * 32, 16), 80, 1.0),
+        CompactFeature(int("0f" * 32, 16), 100, 2.0),
+    )
+    assert entry.category is Category.CSAM
+    assert parse_hashlist_record(vpdq_key("eokm", "v1").encode(), None) == (
+        "vpdq",
+        ("eokm", "v1"),
+        None,
+    )
+
+
+# Each a value a lax decoder would coerce or pass: a quality as a string, a float or a boolean,
+# a time as a string or a boolean, a short or non-hex hash, a negative time, a missing field.
+VPDQ_FAULTS = {
+    "quality-str": [["f0" * 32, "80", 1.0]],
+    "quality-float": [["f0" * 32, 80.0, 1.0]],
+    "quality-bool": [["f0" * 32, True, 1.0]],
+    "quality-over": [["f0" * 32, 101, 1.0]],
+    "seconds-str": [["f0" * 32, 80, "1.0"]],
+    "seconds-bool": [["f0" * 32, 80, True]],
+    "seconds-negative": [["f0" * 32, 80, -1.0]],
+    "hash-short": [["f0" * 31, 80, 1.0]],
+    "hash-not-hex": [["g0" * 32, 80, 1.0]],
+    "frame-short": [["f0" * 32, 80]],
+    "no-frames": [],
+    "frames-not-a-list": "f0f0",
+}
+
+
+@pytest.mark.parametrize("frames", VPDQ_FAULTS.values(), ids=VPDQ_FAULTS.keys())
+def test_a_loosely_typed_vpdq_record_is_refused(frames: object) -> None:
+    with pytest.raises(InputRejected) as caught:
+        parse_hashlist_record(vpdq_key("eokm", "v1").encode(), vpdq_value(frames))
+    assert caught.value.reason == "bad_record"
+    assert "frames" in str(caught.value)
+
+
+@pytest.mark.parametrize("frames", VPDQ_FAULTS.values(), ids=VPDQ_FAULTS.keys())
+def test_a_list_file_refuses_the_same_vpdq_frames(frames: object, tmp_path: Path) -> None:
+    good = {"list": "eokm", "entry_id": "good", "algorithm": "vpdq", "category": "csam"}
+    path = tmp_path / "videos.jsonl"
+    path.write_text(
+        json.dumps({**good, "frames": [GOOD_FRAME]})
+        + "\n"
+        + json.dumps({**good, "entry_id": "bad", "frames": frames})
+        + "\n"
+    )
+    loaded = load_paths([path])
+    assert [video.entry_id for video in loaded.videos] == ["good"]
+    [error] = loaded.errors[str(path)]
+    assert (error.line, error.reason) == (2, "bad_hash")
+
+
+def test_a_vpdq_entry_is_capped_in_frames() -> None:
+    at_cap = [GOOD_FRAME] * VPDQ_MAX_FRAMES
+    _, _, entry = parse_hashlist_record(vpdq_key("eokm", "v1").encode(), vpdq_value(at_cap))
+    assert isinstance(entry, VpdqEntry)
+    assert len(entry.frames) == VPDQ_MAX_FRAMES
+    with pytest.raises(InputRejected):
+        parse_hashlist_record(vpdq_key("eokm", "v1").encode(), vpdq_value([*at_cap, GOOD_FRAME]))
+    with pytest.raises(InputRejected):
+        parse_hashlist_record(
+            vpdq_key("eokm", "v1").encode(), vpdq_value([GOOD_FRAME], unknown="field")
+        )
+
+
+def test_a_csv_vpdq_row_carries_threatexchanges_text_and_round_trips_to_the_topic(
+    tmp_path: Path,
+) -> None:
+    features = (CompactFeature(int("f0" * 32, 16), 80, 0.0), CompactFeature(7, 51, 1.0))
+    path = tmp_path / "videos.csv"
+    text = format_vpdq(features).replace('"', '""')
+    path.write_text(f'list,entry_id,algorithm,hash,category\neokm,v1,vpdq,"{text}",terror\n')
+    [video] = load_paths([path]).videos
+    assert video.frames == features
+    record = encode_vpdq(video)
+    assert record.key == b"vpdq/eokm/v1"
+    assert parse_hashlist_record(record.key, record.value) == ("vpdq", ("eokm", "v1"), video)
+
+
+def test_a_vpdq_record_at_its_caps_fits_the_brokers_default_message_size() -> None:
+    longest_time = 1.2345678901234567e-300  # 23 characters, the longest a float prints as
+    entry = VpdqEntry(
+        "l" * 128,
+        "e" * 256,
+        tuple(CompactFeature((1 << 256) - 1, 100, longest_time) for _ in range(VPDQ_MAX_FRAMES)),
+        Category.TERROR,
+        source="s" * 256,
+        note="é" * 1000,
+    )
+    record = encode_vpdq(entry)
+    assert record.value is not None
+    assert len(record.value) < 1_000_000  # Kafka's default message.max.bytes is 1,048,588
+    assert parse_hashlist_record(record.key, record.value)[2] == entry
+
+
+def test_the_worker_target_holds_applies_counts_and_retracts_vpdq_entries() -> None:
+    metrics = PipelineMetrics()
+    matcher = Matcher()
+    target = MatcherTarget(matcher, metrics, health=WorkerHealth())
+    video = VpdqEntry("films", "v1", (CompactFeature(1, 90, 0.0),), Category.TERROR)
+    record = encode_vpdq(video)
+    operation = parse_hashlist_record(record.key, record.value)
+    target.apply([operation])
+    assert target.outcome(operation) == "held"
+    assert held_gauge(metrics, "films") == 1
+    assert matcher.view.videos == ()  # held: not matched
+
+    target.apply([("list", "films", ListConfig.create("films", action="block"))])
+    assert target.outcome(operation) == "applied"
+    assert [entry.key for entry in matcher.view.videos] == [video.key]
+    (words,) = matcher.view.video_words
+    assert words.tolist() == [[0, 0, 0, 1]]  # its frames, kept as 64-bit words
+    assert matcher.algorithms_in_use() == (Algorithm.PDQ,)  # uploads get PDQ hashes for it
+    labels = {"list": "films", "algorithm": "vpdq"}
+    assert metrics.registry.get_sample_value("screening_index_entries", labels) == 1
+
+    target.apply([parse_hashlist_record(record.key, None)])
+    assert matcher.view.videos == ()
+    assert metrics.registry.get_sample_value("screening_index_entries", labels) == 0

@@ -13,18 +13,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from pipeline.core.hashlist import Category, HashListEntry, ListConfig
+from pipeline.core.hashlist import (
+    Category,
+    CompactFeature,
+    HashListEntry,
+    ListConfig,
+    VpdqEntry,
+    parse_vpdq,
+)
 from pipeline.core.matching import Matcher
 from pipeline.core.orientation import Orientation
 from pipeline.core.types import Algorithm, HashValue
 from pipeline.core.video import VideoLimits
 from pipeline.core.videomatch import (
-    CompactFeature,
     UploadFrame,
+    VpdqRule,
     compare_vpdq,
     format_vpdq,
     match_video,
-    parse_vpdq,
+    match_vpdq_entries,
     upload_frames,
 )
 from pipeline.videodecode import hash_video, open_video, vpdq_features
@@ -225,3 +232,75 @@ def test_a_video_verdict_names_the_media_and_the_matching_frames() -> None:
     assert record.frame_seconds is not None
     assert record.frame_seconds[0] == 4.0
     assert all(4.0 <= t < 6.0 for t in record.frame_seconds)
+
+
+# -- vPDQ entries held by the matcher, as list files and the topic give them ---------------------
+
+
+def vpdq_matcher(**config: object) -> Matcher:
+    matcher = Matcher()
+    matcher.set_list(ListConfig.create("videos", action="block", **config))  # type: ignore[arg-type]
+    matcher.upsert_videos([VpdqEntry("videos", "listed-clip", ENTRY, Category.TERROR)])
+    return matcher
+
+
+def test_a_vpdq_entry_asks_for_pdq_and_blocks_a_reencoded_copy_naming_frames_and_shares() -> None:
+    from pathlib import Path
+
+    from pipeline.application.screen_files import file_verdict
+    from pipeline.config import Settings
+    from pipeline.core.guard import GuardLimits
+    from pipeline.hashprocess import hash_job
+    from pipeline.verdicts import verdict_algorithms
+
+    matcher = vpdq_matcher()
+    algorithms = verdict_algorithms(matcher.algorithms_in_use())
+    assert Algorithm.PDQ in algorithms  # no PDQ entry: the vPDQ entry asks for it
+    outcome = hash_job(COPIES["reencoded-crf40"](), GuardLimits(video=LIMITS), algorithms)
+    verdict = file_verdict(Path("copy.mp4"), outcome, matcher, Settings())
+    assert verdict.action == "block"
+    (record,) = verdict.matches
+    assert (record.list, record.entry_id, record.algorithm) == ("videos", "listed-clip", "pdq")
+    assert record.vpdq is not None
+    assert record.vpdq.query_percent >= 80.0
+    assert (record.vpdq.query_threshold, record.vpdq.entry_threshold) == (80.0, 0.0)
+    assert record.distance <= record.threshold == 31
+    assert record.frame_seconds is not None
+    assert record.frame_seconds[0] == 0.0
+
+
+def test_an_unrelated_clip_does_not_match_a_vpdq_entry() -> None:
+    matcher = vpdq_matcher()
+    clip = encode_clip(list(slideshow(["camera", "coins"], seconds_each=2.0)))
+    upload = hash_video(clip, LIMITS, (Algorithm.PDQ,))
+    assert match_vpdq_entries(matcher.view, upload.frames) == []
+
+
+def test_vpdq_entries_follow_the_list_policy_and_the_rule() -> None:
+    upload = hash_video(COPIES["reencoded-crf40"](), LIMITS, (Algorithm.PDQ,))
+    assert len(match_vpdq_entries(vpdq_matcher().view, upload.frames)) == 1
+    held = Matcher()  # a list with no config: held, never matched
+    held.upsert_videos([VpdqEntry("videos", "listed-clip", ENTRY, Category.TERROR)])
+    assert held.held_counts() == {"videos": 1}
+    assert match_vpdq_entries(held.view, upload.frames) == []
+    assert match_vpdq_entries(vpdq_matcher(enabled=False).view, upload.frames) == []
+    # The frame distance is the list's PDQ threshold: at 0 bits a re-encode no longer matches.
+    assert match_vpdq_entries(vpdq_matcher(thresholds={"pdq": 0}).view, upload.frames) == []
+    # An entry share of 100% asks for the whole listed video: a trimmed copy falls short.
+    trimmed = hash_video(COPIES["trimmed-30-percent"](), LIMITS, (Algorithm.PDQ,))
+    assert len(match_vpdq_entries(vpdq_matcher().view, trimmed.frames)) == 1
+    whole = VpdqRule(query_percent=80.0, entry_percent=100.0)
+    assert match_vpdq_entries(vpdq_matcher().view, trimmed.frames, whole) == []
+    retracting = vpdq_matcher()
+    assert retracting.retract_videos([("videos", "listed-clip")]) == 1
+    assert match_vpdq_entries(retracting.view, upload.frames) == []
+    assert retracting.algorithms_in_use() == ()
+
+
+def test_a_republished_vpdq_entry_changes_nothing_and_a_changed_one_replaces_it() -> None:
+    matcher = vpdq_matcher()
+    same = VpdqEntry("videos", "listed-clip", ENTRY, Category.TERROR)
+    assert matcher.upsert_videos([same]) == 0
+    assert matcher.upsert_videos([VpdqEntry("videos", "listed-clip", ENTRY[:2], Category.TERROR)])
+    (words,) = matcher.view.video_words
+    assert len(words) <= 2
