@@ -172,10 +172,12 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def close_clients_at_shutdown() -> None:
-        """Waits for the worker to stop (Faust cancels its tasks), then closes HTTP pools."""
+        """Waits for the worker to stop (Faust cancels its tasks), then closes HTTP pools and
+        the topic guard's admin connection (before worker.py stops an embedded broker)."""
         try:
             await asyncio.Event().wait()
         finally:
+            await topics.close()
             await screener.close()
             for sink in sinks:
                 await sink.close()

@@ -187,8 +187,8 @@ class Settings(BaseSettings):
     hash_timeout_seconds: float = Field(
         30.0,
         gt=0,
-        description="Longest one image may take to decode and hash in a hashing process "
-        "(running time only: waiting for a free process does not count).",
+        description="Longest one file (image or video) may take to decode and hash in a hashing "
+        "process (running time only: waiting for a free process does not count).",
     )
     max_in_flight: int = Field(
         32, gt=0, description="Uploads screened at once (each verdict is written when ready)."

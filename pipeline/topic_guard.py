@@ -55,6 +55,8 @@ class Inspector(Protocol):
 
     def create_missing(self, specs: list[TopicSpec]) -> list[str]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class TopicChange:
@@ -151,6 +153,7 @@ class TopicGuard:
         #: The futures of rounds not started yet (at most one: the next), by round number.
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._checks: set[asyncio.Task[None]] = set()  # referenced until done
+        self._closed = False
 
     def on_reset(self, listener: Callable[[frozenset[str]], None]) -> None:
         """Call ``listener`` with the kinds of the topics found changed, once they exist again
@@ -158,6 +161,15 @@ class TopicGuard:
         over on the new one (its positions belong to the old topic: kept, they would skip the
         new topic's first records). It must return at once."""
         self._reset_listeners.append(listener)
+
+    async def close(self) -> None:
+        """Close the broker connection (at shutdown, before an embedded broker stops: left
+        open, its client logs the broker going away as errors, and retries, while the worker
+        exits). A check still running is cancelled; none may start after this."""
+        self._closed = True
+        for task in list(self._checks):
+            task.cancel()
+        await asyncio.to_thread(self._inspector.close)
 
     async def establish(self) -> None:
         """Create the missing topics and take their ids as the baseline (at start). Raises a
@@ -226,6 +238,8 @@ class TopicGuard:
                 done.exception()  # retrieved: no "never retrieved" warning without waiters
 
     async def _check_and_repair(self) -> None:
+        if self._closed:  # a request would open a new connection; nothing is proven
+            raise RuntimeError("the topic guard is closed: the worker is stopping")
         observed = await asyncio.to_thread(self._inspector.identities, self._names)
         changes = topic_changes(self._baseline, observed)
         if not changes:

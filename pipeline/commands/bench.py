@@ -33,7 +33,11 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
         help="run a benchmark; prints a table of ratios against a baseline from the same run",
-        description="Benchmarks print tables and write JSON; targets are in the issues.",
+        description="Each benchmark measures one thing on this machine, most against a "
+        "baseline from the same run: hashing speed, index queries, the worker's CPU and "
+        "latency per upload, match quality, the low-information gate, video screening, and "
+        "memory and time to ready per list entry (see each BENCHMARK's help). It prints "
+        "tables and writes the figures as JSON (--json).",
     )
     which = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, summary in BENCHMARKS.items():

@@ -12,6 +12,9 @@ module owns the arguments, the output, the signals and the exit codes.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -30,6 +33,18 @@ from pipeline.application.uploads import submit_events
 from pipeline.commands.connection import bootstrap_servers, quiet_kafka_client_logs, unreachable
 from pipeline.commands.uploads import SUMMARY_LEGEND, print_flushed, verdict_lines
 from pipeline.config import Settings
+
+
+def pipeline_command(argv0: str, executable: str, found_on_path: str | None) -> str:
+    """The command that runs this same ``pipeline`` from another shell in this directory:
+    ``pipeline`` only when that name finds this one on the PATH (``found_on_path``), else the
+    path it was started by (``.venv/bin/pipeline``: a new shell has no venv activated), or
+    ``executable -m pipeline`` when started so."""
+    if os.path.basename(argv0) == "__main__.py":
+        return f"{shlex.quote(executable)} -m pipeline"
+    if found_on_path is not None and os.path.realpath(found_on_path) == os.path.realpath(argv0):
+        return "pipeline"
+    return shlex.quote(argv0)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -64,9 +79,10 @@ def _show(demo: RunningDemo, settings: Settings) -> bool:
         f"\nmetrics: {demo.web_url}/metrics   readiness: {demo.web_url}/readyz   "
         f"broker: {demo.bootstrap}"
     )
+    command = pipeline_command(sys.argv[0], sys.executable, shutil.which("pipeline"))
     print_flushed(
         "worker keeps running (Ctrl-C stops); submit more (--json prints whole verdicts):\n"
-        f"  PIPELINE_BOOTSTRAP_SERVERS={demo.bootstrap} pipeline submit FILE --wait 10 --json"
+        f"  PIPELINE_BOOTSTRAP_SERVERS={demo.bootstrap} {command} submit FILE --wait 10 --json"
     )
     return len(verdicts) == len(events)
 

@@ -71,13 +71,15 @@ def _config_change(args: argparse.Namespace) -> ConfigChange:
     )
 
 
-def _describe(config: ListConfig) -> str:
-    """A config in one phrase: kind, action, version, perceptual thresholds, enabled."""
+def describe_config(config: ListConfig) -> str:
+    """A config in one phrase: kind, action (a deny list's: an allow list's action is never
+    used), version, perceptual thresholds, enabled."""
     thresholds = " ".join(
         f"{alg}={bits}" for alg, bits in sorted(config.thresholds.items()) if alg.is_perceptual
     )
+    action = "" if config.kind == ListKind.ALLOW else f", action {config.action}"
     return (
-        f"{config.kind}, action {config.action}, version {config.version}, "
+        f"{config.kind}{action}, version {config.version}, "
         f"thresholds {thresholds}{'' if config.enabled else ', disabled'}"
     )
 
@@ -99,7 +101,7 @@ def _print_published(published: Published, bad_lines: int, options: list[str]) -
             if base is ConfigBase.MANIFEST
             else f"{', '.join(options)} over {BUILT_FROM[base]}"
         )
-        print(f"list {name!r}: config published: {_describe(config)} ({origin})")
+        print(f"list {name!r}: config published: {describe_config(config)} ({origin})")
     for name in published.entries_only:
         how = f"a manifest, or --list {name} with --action/--version/--threshold/--kind"
         if name in published.unconfigured:

@@ -250,7 +250,7 @@ def _register_hash_and_match(subparsers: Any, quiet: argparse.ArgumentParser) ->
     hash_parser = subparsers.add_parser(
         "hash",
         parents=[quiet, guarded],
-        help="print the exact and perceptual hashes of image files (JSON lines)",
+        help="print the exact and perceptual hashes of image and video files (JSON lines)",
         description="Hash files with the same guarded decode as the worker, in capped "
         "processes with a time limit per file. Exit 1 if any file was refused (its line "
         "carries the reason).",
@@ -262,7 +262,7 @@ def _register_hash_and_match(subparsers: Any, quiet: argparse.ArgumentParser) ->
     match_parser = subparsers.add_parser(
         "match",
         parents=[quiet, guarded],
-        help="screen image files against hash lists; print verdicts (JSON lines)",
+        help="screen image and video files against hash lists; print verdicts (JSON lines)",
         usage=f"%(prog)s {options} FILE [FILE ...] --lists PATH [PATH ...]\n"
         f"       %(prog)s {options} --lists PATH [PATH ...] FILE [FILE ...]",
         description="Exit 0: nothing matched; 1: something matched (block or review); "
@@ -286,16 +286,30 @@ def _register_hash_and_match(subparsers: Any, quiet: argparse.ArgumentParser) ->
 
 def _register_hashlist(subparsers: Any, quiet: argparse.ArgumentParser) -> None:
     hashlist = subparsers.add_parser(
-        "hashlist", help="inspect hash-list files (and publish them to Kafka)"
+        "hashlist",
+        help="inspect hash-list files (and publish them to Kafka)",
+        description="Check list files and count their entries offline (validate, stats), or "
+        "publish entries and list configs to the hashlists topic and retract entries there "
+        "(publish, retract: these need PIPELINE_BOOTSTRAP_SERVERS or --bootstrap-servers).",
     )
     actions = hashlist.add_subparsers(dest="hashlist_command", metavar="ACTION", required=True)
     validate = actions.add_parser(
-        "validate", parents=[quiet], help="report every bad line with its number; exit 1 if any"
+        "validate",
+        parents=[quiet],
+        help="report every bad line with its number; exit 1 if any",
+        description="Load list manifests (.json) and entry files (.csv, .jsonl, .ndjson) as "
+        "the worker would; print every bad line with its file and number, a file with no "
+        "entries and low-information entries on stderr, then the counts. Exit 0: all valid; "
+        "1: a bad line or a file with no entries; 2: a file cannot be read.",
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     validate.set_defaults(handler=cmd_validate)
     stats = actions.add_parser(
-        "stats", parents=[quiet], help="entries by list, algorithm and category"
+        "stats",
+        parents=[quiet],
+        help="entries by list, algorithm and category",
+        description="Count the entries of list manifests and entry files by list, algorithm "
+        "and category: a table, or JSON with --json.",
     )
     stats.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -136,7 +136,16 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 def register(subparsers: Any) -> None:
     """Add ``submit``."""
     submit = subparsers.add_parser(
-        "submit", help="submit image files (inline) or S3 objects (by reference) as uploads"
+        "submit",
+        help="submit image and video files (inline) or S3 objects (by reference) as uploads",
+        description="Produce one upload event per FILE (its bytes inline) and per --s3 object "
+        "(a reference the worker reads) to the uploads topic, and print each upload id on "
+        "stderr. Without --wait it only sends; with --wait SECONDS it then waits for the "
+        "verdicts and prints them (a summary line each, or whole verdicts with --json). "
+        "Exit 0 when every upload was taken and, with --wait, every verdict seen, whatever "
+        "the verdicts say (block and error included); 1 when a verdict was not seen in time "
+        "or the broker did not take an upload; 2 when the broker cannot be reached, a file "
+        "cannot be read or nothing is named.",
     )
     submit.add_argument("files", nargs="*", type=Path, metavar="FILE")
     submit.add_argument(

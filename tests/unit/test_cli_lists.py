@@ -151,3 +151,14 @@ def test_match_without_files_or_lists_is_one_usage_line(
     assert code == 2
     (line,) = stderr.splitlines()
     assert line.startswith(f"pipeline match: error: {says}"), line
+
+
+def test_a_published_config_names_the_action_of_a_deny_list_only() -> None:
+    # An allow list suppresses matches: "allow, action review" read as if it flagged uploads.
+    from pipeline.commands.hashlists import describe_config
+    from pipeline.core.hashlist import ListConfig
+
+    deny = describe_config(ListConfig.create("eokm", kind="deny", action="block", version="v7"))
+    allow = describe_config(ListConfig.create("fps", kind="allow", version="3"))
+    assert deny.startswith("deny, action block, version v7, thresholds ")
+    assert allow.startswith("allow, version 3, thresholds ")

@@ -39,6 +39,10 @@ class Catalogue:
         self._ids = itertools.count(1)
         self.topics: dict[str, str] = {}
         self.requests = 0
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def identities(self, names: Collection[str]) -> dict[str, str | None]:
         self.requests += 1
@@ -90,6 +94,22 @@ def test_unchanged_topics_confirm_and_concurrent_writes_share_one_request() -> N
 
     asyncio.run(scenario())
     assert health.topics_problem is None
+
+
+def test_close_closes_the_connection_and_no_check_asks_the_broker_after_it() -> None:
+    # At shutdown: an admin client left open logs an embedded broker's stop as errors.
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+
+    async def scenario() -> None:
+        await guard.establish()
+        await guard.close()
+        requests = catalogue.requests
+        await guard.watch()
+        assert catalogue.requests == requests
+
+    asyncio.run(scenario())
+    assert catalogue.closed
 
 
 def test_a_vanished_topic_fails_the_write_is_recreated_and_the_retry_confirms() -> None:
