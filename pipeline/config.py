@@ -68,7 +68,7 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-#: The video containers the guard knows (``pipeline.core.video.VIDEO_FORMATS``, which this
+#: The video containers the guard knows (``pipeline.core.videolimits.VIDEO_FORMATS``, which this
 #: module does not import: that would load PyAV's and Pillow's neighbours for every command).
 VIDEO_CONTAINERS = frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"})
 
@@ -529,7 +529,7 @@ class Settings(BaseSettings):
         Imported here, not at the top: the guard loads Pillow, which ``pipeline --help`` and
         the Kafka commands never need."""
         from pipeline.core.guard import GuardLimits
-        from pipeline.core.video import VideoLimits
+        from pipeline.core.videolimits import VideoLimits
 
         video = VideoLimits(
             max_bytes=self.max_upload_bytes,

@@ -24,7 +24,8 @@ from multiprocessing.context import BaseContext
 from pipeline.core.guard import DecodedImage, GuardLimits, decode
 from pipeline.core.hashing import View, upload_hashes, upload_views
 from pipeline.core.types import Algorithm
-from pipeline.core.video import FrameHashes, VideoLimits, animation_samples, video_format
+from pipeline.core.video import FrameHashes, animation_samples, video_format
+from pipeline.core.videolimits import VideoLimits
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,6 @@ from pipeline.core.video import (
     StreamFacts,
     VideoFacts,
     VideoHashes,
-    VideoLimits,
     VpdqFeature,
     check_container,
     check_facts,
@@ -45,6 +44,7 @@ from pipeline.core.video import (
     sample_plan,
     vpdq_frame_step,
 )
+from pipeline.core.videolimits import VideoLimits
 
 #: FFmpeg demuxer by container format: one for the ISO family, one for Matroska and WebM.
 _DEMUXERS = {"MP4": "mov", "MOV": "mov", "M4V": "mov", "3GP": "mov", "WEBM": "matroska"}

@@ -69,7 +69,7 @@ def _encode(
 
 def _speed(args: argparse.Namespace) -> list[dict[str, Any]]:
     from pipeline.core.types import Algorithm
-    from pipeline.core.video import VideoLimits
+    from pipeline.core.videolimits import VideoLimits
     from pipeline.videodecode import hash_video
 
     algorithms = tuple(Algorithm)
@@ -151,7 +151,7 @@ def _originals(count: int, seconds: float) -> list[list[Frame]]:
 def _recall(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.core.hashlist import CompactFeature
     from pipeline.core.types import Algorithm
-    from pipeline.core.video import VideoLimits
+    from pipeline.core.videolimits import VideoLimits
     from pipeline.core.videomatch import compare_vpdq, upload_frames
     from pipeline.videodecode import hash_video, open_video, vpdq_features
 
@@ -188,7 +188,7 @@ def _vpdq_list_cost(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.core.hashlist import Category, CompactFeature, ListConfig, VpdqEntry
     from pipeline.core.matching import Matcher
     from pipeline.core.types import Algorithm
-    from pipeline.core.video import VideoLimits
+    from pipeline.core.videolimits import VideoLimits
     from pipeline.core.videomatch import match_vpdq_entries, prepare_upload, upload_frames
     from pipeline.videodecode import hash_video
 

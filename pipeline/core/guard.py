@@ -45,7 +45,7 @@ from pipeline.core.containers import (
 from pipeline.errors import InputRejected
 
 if TYPE_CHECKING:  # the video guard imports this module
-    from pipeline.core.video import VideoLimits
+    from pipeline.core.videolimits import VideoLimits
 
 # HEIF (HEIC from phones) opens through pillow-heif's Pillow plugin, AVIF through Pillow's own.
 # Both decode on one thread: the hashing pool runs one process per core, so a decoder's own

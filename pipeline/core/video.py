@@ -1,9 +1,9 @@
 """The video guard's rules and the facts they judge: which uploads are videos, and which videos
 are fit to sample.
 
-Owns :class:`VideoLimits` (the ``PIPELINE_VIDEO_*`` settings as the guard sees them), the
-container facts a header yields (:class:`VideoFacts`, read by the hashing processes with PyAV,
-:mod:`pipeline.videodecode`) and the refusals, cheapest first: byte cap and container format
+Owns the container facts a header yields (:class:`VideoFacts`, read by the hashing processes
+with PyAV, :mod:`pipeline.videodecode`) and the refusals under
+:class:`~pipeline.core.videolimits.VideoLimits`, cheapest first: byte cap and container format
 from the leading bytes; a file cut short and the number of tracks it declares, from its own
 boxes or elements before any library parses it (a 10,000-track file never reaches FFmpeg);
 then, from the header FFmpeg reads, the stream count, the video stream's duration, size, frame
@@ -31,48 +31,9 @@ from pipeline.core.containers import (
 from pipeline.core.guard import GuardReason, ImageRejected, sniff_format
 from pipeline.core.hashing import View
 from pipeline.core.types import Algorithm
-from pipeline.errors import InputRejected
+from pipeline.core.videolimits import VIDEO_FORMATS, VideoLimits
 
-#: Container formats screened as videos, by the names :func:`sniff_format` gives them.
-VIDEO_FORMATS: frozenset[str] = frozenset({"MP4", "MOV", "M4V", "3GP", "WEBM", "MKV"})
 _ISO_FORMATS = frozenset({"MP4", "MOV", "M4V", "3GP"})
-
-#: Video codecs (FFmpeg decoder names) whose decoders the pipeline runs on uploads: what phones,
-#: messengers and browsers write. Others (ProRes, raw video, exotic or fuzz-prone decoders) are
-#: refused by default; the setting can widen it.
-DEFAULT_VIDEO_CODECS: frozenset[str] = frozenset(
-    {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "h263"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class VideoLimits:
-    """Limits for one video upload. Seconds, pixels (width x height of the video stream),
-    frames per second, streams of any kind; ``codecs`` are FFmpeg decoder names.
-
-    ``max_decoded_frames`` bounds the decoder's work whatever the header says: sampling decodes
-    from a keyframe to each sample, so a file with keyframes far apart (or a header that lies
-    about its duration) costs at most this many decoded frames before it is refused.
-    """
-
-    max_bytes: int = 50 * 1024 * 1024
-    allowed_formats: frozenset[str] = VIDEO_FORMATS
-    max_duration_seconds: float = 1800.0
-    max_pixels: int = 3840 * 2160
-    max_frame_rate: float = 240.0
-    max_streams: int = 16
-    codecs: frozenset[str] = DEFAULT_VIDEO_CODECS
-    sample_interval_seconds: float = 1.0
-    max_decoded_frames: int = 20_000
-
-    def __post_init__(self) -> None:
-        unknown = set(self.allowed_formats) - VIDEO_FORMATS
-        if unknown:
-            raise InputRejected(
-                f"unsupported video formats in allowlist: {sorted(unknown)}; "
-                f"supported: {sorted(VIDEO_FORMATS)}",
-                reason="config",
-            )
 
 
 @dataclass(frozen=True, slots=True)

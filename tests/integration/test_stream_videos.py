@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.adapters import hashlist_topic
 from pipeline.core.hashlist import Category, CompactFeature, ListConfig, VpdqEntry
-from pipeline.core.video import VideoLimits
+from pipeline.core.videolimits import VideoLimits
 from pipeline.videodecode import open_video, vpdq_features
 from tests.integration.harness import KafkaIO, WorkerProcess
 from tests.videogen import encode_clip, slideshow

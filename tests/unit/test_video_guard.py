@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.guard import GuardLimits, GuardReason, ImageRejected, decode
-from pipeline.core.video import VideoLimits, video_format
+from pipeline.core.video import video_format
+from pipeline.core.videolimits import VideoLimits
 from pipeline.videodecode import open_video
 from tests.videogen import encode_clip, iso_box, matroska_header, moving_pattern
 

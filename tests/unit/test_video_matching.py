@@ -24,7 +24,7 @@ from pipeline.core.hashlist import (
 from pipeline.core.matching import Matcher
 from pipeline.core.orientation import Orientation
 from pipeline.core.types import Algorithm, HashValue
-from pipeline.core.video import VideoLimits
+from pipeline.core.videolimits import VideoLimits
 from pipeline.core.videomatch import (
     UploadFrame,
     VpdqRule,

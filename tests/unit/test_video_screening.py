@@ -15,7 +15,7 @@ from pipeline.core.guard import GuardLimits
 from pipeline.core.hashlist import Category, HashListEntry, ListConfig
 from pipeline.core.matching import Matcher
 from pipeline.core.types import Algorithm, HashValue
-from pipeline.core.video import VideoLimits
+from pipeline.core.videolimits import VideoLimits
 from pipeline.fetch_policy import FetchLimits
 from pipeline.hashpool import HashPool
 from pipeline.metrics import PipelineMetrics
@@ -145,7 +145,7 @@ def test_animation_samples_are_the_frames_on_screen_at_each_second() -> None:
 
 def test_video_settings_are_validated_and_name_the_guards_formats() -> None:
     from pipeline.config import VIDEO_CONTAINERS
-    from pipeline.core.video import VIDEO_FORMATS
+    from pipeline.core.videolimits import VIDEO_FORMATS
 
     assert VIDEO_CONTAINERS == VIDEO_FORMATS
     assert Settings(video_formats="mp4, webm").video_formats == frozenset({"MP4", "WEBM"})
