@@ -356,6 +356,13 @@ class PipelineMetrics:
             ["topic"],
             registry=r,
         )
+        self.topic_missing = Gauge(
+            f"{p}_topic_missing",
+            "1 while a topic of this worker, by kind, is missing on the broker (not yet or not "
+            "at all re-created: creating it failed), else 0.",
+            ["topic"],
+            registry=r,
+        )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
             "Restarts of a background service after it failed (hashlist_feed, "
@@ -400,6 +407,7 @@ class PipelineMetrics:
             self.service_restarts.labels(service)
         for topic_kind in TOPIC_KINDS:
             self.topics_recreated.labels(topic_kind)
+            self.topic_missing.labels(topic_kind)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -455,6 +463,10 @@ class PipelineMetrics:
     def topic_recreated(self, kind: str) -> None:
         """A topic of kind ``kind`` (one of TOPIC_KINDS) was found missing or re-created."""
         self.topics_recreated.labels(kind).inc()
+
+    def set_topic_missing(self, kind: str, missing: bool) -> None:
+        """Whether the topic of kind ``kind`` (one of TOPIC_KINDS) is missing on the broker."""
+        self.topic_missing.labels(kind).set(1 if missing else 0)
 
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()

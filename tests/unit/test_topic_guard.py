@@ -167,6 +167,53 @@ def test_readiness_says_why_while_a_topic_cannot_be_recreated() -> None:
     assert health.report()["topics_problem"] == health.topics_problem
 
 
+def missing(metrics: PipelineMetrics, kind: str) -> float | None:
+    return metrics.registry.get_sample_value("screening_topic_missing", {"topic": kind})
+
+
+def test_a_topic_that_cannot_be_recreated_is_counted_logged_once_and_shown_until_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Creating topics may be refused (no rights); the incident must still be named: counted,
+    one ERROR line per incident (not per check), the gauge at 1 until the topic is back."""
+    catalogue = Catalogue()
+    guard, health, metrics = make_guard(catalogue)
+    create = catalogue.create_missing
+
+    def refuse(specs: list[TopicSpec]) -> list[str]:
+        raise PermissionError("not authorised to create topics")
+
+    async def scenario() -> None:
+        await guard.establish()
+        assert missing(metrics, "uploads") == 0.0
+        del catalogue.topics["uploads"]
+        catalogue.create_missing = refuse  # type: ignore[method-assign]
+        for _ in range(3):
+            await guard.watch()
+        assert missing(metrics, "uploads") == 1.0
+        assert missing(metrics, "verdicts") == 0.0
+        assert recreated(metrics, "uploads") == 1.0
+        assert health.topics_problem is not None
+        catalogue.create_missing = create  # type: ignore[method-assign]
+        await guard.watch()
+        assert missing(metrics, "uploads") == 0.0
+        assert health.topics_problem is None
+        await guard.watch()
+        del catalogue.topics["uploads"]  # a new incident
+        await guard.watch()
+        assert recreated(metrics, "uploads") == 2.0
+
+    with caplog.at_level("INFO", logger="pipeline.topic_guard"):
+        asyncio.run(scenario())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    vanished = [m for m in errors if m.startswith("Kafka topics vanished")]
+    assert len(vanished) == 2, errors
+    assert "uploads (missing)" in vanished[0]
+    refused = [m for m in errors if m.startswith("Could not re-create")]
+    assert len(refused) == 1, errors
+    assert "PermissionError" in refused[0]
+
+
 @given(
     window=st.sampled_from([0.0, 0.02, 1.0]),
     steps=st.lists(
