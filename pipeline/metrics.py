@@ -222,6 +222,14 @@ class PipelineMetrics:
             "the first (advances only while outputs are written).",
             registry=r,
         )
+        self._last_broker_contact = 0.0
+        self.broker_last_contact = Gauge(
+            f"{p}_broker_last_contact_timestamp_seconds",
+            "Unix time of the newest successful request of this worker to the broker: the "
+            "later of the last fetch response and the last produce acknowledgement; 0 before "
+            "the first. What ScreeningBrokerUnreachable reads.",
+            registry=r,
+        )
         self.broker_reachable = Gauge(
             f"{p}_broker_reachable",
             "1 while some request to the broker succeeded within "
@@ -515,9 +523,16 @@ class PipelineMetrics:
 
     def broker_fetched(self, unix_seconds: float) -> None:
         self.broker_last_fetch.set(unix_seconds)
+        self._broker_contacted(unix_seconds)
 
     def broker_produced(self, unix_seconds: float) -> None:
         self.broker_last_produce.set(unix_seconds)
+        self._broker_contacted(unix_seconds)
+
+    def _broker_contacted(self, unix_seconds: float) -> None:
+        if unix_seconds > self._last_broker_contact:
+            self._last_broker_contact = unix_seconds
+            self.broker_last_contact.set(unix_seconds)
 
     def report_broker_reachable(self, is_reachable: Callable[[], bool]) -> None:
         """Make ``screening_broker_reachable`` read ``is_reachable()`` at every scrape."""

@@ -101,6 +101,15 @@ def test_the_watch_logs_one_line_per_change_and_keeps_the_gauges(
     assert registry.get_sample_value("screening_broker_last_produce_timestamp_seconds") == (
         1_700_000_000.0
     )
+    # The newest of both, whichever it was: the alert reads this one.
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_000.5
+    )
+    wall.now += 30
+    watch.produced()
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_030.0
+    )
     assert registry.get_sample_value("screening_broker_reachable") == 1
     caplog.set_level(logging.INFO, logger="pipeline.broker_watch")
     for _ in range(3):
