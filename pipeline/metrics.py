@@ -225,9 +225,9 @@ class PipelineMetrics:
         self._last_broker_contact = 0.0
         self.broker_last_contact = Gauge(
             f"{p}_broker_last_contact_timestamp_seconds",
-            "Unix time of the newest successful request of this worker to the broker: the "
-            "later of the last fetch response and the last produce acknowledgement; 0 before "
-            "the first. What ScreeningBrokerUnreachable reads.",
+            "Unix time of the newest successful request of this worker to the broker: a fetch "
+            "response, a produce acknowledgement or a metadata answer of the topic check; 0 "
+            "before the first. What ScreeningBrokerUnreachable reads.",
             registry=r,
         )
         self.broker_reachable = Gauge(
@@ -527,6 +527,10 @@ class PipelineMetrics:
 
     def broker_produced(self, unix_seconds: float) -> None:
         self.broker_last_produce.set(unix_seconds)
+        self._broker_contacted(unix_seconds)
+
+    def broker_answered(self, unix_seconds: float) -> None:
+        """The broker answered another request (metadata) at ``unix_seconds``."""
         self._broker_contacted(unix_seconds)
 
     def _broker_contacted(self, unix_seconds: float) -> None:

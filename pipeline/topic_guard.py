@@ -137,6 +137,7 @@ class TopicGuard:
         ``window``: seconds between the starts of two checks, at least (see
         :class:`CheckRounds`; it delays a confirmation by at most that)."""
         self._reset_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._answer_listeners: list[Callable[[], None]] = []
         self._inspector = inspector
         self._specs = specs
         self._names = [spec.name for spec in specs]
@@ -163,6 +164,12 @@ class TopicGuard:
         over on the new one (its positions belong to the old topic: kept, they would skip the
         new topic's first records). It must return at once."""
         self._reset_listeners.append(listener)
+
+    def on_answer(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the broker answered a metadata request of a check: broker
+        connectivity that does not depend on the hash-list feed's fetches. It must return at
+        once."""
+        self._answer_listeners.append(listener)
 
     async def establish(self) -> None:
         """Create the missing topics and take their ids as the baseline (at start). Raises a
@@ -232,6 +239,8 @@ class TopicGuard:
 
     async def _check_and_repair(self) -> None:
         observed = await asyncio.to_thread(self._inspector.identities, self._names)
+        for answered in self._answer_listeners:
+            answered()
         self._show_missing(observed)
         changes = topic_changes(self._baseline, observed)
         if not changes:

@@ -110,6 +110,11 @@ def test_the_watch_logs_one_line_per_change_and_keeps_the_gauges(
     assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
         1_700_000_030.0
     )
+    wall.now += 30
+    watch.answered()  # a metadata answer of the topic check
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_060.0
+    )
     assert registry.get_sample_value("screening_broker_reachable") == 1
     caplog.set_level(logging.INFO, logger="pipeline.broker_watch")
     for _ in range(3):

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.adapters.topics import TopicSpec
+from pipeline.connectivity import BrokerConnectivity
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.topic_guard import (
@@ -142,6 +143,38 @@ def test_a_broker_that_does_not_answer_fails_the_confirmation() -> None:
         with pytest.raises(ConnectionError):
             await guard.confirm(guard.epoch)
         await guard.watch()  # the periodic check logs and returns
+
+    asyncio.run(scenario())
+
+
+def test_each_answered_check_counts_as_broker_contact_and_a_failed_one_does_not() -> None:
+    """The topic check's metadata requests keep the broker reachable beside the hash-list
+    feed's fetches (which pause while an index is built)."""
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+    clock = [1000.0]
+    connectivity = BrokerConnectivity(unreachable_after_seconds=15, clock=lambda: clock[0])
+    guard.on_answer(connectivity.answered)
+    answered = catalogue.identities
+
+    def unreachable(names: Collection[str]) -> dict[str, str | None]:
+        raise ConnectionError("no broker")
+
+    async def scenario() -> None:
+        await guard.establish()
+        for _ in range(6):  # a minute of checks, no fetch response at all
+            clock[0] += 10
+            await guard.watch()
+            assert connectivity.reachable
+        catalogue.identities = unreachable  # type: ignore[method-assign]
+        clock[0] += 10
+        await guard.watch()
+        clock[0] += 10
+        await guard.watch()
+        assert not connectivity.reachable
+        catalogue.identities = answered  # type: ignore[method-assign]
+        await guard.watch()
+        assert connectivity.reachable
 
     asyncio.run(scenario())
 
