@@ -283,6 +283,7 @@ def watch_broker(
     if health.broker is None:
         health.broker = BrokerConnectivity(settings.broker_unreachable_after_seconds)
     watch = BrokerWatch(health.broker, metrics, bootstrap_servers)
+    topics.on_answer(watch.answered)  # connectivity beside the hash-list feed's fetches
     gate = BrokerGate(bootstrap_servers, topics.establish, health.broker)
     app.boot_strategy = WebFirst(app, gate)
 

@@ -1,10 +1,11 @@
 """The worker's broker connectivity, wired to its metrics and its log.
 
 Owns the call sites of :mod:`pipeline.connectivity`: a success is recorded in the state and in
-``screening_broker_last_{fetch,produce}_timestamp_seconds`` at once, and :meth:`BrokerWatch.check`
-(called every second by the worker) logs one line when the broker goes away and one when it
-comes back, and lets the client-noise filter report what it suppressed. The rule itself (when
-is the broker unreachable) is the pure state's; nothing here talks to Kafka.
+``screening_broker_last_{fetch,produce,contact}_timestamp_seconds`` at once, and
+:meth:`BrokerWatch.check` (called every second by the worker) logs one line when the broker
+goes away and one when it comes back, and lets the client-noise filter report what it
+suppressed. The rule itself (when is the broker unreachable) is the pure state's; nothing here
+talks to Kafka.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class BrokerWatch:
         """The broker acknowledged an output record just now."""
         self.connectivity.produced()
         self._metrics.broker_produced(self._wall_clock())
+
+    def answered(self) -> None:
+        """The broker answered another request (a metadata request of the topic check) now."""
+        self.connectivity.answered()
+        self._metrics.broker_answered(self._wall_clock())
 
     def check(self) -> BrokerTransition | None:
         """Log a change of reachability (once per change); returns it."""

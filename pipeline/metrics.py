@@ -222,6 +222,14 @@ class PipelineMetrics:
             "the first (advances only while outputs are written).",
             registry=r,
         )
+        self._last_broker_contact = 0.0
+        self.broker_last_contact = Gauge(
+            f"{p}_broker_last_contact_timestamp_seconds",
+            "Unix time of the newest successful request of this worker to the broker: a fetch "
+            "response, a produce acknowledgement or a metadata answer of the topic check; 0 "
+            "before the first. What ScreeningBrokerUnreachable reads.",
+            registry=r,
+        )
         self.broker_reachable = Gauge(
             f"{p}_broker_reachable",
             "1 while some request to the broker succeeded within "
@@ -356,6 +364,13 @@ class PipelineMetrics:
             ["topic"],
             registry=r,
         )
+        self.topic_missing = Gauge(
+            f"{p}_topic_missing",
+            "1 while a topic of this worker, by kind, is missing on the broker (not yet or not "
+            "at all re-created: creating it failed), else 0.",
+            ["topic"],
+            registry=r,
+        )
         self.service_restarts = Counter(
             f"{p}_service_restarts_total",
             "Restarts of a background service after it failed (hashlist_feed, "
@@ -400,6 +415,7 @@ class PipelineMetrics:
             self.service_restarts.labels(service)
         for topic_kind in TOPIC_KINDS:
             self.topics_recreated.labels(topic_kind)
+            self.topic_missing.labels(topic_kind)
 
     # -- call sites are one-liners ----------------------------------------------------------------
 
@@ -456,6 +472,10 @@ class PipelineMetrics:
         """A topic of kind ``kind`` (one of TOPIC_KINDS) was found missing or re-created."""
         self.topics_recreated.labels(kind).inc()
 
+    def set_topic_missing(self, kind: str, missing: bool) -> None:
+        """Whether the topic of kind ``kind`` (one of TOPIC_KINDS) is missing on the broker."""
+        self.topic_missing.labels(kind).set(1 if missing else 0)
+
     def alert_delivery(self, sink: str, outcome: str) -> None:
         self.alert_deliveries.labels(sink, outcome).inc()
 
@@ -503,9 +523,20 @@ class PipelineMetrics:
 
     def broker_fetched(self, unix_seconds: float) -> None:
         self.broker_last_fetch.set(unix_seconds)
+        self._broker_contacted(unix_seconds)
 
     def broker_produced(self, unix_seconds: float) -> None:
         self.broker_last_produce.set(unix_seconds)
+        self._broker_contacted(unix_seconds)
+
+    def broker_answered(self, unix_seconds: float) -> None:
+        """The broker answered another request (metadata) at ``unix_seconds``."""
+        self._broker_contacted(unix_seconds)
+
+    def _broker_contacted(self, unix_seconds: float) -> None:
+        if unix_seconds > self._last_broker_contact:
+            self._last_broker_contact = unix_seconds
+            self.broker_last_contact.set(unix_seconds)
 
     def report_broker_reachable(self, is_reachable: Callable[[], bool]) -> None:
         """Make ``screening_broker_reachable`` read ``is_reachable()`` at every scrape."""

@@ -9,13 +9,17 @@ grows and the lag alerts fire, which is the honest signal); a record
 refused for good (too large, invalid) is replaced by its slim copy plus an ``emit_failed`` dead
 letter. Every record is keyed by upload id, so a replay overwrites rather than duplicates
 downstream state. Knows nothing of Faust: the agent hands in a ``send`` function.
+
+Retries are logged per incident (:class:`RetryLog`), not per write and retry: during a broker
+outage every upload in flight retries its writes, which would be hundreds of lines a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -119,6 +123,79 @@ class StorageCheck(Protocol):
     async def confirm(self, epoch: int) -> None: ...
 
 
+#: While writes keep failing, one summary line per this many seconds.
+RETRY_SUMMARY_SECONDS = 60.0
+
+
+class RetryLog:
+    """The log lines of failing writes: one WARNING when an incident starts (the first write
+    that fails), then at most one summary per ``summary_seconds`` of what failed since, and one
+    line when a write that had failed is written (the incident ends). Every write of the worker
+    shares one; the asyncio loop is its only caller. ``clock`` is any monotonic clock."""
+
+    def __init__(
+        self,
+        summary_seconds: float = RETRY_SUMMARY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._summary_seconds = summary_seconds
+        self._clock = clock
+        self._started: float | None = None  # None: no incident
+        self._last_line = 0.0
+        self._records = 0  # failed record sends not logged yet
+        self._retries = 0
+        self._kinds: set[str] = set()
+
+    def failed(self, records: int, kinds: Collection[str], attempt: int, delay: float) -> None:
+        """``records`` of one write were not written (errors named ``kinds``); its retry number
+        ``attempt`` follows in ``delay`` seconds."""
+        now = self._clock()
+        named = ", ".join(sorted(kinds))
+        if self._started is None:
+            self._started = self._last_line = now
+            log.warning(
+                "%d output record(s) not written (%s); retry %d in %.1fs. The upload waits: "
+                "its offset is committed only once every output is written. Further failures "
+                "are summarised every %.0f s",
+                records,
+                named,
+                attempt,
+                delay,
+                self._summary_seconds,
+            )
+            return
+        self._records += records
+        self._retries += 1
+        self._kinds.update(kinds)
+        if now - self._last_line >= self._summary_seconds:
+            log.warning(
+                "outputs still not written after %.0f s: %d record send(s) failed in %d "
+                "retried write(s) in the last %.0f s (%s); still retrying, uploads wait",
+                now - self._started,
+                self._records,
+                self._retries,
+                now - self._last_line,
+                ", ".join(sorted(self._kinds)),
+            )
+            self._last_line = now
+            self._records = self._retries = 0
+            self._kinds.clear()
+
+    def written_after_failing(self) -> None:
+        """A write that had failed is written: the incident, if one is open, ends."""
+        if self._started is None:
+            return
+        log.info(
+            "outputs written again after %.0f s of failed writes (%d more record send(s) "
+            "failed since the last line)",
+            self._clock() - self._started,
+            self._records,
+        )
+        self._started = None
+        self._records = self._retries = 0
+        self._kinds.clear()
+
+
 class OutputWriter:
     """Writes output records durably: waits for every acknowledgement, retries what the broker
     did not take, replaces what it refused for good. Raises only CancelledError."""
@@ -134,8 +211,10 @@ class OutputWriter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_acknowledged: Callable[[], None] | None = None,
         storage: StorageCheck | None = None,
+        retry_log: RetryLog | None = None,
     ) -> None:
         self._send = send
+        self._retry_log = RetryLog() if retry_log is None else retry_log
         #: Asked after the acknowledgements, before a record counts as written (None: trust
         #: acknowledgements, for tests of other parts).
         self._storage = storage
@@ -166,15 +245,12 @@ class OutputWriter:
             if transient:
                 delay = backoff_seconds(attempt, *self._backoff)
                 attempt += 1
-                log.warning(
-                    "%d output record(s) not written (%s); retry %d in %.1fs. The upload waits: "
-                    "its offset is committed only once every output is written",
-                    len(transient),
-                    ", ".join(sorted({type(e).__name__ for e in transient})),
-                    attempt,
-                    delay,
+                self._retry_log.failed(
+                    len(transient), {type(e).__name__ for e in transient}, attempt, delay
                 )
                 await self._sleep(delay)
+        if attempt:
+            self._retry_log.written_after_failing()
 
     async def write_dead_letter(self, letter: DeadLetter) -> None:
         """Write one dead letter from a service beside the agent (alert delivery), counted."""

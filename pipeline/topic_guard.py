@@ -16,7 +16,9 @@ every batch acknowledged within one window shares one request (checking per batc
 the worker process's CPU than anything else it does per upload). A topic found
 missing or re-created (a new topic id) is repaired: the missing topics are created with the
 pipeline's specs, the new ids become the baseline, ``screening_topics_recreated_total`` counts
-it, one log line names it, /readyz answers 503 with the reason until the topics are back; and
+it, one ERROR line names it (both before the creation is tried, which may be refused, and once
+per incident however many checks find it), ``screening_topic_missing`` is 1 and /readyz answers
+503 with the reason until the topics are back; and
 the records of every write that was in flight (its *epoch* has passed) are sent again. Outputs
 are keyed by upload id, so a record sent twice is a duplicate a reader overwrites, never a
 loss. :meth:`TopicGuard.watch` runs the same check every few seconds, so the consumed topics
@@ -137,6 +139,7 @@ class TopicGuard:
         ``window``: seconds between the starts of two checks, at least (see
         :class:`CheckRounds`; it delays a confirmation by at most that)."""
         self._reset_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._answer_listeners: list[Callable[[], None]] = []
         self._inspector = inspector
         self._specs = specs
         self._names = [spec.name for spec in specs]
@@ -154,6 +157,9 @@ class TopicGuard:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._checks: set[asyncio.Task[None]] = set()  # referenced until done
         self._closed = False
+        #: Topics of the current incident, already counted and logged (until all are back).
+        self._reported: set[str] = set()
+        self._create_failure_logged = False
 
     def on_reset(self, listener: Callable[[frozenset[str]], None]) -> None:
         """Call ``listener`` with the kinds of the topics found changed, once they exist again
@@ -170,6 +176,12 @@ class TopicGuard:
         for task in list(self._checks):
             task.cancel()
         await asyncio.to_thread(self._inspector.close)
+
+    def on_answer(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the broker answered a metadata request of a check: broker
+        connectivity that does not depend on the hash-list feed's fetches. It must return at
+        once."""
+        self._answer_listeners.append(listener)
 
     async def establish(self) -> None:
         """Create the missing topics and take their ids as the baseline (at start). Raises a
@@ -241,11 +253,14 @@ class TopicGuard:
         if self._closed:  # a request would open a new connection; nothing is proven
             raise RuntimeError("the topic guard is closed: the worker is stopping")
         observed = await asyncio.to_thread(self._inspector.identities, self._names)
+        for answered in self._answer_listeners:
+            answered()
+        self._show_missing(observed)
         changes = topic_changes(self._baseline, observed)
         if not changes:
             if not self._baseline:
                 self._baseline = observed
-            self._health.topics_problem = None
+            self._end_incident()
             return
         self.epoch += 1  # whatever was sent before now is resent
         described = ", ".join(f"{c.name} ({c.kind})" for c in changes)
@@ -253,21 +268,49 @@ class TopicGuard:
             f"topics vanished or were re-created on the broker: {described}; re-creating them, "
             "unconfirmed outputs are sent again"
         )
-        created = await asyncio.to_thread(self._inspector.create_missing, self._specs)
+        # Counted and logged before the repair is tried: creating topics may be refused (no
+        # rights to create them), and then every later check finds the same topics missing;
+        # this incident is named once, not once per check.
+        if new := [c for c in changes if c.name not in self._reported]:
+            for change in new:
+                self._metrics.topic_recreated(self._kinds[change.name])
+            self._reported.update(c.name for c in new)
+            log.error(
+                "Kafka topics vanished or were re-created under this worker: %s; re-creating "
+                "them. Outputs not yet confirmed are written again to the new topics",
+                ", ".join(f"{c.name} ({c.kind})" for c in new),
+            )
+        try:
+            created = await asyncio.to_thread(self._inspector.create_missing, self._specs)
+        except Exception as exc:
+            if not self._create_failure_logged:
+                self._create_failure_logged = True
+                log.error(
+                    "Could not re-create the missing Kafka topics (%s: %s): this worker cannot "
+                    "write or read them; /readyz answers 503 and screening_topic_missing stays "
+                    "1 until they exist. Retrying at every check",
+                    type(exc).__name__,
+                    exc,
+                )
+            raise
         self._baseline = await asyncio.to_thread(self._inspector.identities, self._names)
-        for change in changes:
-            self._metrics.topic_recreated(self._kinds[change.name])
-        log.error(
-            "Kafka topics vanished or were re-created under this worker: %s; re-created %s. "
-            "Outputs not yet confirmed are written again to the new topics",
-            described,
-            ", ".join(created) or "none (another client already had)",
-        )
+        self._show_missing(self._baseline)
+        log.info("re-created Kafka topics: %s", ", ".join(created) or "none (another client had)")
         for listener in self._reset_listeners:
             try:
                 listener(frozenset(self._kinds[c.name] for c in changes))
             except Exception:
                 log.exception("telling a reader of the changed topics failed")
         if all(v is not None for v in self._baseline.values()):
-            self._health.topics_problem = None
+            self._end_incident()
         raise TopicsChanged(f"topics changed: {described}")
+
+    def _show_missing(self, observed: Mapping[str, str | None]) -> None:
+        for name, topic_id in observed.items():
+            self._metrics.set_topic_missing(self._kinds[name], topic_id is None)
+
+    def _end_incident(self) -> None:
+        """Every topic exists as the baseline knows it: the next change is a new incident."""
+        self._health.topics_problem = None
+        self._reported.clear()
+        self._create_failure_logged = False

@@ -7,15 +7,19 @@ workers in tests/integration/test_broker_outage.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import pytest
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.app import build_faust_app
 from pipeline.broker_watch import BrokerWatch
 from pipeline.config import Settings
 from pipeline.connectivity import BrokerConnectivity, BrokerTransition
+from pipeline.hashlist_feed import HashListFeed
 from pipeline.health import WorkerHealth
 from pipeline.logs import ClientNoiseFilter
 from pipeline.metrics import PipelineMetrics
@@ -97,6 +101,20 @@ def test_the_watch_logs_one_line_per_change_and_keeps_the_gauges(
     assert registry.get_sample_value("screening_broker_last_produce_timestamp_seconds") == (
         1_700_000_000.0
     )
+    # The newest of both, whichever it was: the alert reads this one.
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_000.5
+    )
+    wall.now += 30
+    watch.produced()
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_030.0
+    )
+    wall.now += 30
+    watch.answered()  # a metadata answer of the topic check
+    assert registry.get_sample_value("screening_broker_last_contact_timestamp_seconds") == (
+        1_700_000_060.0
+    )
     assert registry.get_sample_value("screening_broker_reachable") == 1
     caplog.set_level(logging.INFO, logger="pipeline.broker_watch")
     for _ in range(3):
@@ -162,3 +180,50 @@ def test_the_producer_request_timeout_reaches_fausts_kafka_producer() -> None:
     assert app.producer._settings_default()["request_timeout_ms"] == 7000
     default = build_faust_app(Settings(bootstrap_servers="127.0.0.1:9"), "127.0.0.1:9")
     assert default.producer._settings_default()["request_timeout_ms"] == 30_000
+
+
+class IdleTopicConsumer:
+    """What the feed reads of its aiokafka consumer between jobs: the assignment and the time of
+    each partition's last fetch response. aiokafka keeps fetching an idle partition in the
+    background while the feed's loop waits for a job (tests/integration/test_broker_outage.py
+    shows the real consumer stop advancing when the broker stops)."""
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("hashlists", 0)}
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int:
+        return int(time.time() * 1000)  # answered just now
+
+
+def test_a_long_index_build_on_an_idle_worker_keeps_the_broker_reachable() -> None:
+    """The feed waits for a build (5-11 s at 10M entries) and fetches meanwhile in the
+    background; the responses must still count, or an idle worker reports an outage."""
+    connectivity = BrokerConnectivity(unreachable_after_seconds=1.0)
+    watch = BrokerWatch(connectivity, PipelineMetrics(), "broker:9092")
+    feed = HashListFeed(
+        bootstrap_servers="broker:9092",
+        topic="hashlists",
+        target=None,  # type: ignore[arg-type]  # the build below does not use it
+        health=WorkerHealth(),
+        metrics=PipelineMetrics(),
+        on_fetch_response=watch.fetched,
+    )
+    feed._consumer = IdleTopicConsumer()  # type: ignore[assignment]
+
+    async def build_taking(seconds: float) -> list[bool]:
+        seen = []
+
+        async def watch_reachability() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                seen.append(connectivity.reachable)
+
+        watcher = asyncio.create_task(watch_reachability())
+        await feed._on_worker(time.sleep, seconds)
+        watcher.cancel()
+        return seen
+
+    seen = asyncio.run(build_taking(2.5))
+    assert len(seen) >= 10
+    assert all(seen), seen
+    assert watch.check() is None  # never lost, so nothing logged

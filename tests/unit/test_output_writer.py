@@ -28,7 +28,7 @@ from faust.exceptions import ProducerSendError
 from pipeline.core.types import Action
 from pipeline.metrics import PipelineMetrics
 from pipeline.models import SourceRef, Stage
-from pipeline.outputs import OutputWriter, output_records, refused_for_good
+from pipeline.outputs import OutputWriter, RetryLog, output_records, refused_for_good
 from pipeline.screening import ScreeningOutcome
 from pipeline.verdicts import block_record, error_verdict
 
@@ -217,3 +217,49 @@ def test_acknowledged_records_are_sent_again_until_their_storage_is_confirmed() 
     assert storage.confirmations == [1, 2]  # each round confirmed against its own epoch
     assert count(metrics, "verdicts", "retried") == 1
     assert count(metrics, "blocks", "retried") == 1
+
+
+def test_an_outage_logs_one_line_per_incident_and_a_summary_per_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """32 uploads in flight retrying through a 90 s outage: two lines and a summary, not one
+    per write and retry; the next outage is a new incident with its own first line."""
+    now = [0.0]
+    retry_log = RetryLog(summary_seconds=60, clock=lambda: now[0])
+    metrics = PipelineMetrics()
+    outage_until = [90.0]
+
+    async def send(output: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if now[0] < outage_until[0]:
+            delivery.set_exception(KafkaTimeoutError())
+        else:
+            delivery.set_result("ok")
+        return delivery
+
+    async def sleep(seconds: float) -> None:
+        now[0] += 1 / 32  # 32 writes retry side by side: about one round of them a second
+        await asyncio.sleep(0)
+
+    writer = OutputWriter(
+        send, metrics, worker_id="w1", sleep=sleep, backoff_max_seconds=1, retry_log=retry_log
+    )
+
+    async def uploads() -> None:
+        batches = [output_records(outcome(f"u{i}"), SOURCE) for i in range(32)]
+        await asyncio.gather(*(writer.write(b) for b in batches))
+
+    with caplog.at_level("INFO", logger="pipeline.outputs"):
+        asyncio.run(uploads())
+        first_outage = [r.getMessage() for r in caplog.records]
+        outage_until[0] = now[0] + 10
+        asyncio.run(uploads())
+    assert count(metrics, "verdicts", "retried") > 32 * 2  # every write retried many times
+    assert len(first_outage) == 3, first_outage
+    assert "output record(s) not written (KafkaTimeoutError)" in first_outage[0]
+    assert first_outage[1].startswith("outputs still not written after 60 s")
+    assert first_outage[2].startswith("outputs written again after 90 s"), first_outage
+    second = [r.getMessage() for r in caplog.records][3:]
+    assert len(second) == 2, second
+    assert "output record(s) not written (KafkaTimeoutError)" in second[0]
+    assert second[1].startswith("outputs written again after 10 s")

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.adapters.topics import TopicSpec
+from pipeline.connectivity import BrokerConnectivity
 from pipeline.health import WorkerHealth
 from pipeline.metrics import PipelineMetrics
 from pipeline.topic_guard import (
@@ -166,6 +167,38 @@ def test_a_broker_that_does_not_answer_fails_the_confirmation() -> None:
     asyncio.run(scenario())
 
 
+def test_each_answered_check_counts_as_broker_contact_and_a_failed_one_does_not() -> None:
+    """The topic check's metadata requests keep the broker reachable beside the hash-list
+    feed's fetches (which pause while an index is built)."""
+    catalogue = Catalogue()
+    guard, _, _ = make_guard(catalogue)
+    clock = [1000.0]
+    connectivity = BrokerConnectivity(unreachable_after_seconds=15, clock=lambda: clock[0])
+    guard.on_answer(connectivity.answered)
+    answered = catalogue.identities
+
+    def unreachable(names: Collection[str]) -> dict[str, str | None]:
+        raise ConnectionError("no broker")
+
+    async def scenario() -> None:
+        await guard.establish()
+        for _ in range(6):  # a minute of checks, no fetch response at all
+            clock[0] += 10
+            await guard.watch()
+            assert connectivity.reachable
+        catalogue.identities = unreachable  # type: ignore[method-assign]
+        clock[0] += 10
+        await guard.watch()
+        clock[0] += 10
+        await guard.watch()
+        assert not connectivity.reachable
+        catalogue.identities = answered  # type: ignore[method-assign]
+        await guard.watch()
+        assert connectivity.reachable
+
+    asyncio.run(scenario())
+
+
 def test_readiness_says_why_while_a_topic_cannot_be_recreated() -> None:
     catalogue = Catalogue()
     guard, health, _ = make_guard(catalogue)
@@ -185,6 +218,53 @@ def test_readiness_says_why_while_a_topic_cannot_be_recreated() -> None:
     health.lists_caught_up = health.screening_started = True
     assert not health.ready
     assert health.report()["topics_problem"] == health.topics_problem
+
+
+def missing(metrics: PipelineMetrics, kind: str) -> float | None:
+    return metrics.registry.get_sample_value("screening_topic_missing", {"topic": kind})
+
+
+def test_a_topic_that_cannot_be_recreated_is_counted_logged_once_and_shown_until_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Creating topics may be refused (no rights); the incident must still be named: counted,
+    one ERROR line per incident (not per check), the gauge at 1 until the topic is back."""
+    catalogue = Catalogue()
+    guard, health, metrics = make_guard(catalogue)
+    create = catalogue.create_missing
+
+    def refuse(specs: list[TopicSpec]) -> list[str]:
+        raise PermissionError("not authorised to create topics")
+
+    async def scenario() -> None:
+        await guard.establish()
+        assert missing(metrics, "uploads") == 0.0
+        del catalogue.topics["uploads"]
+        catalogue.create_missing = refuse  # type: ignore[method-assign]
+        for _ in range(3):
+            await guard.watch()
+        assert missing(metrics, "uploads") == 1.0
+        assert missing(metrics, "verdicts") == 0.0
+        assert recreated(metrics, "uploads") == 1.0
+        assert health.topics_problem is not None
+        catalogue.create_missing = create  # type: ignore[method-assign]
+        await guard.watch()
+        assert missing(metrics, "uploads") == 0.0
+        assert health.topics_problem is None
+        await guard.watch()
+        del catalogue.topics["uploads"]  # a new incident
+        await guard.watch()
+        assert recreated(metrics, "uploads") == 2.0
+
+    with caplog.at_level("INFO", logger="pipeline.topic_guard"):
+        asyncio.run(scenario())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    vanished = [m for m in errors if m.startswith("Kafka topics vanished")]
+    assert len(vanished) == 2, errors
+    assert "uploads (missing)" in vanished[0]
+    refused = [m for m in errors if m.startswith("Could not re-create")]
+    assert len(refused) == 1, errors
+    assert "PermissionError" in refused[0]
 
 
 @given(
