@@ -114,14 +114,30 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
         # Every verdict reaches a fresh consumer, with nothing deleted or created by the test
         # (the worker re-reads the new uploads topic from its start: none is skipped).
         fresh.verdicts_for(after, timeout=90)
+        # And a block, so the `blocks` topic the worker re-created is read back too.
+        fresh.publish(ListConfig.create("known", action="block"), entries_for("known", seed=4))
+        wait_until(lambda: loaded_entries(worker.metrics(), "known") == 2, 60, what="list loaded")
+        fresh.upload("blocked", encode(synthetic_image(4)))
+        assert fresh.verdicts_for({"blocked"}, timeout=60)["blocked"]["action"] == "block"
+        screened = after | {"blocked"}
         wait_until(
-            lambda: counted(worker.metrics(), "screening_verdicts_total") - before >= len(after),
+            lambda: counted(worker.metrics(), "screening_verdicts_total") - before >= len(screened),
             30,
             what="every verdict counted",
         )
+        wait_until(
+            lambda: (
+                verdicts_counted(worker.metrics(), "block")
+                > verdicts_counted(before_metrics, "block")
+            ),
+            30,
+            what="the block counted",
+        )
         metrics = worker.metrics()  # first: a verdict is stored before it is counted
-        stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in after]
-        assert {r["upload_id"] for r in stored} == after
+        stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in screened]
+        assert {r["upload_id"] for r in stored} == screened
+        blocks = [r for r in fresh.read_all("blocks") if r["upload_id"] in screened]
+        assert {r["upload_id"] for r in blocks} == {"blocked"}  # read by a fresh consumer
         # Nothing counted that a reader cannot find: per action, never more verdicts counted
         # than stored (a write sent again stores a verdict twice and counts it once; an upload
         # screened again is stored and counted again). Before: 20 counted, 0 stored.
@@ -129,6 +145,8 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
             newly = verdicts_counted(metrics, action) - verdicts_counted(before_metrics, action)
             readable = sum(1 for r in stored if r["action"] == action)
             assert newly <= readable, (action, newly, readable)
+        blocked = verdicts_counted(metrics, "block") - verdicts_counted(before_metrics, "block")
+        assert blocked <= len(blocks), (blocked, len(blocks))
         assert "re-created" in worker.log()
         assert counted(metrics, "screening_topics_recreated_total") >= 4
         fresh.close()
