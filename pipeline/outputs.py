@@ -177,8 +177,8 @@ class OutputWriter:
                 await self._sleep(delay)
 
     async def write_dead_letter(self, letter: DeadLetter) -> None:
-        """Write one dead letter from a service beside the agent (alert delivery), counted."""
-        self._metrics.dead_letter(letter.stage, letter.reason)
+        """Write one dead letter from a service beside the agent (alert delivery), counted once
+        written (as a verdict is: nothing counted that a reader cannot find)."""
         key = (letter.upload_id or "").encode() or None
         record = OutputRecord(
             "dead_letters",
@@ -189,6 +189,7 @@ class OutputWriter:
             encoded(slim_dead_letter(letter)),
         )
         await self.write([record])
+        self._metrics.dead_letter(letter.stage, letter.reason)
 
     async def _unconfirmed(
         self, acknowledged: list[OutputRecord], epoch: int

@@ -27,7 +27,7 @@ from faust.exceptions import ProducerSendError
 
 from pipeline.core.types import Action
 from pipeline.metrics import PipelineMetrics
-from pipeline.models import SourceRef, Stage
+from pipeline.models import DeadLetter, SourceRef, Stage
 from pipeline.outputs import OutputWriter, output_records, refused_for_good
 from pipeline.screening import ScreeningOutcome
 from pipeline.verdicts import block_record, error_verdict
@@ -217,3 +217,39 @@ def test_acknowledged_records_are_sent_again_until_their_storage_is_confirmed() 
     assert storage.confirmations == [1, 2]  # each round confirmed against its own epoch
     assert count(metrics, "verdicts", "retried") == 1
     assert count(metrics, "blocks", "retried") == 1
+
+
+def test_a_dead_letter_of_alert_delivery_is_counted_once_written() -> None:
+    broker, metrics = (
+        ScriptedBroker({"dead_letters": [RequestTimedOutError()] * 2}),
+        PipelineMetrics(),
+    )
+
+    def dead_letters_counted() -> float:
+        return sum(
+            sample.value
+            for family in metrics.registry.collect()
+            if family.name == "screening_dead_letters"
+            for sample in family.samples
+            if sample.name == "screening_dead_letters_total"
+        )
+
+    counted_while_retried: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        counted_while_retried.append(dead_letters_counted())
+
+    writer = OutputWriter(broker.send, metrics, worker_id="w1", sleep=sleep)
+    letter = DeadLetter(
+        upload_id="u1",
+        stage=Stage.ALERT,
+        reason="sink_refused",
+        message="the sink said no",
+        failed_at=NOW,
+        worker_id="w1",
+    )
+    asyncio.run(writer.write_dead_letter(letter))
+    assert [output for output, _, _ in broker.written] == ["dead_letters"]
+    # Before: counted before the broker had it, while its write was still being retried.
+    assert counted_while_retried == [0, 0]
+    assert dead_letters_counted() == 1
