@@ -41,6 +41,8 @@ class OutputRecord:
     upload_id: str | None
     source: SourceRef | None
     slim: bytes | None = None
+    #: An ``emit_failed`` dead letter this writer made: counted once it is written.
+    emit_failed_letter: bool = False
 
 
 def encoded(record: Record) -> bytes:
@@ -154,6 +156,7 @@ class OutputWriter:
             epoch = 0 if self._storage is None else self._storage.epoch
             acknowledged, failures = await self._send_all(pending)
             failures += await self._unconfirmed(acknowledged, epoch)
+            self._count_emit_failed_letters(pending, failures)
             pending = []
             transient: list[BaseException] = []
             for record, exc in failures:
@@ -190,6 +193,17 @@ class OutputWriter:
         )
         await self.write([record])
         self._metrics.dead_letter(letter.stage, letter.reason)
+
+    def _count_emit_failed_letters(
+        self,
+        sent: Sequence[OutputRecord],
+        failures: Sequence[tuple[OutputRecord, BaseException]],
+    ) -> None:
+        """Count the ``emit_failed`` dead letters written (stored, not just sent) this round."""
+        failed = {id(record) for record, _ in failures}
+        for record in sent:
+            if record.emit_failed_letter and id(record) not in failed:
+                self._metrics.dead_letter(Stage.EMIT, EmitReason.EMIT_FAILED)
 
     async def _unconfirmed(
         self, acknowledged: list[OutputRecord], epoch: int
@@ -261,7 +275,6 @@ class OutputWriter:
             len(record.value),
             error,
         )
-        self._metrics.dead_letter(Stage.EMIT, EmitReason.EMIT_FAILED)
         letter = DeadLetter(
             upload_id=record.upload_id,
             stage=Stage.EMIT,
@@ -275,5 +288,5 @@ class OutputWriter:
         return [
             replace(record, value=record.slim, slim=None),
             OutputRecord("dead_letters", record.key, encoded(letter), record.upload_id,
-                         record.source),
+                         record.source, emit_failed_letter=True),
         ]  # fmt: skip

@@ -253,3 +253,30 @@ def test_a_dead_letter_of_alert_delivery_is_counted_once_written() -> None:
     # Before: counted before the broker had it, while its write was still being retried.
     assert counted_while_retried == [0, 0]
     assert dead_letters_counted() == 1
+
+
+def test_an_emit_failed_dead_letter_is_counted_once_written() -> None:
+    broker = ScriptedBroker(
+        {"verdicts": [MessageSizeTooLargeError()], "dead_letters": [RequestTimedOutError()] * 2}
+    )
+    metrics = PipelineMetrics()
+
+    def emit_failed_counted() -> float:
+        labels = {"stage": "emit", "reason": "emit_failed"}
+        return metrics.registry.get_sample_value("screening_dead_letters_total", labels) or 0.0
+
+    counted_while_retried: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        counted_while_retried.append(emit_failed_counted())
+
+    writer = OutputWriter(broker.send, metrics, worker_id="w1", sleep=sleep)
+    asyncio.run(writer.write(output_records(outcome("fat"), SOURCE)))
+    assert sorted(output for output, _, _ in broker.written) == [
+        "blocks",
+        "dead_letters",
+        "verdicts",
+    ]
+    # Before: counted when the slim copy was made, while the letter's write was retried.
+    assert counted_while_retried == [0, 0]
+    assert emit_failed_counted() == 1
