@@ -45,6 +45,8 @@ class OutputRecord:
     upload_id: str | None
     source: SourceRef | None
     slim: bytes | None = None
+    #: An ``emit_failed`` dead letter this writer made: counted once it is written.
+    emit_failed_letter: bool = False
 
 
 def encoded(record: Record) -> bytes:
@@ -233,6 +235,7 @@ class OutputWriter:
             epoch = 0 if self._storage is None else self._storage.epoch
             acknowledged, failures = await self._send_all(pending)
             failures += await self._unconfirmed(acknowledged, epoch)
+            self._count_emit_failed_letters(pending, failures)
             pending = []
             transient: list[BaseException] = []
             for record, exc in failures:
@@ -253,8 +256,8 @@ class OutputWriter:
             self._retry_log.written_after_failing()
 
     async def write_dead_letter(self, letter: DeadLetter) -> None:
-        """Write one dead letter from a service beside the agent (alert delivery), counted."""
-        self._metrics.dead_letter(letter.stage, letter.reason)
+        """Write one dead letter from a service beside the agent (alert delivery), counted once
+        written (as a verdict is: nothing counted that a reader cannot find)."""
         key = (letter.upload_id or "").encode() or None
         record = OutputRecord(
             "dead_letters",
@@ -265,6 +268,18 @@ class OutputWriter:
             encoded(slim_dead_letter(letter)),
         )
         await self.write([record])
+        self._metrics.dead_letter(letter.stage, letter.reason)
+
+    def _count_emit_failed_letters(
+        self,
+        sent: Sequence[OutputRecord],
+        failures: Sequence[tuple[OutputRecord, BaseException]],
+    ) -> None:
+        """Count the ``emit_failed`` dead letters written (stored, not just sent) this round."""
+        failed = {id(record) for record, _ in failures}
+        for record in sent:
+            if record.emit_failed_letter and id(record) not in failed:
+                self._metrics.dead_letter(Stage.EMIT, EmitReason.EMIT_FAILED)
 
     async def _unconfirmed(
         self, acknowledged: list[OutputRecord], epoch: int
@@ -336,7 +351,6 @@ class OutputWriter:
             len(record.value),
             error,
         )
-        self._metrics.dead_letter(Stage.EMIT, EmitReason.EMIT_FAILED)
         letter = DeadLetter(
             upload_id=record.upload_id,
             stage=Stage.EMIT,
@@ -350,5 +364,5 @@ class OutputWriter:
         return [
             replace(record, value=record.slim, slim=None),
             OutputRecord("dead_letters", record.key, encoded(letter), record.upload_id,
-                         record.source),
+                         record.source, emit_failed_letter=True),
         ]  # fmt: skip

@@ -126,6 +126,8 @@ def test_dashboard_is_templated_by_worker_and_list() -> None:
     for topic in ("screened", "verdict", "match", "latency", "lag", "dead letter", "index",
                   "age", "deliver", "ready"):  # fmt: skip
         assert topic in titles, f"dashboard has no panel about {topic!r}"
+    for topic in ("not written", "re-created", "resets", "held"):  # issue 12's failure signals
+        assert topic in titles, f"dashboard has no panel about {topic!r}"
     for panel in data["panels"]:
         for target in panel.get("targets", []):
             assert 'instance=~"$instance"' in target["expr"], panel["title"]

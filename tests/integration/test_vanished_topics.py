@@ -14,11 +14,14 @@ below them, so most of a re-published list was never applied.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -35,6 +38,7 @@ from tests.integration.harness import (
     Topics,
     WebhookReceiver,
     WorkerProcess,
+    http_get,
     running,
     wait_until,
 )
@@ -114,14 +118,30 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
         # Every verdict reaches a fresh consumer, with nothing deleted or created by the test
         # (the worker re-reads the new uploads topic from its start: none is skipped).
         fresh.verdicts_for(after, timeout=90)
+        # And a block, so the `blocks` topic the worker re-created is read back too.
+        fresh.publish(ListConfig.create("known", action="block"), entries_for("known", seed=4))
+        wait_until(lambda: loaded_entries(worker.metrics(), "known") == 2, 60, what="list loaded")
+        fresh.upload("blocked", encode(synthetic_image(4)))
+        assert fresh.verdicts_for({"blocked"}, timeout=60)["blocked"]["action"] == "block"
+        screened = after | {"blocked"}
         wait_until(
-            lambda: counted(worker.metrics(), "screening_verdicts_total") - before >= len(after),
+            lambda: counted(worker.metrics(), "screening_verdicts_total") - before >= len(screened),
             30,
             what="every verdict counted",
         )
+        wait_until(
+            lambda: (
+                verdicts_counted(worker.metrics(), "block")
+                > verdicts_counted(before_metrics, "block")
+            ),
+            30,
+            what="the block counted",
+        )
         metrics = worker.metrics()  # first: a verdict is stored before it is counted
-        stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in after]
-        assert {r["upload_id"] for r in stored} == after
+        stored = [r for r in fresh.read_all("verdicts") if r["upload_id"] in screened]
+        assert {r["upload_id"] for r in stored} == screened
+        blocks = [r for r in fresh.read_all("blocks") if r["upload_id"] in screened]
+        assert {r["upload_id"] for r in blocks} == {"blocked"}  # read by a fresh consumer
         # Nothing counted that a reader cannot find: per action, never more verdicts counted
         # than stored (a write sent again stores a verdict twice and counts it once; an upload
         # screened again is stored and counted again). Before: 20 counted, 0 stored.
@@ -129,6 +149,8 @@ def test_outputs_after_the_topics_vanished_are_stored_before_they_are_counted(
             newly = verdicts_counted(metrics, action) - verdicts_counted(before_metrics, action)
             readable = sum(1 for r in stored if r["action"] == action)
             assert newly <= readable, (action, newly, readable)
+        blocked = verdicts_counted(metrics, "block") - verdicts_counted(before_metrics, "block")
+        assert blocked <= len(blocks), (blocked, len(blocks))
         assert "re-created" in worker.log()
         assert counted(metrics, "screening_topics_recreated_total") >= 4
         fresh.close()
@@ -220,6 +242,46 @@ def screen(kafka: KafkaIO, upload_id: str, seed: int) -> str:
     return str(kafka.verdicts_for({upload_id}, timeout=60)[upload_id]["action"])
 
 
+def filler(list_name: str, count: int) -> list[HashListEntry]:
+    """``count`` entries of the list that match none of the test's pictures."""
+    salt = sum(map(ord, list_name)) << 32
+    return [
+        HashListEntry(
+            list_name=list_name,
+            entry_id=f"filler-{i}",
+            hash=HashValue(Algorithm.PHASH, (0x9E3779B97F4A7C15 * (salt + i + 1)) % 2**64),
+            category=Category.OTHER,
+        )
+        for i in range(count)
+    ]
+
+
+def rereads(body: dict[str, Any]) -> bool:
+    """Whether a /readyz body says the hash lists are being re-read from the start."""
+    return not body.get("lists_caught_up") and "re-reading" in str(body.get("hashlists"))
+
+
+@contextlib.contextmanager
+def readiness_polled(worker: WorkerProcess) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """Poll the worker's /readyz as fast as it answers, in a thread; yields what it answered."""
+    seen: list[tuple[int, dict[str, Any]]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                status, body = http_get(worker.base_url + "/readyz", timeout=1)
+                seen.append((status, json.loads(body)))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 @pytest.mark.parametrize(
     "check_interval",
     [
@@ -235,35 +297,36 @@ def test_a_reset_hashlists_topic_is_read_again_into_a_fresh_index(
     topics = Topics(own_broker.bootstrap_servers)
     topics.create()
     kafka = KafkaIO(topics)
-    # List A: 2 entries that match seed 1, and 20 others, so every partition's position is
-    # past the few records list B will have.
-    filler = [
-        HashListEntry(
-            list_name="a",
-            entry_id=f"filler-{i}",
-            hash=HashValue(Algorithm.PHASH, (0x9E3779B97F4A7C15 * (i + 1)) % 2**64),
-            category=Category.OTHER,
-        )
-        for i in range(20)
-    ]
-    kafka.publish(ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler])
+    # List A: 2 entries that match seed 1, and 6,000 others, so every partition's position is
+    # past the records list B will have; B has enough (3,000) that re-reading it takes a while
+    # a poll of /readyz can see.
+    kafka.publish(
+        ListConfig.create("a", action="block"), [*entries_for("a", seed=1), *filler("a", 6000)]
+    )
     kafka.close()
     worker = WorkerProcess(
         topics, tmp_path, **{**SETTINGS, "topic_check_interval_seconds": check_interval}
     ).start()
     with running(worker):
-        assert loaded_entries(worker.metrics(), "a") == 22
+        assert loaded_entries(worker.metrics(), "a") == 6002
 
-        restart_empty(own_broker)
-        fresh = KafkaIO(topics)
-        fresh.publish(ListConfig.create("b", action="block"), entries_for("b", seed=2))
+        with readiness_polled(worker) as seen:
+            restart_empty(own_broker)
+            fresh = KafkaIO(topics)
+            fresh.publish(
+                ListConfig.create("b", action="block"),
+                [*entries_for("b", seed=2), *filler("b", 3000)],
+            )
 
-        def b_loaded_and_ready() -> bool:
-            metrics = worker.metrics()
-            return loaded_entries(metrics, "b") == 2 and worker.ready_status() == 200
+            def b_loaded_and_ready() -> bool:
+                metrics = worker.metrics()
+                return loaded_entries(metrics, "b") == 3002 and worker.ready_status() == 200
 
-        # Before: the feed kept its positions on the new, shorter topic and skipped B.
-        wait_until(b_loaded_and_ready, 60, what="list B loaded, worker ready")
+            # Before: the feed kept its positions on the new, shorter topic and skipped B.
+            wait_until(b_loaded_and_ready, 60, what="list B loaded, worker ready")
+        # Not ready while it re-read the topic (it would have screened against a partial B).
+        rereading = [body for status, body in seen if status == 503 and rereads(body)]
+        assert rereading, f"/readyz never 503 for the re-read in {len(seen)} polls"
         assert loaded_entries(worker.metrics(), "a") == 0  # a fresh index, not A plus B
         assert screen(fresh, "b-content", seed=2) == "block"
         assert screen(fresh, "a-content", seed=1) == "allow"  # A is not on the topic any more

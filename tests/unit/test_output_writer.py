@@ -27,7 +27,7 @@ from faust.exceptions import ProducerSendError
 
 from pipeline.core.types import Action
 from pipeline.metrics import PipelineMetrics
-from pipeline.models import SourceRef, Stage
+from pipeline.models import DeadLetter, SourceRef, Stage
 from pipeline.outputs import OutputWriter, RetryLog, output_records, refused_for_good
 from pipeline.screening import ScreeningOutcome
 from pipeline.verdicts import block_record, error_verdict
@@ -263,3 +263,66 @@ def test_an_outage_logs_one_line_per_incident_and_a_summary_per_minute(
     assert len(second) == 2, second
     assert "output record(s) not written (KafkaTimeoutError)" in second[0]
     assert second[1].startswith("outputs written again after 10 s")
+
+
+def test_a_dead_letter_of_alert_delivery_is_counted_once_written() -> None:
+    broker, metrics = (
+        ScriptedBroker({"dead_letters": [RequestTimedOutError()] * 2}),
+        PipelineMetrics(),
+    )
+
+    def dead_letters_counted() -> float:
+        return sum(
+            sample.value
+            for family in metrics.registry.collect()
+            if family.name == "screening_dead_letters"
+            for sample in family.samples
+            if sample.name == "screening_dead_letters_total"
+        )
+
+    counted_while_retried: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        counted_while_retried.append(dead_letters_counted())
+
+    writer = OutputWriter(broker.send, metrics, worker_id="w1", sleep=sleep)
+    letter = DeadLetter(
+        upload_id="u1",
+        stage=Stage.ALERT,
+        reason="sink_refused",
+        message="the sink said no",
+        failed_at=NOW,
+        worker_id="w1",
+    )
+    asyncio.run(writer.write_dead_letter(letter))
+    assert [output for output, _, _ in broker.written] == ["dead_letters"]
+    # Before: counted before the broker had it, while its write was still being retried.
+    assert counted_while_retried == [0, 0]
+    assert dead_letters_counted() == 1
+
+
+def test_an_emit_failed_dead_letter_is_counted_once_written() -> None:
+    broker = ScriptedBroker(
+        {"verdicts": [MessageSizeTooLargeError()], "dead_letters": [RequestTimedOutError()] * 2}
+    )
+    metrics = PipelineMetrics()
+
+    def emit_failed_counted() -> float:
+        labels = {"stage": "emit", "reason": "emit_failed"}
+        return metrics.registry.get_sample_value("screening_dead_letters_total", labels) or 0.0
+
+    counted_while_retried: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        counted_while_retried.append(emit_failed_counted())
+
+    writer = OutputWriter(broker.send, metrics, worker_id="w1", sleep=sleep)
+    asyncio.run(writer.write(output_records(outcome("fat"), SOURCE)))
+    assert sorted(output for output, _, _ in broker.written) == [
+        "blocks",
+        "dead_letters",
+        "verdicts",
+    ]
+    # Before: counted when the slim copy was made, while the letter's write was retried.
+    assert counted_while_retried == [0, 0]
+    assert emit_failed_counted() == 1
