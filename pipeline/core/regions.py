@@ -190,7 +190,7 @@ def content_regions(image: Image.Image, max_regions: int = 3) -> tuple[Region, .
     ):
         palette = _Palette.of(pixels, trimmed)
         for found in (
-            _embedded_picture(pixels, palette, trimmed),
+            *_embedded_pictures(pixels, palette, trimmed),
             _between_bars(pixels, palette, trimmed),
         ):
             if found is not None:
@@ -491,24 +491,27 @@ def _between_bars(pixels: _Pixels, palette: _Palette, within: _Box) -> _Box | No
     return _tighten(pixels, box)
 
 
-def _embedded_picture(pixels: _Pixels, palette: _Palette, within: _Box) -> _Box | None:
-    """The largest picture inside flat surroundings within ``within``, or None.
+def _embedded_pictures(pixels: _Pixels, palette: _Palette, within: _Box) -> tuple[_Box, ...]:
+    """The pictures inside flat surroundings within ``within``, larger first (none, one or two).
 
     Searched twice, for two notions of what is picture: detail alone (a photo's texture; a
     picture running into the image's edges, as in a meme, keeps its smooth sky), then detail
     or a colour the UI does not have (a smooth picture: a gradient, a blur, a sky, whose
-    detail is less than that of the text around it). The larger picture found is kept."""
+    detail is less than that of the text around it). Both are kept when they differ: the
+    larger one can be a picture grown through its smooth edge into the bubble beside it,
+    the smaller the picture itself."""
     detail = _DetailMap.of(pixels)
     broad = detail.either | ~palette.of_colours(pixels)
     found = [
         _picture_of(detail, picture, pixels, palette, within)
         for picture in (detail.either, broad & ~_of_wallpaper(pixels, within))
     ]
-    for box in sorted((box for box in found if box is not None), key=_area, reverse=True):
-        # Mostly picture either way: not a drawing made of the UI's own flat colours.
-        if broad[box[1] : box[3], box[0] : box[2]].mean() >= _PICTURE_SHARE:
-            return box
-    return None
+    # Mostly picture either way: not a drawing made of the UI's own flat colours.
+    return tuple(
+        box
+        for box in sorted((box for box in found if box is not None), key=_area, reverse=True)
+        if broad[box[1] : box[3], box[0] : box[2]].mean() >= _PICTURE_SHARE
+    )
 
 
 def _of_wallpaper(pixels: _Pixels, within: _Box) -> _Mask:
