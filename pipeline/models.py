@@ -240,6 +240,16 @@ class S3Content(Record):
         description="A version of the object; absent reads the current one.",
     )
 
+    @field_validator("bucket", "key", "version_id")
+    @classmethod
+    def _no_final_newline(cls, value: str | None) -> str | None:
+        """The patterns end in ``$``, which the python-re engine also matches before a final
+        newline: a bucket or key ending in one would pass them and reach the log lines. (They
+        stay ``$`` for the JSON Schemas, whose regex dialect has no end-of-text anchor.)"""
+        if value is not None and value.endswith("\n"):
+            raise ValueError("must not end in a newline")
+        return value
+
     @property
     def uri(self) -> str:
         """``s3://bucket/key``, with ``?versionId=...`` for a version: for logs and messages."""

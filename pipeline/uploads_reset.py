@@ -172,13 +172,16 @@ class FaustUploadPositions:
         self._agent.forget_taken()  # whatever was taken until the flow stopped
         earliest = await asyncio.wait_for(consumer.earliest_offsets(*owned), self._timeout)
         offsets = {tp: int(earliest.get(tp) or 0) for tp in owned}
-        # Committed before the seek: a fetch loop that finds the flow stopped seeks to the
-        # committed offsets, which are then these.
-        await asyncio.wait_for(self._commit(offsets), self._timeout)
-        for tp in owned:  # what Faust forgets of a revoked partition
+        # Faust's bookkeeping of the old positions is dropped first (what it forgets of a
+        # revoked partition): its periodic commit, running while ours awaits the consumer
+        # thread, would otherwise commit old-topic offsets over the ones committed here.
+        for tp in owned:
             for bookkeeping in (consumer._gap, consumer._acked, consumer._acked_index):
                 bookkeeping.pop(tp, None)
             consumer._committed_offset[tp] = offsets[tp] or None
+        # Committed before the seek: a fetch loop that finds the flow stopped seeks to the
+        # committed offsets, which are then these.
+        await asyncio.wait_for(self._commit(offsets), self._timeout)
         await asyncio.wait_for(consumer.seek_wait(offsets), self._timeout)
         if app.rebalancing or app.rebalancing_count != rebalances:
             raise RuntimeError("a rebalance ran meanwhile")

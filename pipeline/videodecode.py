@@ -348,7 +348,10 @@ def vpdq_features(
     converted to full-size RGB (FFmpeg's area scaler, as vpdq's) and hashed with PDQ. Decodes
     the whole stream, so it is for making list entries and checking compatibility; screening
     samples frames instead (:func:`sample_frames`). Raises :class:`ImageRejected` past
-    ``limits.max_decoded_frames``."""
+    ``limits.max_decoded_frames``, and when the header gives no frame rate (vPDQ's frame
+    times are frame numbers over it)."""
+    if not video.frame_rate > 0:
+        raise ImageRejected(GuardReason.UNDECODABLE, "no frame rate in the header for vPDQ")
     stream = container.streams.video[0]
     stream.codec_context.thread_count = 1
     step = vpdq_frame_step(video.frame_rate, seconds_per_hash)

@@ -45,7 +45,8 @@ from pipeline.core.types import LIST_ACTIONS, Action, Algorithm, HashValue, hex_
 from pipeline.errors import InputRejected
 
 CSV_FIELDS = ("list", "entry_id", "algorithm", "hash", "category", "source", "note")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: ``\Z``, not ``$``: ``$`` also matches before a final newline ("a\n" would pass).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
 
 #: The only distance at which an exact digest (MD5, SHA-1, SHA-256) matches, on every list.
 #: A digest names byte-identical content; a list's config cannot loosen or switch it off (one

@@ -402,3 +402,9 @@ def test_the_worker_target_holds_applies_counts_and_retracts_vpdq_entries() -> N
     target.apply([parse_hashlist_record(record.key, None)])
     assert matcher.view.videos == ()
     assert metrics.registry.get_sample_value("screening_index_entries", labels) == 0
+
+
+def test_a_list_name_ending_in_a_newline_is_refused() -> None:
+    """``$`` matches before a final newline: "known\\n" passed the name pattern."""
+    with pytest.raises(InputRejected, match="invalid list name"):
+        ListConfig.create("known\n", kind="deny", action="block")

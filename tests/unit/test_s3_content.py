@@ -132,6 +132,22 @@ def test_version_ids_are_printable_ascii(version_id: str, valid: bool) -> None:
     assert schema_accepts(content) is valid
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"kind": "s3", "bucket": "uploads-a\n", "key": "a.jpg"},
+        {"kind": "s3", "bucket": "uploads", "key": "a.jpg\n"},
+        {"kind": "s3", "bucket": "uploads", "key": "a.jpg", "version_id": "v1\n"},
+    ],
+)
+def test_a_final_newline_is_refused_although_dollar_would_match_before_it(
+    content: dict[str, str],
+) -> None:
+    """Python's ``$`` also matches before a final newline: a bucket like "uploads-a\\n" passed
+    the pattern, the allow-list ``uploads-*`` and reached the log lines."""
+    assert model_accepts(content) is False
+
+
 def test_an_s3_event_round_trips_and_names_its_object() -> None:
     content = S3Content(bucket="uploads", key="a b/c.jpg", version_id="v1")
     assert content.uri == "s3://uploads/a b/c.jpg?versionId=v1"

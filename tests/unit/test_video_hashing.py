@@ -4,6 +4,7 @@ vPDQ hash computed as ThreatExchange's vpdq does."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 
@@ -173,6 +174,14 @@ def test_vpdq_follows_the_reference_rule() -> None:
         assert abs(feature.quality - quality) <= 10
     line = features[1].line().split(",")
     assert (line[0], len(line[2]), line[3]) == ("25", 64, "1.000")
+
+
+def test_vpdq_of_a_header_without_a_frame_rate_is_a_refusal_not_a_crash() -> None:
+    """vPDQ's frame times are frame numbers over the frame rate: a header declaring none used
+    to raise ZeroDivisionError out of the hasher, whose promise is a refusal with a reason."""
+    container, _, video = open_video(SHOW, LIMITS)
+    with container, pytest.raises(ImageRejected, match="no frame rate"):
+        vpdq_features(container, dataclasses.replace(video, frame_rate=0.0), LIMITS)
 
 
 def test_vpdq_step_truncates_like_the_reference() -> None:
