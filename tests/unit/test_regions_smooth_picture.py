@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from pipeline.bench.quality import seed_of, upload_bytes
@@ -29,7 +28,6 @@ def _iou(first: tuple[float, ...], second: tuple[float, ...]) -> float:
     return overlap / (sum(areas) - overlap)
 
 
-@pytest.mark.skipif(not FOSSA.exists(), reason="the Debian wallpaper is not installed")
 def test_a_smooth_picture_beside_a_text_bubble_is_a_region_of_its_own() -> None:
     """The quality bench's layout for this picture (its seed there): the text bubble right
     under the picture is the densest detail, and the detail-only search reached from it up
